@@ -1,0 +1,1 @@
+"""Attesters: produce evidence bound to caller-chosen report data."""

@@ -1,0 +1,21 @@
+"""The attester registry, with rats-tls names and priorities (shared/docs/eaa-reference.md §2)."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .evidence import Attester
+from .null import NullAttester
+
+attesters: Registry[Attester] = Registry("attester")
+attesters.register("nullattester", 0, NullAttester)
+
+
+def _register_optional() -> None:
+    """Attesters living in other modules register themselves here, so one import finds them all."""
+    try:
+        from ..sim import attesters as _sim  # noqa: F401  (registers sim_sgx_ecdsa, sim_tdx_ecdsa)
+    except ImportError:
+        pass
+
+
+_register_optional()

@@ -1,0 +1,51 @@
+"""What every eaa program shares: one-line errors, stable exit codes, parsing of times."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+from typing import Callable
+
+from ..errors import ConfigError, EaaError
+
+EXIT_INTERNAL = 70
+SIMULATION_WARNING = "WARNING: simulated evidence: not backed by TEE hardware; do not trust it in production."
+
+
+def run_main(prog: str, fn: Callable[[], int]) -> int:
+    """Run ``fn`` and turn any failure into one line on stderr and a stable exit status."""
+    try:
+        return fn()
+    except EaaError as e:
+        print(f"{prog}: error [{e.code}]: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # noqa: BLE001 - last line of defence: never a traceback for users
+        if os.environ.get("EAA_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def parse_time(value: str | None) -> datetime:
+    """``--at``: unix seconds or an ISO-8601 time; default now (UTC)."""
+    if value is None:
+        return datetime.now(timezone.utc)
+    try:
+        return datetime.fromtimestamp(int(value), timezone.utc)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"bad time {value!r}: use unix seconds or ISO-8601") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def trust_sim_requested(flag: bool) -> bool:
+    return flag or os.environ.get("EAA_TRUST_SIMULATION", "") in ("1", "true", "yes")

@@ -1,0 +1,1 @@
+"""Collateral: bundles, file forms, PCCS / PCS / AMD KDS clients and caches."""

@@ -1,0 +1,80 @@
+"""Enclave identity v2 (QE, TD_QE, QVE) as signed by Intel's TCB signing key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..errors import FormatError
+from .signed_json import get, get_hex, loads_strict, parse_time, split_signed
+
+
+@dataclass(frozen=True, slots=True)
+class EnclaveTcbLevel:
+    isvsvn: int
+    tcb_date: str
+    status: str
+    advisory_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EnclaveIdentity:
+    id: str
+    version: int
+    issue_date: datetime
+    next_update: datetime
+    tcb_evaluation_data_number: int
+    miscselect: int
+    miscselect_mask: int
+    attributes: bytes
+    attributes_mask: bytes
+    mrsigner: bytes
+    isvprodid: int
+    tcb_levels: tuple[EnclaveTcbLevel, ...]
+    body: bytes
+    signature: bytes
+
+    @classmethod
+    def from_response(cls, text: str | bytes) -> "EnclaveIdentity":
+        body, sig = split_signed(text, "enclaveIdentity")
+        return cls.from_body(body, sig)
+
+    @classmethod
+    def from_body(cls, body: str | bytes, signature: bytes) -> "EnclaveIdentity":
+        if isinstance(body, (bytes, bytearray)):
+            try:
+                body = bytes(body).decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormatError("enclave identity is not UTF-8", field="enclaveIdentity") from None
+        obj = loads_strict(body, "enclaveIdentity")
+        w = "enclaveIdentity"
+        if not isinstance(obj, dict):
+            raise FormatError("enclave identity is not a JSON object", field=w)
+        version = get(obj, "version", int, w)
+        if version not in (2, 3):
+            raise FormatError(f"unsupported enclave identity version {version}", field=f"{w}.version")
+        ident = get(obj, "id", str, w)
+        if ident not in ("QE", "TD_QE", "QVE", "QAE"):
+            raise FormatError(f"unknown enclave identity id {ident!r}", field=f"{w}.id")
+        levels = []
+        for i, lv in enumerate(get(obj, "tcbLevels", list, w)):
+            lw = f"{w}.tcbLevels[{i}]"
+            tcb = get(lv, "tcb", dict, lw)
+            isvsvn = get(tcb, "isvsvn", int, lw)
+            adv = lv.get("advisoryIDs", [])
+            if not isinstance(adv, list) or not all(isinstance(a, str) for a in adv):
+                raise FormatError("advisoryIDs must be a list of strings", field=lw)
+            levels.append(EnclaveTcbLevel(isvsvn, get(lv, "tcbDate", str, lw), get(lv, "tcbStatus", str, lw),
+                                          tuple(adv)))
+        if len(signature) != 64:
+            raise FormatError("enclave identity signature must be 64 bytes", field="signature")
+        return cls(
+            ident, version, parse_time(get(obj, "issueDate", str, w), f"{w}.issueDate"),
+            parse_time(get(obj, "nextUpdate", str, w), f"{w}.nextUpdate"),
+            get(obj, "tcbEvaluationDataNumber", int, w),
+            int.from_bytes(get_hex(obj, "miscselect", 4, w), "little"),
+            int.from_bytes(get_hex(obj, "miscselectMask", 4, w), "little"),
+            get_hex(obj, "attributes", 16, w), get_hex(obj, "attributesMask", 16, w),
+            get_hex(obj, "mrsigner", 32, w), get(obj, "isvprodid", int, w), tuple(levels),
+            body.encode("utf-8"), bytes(signature),
+        )

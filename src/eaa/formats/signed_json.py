@@ -1,0 +1,138 @@
+"""Intel's signed collateral JSON: ``{"tcbInfo": {...}, "signature": "<hex r||s>"}``.
+
+The signature covers the exact bytes of the inner object as delivered, so we locate that object's
+span in the original text instead of re-serialising it. Duplicate keys are rejected: two parsers
+that disagree on which duplicate wins is how signed JSON gets forged.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import FormatError
+
+_WS = " \t\r\n"
+_decoder = json.JSONDecoder()
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise FormatError(f"duplicate JSON key {k!r}", field=k)
+        out[k] = v
+    return out
+
+
+def loads_strict(text: str, what: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except FormatError:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise FormatError(f"{what} is not valid JSON: {e}", field=what) from None
+
+
+def _skip(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _WS:
+        i += 1
+    return i
+
+
+def top_level_spans(text: str, what: str) -> dict[str, tuple[int, int]]:
+    """Character spans of each top-level member value of a JSON object."""
+    spans: dict[str, tuple[int, int]] = {}
+    i = _skip(text, 0)
+    if i >= len(text) or text[i] != "{":
+        raise FormatError(f"{what} is not a JSON object", field=what, offset=i)
+    i = _skip(text, i + 1)
+    if i < len(text) and text[i] == "}":
+        return spans
+    while True:
+        try:
+            key, i = _decoder.raw_decode(text, i)
+            if not isinstance(key, str):
+                raise ValueError("object key is not a string")
+            i = _skip(text, i)
+            if i >= len(text) or text[i] != ":":
+                raise ValueError("expected ':'")
+            i = _skip(text, i + 1)
+            start = i
+            _, i = _decoder.raw_decode(text, i)
+        except ValueError as e:
+            raise FormatError(f"{what} is not valid JSON: {e}", field=what, offset=i) from None
+        if key in spans:
+            raise FormatError(f"duplicate JSON key {key!r}", field=what, offset=start)
+        spans[key] = (start, i)
+        i = _skip(text, i)
+        if i < len(text) and text[i] == ",":
+            i = _skip(text, i + 1)
+            continue
+        if i < len(text) and text[i] == "}":
+            if _skip(text, i + 1) != len(text):
+                raise FormatError(f"trailing data after {what}", field=what, offset=i + 1)
+            return spans
+        raise FormatError(f"{what} is not valid JSON: expected ',' or '}}'", field=what, offset=i)
+
+
+def split_signed(text: str | bytes, body_key: str) -> tuple[str, bytes]:
+    """Return (exact inner object text, signature bytes) of a PCS response."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError(f"{body_key} response is not UTF-8", field=body_key) from None
+    spans = top_level_spans(text, body_key)
+    if body_key not in spans or "signature" not in spans:
+        raise FormatError(f"response lacks {body_key!r} or 'signature'", field=body_key)
+    body = text[slice(*spans[body_key])]
+    sig = loads_strict(text[slice(*spans["signature"])], "signature")
+    return body, parse_signature_hex(sig)
+
+
+def parse_signature_hex(sig: Any) -> bytes:
+    if not isinstance(sig, str):
+        raise FormatError("signature is not a hex string", field="signature")
+    try:
+        raw = bytes.fromhex(sig)
+    except ValueError:
+        raise FormatError("signature is not hex", field="signature") from None
+    if len(raw) != 64:
+        raise FormatError(f"signature must be 64 bytes (r||s), got {len(raw)}", field="signature")
+    return raw
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise FormatError("timestamp is not a string", field=field)
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FormatError(f"bad timestamp {value!r}", field=field) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise FormatError(f"missing {key!r}", field=f"{where}.{key}")
+    v = obj[key]
+    if kind is int and isinstance(v, bool):
+        raise FormatError(f"{key!r} has the wrong type", field=f"{where}.{key}")
+    if not isinstance(v, kind):
+        raise FormatError(f"{key!r} has the wrong type", field=f"{where}.{key}")
+    return v
+
+
+def get_hex(obj: dict[str, Any], key: str, size: int | None, where: str) -> bytes:
+    s = get(obj, key, str, where)
+    try:
+        raw = bytes.fromhex(s)
+    except ValueError:
+        raise FormatError(f"{key!r} is not hex", field=f"{where}.{key}") from None
+    if size is not None and len(raw) != size:
+        raise FormatError(f"{key!r} must be {size} bytes, got {len(raw)}", field=f"{where}.{key}")
+    return raw

@@ -1,0 +1,145 @@
+"""TCB info v2 (SGX, PCS API v3) and v3 (SGX and TDX, PCS API v4), with the exact signed body bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import FormatError
+from .signed_json import get, get_hex, loads_strict, parse_time, split_signed
+
+
+@dataclass(frozen=True, slots=True)
+class TcbLevel:
+    sgx_components: tuple[int, ...]
+    pcesvn: int
+    tdx_components: tuple[int, ...] | None
+    tcb_date: str
+    status: str
+    advisory_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleTcbLevel:
+    isvsvn: int
+    tcb_date: str
+    status: str
+    advisory_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TdxModuleIdentity:
+    id: str
+    mrsigner: bytes
+    attributes: bytes
+    attributes_mask: bytes
+    tcb_levels: tuple[ModuleTcbLevel, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TcbInfo:
+    id: str  # "SGX" or "TDX" (v2 has no id: "SGX")
+    version: int
+    issue_date: datetime
+    next_update: datetime
+    fmspc: bytes
+    pce_id: bytes
+    tcb_type: int
+    tcb_evaluation_data_number: int
+    tdx_module: TdxModuleIdentity | None
+    tdx_module_identities: tuple[TdxModuleIdentity, ...]
+    tcb_levels: tuple[TcbLevel, ...]
+    body: bytes  # exact signed bytes
+    signature: bytes
+
+    @classmethod
+    def from_response(cls, text: str | bytes) -> "TcbInfo":
+        body, sig = split_signed(text, "tcbInfo")
+        return cls.from_body(body, sig)
+
+    @classmethod
+    def from_body(cls, body: str | bytes, signature: bytes) -> "TcbInfo":
+        if isinstance(body, (bytes, bytearray)):
+            try:
+                body = bytes(body).decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormatError("TCB info is not UTF-8", field="tcbInfo") from None
+        obj = loads_strict(body, "tcbInfo")
+        if not isinstance(obj, dict):
+            raise FormatError("TCB info is not a JSON object", field="tcbInfo")
+        w = "tcbInfo"
+        version = get(obj, "version", int, w)
+        if version not in (2, 3):
+            raise FormatError(f"unsupported TCB info version {version}", field="tcbInfo.version")
+        tee_id = get(obj, "id", str, w) if version == 3 else obj.get("id", "SGX")
+        if tee_id not in ("SGX", "TDX"):
+            raise FormatError(f"unknown TCB info id {tee_id!r}", field="tcbInfo.id")
+        if version == 2 and tee_id != "SGX":
+            raise FormatError("TCB info v2 is SGX only", field="tcbInfo.id")
+        levels = tuple(_level(lv, version, tee_id, i) for i, lv in enumerate(get(obj, "tcbLevels", list, w)))
+        if not levels:
+            raise FormatError("TCB info has no TCB levels", field="tcbInfo.tcbLevels")
+        module = None
+        identities: tuple[TdxModuleIdentity, ...] = ()
+        if tee_id == "TDX":
+            m = get(obj, "tdxModule", dict, w)
+            module = TdxModuleIdentity(
+                "", get_hex(m, "mrsigner", 48, "tdxModule"), get_hex(m, "attributes", 8, "tdxModule"),
+                get_hex(m, "attributesMask", 8, "tdxModule"), ())
+            identities = tuple(_module_identity(x, i) for i, x in enumerate(obj.get("tdxModuleIdentities", [])))
+        if len(signature) != 64:
+            raise FormatError("TCB info signature must be 64 bytes", field="signature")
+        return cls(
+            tee_id, version, parse_time(get(obj, "issueDate", str, w), "tcbInfo.issueDate"),
+            parse_time(get(obj, "nextUpdate", str, w), "tcbInfo.nextUpdate"), get_hex(obj, "fmspc", 6, w),
+            get_hex(obj, "pceId", 2, w), get(obj, "tcbType", int, w), get(obj, "tcbEvaluationDataNumber", int, w),
+            module, identities, levels, body.encode("utf-8"), bytes(signature),
+        )
+
+
+def _svn(v: Any, field: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise FormatError("SVN must be a non-negative integer", field=field)
+    return v
+
+
+def _components(lst: Any, field: str) -> tuple[int, ...]:
+    if not isinstance(lst, list) or len(lst) != 16:
+        raise FormatError("expected 16 TCB components", field=field)
+    return tuple(_svn(get(c, "svn", int, field), f"{field}[{i}].svn") for i, c in enumerate(lst))
+
+
+def _advisories(obj: dict[str, Any], field: str) -> tuple[str, ...]:
+    adv = obj.get("advisoryIDs", [])
+    if not isinstance(adv, list) or not all(isinstance(a, str) for a in adv):
+        raise FormatError("advisoryIDs must be a list of strings", field=field)
+    return tuple(adv)
+
+
+def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
+    w = f"tcbInfo.tcbLevels[{i}]"
+    tcb = get(lv, "tcb", dict, w)
+    if version == 2:
+        sgx = tuple(_svn(get(tcb, f"sgxtcbcomp{n:02d}svn", int, w), f"{w}.sgxtcbcomp{n:02d}svn")
+                    for n in range(1, 17))
+        tdx = None
+    else:
+        sgx = _components(get(tcb, "sgxtcbcomponents", list, w), f"{w}.sgxtcbcomponents")
+        tdx = _components(get(tcb, "tdxtcbcomponents", list, w), f"{w}.tdxtcbcomponents") if tee_id == "TDX" else None
+    status = get(lv, "tcbStatus", str, w)
+    date = get(lv, "tcbDate", str, w)
+    parse_time(date, f"{w}.tcbDate")
+    return TcbLevel(sgx, _svn(get(tcb, "pcesvn", int, w), f"{w}.pcesvn"), tdx, date, status, _advisories(lv, w))
+
+
+def _module_identity(x: Any, i: int) -> TdxModuleIdentity:
+    w = f"tcbInfo.tdxModuleIdentities[{i}]"
+    levels = []
+    for j, lv in enumerate(get(x, "tcbLevels", list, w)):
+        lw = f"{w}.tcbLevels[{j}]"
+        tcb = get(lv, "tcb", dict, lw)
+        levels.append(ModuleTcbLevel(_svn(get(tcb, "isvsvn", int, lw), f"{lw}.isvsvn"), get(lv, "tcbDate", str, lw),
+                                     get(lv, "tcbStatus", str, lw), _advisories(lv, lw)))
+    return TdxModuleIdentity(get(x, "id", str, w), get_hex(x, "mrsigner", 48, w), get_hex(x, "attributes", 8, w),
+                             get_hex(x, "attributesMask", 8, w), tuple(levels))

@@ -1,0 +1,1 @@
+"""Verification of attestation evidence: signatures, chains, collateral and TCB evaluation."""

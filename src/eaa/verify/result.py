@@ -1,0 +1,70 @@
+"""The one immutable result every verifier returns (SGX, TDX, SEV-SNP, simulated or not)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Mapping
+
+# TCB statuses in the order a policy usually ranks them.
+UP_TO_DATE = "UpToDate"
+SW_HARDENING_NEEDED = "SWHardeningNeeded"
+CONFIGURATION_NEEDED = "ConfigurationNeeded"
+CONFIGURATION_AND_SW_HARDENING_NEEDED = "ConfigurationAndSWHardeningNeeded"
+OUT_OF_DATE = "OutOfDate"
+OUT_OF_DATE_CONFIGURATION_NEEDED = "OutOfDateConfigurationNeeded"
+REVOKED = "Revoked"
+TD_RELAUNCH_ADVISED = "TDRelaunchAdvised"
+TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED = "TDRelaunchAdvisedConfigurationNeeded"
+
+ALL_STATUSES = (
+    UP_TO_DATE, SW_HARDENING_NEEDED, CONFIGURATION_NEEDED, CONFIGURATION_AND_SW_HARDENING_NEEDED, OUT_OF_DATE,
+    OUT_OF_DATE_CONFIGURATION_NEEDED, REVOKED, TD_RELAUNCH_ADVISED, TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED,
+)
+
+
+def _freeze(m: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(m))
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    tee: str  # "sgx", "tdx", "sev-snp", "none"
+    status: str
+    advisory_ids: tuple[str, ...]
+    measurements: Mapping[str, Any]
+    report_data: bytes
+    fmspc: str | None = None
+    tcb_date: str | None = None
+    collateral_expired: bool = False
+    simulated: bool = False
+    debug: bool = False
+    earliest_expiration: datetime | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "measurements", _freeze(self.measurements))
+        object.__setattr__(self, "details", _freeze(self.details))
+        object.__setattr__(self, "advisory_ids", tuple(self.advisory_ids))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tee": self.tee,
+            "status": self.status,
+            "advisory_ids": list(self.advisory_ids),
+            "measurements": dict(self.measurements),
+            "report_data": self.report_data.hex(),
+            "fmspc": self.fmspc,
+            "tcb_date": self.tcb_date,
+            "collateral_expired": self.collateral_expired,
+            "earliest_expiration": self.earliest_expiration.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if self.earliest_expiration else None,
+            "simulated": self.simulated,
+            "debug": self.debug,
+            "details": dict(self.details),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)

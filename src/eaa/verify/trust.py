@@ -1,0 +1,72 @@
+"""Trust anchors: the pinned Intel SGX Root CA, and any root the caller explicitly adds.
+
+The Intel root ships inside the package and is checked against its published SHA-256 fingerprint
+on load, so a tampered installation fails loudly instead of trusting the wrong key. A simulated
+platform's root is only ever an anchor because a caller passed it, and every result rooted in it
+is marked ``simulated``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ..errors import ConfigError
+
+INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+SIMULATION_MARKER = "SIMULATION"
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    certificate: x509.Certificate
+    name: str
+    simulated: bool = False
+
+    @property
+    def der(self) -> bytes:
+        return self.certificate.public_bytes(Encoding.DER)
+
+
+def is_simulation_certificate(cert: x509.Certificate) -> bool:
+    return SIMULATION_MARKER in cert.subject.rfc4514_string().upper()
+
+
+@lru_cache(maxsize=1)
+def intel_root() -> TrustAnchor:
+    pem = resources.files("eaa").joinpath("data/intel_sgx_root_ca.pem").read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)
+    if hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest() != INTEL_SGX_ROOT_CA_SHA256:
+        raise ConfigError("the packaged Intel SGX Root CA does not match its pinned fingerprint")
+    return TrustAnchor(cert, "Intel SGX Root CA", simulated=False)
+
+
+def anchor_from_pem(data: bytes, name: str | None = None) -> TrustAnchor:
+    """An explicitly trusted root; a root naming itself a simulation is always marked simulated."""
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+    except ValueError:
+        try:
+            cert = x509.load_der_x509_certificate(data)
+        except ValueError:
+            raise ConfigError("trust root is neither a PEM nor a DER certificate") from None
+    return TrustAnchor(cert, name or cert.subject.rfc4514_string(), simulated=is_simulation_certificate(cert))
+
+
+def anchor_from_file(path: str | os.PathLike[str]) -> TrustAnchor:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read trust root {path}: {e.strerror}") from None
+    return anchor_from_pem(data, str(path))
+
+
+def default_anchors() -> tuple[TrustAnchor, ...]:
+    return (intel_root(),)
