@@ -1,0 +1,314 @@
+"""Intel SGX / TDX ECDSA quote verification, step by step as Intel's QVL and QvE do it.
+
+Read :meth:`QuoteVerifier.verify` top to bottom: each numbered step is one check with its own typed
+error (shared/docs/dcap-reference.md §2.2). The verification time and the trust anchors are inputs.
+
+Results of time-independent work (parsing, chain and collateral signatures, CRL signatures) are
+cached under the exact bytes they were computed from; validity windows, revocation lookups and the
+two per-quote signatures are redone on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..collateral.bundle import Collateral
+from ..errors import (
+    CertificateChainError,
+    CollateralExpired,
+    CollateralInvalid,
+    CollateralMissing,
+    CrlError,
+    FormatError,
+    IdentityMismatch,
+    UnsupportedCertificationData,
+)
+from ..formats.enclave_identity import EnclaveIdentity
+from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx_extension
+from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quote
+from ..formats.report_body import SgxReportBody, TdReportBody
+from ..formats.tcb_info import TcbInfo
+from .result import REVOKED, VerificationResult
+from .tcb import check_qe_identity, evaluate_tcb, validate_statuses
+from .trust import TrustAnchor, default_anchors, is_simulation_certificate
+from .x509chain import (
+    CheckedChain,
+    CheckedCrl,
+    check_chain_signatures,
+    check_crl,
+    check_windows,
+    load_pem_chain,
+    public_key_from_raw,
+    verify_raw_signature,
+)
+
+T = TypeVar("T")
+_SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
+
+
+def as_datetime(at: datetime | int | float) -> datetime:
+    if isinstance(at, datetime):
+        return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(at, timezone.utc)
+
+
+class _Lru:
+    """A small thread-safe LRU keyed by exact bytes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or(self, key: Any, make: Callable[[], T]) -> T:
+        if self.size <= 0:
+            return make()
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]  # type: ignore[no-any-return]
+        value = make()
+        with self._lock:
+            self._d[key] = value
+            if len(self._d) > self.size:
+                self._d.popitem(last=False)
+        return value
+
+
+class QuoteVerifier:
+    """Verifies DCAP ECDSA quotes against collateral; reuse one instance to keep its caches warm."""
+
+    def __init__(self, trust_anchors: Sequence[TrustAnchor] | None = None, *, check_crl: bool = True,
+                 cache_size: int = 256) -> None:
+        self.anchors = tuple(trust_anchors) if trust_anchors else default_anchors()
+        self.check_crl = check_crl
+        self._cache = _Lru(cache_size)
+
+    # ---- cached, time-independent pieces ----
+    def _chain(self, pem: str | bytes, what: str) -> CheckedChain:
+        key = ("chain", pem if isinstance(pem, bytes) else pem.encode(), what)
+        return self._cache.get_or(key, lambda: check_chain_signatures(load_pem_chain(pem, what), self.anchors, what))
+
+    def _crl(self, der: bytes, issuer: x509.Certificate, what: str) -> CheckedCrl:
+        key = ("crl", der, issuer.fingerprint(_sha256()), what)
+        return self._cache.get_or(key, lambda: check_crl(der, issuer, what))
+
+    def _signed_collateral(self, kind: str, body: str, signature: bytes, chain: CheckedChain) -> Any:
+        def make() -> Any:
+            parsed = TcbInfo.from_body(body, signature) if kind == "tcb" else EnclaveIdentity.from_body(body, signature)
+            key = chain.leaf.public_key()
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise CertificateChainError(f"{kind} signing certificate does not hold an EC key")
+            verify_raw_signature(key, signature, parsed.body, "TCB info" if kind == "tcb" else "QE identity")
+            return parsed
+
+        return self._cache.get_or((kind, body, signature, chain.leaf.fingerprint(_sha256())), make)
+
+    def _pck_extensions(self, leaf: x509.Certificate) -> PckExtensions:
+        def make() -> PckExtensions:
+            try:
+                ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
+            except x509.ExtensionNotFound:
+                raise CertificateChainError("PCK certificate lacks the SGX extension") from None
+            except ValueError as e:
+                raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
+            return parse_sgx_extension(ext.value.value)  # type: ignore[attr-defined]
+
+        return self._cache.get_or(("pckext", leaf.fingerprint(_sha256())), make)
+
+    # ---- the verification ----
+    def verify(self, quote: bytes | Quote, collateral: Collateral, *, at: datetime | int | float,
+               strict: bool = False) -> VerificationResult:
+        now = as_datetime(at)
+        q = quote if isinstance(quote, Quote) else parse_quote(quote)
+        expiries: list[datetime] = []
+
+        # 0. Quote header: Intel QE, ECDSA P-256 (the parser already checked version and key type).
+        if q.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
+            raise IdentityMismatch(f"unknown QE vendor ID {q.header.qe_vendor_id.hex()}")
+
+        # 1. PCK certificate chain: from the quote (type 5) or supplied with the collateral (types 1-4).
+        cd = q.certification_data
+        if cd.cert_type == CERT_PCK_CHAIN:
+            pck_pem: str | bytes = b"".join(cd.pem_chain)
+        elif collateral.pck_certificate_chain:
+            pck_pem = collateral.pck_certificate_chain
+        else:
+            raise UnsupportedCertificationData(
+                f"certification data type {cd.cert_type} carries no PCK certificate; fetch it from a PCCS")
+        pck = self._chain(pck_pem, "PCK certificate chain")
+        if len(pck.certs) < 2:
+            raise CertificateChainError("PCK certificate chain must hold the PCK leaf and its CA")
+        pck_leaf, pck_ca = pck.certs[0], pck.certs[1]
+        anchor = pck.anchor
+        if "SGX PCK Certificate" not in pck_leaf.subject.rfc4514_string():
+            raise CertificateChainError("PCK leaf certificate is not an SGX PCK Certificate")
+        expiries.append(check_windows(pck.windows, now, "PCK certificate chain"))
+
+        # 2. TCB info and QE identity: issuer chains to the same root, signatures over the exact bytes.
+        if not collateral.tcb_info or not collateral.qe_identity:
+            raise CollateralMissing("collateral lacks TCB info or QE identity")
+        tcb_chain = self._chain(collateral.tcb_info_issuer_chain, "TCB info issuer chain")
+        qe_chain = self._chain(collateral.qe_identity_issuer_chain or collateral.tcb_info_issuer_chain,
+                               "QE identity issuer chain")
+        for c in (tcb_chain, qe_chain):
+            if c.anchor is not anchor:
+                raise CertificateChainError("collateral and PCK certificate chain lead to different roots")
+        tcb_info: TcbInfo = self._signed_collateral("tcb", collateral.tcb_info, collateral.tcb_info_signature,
+                                                    tcb_chain)
+        qe_identity: EnclaveIdentity = self._signed_collateral("qe", collateral.qe_identity,
+                                                               collateral.qe_identity_signature, qe_chain)
+        expiries.append(check_windows(tcb_chain.windows, now, "TCB info issuer chain"))
+        expiries.append(check_windows(qe_chain.windows, now, "QE identity issuer chain"))
+        for name, item in (("TCB info", tcb_info), ("QE identity", qe_identity)):
+            if now < item.issue_date:
+                raise CollateralExpired(f"{name} is not valid before {item.issue_date:%Y-%m-%dT%H:%M:%SZ}")
+            expiries.append(item.next_update)
+        validate_statuses(tcb_info, qe_identity)
+
+        # 3. Revocation: root CRL (root, intermediates) and PCK CRL (PCK leaf), each signed by its issuer.
+        pck_revoked = False
+        if self.check_crl:
+            if not collateral.root_ca_crl or not collateral.pck_crl:
+                raise CollateralMissing("collateral lacks the root CA CRL or the PCK CRL (use --no-crl to skip)")
+            root_crl = self._crl(collateral.root_ca_crl, anchor.certificate, "root CA CRL")
+            if collateral.pck_crl_issuer_chain:
+                crl_chain = self._chain(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain")
+                if crl_chain.anchor is not anchor:
+                    raise CertificateChainError("PCK CRL issuer chain leads to a different root")
+                expiries.append(check_windows(crl_chain.windows, now, "PCK CRL issuer chain"))
+                crl_issuer = crl_chain.leaf
+                intermediates = [*crl_chain.certs]
+            else:
+                crl_issuer = pck_ca
+                intermediates = []
+            if crl_issuer.subject != pck_leaf.issuer:
+                raise CrlError("PCK CRL issuer is not the issuer of the PCK certificate")
+            pck_crl = self._crl(collateral.pck_crl, crl_issuer, "PCK CRL")
+            for name, crl in (("root CA CRL", root_crl), ("PCK CRL", pck_crl)):
+                if now < crl.this_update:
+                    raise CollateralExpired(f"{name} is not valid before {crl.this_update:%Y-%m-%dT%H:%M:%SZ}")
+                expiries.append(crl.next_update)
+            if anchor.certificate.serial_number in root_crl.revoked:
+                raise CertificateChainError("the root CA is revoked by its own CRL")
+            for cert in (*pck.certs[1:], *tcb_chain.certs, *qe_chain.certs, *intermediates):
+                if cert.serial_number in root_crl.revoked:
+                    raise CertificateChainError(f"{cert.subject.rfc4514_string()} is revoked by the root CA CRL")
+            pck_revoked = pck_leaf.serial_number in pck_crl.revoked
+
+        # 4. QE report signature by the PCK key.
+        qe = q.signature_data.qe
+        pck_key = pck_leaf.public_key()
+        if not isinstance(pck_key, ec.EllipticCurvePublicKey):
+            raise CertificateChainError("PCK certificate does not hold an EC key")
+        verify_raw_signature(pck_key, qe.qe_report_signature, qe.qe_report.raw, "QE report")
+
+        # 5. QE report data binds the attestation key and QE auth data.
+        expected = hashlib.sha256(q.signature_data.attestation_key + qe.qe_auth_data).digest()
+        if qe.qe_report.report_data[:32] != expected:
+            raise IdentityMismatch("QE report data does not bind the attestation key")
+
+        # 6. QE identity: the right identity for this TEE, then signer, product, masked fields, TCB level.
+        want_qe = "TD_QE" if q.is_tdx else "QE"
+        if qe_identity.id != want_qe:
+            raise CollateralInvalid(f"QE identity is {qe_identity.id!r}, a {q.tee.upper()} quote needs {want_qe!r}")
+        qe_level = check_qe_identity(qe.qe_report, qe_identity)
+
+        # 7. Quote signature by the attestation key over header and body.
+        att_key = public_key_from_raw(q.signature_data.attestation_key, "attestation key")
+        verify_raw_signature(att_key, q.signature_data.signature, q.signed_data, "quote")
+
+        # 8. Platform TCB: FMSPC, PCE-ID, TEE type, then TCB level, TDX module, relaunch; merged with the QE.
+        ext = self._pck_extensions(pck_leaf)
+        if ext.fmspc != tcb_info.fmspc:
+            raise IdentityMismatch(f"PCK FMSPC {ext.fmspc.hex()} does not match TCB info FMSPC {tcb_info.fmspc.hex()}")
+        if ext.pce_id != tcb_info.pce_id:
+            raise IdentityMismatch("PCK PCE-ID does not match the TCB info")
+        want_tcb = "TDX" if q.is_tdx else "SGX"
+        if tcb_info.id != want_tcb:
+            raise CollateralInvalid(f"TCB info is for {tcb_info.id}, the quote is {want_tcb}")
+        tcb = evaluate_tcb(tcb_info, ext, q.body, qe_level)
+        status = REVOKED if pck_revoked else tcb.status
+
+        # 9. Collateral expiry: flagged as Intel's QvE does; fatal only in strict mode.
+        earliest = min(expiries)
+        expired = earliest <= now
+        if expired and strict:
+            raise CollateralExpired(f"collateral expired at {earliest:%Y-%m-%dT%H:%M:%SZ}")
+        return VerificationResult(
+            tee=q.tee,
+            status=status,
+            advisory_ids=tcb.advisory_ids,
+            measurements=_measurements(q.body),
+            report_data=q.body.report_data,
+            fmspc=ext.fmspc.hex(),
+            tcb_date=tcb.tcb_date,
+            collateral_expired=expired,
+            simulated=anchor.simulated or is_simulation_certificate(anchor.certificate),
+            debug=q.body.debug,
+            earliest_expiration=earliest,
+            details={
+                "quote_version": q.header.version,
+                "body_type": q.body_type,
+                "qe_status": qe_level.status,
+                "qe_isvsvn": qe.qe_report.isv_svn,
+                "pce_svn": ext.pce_svn,
+                "tcb_evaluation_data_number": tcb_info.tcb_evaluation_data_number,
+                "root": anchor.name,
+            },
+        )
+
+
+def _sha256() -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
+def _measurements(body: SgxReportBody | TdReportBody) -> dict[str, Any]:
+    if isinstance(body, SgxReportBody):
+        return {
+            "mrenclave": body.mr_enclave.hex(),
+            "mrsigner": body.mr_signer.hex(),
+            "isv_prod_id": body.isv_prod_id,
+            "isv_svn": body.isv_svn,
+            "attributes": body.attributes.hex(),
+            "misc_select": body.misc_select,
+            "config_svn": body.config_svn,
+            "config_id": body.config_id.hex(),
+        }
+    m: dict[str, Any] = {
+        "mrtd": body.mr_td.hex(),
+        "rtmr0": body.rtmr[0].hex(),
+        "rtmr1": body.rtmr[1].hex(),
+        "rtmr2": body.rtmr[2].hex(),
+        "rtmr3": body.rtmr[3].hex(),
+        "mr_seam": body.mr_seam.hex(),
+        "mrsigner_seam": body.mrsigner_seam.hex(),
+        "td_attributes": body.td_attributes.hex(),
+        "xfam": body.xfam.hex(),
+        "mr_config_id": body.mr_config_id.hex(),
+        "mr_owner": body.mr_owner.hex(),
+        "mr_owner_config": body.mr_owner_config.hex(),
+        "tee_tcb_svn": body.tee_tcb_svn.hex(),
+    }
+    if body.mr_servicetd is not None:
+        m["mr_servicetd"] = body.mr_servicetd.hex()
+    return m
+
+
+
+
+def verify_quote(quote: bytes | Quote, collateral: Collateral, *, at: datetime | int | float,
+                 trust_anchors: Sequence[TrustAnchor] | None = None, check_crl: bool = True,
+                 strict: bool = False) -> VerificationResult:
+    """Verify one quote with a fresh verifier (no cache shared between calls)."""
+    return QuoteVerifier(trust_anchors, check_crl=check_crl, cache_size=0).verify(
+        quote, collateral, at=at, strict=strict)

@@ -1,0 +1,160 @@
+"""Certificate chains, CRLs and raw ECDSA signatures, split into a time-free part that can be cached
+and a per-call time check.
+
+The split matters for speed and for correctness: signature checks depend only on bytes, so their
+outcome can be cached under the exact bytes, while validity windows depend on the verification time
+and are re-checked on every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from ..errors import CertificateChainError, CollateralExpired, CrlError, FormatError, InvalidSignature, UntrustedRoot
+from .trust import TrustAnchor
+
+_P256 = ec.SECP256R1()
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def load_pem_chain(text: str | bytes, what: str) -> tuple[x509.Certificate, ...]:
+    data = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
+    data = data.rstrip(b"\x00")
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise CertificateChainError(f"{what}: no PEM certificate found")
+    try:
+        return tuple(x509.load_pem_x509_certificates(data))
+    except ValueError as e:
+        raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
+
+
+def public_key_from_raw(xy: bytes, what: str) -> ec.EllipticCurvePublicKey:
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + xy)
+    except ValueError:
+        raise InvalidSignature(f"{what} is not a valid P-256 point") from None
+
+
+def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes, what: str) -> None:
+    """ECDSA-P256-SHA256 with a raw r||s signature, as quotes and Intel's JSON collateral carry them."""
+    if len(signature) != 64:
+        raise InvalidSignature(f"{what}: signature must be 64 bytes")
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    try:
+        key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)
+    except _CryptoInvalidSignature:
+        raise InvalidSignature(f"{what}: signature does not verify") from None
+    except (ValueError, TypeError):
+        raise InvalidSignature(f"{what}: malformed signature") from None
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+@dataclass(frozen=True)
+class CheckedChain:
+    """A chain whose signatures were verified up to ``anchor``; times still to be checked per call."""
+
+    certs: tuple[x509.Certificate, ...]  # leaf first, anchor excluded
+    anchor: TrustAnchor
+    windows: tuple[tuple[str, datetime, datetime], ...]  # (subject, not_before, not_after) incl. anchor
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.certs[0] if self.certs else self.anchor.certificate
+
+
+def check_chain_signatures(
+    certs: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], what: str
+) -> CheckedChain:
+    if not certs:
+        raise CertificateChainError(f"{what}: empty certificate chain")
+    chain = list(certs)
+    anchor: TrustAnchor | None = None
+    last = chain[-1]
+    # A chain may end with a copy of the root; the anchor is matched by subject and key, never by the copy.
+    for a in anchors:
+        if last.subject == a.certificate.subject and _spki(last) == _spki(a.certificate):
+            anchor = a
+            chain = chain[:-1]
+            break
+    if anchor is None:
+        for a in anchors:
+            if last.issuer == a.certificate.subject:
+                try:
+                    last.verify_directly_issued_by(a.certificate)
+                except (ValueError, TypeError, _CryptoInvalidSignature):
+                    continue
+                anchor = a
+                break
+    if anchor is None:
+        raise UntrustedRoot(f"{what}: chain does not lead to a trusted root ({last.issuer.rfc4514_string()})")
+    for i, cert in enumerate(chain):
+        issuer = chain[i + 1] if i + 1 < len(chain) else anchor.certificate
+        if cert.issuer != issuer.subject:
+            raise CertificateChainError(f"{what}: issuer of {cert.subject.rfc4514_string()} is not the next certificate")
+        if not _is_ca(issuer):
+            raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} is not a CA")
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except _CryptoInvalidSignature:
+            raise InvalidSignature(f"{what}: signature of {cert.subject.rfc4514_string()} does not verify") from None
+        except (ValueError, TypeError) as e:
+            raise CertificateChainError(f"{what}: cannot verify {cert.subject.rfc4514_string()}: {e}") from None
+    windows = tuple(
+        (c.subject.rfc4514_string(), c.not_valid_before_utc, c.not_valid_after_utc)
+        for c in (*chain, anchor.certificate)
+    )
+    return CheckedChain(tuple(chain), anchor, windows)
+
+
+def check_windows(windows: Sequence[tuple[str, datetime, datetime]], at: datetime, what: str) -> datetime:
+    """Fail on anything not yet valid; return the earliest expiry (the caller flags it if past)."""
+    earliest = None
+    for name, not_before, not_after in windows:
+        if at < not_before:
+            raise CollateralExpired(f"{what}: {name} is not valid before {not_before:%Y-%m-%dT%H:%M:%SZ}")
+        if earliest is None or not_after < earliest:
+            earliest = not_after
+    assert earliest is not None
+    return earliest
+
+
+@dataclass(frozen=True)
+class CheckedCrl:
+    issuer: x509.Name
+    this_update: datetime
+    next_update: datetime
+    revoked: frozenset[int]
+
+
+def check_crl(der: bytes, issuer: x509.Certificate, what: str) -> CheckedCrl:
+    try:
+        crl = x509.load_der_x509_crl(der)
+    except ValueError:
+        raise FormatError(f"{what} is not a DER CRL", field=what) from None
+    if crl.issuer != issuer.subject:
+        raise CrlError(f"{what} is issued by {crl.issuer.rfc4514_string()}, expected {issuer.subject.rfc4514_string()}")
+    if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        raise InvalidSignature(f"{what}: signature does not verify")
+    if crl.next_update_utc is None:
+        raise CrlError(f"{what} has no nextUpdate")
+    return CheckedCrl(crl.issuer, crl.last_update_utc, crl.next_update_utc, frozenset(r.serial_number for r in crl))
