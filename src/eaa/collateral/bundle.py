@@ -185,7 +185,7 @@ _DIR_NAMES = {
     "pck_crl_issuer_chain": ("pck_crl_issuer_chain.pem", "pckSignChain.pem"),
     "root_ca_crl": ("root_ca_crl.der", "rootCaCrl.der", "root_ca_crl.pem"),
     "pck_crl": ("pck_crl.der", "intermediateCaCrl.der", "pck_crl.pem"),
-    "pck_certificate_chain": ("pck_cert_chain.pem", "pckCertChain.pem", "pckCert.pem"),
+    "pck_certificate_chain": ("pck_cert_chain.pem", "pckCertChain.pem", "pckCertChain.assembled.pem", "pckCert.pem"),
 }
 
 

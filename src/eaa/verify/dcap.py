@@ -140,6 +140,8 @@ class QuoteVerifier:
             pck_pem: str | bytes = b"".join(cd.pem_chain)
         elif collateral.pck_certificate_chain:
             pck_pem = collateral.pck_certificate_chain
+            if pck_pem.count("BEGIN CERTIFICATE") == 1:  # a bare PCK leaf (PCCS /pckcert): its CA comes along
+                pck_pem = pck_pem.rstrip("\n") + "\n" + collateral.pck_crl_issuer_chain
         else:
             raise UnsupportedCertificationData(
                 f"certification data type {cd.cert_type} carries no PCK certificate; fetch it from a PCCS")

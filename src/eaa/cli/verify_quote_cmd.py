@@ -1,0 +1,107 @@
+"""``eaa verify-quote``: verify an SGX/TDX ECDSA quote file against collateral.
+
+Exit codes (stable): 0 verified (status printed), 2 usage or configuration error, 3 malformed
+input, 4 signature/chain/identity failure, 5 TCB not supported, 6 collateral missing,
+7 collateral expired (with --strict) or not yet valid, 8 unsupported evidence, 10 platform revoked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..collateral.bundle import Collateral, load_collateral
+from ..errors import CollateralMissing, ConfigError, FormatError
+from ..formats.quote import MAX_QUOTE_SIZE, decode_quote_text, parse_quote
+from ..verify.dcap import QuoteVerifier
+from ..verify.result import REVOKED, VerificationResult
+from ..verify.trust import TrustAnchor, anchor_from_file, default_anchors
+from .common import SIMULATION_WARNING, parse_time, trust_sim_requested
+
+EXIT_REVOKED = 10
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("verify-quote", help="verify an SGX or TDX ECDSA quote",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("quote", help="quote file (binary, or hex text)")
+    p.add_argument("--collateral", metavar="FILE|DIR",
+                   help="QuoteCollateralV3 JSON file or a directory of PCS-style files")
+    p.add_argument("--at", metavar="TIME", help="verification time: unix seconds or ISO-8601 (default: now)")
+    p.add_argument("--no-crl", action="store_true", help="skip revocation checks (collateral without CRLs)")
+    p.add_argument("--trust-root", metavar="PEM", action="append", default=[],
+                   help="also trust this root CA (repeatable)")
+    p.add_argument("--trust-sim", action="store_true",
+                   help="trust the simulated TEE's root (also EAA_TRUST_SIMULATION=1)")
+    p.add_argument("--strict", action="store_true", help="fail when any collateral has expired")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def read_quote(path: str) -> bytes:
+    p = Path(path)
+    try:
+        if p.stat().st_size > 2 * MAX_QUOTE_SIZE + 8:
+            raise FormatError(f"{path} is too large to be a quote")
+        return decode_quote_text(p.read_bytes())
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+
+
+def resolve_trust(trust_roots: list[str], trust_sim: bool) -> list[TrustAnchor]:
+    anchors = list(default_anchors())
+    anchors += [anchor_from_file(p) for p in trust_roots]
+    if trust_sim_requested(trust_sim):
+        from ..sim import simulation_anchor
+
+        anchors.append(simulation_anchor())
+    return anchors
+
+
+def resolve_collateral(path: str | None, tee: str, trust_sim: bool) -> Collateral:
+    if path:
+        return load_collateral(path)
+    if trust_sim_requested(trust_sim):
+        from ..sim import simulation_collateral
+
+        return simulation_collateral(tee)
+    raise CollateralMissing("no collateral: pass --collateral FILE|DIR")
+
+
+def render_text(result: VerificationResult) -> str:
+    lines = []
+    if result.simulated:
+        lines.append(SIMULATION_WARNING)
+    lines.append(f"Quote verified: {result.tee.upper()}, TCB status {result.status}")
+    if result.advisory_ids:
+        lines.append(f"Advisory IDs: {', '.join(result.advisory_ids)}")
+    if result.fmspc:
+        lines.append(f"FMSPC: {result.fmspc}  TCB date: {result.tcb_date}")
+    for k in ("mrenclave", "mrsigner", "isv_prod_id", "isv_svn", "mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"):
+        if k in result.measurements:
+            lines.append(f"{k.upper()}: {result.measurements[k]}")
+    lines.append(f"REPORT_DATA: {result.report_data.hex()}")
+    if result.debug:
+        lines.append("WARNING: debug enclave/TD: its memory is not confidential.")
+    if result.collateral_expired:
+        lines.append("WARNING: collateral expired "
+                     f"({result.earliest_expiration:%Y-%m-%dT%H:%M:%SZ}); refresh it from a PCCS.")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    raw = read_quote(args.quote)
+    quote = parse_quote(raw)
+    anchors = resolve_trust(args.trust_root, args.trust_sim)
+    collateral = resolve_collateral(args.collateral, quote.tee, args.trust_sim)
+    verifier = QuoteVerifier(anchors, check_crl=not args.no_crl, cache_size=0)
+    result = verifier.verify(quote, collateral, at=parse_time(args.at), strict=args.strict)
+    if args.json:
+        print(json.dumps(result.to_dict(), sort_keys=True, indent=1))
+    else:
+        print(render_text(result))
+    if result.simulated and args.json:
+        print(SIMULATION_WARNING, file=sys.stderr)
+    return EXIT_REVOKED if result.status == REVOKED else 0

@@ -1,0 +1,168 @@
+"""One changed byte anywhere that is signed or bound must make verification fail.
+
+For each verifiable vector a deterministic sample of >= 200 positions (every field boundary
+included) over the signed header/body, the quote signature, the attestation key, the QE report,
+its signature and the QE auth data; then the collateral itself (TCB info, QE identity, CRLs),
+the expiry edges and the trust anchor.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from eaa.errors import CollateralExpired, EaaError, UntrustedRoot
+from eaa.formats.quote import Quote, parse_quote
+from eaa.formats.tcb_info import TcbInfo
+from eaa.verify.dcap import QuoteVerifier, verify_quote
+
+from _vectors import anchors, collateral, get_vector, quote_bytes, verifiable
+
+
+def regions(q: Quote) -> dict[str, tuple[int, int]]:
+    """Byte ranges (start, end) of each signed or bound part of the quote."""
+    sig_start = q.signed_length + 4
+    qe = q.signature_data.qe
+    raw = q.raw
+    if q.header.version == 3:
+        qe_report = sig_start + 128
+    else:
+        qe_report = sig_start + 128 + 6
+    assert raw[qe_report:qe_report + 384] == qe.qe_report.raw
+    qe_sig = qe_report + 384
+    auth = qe_sig + 64 + 2
+    return {
+        "header": (0, 48),
+        "body": (48, q.signed_length),
+        "signature": (sig_start, sig_start + 64),
+        "attestation_key": (sig_start + 64, sig_start + 128),
+        "qe_report": (qe_report, qe_report + 384),
+        "qe_report_signature": (qe_sig, qe_sig + 64),
+        "qe_auth_data": (auth, auth + len(qe.qe_auth_data)),
+    }
+
+
+def positions(q: Quote, n: int = 240) -> list[int]:
+    rng = random.Random(0x5EED)
+    pos: set[int] = set()
+    for start, end in regions(q).values():
+        pos.update({start, end - 1, start + 1, end - 2} & set(range(start, end)))
+    # Field boundaries inside the bodies.
+    for off in (0, 16, 20, 32, 48, 64, 96, 128, 160, 192, 256, 258, 260, 262, 304, 320, 383):
+        pos.add(48 + off)
+        pos.add(regions(q)["qe_report"][0] + off)
+    all_pos = [p for s, e in regions(q).values() for p in range(s, e)]
+    while len(pos) < n:
+        pos.add(rng.choice(all_pos))
+    return sorted(pos)
+
+
+@pytest.fixture(scope="module")
+def verifier_cache() -> dict[str, QuoteVerifier]:
+    return {}
+
+
+@pytest.mark.parametrize("vid", verifiable())
+def test_single_byte_changes_fail(vid: str, verifier_cache: dict[str, QuoteVerifier]) -> None:
+    v = get_vector(vid)
+    raw = quote_bytes(v)
+    coll, crl = collateral(v)
+    ver = QuoteVerifier(anchors(v), check_crl=crl)
+    at = v["verify_at"]
+    ver.verify(raw, coll, at=at)  # the original verifies
+    q = parse_quote(raw)
+    pos = positions(q)
+    assert len(pos) >= 200
+    survivors = []
+    for p in pos:
+        m = bytearray(raw)
+        m[p] ^= 0x01 if p % 2 else 0x80
+        try:
+            ver.verify(bytes(m), coll, at=at)
+        except EaaError:
+            continue
+        survivors.append(p)
+    assert not survivors, f"mutations at {survivors} still verified"
+
+
+def _flip_text(text: str, index: int) -> str:
+    c = text[index]
+    repl = "1" if c == "0" else ("0" if c.isdigit() else ("a" if c != "a" else "b"))
+    return text[:index] + repl + text[index + 1:]
+
+
+@pytest.mark.parametrize("vid", verifiable())
+def test_collateral_byte_changes_fail(vid: str) -> None:
+    v = get_vector(vid)
+    raw = quote_bytes(v)
+    coll, crl = collateral(v)
+    at = v["verify_at"]
+    rng = random.Random(7)
+    ver = QuoteVerifier(anchors(v), check_crl=crl)
+    for field in ("tcb_info", "qe_identity"):
+        text = getattr(coll, field)
+        for i in sorted(rng.sample(range(len(text)), 12)) + [0, len(text) - 1]:
+            with pytest.raises(EaaError):
+                ver.verify(raw, replace(coll, **{field: _flip_text(text, i)}), at=at)
+    for field in ("tcb_info_signature", "qe_identity_signature"):
+        sig = bytearray(getattr(coll, field))
+        sig[5] ^= 1
+        with pytest.raises(EaaError):
+            ver.verify(raw, replace(coll, **{field: bytes(sig)}), at=at)
+    if crl:
+        for field in ("root_ca_crl", "pck_crl"):
+            der = getattr(coll, field)
+            for i in sorted(rng.sample(range(len(der)), 10)) + [len(der) - 1]:
+                m = bytearray(der)
+                m[i] ^= 0x04
+                with pytest.raises(EaaError):
+                    ver.verify(raw, replace(coll, **{field: bytes(m)}), at=at)
+
+
+@pytest.mark.parametrize("vid", verifiable())
+def test_expiry_edges(vid: str) -> None:
+    v = get_vector(vid)
+    raw = quote_bytes(v)
+    coll, crl = collateral(v)
+    if v["expected"].get("collateral_expired"):  # stale already: flagged, and fatal when strict
+        assert QuoteVerifier(anchors(v), check_crl=crl).verify(raw, coll, at=v["verify_at"]).collateral_expired
+        with pytest.raises(CollateralExpired):
+            verify_quote(raw, coll, at=v["verify_at"], trust_anchors=anchors(v), check_crl=crl, strict=True)
+        return
+    tcb = TcbInfo.from_body(coll.tcb_info, coll.tcb_info_signature)
+    ver = QuoteVerifier(anchors(v), check_crl=crl)
+    assert not ver.verify(raw, coll, at=v["verify_at"]).collateral_expired
+    edges = [tcb.next_update]
+    if crl:
+        from cryptography import x509
+
+        edges += [x509.load_der_x509_crl(coll.root_ca_crl).next_update_utc,
+                  x509.load_der_x509_crl(coll.pck_crl).next_update_utc]
+    for edge in edges:
+        after = edge + timedelta(seconds=1)
+        r = ver.verify(raw, coll, at=after)
+        assert r.collateral_expired
+        with pytest.raises(CollateralExpired):
+            ver.verify(raw, coll, at=after, strict=True)
+
+
+@pytest.mark.parametrize("vid", verifiable())
+def test_not_yet_valid_collateral_fails(vid: str) -> None:
+    v = get_vector(vid)
+    coll, crl = collateral(v)
+    tcb = TcbInfo.from_body(coll.tcb_info, coll.tcb_info_signature)
+    with pytest.raises(CollateralExpired):
+        verify_quote(quote_bytes(v), coll, at=tcb.issue_date - timedelta(seconds=1), trust_anchors=anchors(v),
+                     check_crl=crl)
+
+
+def test_other_root_fails_unless_passed() -> None:
+    sample = get_vector("intel-qvl-sample/sgx_v3_synthetic_test_root")
+    coll, _ = collateral(sample)
+    with pytest.raises(UntrustedRoot):
+        verify_quote(quote_bytes(sample), coll, at=sample["verify_at"])
+    r = verify_quote(quote_bytes(sample), coll, at=sample["verify_at"], trust_anchors=anchors(sample))
+    assert r.status == "UpToDate"

@@ -1,0 +1,168 @@
+"""TCB evaluation rules of Intel's QVL, each with the case that makes it fail or change."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+
+from eaa.errors import CollateralInvalid, IdentityMismatch, TcbNotSupported
+from eaa.formats.enclave_identity import EnclaveIdentity, EnclaveTcbLevel
+from eaa.formats.pck_extensions import PckExtensions
+from eaa.formats.report_body import SgxReportBody, TdReportBody
+from eaa.formats.tcb_info import ModuleTcbLevel, TcbInfo, TcbLevel, TdxModuleIdentity
+from eaa.verify import tcb
+
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+def level(sgx: int, pce: int, status: str, tdx: int | None = None, adv: tuple[str, ...] = (),
+          date: str = "2024-01-01T00:00:00Z") -> TcbLevel:
+    return TcbLevel((sgx,) * 16, pce, None if tdx is None else (tdx,) * 16, date, status, adv)
+
+
+def info(levels: list[TcbLevel], tee: str = "SGX", module: TdxModuleIdentity | None = None,
+         identities: tuple[TdxModuleIdentity, ...] = ()) -> TcbInfo:
+    return TcbInfo(tee, 3, T0, T0, b"\x00" * 6, b"\x00\x00", 0, 1, module, identities, tuple(levels), b"{}",
+                   b"\x00" * 64)
+
+
+def pck(svn: int, pce: int) -> PckExtensions:
+    return PckExtensions(None, (svn,) * 16, pce, b"\x00" * 16, b"\x00\x00", b"\x00" * 6, 0, None, {})
+
+
+def td(svn: bytes, svn2: bytes | None = None, signer: bytes = b"\x00" * 48) -> TdReportBody:
+    return TdReportBody(3 if svn2 else 2, svn, b"\x00" * 48, signer, b"\x00" * 8, b"\x00" * 8, b"\x00" * 8,
+                        b"\x00" * 48, b"\x00" * 48, b"\x00" * 48, b"\x00" * 48, (b"\x00" * 48,) * 4, b"\x00" * 64,
+                        svn2, b"\x00" * 48 if svn2 else None, None, b"")
+
+
+QE_UP = EnclaveTcbLevel(8, "2024-01-01T00:00:00Z", "UpToDate", ())
+
+
+def test_highest_matching_level_wins_regardless_of_order() -> None:
+    levels = [level(2, 5, "OutOfDate", adv=("SA-1",)), level(5, 10, "UpToDate"), level(4, 10, "SWHardeningNeeded")]
+    assert tcb.match_platform_level(info(levels), pck(5, 10), None).status == "UpToDate"
+    assert tcb.match_platform_level(info(levels), pck(4, 12), None).status == "SWHardeningNeeded"
+    assert tcb.match_platform_level(info(levels), pck(5, 9), None).status == "OutOfDate"
+
+
+def test_one_component_below_fails_the_level() -> None:
+    p = pck(5, 10)
+    p = replace(p, tcb_components=(5,) * 15 + (4,))
+    with pytest.raises(TcbNotSupported):
+        tcb.match_platform_level(info([level(5, 10, "UpToDate")]), p, None)
+
+
+def test_pcesvn_below_every_level_is_not_supported() -> None:
+    with pytest.raises(TcbNotSupported):
+        tcb.match_platform_level(info([level(1, 10, "UpToDate")]), pck(9, 9), None)
+
+
+def test_tdx_components_and_index_two_rule() -> None:
+    ti = info([level(1, 1, "UpToDate", tdx=3), level(1, 1, "OutOfDate", tdx=1)], tee="TDX")
+    svn = bytes([3] * 16)
+    assert tcb.match_platform_level(ti, pck(1, 1), svn).status == "UpToDate"
+    low01 = bytes([0, 0] + [3] * 14)  # module version 0: bytes 0-1 count
+    with pytest.raises(TcbNotSupported):
+        tcb.match_platform_level(ti, pck(1, 1), low01)
+    skip01 = bytes([0, 1] + [3] * 14)  # module version 1: comparison starts at index 2
+    assert tcb.match_platform_level(ti, pck(1, 1), skip01).status == "UpToDate"
+
+
+def test_qe_out_of_date_converges() -> None:
+    assert tcb.converge_out_of_date("UpToDate", "OutOfDate") == "OutOfDate"
+    assert tcb.converge_out_of_date("SWHardeningNeeded", "OutOfDate") == "OutOfDate"
+    assert tcb.converge_out_of_date("ConfigurationNeeded", "OutOfDate") == "OutOfDateConfigurationNeeded"
+    assert tcb.converge_out_of_date("ConfigurationAndSWHardeningNeeded", "OutOfDate") == \
+        "OutOfDateConfigurationNeeded"
+    assert tcb.converge_out_of_date("UpToDate", "Revoked") == "Revoked"
+    assert tcb.converge_out_of_date("ConfigurationNeeded", "UpToDate") == "ConfigurationNeeded"
+
+
+def test_relaunch_rule() -> None:
+    assert tcb.check_relaunch("OutOfDate", "UpToDate") == "TDRelaunchAdvised"
+    assert tcb.check_relaunch("OutOfDate", "ConfigurationNeeded") == "TDRelaunchAdvisedConfigurationNeeded"
+    assert tcb.check_relaunch("OutOfDateConfigurationNeeded", "UpToDate") == "TDRelaunchAdvisedConfigurationNeeded"
+    assert tcb.check_relaunch("OutOfDate", "OutOfDate") == "OutOfDate"
+    assert tcb.check_relaunch("UpToDate", "UpToDate") == "UpToDate"
+
+
+def test_td15_relaunch_evaluated_from_tee_tcb_svn2() -> None:
+    ti = info([level(1, 1, "UpToDate", tdx=3), level(1, 1, "OutOfDate", tdx=1, adv=("SA-9",))], tee="TDX",
+              module=TdxModuleIdentity("", b"\x00" * 48, b"\x00" * 8, b"\xff" * 8, ()),
+              identities=(TdxModuleIdentity("TDX_01", b"\x00" * 48, b"\x00" * 8, b"\xff" * 8,
+                                            (ModuleTcbLevel(0, "2024-01-01T00:00:00Z", "UpToDate", ()),)),))
+    body = td(bytes([1] * 16), bytes([3, 1] + [3] * 14))
+    out = tcb.evaluate_tcb(ti, pck(1, 1), body, QE_UP)
+    assert out.status == "TDRelaunchAdvised" and out.advisory_ids == ("SA-9",)
+    body = td(bytes([1] * 16), bytes([1] * 16))
+    assert tcb.evaluate_tcb(ti, pck(1, 1), body, QE_UP).status == "OutOfDate"
+
+
+def test_tdx_module_identity_and_levels() -> None:
+    mod = TdxModuleIdentity("TDX_01", b"\x11" * 48, b"\x00" * 8, b"\xff" * 8,
+                            (ModuleTcbLevel(5, "2024-01-01T00:00:00Z", "UpToDate", ()),
+                             ModuleTcbLevel(2, "2023-01-01T00:00:00Z", "OutOfDate", ("SA-M",))))
+    base = TdxModuleIdentity("", b"\x00" * 48, b"\x00" * 8, b"\xff" * 8, ())
+    ti = info([level(1, 1, "UpToDate", tdx=0)], tee="TDX", module=base, identities=(mod,))
+    ok = td(bytes([5, 1] + [0] * 14), signer=b"\x11" * 48)
+    assert tcb.evaluate_tcb(ti, pck(1, 1), ok, QE_UP).status == "UpToDate"
+    old = td(bytes([3, 1] + [0] * 14), signer=b"\x11" * 48)
+    out = tcb.evaluate_tcb(ti, pck(1, 1), old, QE_UP)
+    assert out.status == "OutOfDate" and out.advisory_ids == ("SA-M",)
+    with pytest.raises(TcbNotSupported):
+        tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([1, 1] + [0] * 14), signer=b"\x11" * 48), QE_UP)
+    with pytest.raises(IdentityMismatch):
+        tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([5, 1] + [0] * 14), signer=b"\x12" * 48), QE_UP)
+    with pytest.raises(TcbNotSupported):  # no TDX_02 identity
+        tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([5, 2] + [0] * 14), signer=b"\x11" * 48), QE_UP)
+    with pytest.raises(IdentityMismatch):  # version 0 uses tdxModule, whose signer is zero
+        tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([5, 0] + [0] * 14), signer=b"\x11" * 48), QE_UP)
+
+
+def _qe_report(**kw: object) -> SgxReportBody:
+    fields = dict(cpu_svn=b"\x00" * 16, misc_select=0, isv_ext_prod_id=b"\x00" * 16, attributes=b"\x11" + b"\x00" * 15,
+                  mr_enclave=b"\x00" * 32, mr_signer=b"\xaa" * 32, config_id=b"\x00" * 64, isv_prod_id=1, isv_svn=8,
+                  config_svn=0, isv_family_id=b"\x00" * 16, report_data=b"\x00" * 64, raw=b"")
+    fields.update(kw)
+    return SgxReportBody(**fields)  # type: ignore[arg-type]
+
+
+def _identity() -> EnclaveIdentity:
+    return EnclaveIdentity("QE", 2, T0, T0, 1, 0, 0xFFFFFFFF, b"\x11" + b"\x00" * 15, b"\xfb" + b"\xff" * 15,
+                           b"\xaa" * 32, 1, (EnclaveTcbLevel(8, "d", "UpToDate", ()),
+                                             EnclaveTcbLevel(6, "d", "OutOfDate", ("SA-QE",))), b"", b"")
+
+
+def test_qe_identity_checks() -> None:
+    ident = _identity()
+    assert tcb.check_qe_identity(_qe_report(), ident).status == "UpToDate"
+    assert tcb.check_qe_identity(_qe_report(isv_svn=7), ident).status == "OutOfDate"
+    with pytest.raises(TcbNotSupported):
+        tcb.check_qe_identity(_qe_report(isv_svn=5), ident)
+    with pytest.raises(IdentityMismatch, match="MRSIGNER"):
+        tcb.check_qe_identity(_qe_report(mr_signer=b"\xab" * 32), ident)
+    with pytest.raises(IdentityMismatch, match="ISVPRODID"):
+        tcb.check_qe_identity(_qe_report(isv_prod_id=2), ident)
+    with pytest.raises(IdentityMismatch, match="MISCSELECT"):
+        tcb.check_qe_identity(_qe_report(misc_select=1), ident)
+    with pytest.raises(IdentityMismatch, match="ATTRIBUTES"):
+        tcb.check_qe_identity(_qe_report(attributes=b"\x13" + b"\x00" * 15), ident)
+    # A masked-out bit (0x04 of byte 0) may differ.
+    assert tcb.check_qe_identity(_qe_report(attributes=b"\x15" + b"\x00" * 15), ident).status == "UpToDate"
+
+
+def test_qe_status_merges_with_platform_and_advisories_union() -> None:
+    ti = info([level(1, 1, "SWHardeningNeeded", adv=("SA-P",))])
+    out = tcb.evaluate_tcb(ti, pck(1, 1), _qe_report(), EnclaveTcbLevel(6, "d", "OutOfDate", ("SA-QE", "SA-P")))
+    assert out.status == "OutOfDate" and out.advisory_ids == ("SA-P", "SA-QE")
+
+
+def test_unknown_status_strings_rejected() -> None:
+    with pytest.raises(CollateralInvalid):
+        tcb.validate_statuses(info([level(1, 1, "Fine")]), _identity())
+    bad = replace(_identity(), tcb_levels=(EnclaveTcbLevel(1, "d", "SWHardeningNeeded", ()),))
+    with pytest.raises(CollateralInvalid):
+        tcb.validate_statuses(info([level(1, 1, "UpToDate")]), bad)
