@@ -1,0 +1,183 @@
+"""``eaa sim``: the simulated TEE (a software SGX/TDX platform for development and CI).
+
+  eaa sim init [--dir D] [--force] [--tcb STATE]     create (or with --force, regenerate) the platform
+  eaa sim quote --report-data HEX [--tee sgx|tdx] [--measure PATH...] [--isv-prod-id N] [--isv-svn N]
+                [--debug] [--dir D] -o FILE          write a quote
+  eaa sim collateral -o DIR [--tee sgx|tdx] [--dir D] write its collateral (PCS-style files + collateral.json)
+  eaa sim root -o FILE [--dir D]                     write its root CA certificate (PEM)
+
+The platform lives in --dir, else $EAA_SIM_DIR, else ~/.local/share/eaa/sim, and is created on first
+use. Its quotes verify only against its own root: `eaa verify-quote FILE --trust-sim`.
+TCB states: uptodate, swhardening, configuration, configuration-swhardening, outofdate,
+outofdate-configuration, revoked (the PCK certificate is listed in the PCK CRL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from .common import SIMULATION_WARNING
+
+_TEES = ("sgx", "tdx")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ..sim import TCB_STATES
+
+    p = sub.add_parser("sim", help="the simulated TEE (development and CI only)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=run, sim_command=None, _sim_parser=p)
+    ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+
+    def with_dir(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--dir", metavar="D", help="state directory (default: $EAA_SIM_DIR or ~/.local/share/eaa/sim)")
+        q.set_defaults(func=run)
+
+    init = ss.add_parser("init", help="create the simulated platform (its PKI, collateral and keys)")
+    with_dir(init)
+    init.add_argument("--force", action="store_true", help="replace an existing platform")
+    init.add_argument("--tcb", metavar="STATE", choices=list(TCB_STATES), default="uptodate",
+                      help=f"the platform's TCB state: {', '.join(TCB_STATES)} (default: uptodate)")
+
+    q = ss.add_parser("quote", help="write a simulated SGX v3 or TDX v4 quote")
+    with_dir(q)
+    q.add_argument("--report-data", metavar="HEX", required=True, help="report data, hex, at most 64 bytes")
+    q.add_argument("--tee", choices=_TEES, default="sgx", help="quote type (default: sgx)")
+    q.add_argument("--measure", metavar="PATH", nargs="+", action="extend", default=[],
+                   help="files or directories whose measurement is MRENCLAVE (SGX) or MRTD (TDX)")
+    q.add_argument("--mrenclave", metavar="HEX", help="SGX: MRENCLAVE (32 bytes) instead of --measure")
+    q.add_argument("--mrtd", metavar="HEX", help="TDX: MRTD (48 bytes) instead of --measure")
+    q.add_argument("--rtmr", metavar="HEX", action="append", default=[],
+                   help="TDX: RTMR0, then RTMR1.. (48 bytes each, repeatable up to 4 times)")
+    q.add_argument("--isv-prod-id", metavar="N", type=int, help="SGX: ISV product ID (default 0)")
+    q.add_argument("--isv-svn", metavar="N", type=int, help="SGX: ISV SVN (default 0)")
+    q.add_argument("--debug", action="store_true", help="a debug enclave / TD (DEBUG attribute set)")
+    q.add_argument("-o", "--output", metavar="FILE", required=True, help="quote file ('-': standard output)")
+
+    c = ss.add_parser("collateral", help="write the platform's verification collateral")
+    with_dir(c)
+    c.add_argument("--tee", choices=_TEES, default="sgx", help="collateral for sgx or tdx quotes (default: sgx)")
+    c.add_argument("-o", "--output", metavar="DIR", required=True, help="output directory")
+
+    r = ss.add_parser("root", help="write the platform's root CA certificate (PEM)")
+    with_dir(r)
+    r.add_argument("-o", "--output", metavar="FILE", required=True, help="PEM file ('-': standard output)")
+
+
+def _hex(value: str | None, what: str, size: int | None = None, max_size: int | None = None) -> bytes | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(f"{what} is not hex: {value!r}") from None
+    if size is not None and len(raw) != size:
+        raise ConfigError(f"{what} must be {size} bytes ({2 * size} hex digits), got {len(raw)}")
+    if max_size is not None and len(raw) > max_size:
+        raise ConfigError(f"{what} is {len(raw)} bytes; at most {max_size} fit")
+    return raw
+
+
+def _write(path: str, data: bytes) -> None:
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        Path(path).write_bytes(data)
+    except OSError as e:
+        raise ConfigError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _sim_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.dir) if getattr(args, "dir", None) else None
+
+
+def _init(args: argparse.Namespace) -> int:
+    from ..sim import EXPECTED_STATUS, init_platform
+
+    platform = init_platform(_sim_dir(args), tcb=args.tcb, force=args.force)
+    from cryptography.hazmat.primitives import hashes
+
+    print(f"Simulated TEE platform created in {platform.sim_dir}")
+    print(f"TCB state: {platform.tcb_state} (its quotes verify with status {EXPECTED_STATUS[platform.tcb_state]})")
+    print(f"Root CA: {platform.root_certificate.subject.rfc4514_string()}")
+    print(f"Root CA SHA-256: {platform.root_certificate.fingerprint(hashes.SHA256()).hex()}")
+    print("Its quotes are trusted only on request (--trust-sim or EAA_TRUST_SIMULATION=1).")
+    return 0
+
+
+def _quote(args: argparse.Namespace) -> int:
+    from ..formats.quote import parse_quote
+    from ..sim import load_platform
+
+    report_data = _hex(args.report_data, "--report-data", max_size=64)
+    assert report_data is not None
+    platform = load_platform(_sim_dir(args))
+    if args.tee == "sgx":
+        if args.mrtd or args.rtmr:
+            raise ConfigError("--mrtd and --rtmr are for TDX quotes (--tee tdx)")
+        raw = platform.make_sgx_quote(
+            report_data, mrenclave=_hex(args.mrenclave, "--mrenclave", 32), measure_paths=args.measure,
+            isv_prod_id=args.isv_prod_id or 0, isv_svn=args.isv_svn or 0, debug=args.debug)
+    else:
+        if args.mrenclave or args.isv_prod_id is not None or args.isv_svn is not None:
+            raise ConfigError("--mrenclave, --isv-prod-id and --isv-svn are for SGX quotes (--tee sgx)")
+        if len(args.rtmr) > 4:
+            raise ConfigError("a TD has four RTMRs; --rtmr was given more than 4 times")
+        rtmrs = [_hex(v, f"--rtmr #{i}", 48) for i, v in enumerate(args.rtmr)]
+        raw = platform.make_tdx_quote(report_data, mrtd=_hex(args.mrtd, "--mrtd", 48), measure_paths=args.measure,
+                                      rtmrs=[r for r in rtmrs if r is not None], debug=args.debug)
+    _write(args.output, raw)
+    q = parse_quote(raw)
+    out = sys.stderr if args.output == "-" else sys.stdout
+    where = "standard output" if args.output == "-" else args.output
+    print(SIMULATION_WARNING, file=sys.stderr)
+    print(f"Wrote a simulated {args.tee.upper()} quote (version {q.header.version}, {len(raw)} bytes) to {where}",
+          file=out)
+    body = q.body
+    if args.tee == "sgx":
+        print(f"MRENCLAVE: {body.mr_enclave.hex()}", file=out)  # type: ignore[union-attr]
+        print(f"MRSIGNER: {body.mr_signer.hex()}", file=out)  # type: ignore[union-attr]
+    else:
+        print(f"MRTD: {body.mr_td.hex()}", file=out)  # type: ignore[union-attr]
+    return 0
+
+
+def _collateral(args: argparse.Namespace) -> int:
+    from ..sim import load_platform
+
+    platform = load_platform(_sim_dir(args))
+    try:
+        platform.collateral(args.tee).write_directory(args.output)
+    except OSError as e:
+        raise ConfigError(f"cannot write collateral to {args.output}: {e.strerror}") from None
+    print(f"Wrote the simulated platform's {args.tee.upper()} collateral to {args.output}")
+    return 0
+
+
+def _root(args: argparse.Namespace) -> int:
+    from ..sim import load_platform
+
+    platform = load_platform(_sim_dir(args))
+    _write(args.output, platform.root_pem)
+    if args.output != "-":
+        print(f"Wrote the simulated root CA ({platform.root_certificate.subject.rfc4514_string()}) to {args.output}")
+    return 0
+
+
+_COMMANDS = {"init": _init, "quote": _quote, "collateral": _collateral, "root": _root}
+
+
+def run(args: argparse.Namespace) -> int:
+    command = _COMMANDS.get(getattr(args, "sim_command", None) or "")
+    if command is None:
+        args._sim_parser.print_help(sys.stderr)
+        return 2
+    return command(args)
