@@ -64,3 +64,17 @@ def decode_int(value: bytes, context: str) -> int:
     if not value:
         raise FormatError("empty INTEGER", field=context)
     return int.from_bytes(value, "big", signed=True)
+
+
+def encode_oid(dotted: str) -> bytes:
+    """DER content bytes of an OID, so lookups can compare raw bytes instead of decoding each OID."""
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)

@@ -18,6 +18,7 @@ from .der import (
     TAG_SEQUENCE,
     decode_int,
     decode_oid,
+    encode_oid,
     read_children,
     read_tlv,
 )
@@ -48,11 +49,17 @@ def _pairs(value: bytes, context: str) -> dict[str, tuple[int, bytes]]:
         items = read_children(seq, context)
         if len(items) != 2 or items[0][0] != TAG_OID:
             raise FormatError("expected {OID, value} pair", field=context)
-        oid = decode_oid(items[0][1], context)
+        raw = items[0][1]
+        oid = _KNOWN.get(raw) or decode_oid(raw, context)
         if oid in out:
             raise FormatError(f"duplicate SGX extension entry {oid}", field=context)
         out[oid] = items[1]
     return out
+
+
+_KNOWN = {encode_oid(o): o for o in (
+    [f"{_P}.{i}" for i in range(1, 8)] + [f"{_P}.2.{i}" for i in range(1, 19)] + [f"{_P}.7.{i}" for i in range(1, 4)]
+)}
 
 
 def _need(pairs: dict[str, tuple[int, bytes]], oid: str, tag: int, name: str) -> bytes:

@@ -52,26 +52,11 @@ class SgxReportBody:
             raise FormatError(
                 f"SGX report body must be {SGX_REPORT_BODY_SIZE} bytes, got {len(data)}", field=context, offset=0
             )
-        r = Reader(data, context=context)
-        cpu_svn = r.take(16, "cpu_svn")
-        misc_select = r.u32("misc_select")
-        r.take(12, "reserved1")
-        isv_ext_prod_id = r.take(16, "isv_ext_prod_id")
-        attributes = r.take(16, "attributes")
-        mr_enclave = r.take(32, "mr_enclave")
-        r.take(32, "reserved2")
-        mr_signer = r.take(32, "mr_signer")
-        r.take(32, "reserved3")
-        config_id = r.take(64, "config_id")
-        isv_prod_id = r.u16("isv_prod_id")
-        isv_svn = r.u16("isv_svn")
-        config_svn = r.u16("config_svn")
-        r.take(42, "reserved4")
-        isv_family_id = r.take(16, "isv_family_id")
-        report_data = r.take(64, "report_data")
+        d = bytes(data)  # the size is checked above, so fixed offsets cannot run past the end
         return cls(
-            cpu_svn, misc_select, isv_ext_prod_id, attributes, mr_enclave, mr_signer, config_id,
-            isv_prod_id, isv_svn, config_svn, isv_family_id, report_data, bytes(data),
+            d[0:16], int.from_bytes(d[16:20], "little"), d[32:48], d[48:64], d[64:96], d[128:160], d[192:256],
+            int.from_bytes(d[256:258], "little"), int.from_bytes(d[258:260], "little"),
+            int.from_bytes(d[260:262], "little"), d[304:320], d[320:384], d,
         )
 
 
@@ -114,19 +99,13 @@ class TdReportBody:
             raise FormatError(
                 f"TD report body type {body_type} must be {expected} bytes, got {len(data)}", field=context, offset=0
             )
-        r = Reader(data, context=context)
-        tee_tcb_svn = r.take(16, "tee_tcb_svn")
-        mr_seam = r.take(48, "mr_seam")
-        mrsigner_seam = r.take(48, "mrsigner_seam")
-        seam_attributes = r.take(8, "seam_attributes")
-        td_attributes = r.take(8, "td_attributes")
-        xfam = r.take(8, "xfam")
-        mr_td = r.take(48, "mr_td")
-        mr_config_id = r.take(48, "mr_config_id")
-        mr_owner = r.take(48, "mr_owner")
-        mr_owner_config = r.take(48, "mr_owner_config")
-        rtmr = (r.take(48, "rtmr0"), r.take(48, "rtmr1"), r.take(48, "rtmr2"), r.take(48, "rtmr3"))
-        report_data = r.take(64, "report_data")
+        d = bytes(data)
+        r = Reader(d, 584, context=context)
+        tee_tcb_svn, mr_seam, mrsigner_seam = d[0:16], d[16:64], d[64:112]
+        seam_attributes, td_attributes, xfam = d[112:120], d[120:128], d[128:136]
+        mr_td, mr_config_id, mr_owner, mr_owner_config = d[136:184], d[184:232], d[232:280], d[280:328]
+        rtmr = (d[328:376], d[376:424], d[424:472], d[472:520])
+        report_data = d[520:584]
         tee_tcb_svn2 = mr_servicetd = None
         ex: dict[str, bytes | int] | None = None
         if body_type >= 3:
@@ -147,5 +126,5 @@ class TdReportBody:
             }
         return cls(
             body_type, tee_tcb_svn, mr_seam, mrsigner_seam, seam_attributes, td_attributes, xfam, mr_td,
-            mr_config_id, mr_owner, mr_owner_config, rtmr, report_data, tee_tcb_svn2, mr_servicetd, ex, bytes(data),
+            mr_config_id, mr_owner, mr_owner_config, rtmr, report_data, tee_tcb_svn2, mr_servicetd, ex, d,
         )

@@ -107,7 +107,14 @@ def _svn(v: Any, field: str) -> int:
 def _components(lst: Any, field: str) -> tuple[int, ...]:
     if not isinstance(lst, list) or len(lst) != 16:
         raise FormatError("expected 16 TCB components", field=field)
-    return tuple(_svn(get(c, "svn", int, field), f"{field}[{i}].svn") for i, c in enumerate(lst))
+    try:
+        out = tuple([c["svn"] for c in lst])
+    except (TypeError, KeyError):
+        raise FormatError("TCB component lacks 'svn'", field=field) from None
+    for v in out:
+        if type(v) is not int or v < 0:
+            raise FormatError("SVN must be a non-negative integer", field=field)
+    return out
 
 
 def _advisories(obj: dict[str, Any], field: str) -> tuple[str, ...]:
@@ -118,6 +125,28 @@ def _advisories(obj: dict[str, Any], field: str) -> tuple[str, ...]:
 
 
 def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
+    """One TCB level; the fast path reads fields directly and the slow path names what is wrong."""
+    try:
+        tcb = lv["tcb"]
+        if version == 2:
+            sgx = tuple([tcb[_V2_KEYS[n]] for n in range(16)])
+            for v in sgx:
+                if type(v) is not int or v < 0:
+                    raise TypeError
+            tdx = None
+        else:
+            sgx = _components(tcb["sgxtcbcomponents"], "")
+            tdx = _components(tcb["tdxtcbcomponents"], "") if tee_id == "TDX" else None
+        pcesvn, status, date = tcb["pcesvn"], lv["tcbStatus"], lv["tcbDate"]
+        adv = lv.get("advisoryIDs", ())
+        if (type(pcesvn) is not int or pcesvn < 0 or type(status) is not str or type(date) is not str
+                or not isinstance(adv, (list, tuple)) or not all(type(a) is str for a in adv)):
+            raise TypeError
+        if len(date) < 10 or date[4] != "-" or date[7] != "-":
+            raise TypeError
+        return TcbLevel(sgx, pcesvn, tdx, date, status, tuple(adv))
+    except (KeyError, TypeError, IndexError, FormatError):
+        pass
     w = f"tcbInfo.tcbLevels[{i}]"
     tcb = get(lv, "tcb", dict, w)
     if version == 2:
@@ -131,6 +160,9 @@ def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
     date = get(lv, "tcbDate", str, w)
     parse_time(date, f"{w}.tcbDate")
     return TcbLevel(sgx, _svn(get(tcb, "pcesvn", int, w), f"{w}.pcesvn"), tdx, date, status, _advisories(lv, w))
+
+
+_V2_KEYS = tuple(f"sgxtcbcomp{n:02d}svn" for n in range(1, 17))
 
 
 def _module_identity(x: Any, i: int) -> TdxModuleIdentity:

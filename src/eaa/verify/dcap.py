@@ -14,6 +14,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
 from cryptography import x509
@@ -37,10 +38,11 @@ from ..formats.report_body import SgxReportBody, TdReportBody
 from ..formats.tcb_info import TcbInfo
 from .result import REVOKED, VerificationResult
 from .tcb import check_qe_identity, evaluate_tcb, validate_statuses
-from .trust import TrustAnchor, default_anchors, is_simulation_certificate
+from .trust import TrustAnchor, default_anchors
 from .x509chain import (
     CheckedChain,
     CheckedCrl,
+    Window,
     check_chain_signatures,
     check_crl,
     check_windows,
@@ -82,6 +84,33 @@ class _Lru:
         return value
 
 
+@dataclass(frozen=True)
+class _PckRecord:
+    """A PCK chain checked up to an anchor, with what the per-quote steps need from it."""
+
+    chain: CheckedChain
+    leaf: x509.Certificate
+    key: ec.EllipticCurvePublicKey
+    serial: int
+    issuer_der: bytes
+    ext: PckExtensions
+    intermediates: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True)
+class _CollateralRecord:
+    """TCB info, QE identity and CRLs with every signature checked; only time checks remain."""
+
+    anchor: TrustAnchor
+    tcb_info: TcbInfo
+    qe_identity: EnclaveIdentity
+    windows: tuple[Window, ...]  # certificates and signed items: not before / not after
+    root_crl: CheckedCrl | None
+    pck_crl: CheckedCrl | None
+    crl_issuer_der: bytes | None
+    revocable: tuple[x509.Certificate, ...]  # intermediates the root CRL must not list
+
+
 class QuoteVerifier:
     """Verifies DCAP ECDSA quotes against collateral; reuse one instance to keep its caches warm."""
 
@@ -91,44 +120,84 @@ class QuoteVerifier:
         self.check_crl = check_crl
         self._cache = _Lru(cache_size)
 
-    # ---- cached, time-independent pieces ----
-    def _chain(self, pem: str | bytes, what: str) -> CheckedChain:
-        key = ("chain", pem if isinstance(pem, bytes) else pem.encode(), what)
-        return self._cache.get_or(key, lambda: check_chain_signatures(load_pem_chain(pem, what), self.anchors, what))
+    # ---- time-independent pieces, cached under their exact bytes ----
+    def _chain(self, pem: str | bytes, what: str, links: dict[Any, Any]) -> CheckedChain:
+        """Chains repeat within one quote's collateral (TCB info and QE identity share one): check each once."""
+        key = ("chain", pem)
+        if key not in links:
+            links[key] = check_chain_signatures(load_pem_chain(pem, what), self.anchors, what, links)
+        return links[key]  # type: ignore[no-any-return]
 
-    def _crl(self, der: bytes, issuer: x509.Certificate, what: str) -> CheckedCrl:
-        key = ("crl", der, issuer.fingerprint(_sha256()), what)
-        return self._cache.get_or(key, lambda: check_crl(der, issuer, what))
-
-    def _signed_collateral(self, kind: str, body: str, signature: bytes, chain: CheckedChain) -> Any:
-        def make() -> Any:
-            parsed = TcbInfo.from_body(body, signature) if kind == "tcb" else EnclaveIdentity.from_body(body, signature)
-            key = chain.leaf.public_key()
+    def _pck_record(self, pem: str | bytes, links: dict[Any, bool]) -> _PckRecord:
+        def make() -> _PckRecord:
+            chain = self._chain(pem, "PCK certificate chain", links)
+            if len(chain.certs) < 2:
+                raise CertificateChainError("PCK certificate chain must hold the PCK leaf and its CA")
+            leaf = chain.certs[0]
+            if "SGX PCK Certificate" not in leaf.subject.rfc4514_string():
+                raise CertificateChainError("PCK leaf certificate is not an SGX PCK Certificate")
+            key = leaf.public_key()
             if not isinstance(key, ec.EllipticCurvePublicKey):
-                raise CertificateChainError(f"{kind} signing certificate does not hold an EC key")
-            verify_raw_signature(key, signature, parsed.body, "TCB info" if kind == "tcb" else "QE identity")
-            return parsed
-
-        return self._cache.get_or((kind, body, signature, chain.leaf.fingerprint(_sha256())), make)
-
-    def _pck_extensions(self, leaf: x509.Certificate) -> PckExtensions:
-        def make() -> PckExtensions:
+                raise CertificateChainError("PCK certificate does not hold an EC key")
             try:
                 ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
             except x509.ExtensionNotFound:
                 raise CertificateChainError("PCK certificate lacks the SGX extension") from None
             except ValueError as e:
                 raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
-            return parse_sgx_extension(ext.value.value)  # type: ignore[attr-defined]
+            return _PckRecord(chain, leaf, key, leaf.serial_number, leaf.issuer.public_bytes(),
+                              parse_sgx_extension(ext.value.value), chain.certs[1:])  # type: ignore[attr-defined]
 
-        return self._cache.get_or(("pckext", leaf.fingerprint(_sha256())), make)
+        return self._cache.get_or(("pck", pem), make)
+
+    def _collateral_record(self, c: Collateral, links: dict[Any, bool]) -> _CollateralRecord:
+        def make() -> _CollateralRecord:
+            if not c.tcb_info or not c.qe_identity:
+                raise CollateralMissing("collateral lacks TCB info or QE identity")
+            tcb_chain = self._chain(c.tcb_info_issuer_chain, "TCB info issuer chain", links)
+            qe_chain = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, "QE identity issuer chain",
+                                   links)
+            if qe_chain.anchor is not tcb_chain.anchor:
+                raise CertificateChainError("TCB info and QE identity lead to different roots")
+            tcb_info = TcbInfo.from_body(c.tcb_info, c.tcb_info_signature)
+            verify_raw_signature(_ec_key(tcb_chain.leaf), c.tcb_info_signature, tcb_info.body, "TCB info")
+            qe_identity = EnclaveIdentity.from_body(c.qe_identity, c.qe_identity_signature)
+            verify_raw_signature(_ec_key(qe_chain.leaf), c.qe_identity_signature, qe_identity.body, "QE identity")
+            validate_statuses(tcb_info, qe_identity)
+            windows = [*tcb_chain.windows, *qe_chain.windows,
+                       ("TCB info", tcb_info.issue_date, tcb_info.next_update),
+                       ("QE identity", qe_identity.issue_date, qe_identity.next_update)]
+            revocable = [*tcb_chain.certs, *qe_chain.certs]
+            root_crl = pck_crl = None
+            crl_issuer_der = None
+            if self.check_crl:
+                if not c.root_ca_crl or not c.pck_crl:
+                    raise CollateralMissing("collateral lacks the root CA CRL or the PCK CRL (use --no-crl to skip)")
+                if not c.pck_crl_issuer_chain:
+                    raise CollateralMissing("collateral lacks the PCK CRL issuer chain")
+                anchor = tcb_chain.anchor
+                root_crl = check_crl(c.root_ca_crl, anchor.certificate, "root CA CRL")
+                crl_chain = self._chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain", links)
+                if crl_chain.anchor is not anchor:
+                    raise CertificateChainError("PCK CRL issuer chain leads to a different root")
+                pck_crl = check_crl(c.pck_crl, crl_chain.leaf, "PCK CRL")
+                crl_issuer_der = crl_chain.leaf.subject.public_bytes()
+                windows += [*crl_chain.windows, ("root CA CRL", root_crl.this_update, root_crl.next_update),
+                            ("PCK CRL", pck_crl.this_update, pck_crl.next_update)]
+                revocable += crl_chain.certs
+                if root_crl.is_revoked(anchor.certificate.serial_number):
+                    raise CertificateChainError("the root CA is revoked by its own CRL")
+            return _CollateralRecord(tcb_chain.anchor, tcb_info, qe_identity, tuple(windows), root_crl, pck_crl,
+                                     crl_issuer_der, tuple(revocable))
+
+        return self._cache.get_or(("coll", self.check_crl, c), make)
 
     # ---- the verification ----
     def verify(self, quote: bytes | Quote, collateral: Collateral, *, at: datetime | int | float,
                strict: bool = False) -> VerificationResult:
         now = as_datetime(at)
         q = quote if isinstance(quote, Quote) else parse_quote(quote)
-        expiries: list[datetime] = []
+        links: dict[Any, bool] = {}
 
         # 0. Quote header: Intel QE, ECDSA P-256 (the parser already checked version and key type).
         if q.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
@@ -137,7 +206,7 @@ class QuoteVerifier:
         # 1. PCK certificate chain: from the quote (type 5) or supplied with the collateral (types 1-4).
         cd = q.certification_data
         if cd.cert_type == CERT_PCK_CHAIN:
-            pck_pem: str | bytes = b"".join(cd.pem_chain)
+            pck_pem: str | bytes = cd.data
         elif collateral.pck_certificate_chain:
             pck_pem = collateral.pck_certificate_chain
             if pck_pem.count("BEGIN CERTIFICATE") == 1:  # a bare PCK leaf (PCCS /pckcert): its CA comes along
@@ -145,72 +214,29 @@ class QuoteVerifier:
         else:
             raise UnsupportedCertificationData(
                 f"certification data type {cd.cert_type} carries no PCK certificate; fetch it from a PCCS")
-        pck = self._chain(pck_pem, "PCK certificate chain")
-        if len(pck.certs) < 2:
-            raise CertificateChainError("PCK certificate chain must hold the PCK leaf and its CA")
-        pck_leaf, pck_ca = pck.certs[0], pck.certs[1]
-        anchor = pck.anchor
-        if "SGX PCK Certificate" not in pck_leaf.subject.rfc4514_string():
-            raise CertificateChainError("PCK leaf certificate is not an SGX PCK Certificate")
-        expiries.append(check_windows(pck.windows, now, "PCK certificate chain"))
+        pck = self._pck_record(pck_pem, links)
+        anchor = pck.chain.anchor
 
-        # 2. TCB info and QE identity: issuer chains to the same root, signatures over the exact bytes.
-        if not collateral.tcb_info or not collateral.qe_identity:
-            raise CollateralMissing("collateral lacks TCB info or QE identity")
-        tcb_chain = self._chain(collateral.tcb_info_issuer_chain, "TCB info issuer chain")
-        qe_chain = self._chain(collateral.qe_identity_issuer_chain or collateral.tcb_info_issuer_chain,
-                               "QE identity issuer chain")
-        for c in (tcb_chain, qe_chain):
-            if c.anchor is not anchor:
-                raise CertificateChainError("collateral and PCK certificate chain lead to different roots")
-        tcb_info: TcbInfo = self._signed_collateral("tcb", collateral.tcb_info, collateral.tcb_info_signature,
-                                                    tcb_chain)
-        qe_identity: EnclaveIdentity = self._signed_collateral("qe", collateral.qe_identity,
-                                                               collateral.qe_identity_signature, qe_chain)
-        expiries.append(check_windows(tcb_chain.windows, now, "TCB info issuer chain"))
-        expiries.append(check_windows(qe_chain.windows, now, "QE identity issuer chain"))
-        for name, item in (("TCB info", tcb_info), ("QE identity", qe_identity)):
-            if now < item.issue_date:
-                raise CollateralExpired(f"{name} is not valid before {item.issue_date:%Y-%m-%dT%H:%M:%SZ}")
-            expiries.append(item.next_update)
-        validate_statuses(tcb_info, qe_identity)
-
-        # 3. Revocation: root CRL (root, intermediates) and PCK CRL (PCK leaf), each signed by its issuer.
+        # 2-3. TCB info and QE identity (issuer chains, signatures over the exact bytes, status strings);
+        #      CRLs signed by their issuers. All to the same root as the PCK chain.
+        coll = self._collateral_record(collateral, links)
+        if coll.anchor is not anchor:
+            raise CertificateChainError("collateral and PCK certificate chain lead to different roots")
+        expiries = [check_windows(pck.chain.windows, now, "PCK certificate chain"),
+                    check_windows(coll.windows, now, "collateral")]
         pck_revoked = False
         if self.check_crl:
-            if not collateral.root_ca_crl or not collateral.pck_crl:
-                raise CollateralMissing("collateral lacks the root CA CRL or the PCK CRL (use --no-crl to skip)")
-            root_crl = self._crl(collateral.root_ca_crl, anchor.certificate, "root CA CRL")
-            if collateral.pck_crl_issuer_chain:
-                crl_chain = self._chain(collateral.pck_crl_issuer_chain, "PCK CRL issuer chain")
-                if crl_chain.anchor is not anchor:
-                    raise CertificateChainError("PCK CRL issuer chain leads to a different root")
-                expiries.append(check_windows(crl_chain.windows, now, "PCK CRL issuer chain"))
-                crl_issuer = crl_chain.leaf
-                intermediates = [*crl_chain.certs]
-            else:
-                crl_issuer = pck_ca
-                intermediates = []
-            if crl_issuer.subject != pck_leaf.issuer:
+            assert coll.root_crl is not None and coll.pck_crl is not None
+            if coll.crl_issuer_der != pck.issuer_der:
                 raise CrlError("PCK CRL issuer is not the issuer of the PCK certificate")
-            pck_crl = self._crl(collateral.pck_crl, crl_issuer, "PCK CRL")
-            for name, crl in (("root CA CRL", root_crl), ("PCK CRL", pck_crl)):
-                if now < crl.this_update:
-                    raise CollateralExpired(f"{name} is not valid before {crl.this_update:%Y-%m-%dT%H:%M:%SZ}")
-                expiries.append(crl.next_update)
-            if anchor.certificate.serial_number in root_crl.revoked:
-                raise CertificateChainError("the root CA is revoked by its own CRL")
-            for cert in (*pck.certs[1:], *tcb_chain.certs, *qe_chain.certs, *intermediates):
-                if cert.serial_number in root_crl.revoked:
+            for cert in (*pck.intermediates, *coll.revocable):
+                if coll.root_crl.is_revoked(cert.serial_number):
                     raise CertificateChainError(f"{cert.subject.rfc4514_string()} is revoked by the root CA CRL")
-            pck_revoked = pck_leaf.serial_number in pck_crl.revoked
+            pck_revoked = coll.pck_crl.is_revoked(pck.serial)
 
         # 4. QE report signature by the PCK key.
         qe = q.signature_data.qe
-        pck_key = pck_leaf.public_key()
-        if not isinstance(pck_key, ec.EllipticCurvePublicKey):
-            raise CertificateChainError("PCK certificate does not hold an EC key")
-        verify_raw_signature(pck_key, qe.qe_report_signature, qe.qe_report.raw, "QE report")
+        verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report")
 
         # 5. QE report data binds the attestation key and QE auth data.
         expected = hashlib.sha256(q.signature_data.attestation_key + qe.qe_auth_data).digest()
@@ -218,6 +244,7 @@ class QuoteVerifier:
             raise IdentityMismatch("QE report data does not bind the attestation key")
 
         # 6. QE identity: the right identity for this TEE, then signer, product, masked fields, TCB level.
+        qe_identity = coll.qe_identity
         want_qe = "TD_QE" if q.is_tdx else "QE"
         if qe_identity.id != want_qe:
             raise CollateralInvalid(f"QE identity is {qe_identity.id!r}, a {q.tee.upper()} quote needs {want_qe!r}")
@@ -228,7 +255,8 @@ class QuoteVerifier:
         verify_raw_signature(att_key, q.signature_data.signature, q.signed_data, "quote")
 
         # 8. Platform TCB: FMSPC, PCE-ID, TEE type, then TCB level, TDX module, relaunch; merged with the QE.
-        ext = self._pck_extensions(pck_leaf)
+        tcb_info = coll.tcb_info
+        ext = pck.ext
         if ext.fmspc != tcb_info.fmspc:
             raise IdentityMismatch(f"PCK FMSPC {ext.fmspc.hex()} does not match TCB info FMSPC {tcb_info.fmspc.hex()}")
         if ext.pce_id != tcb_info.pce_id:
@@ -253,7 +281,7 @@ class QuoteVerifier:
             fmspc=ext.fmspc.hex(),
             tcb_date=tcb.tcb_date,
             collateral_expired=expired,
-            simulated=anchor.simulated or is_simulation_certificate(anchor.certificate),
+            simulated=anchor.simulated or anchor.names_simulation,
             debug=q.body.debug,
             earliest_expiration=earliest,
             details={
@@ -268,10 +296,11 @@ class QuoteVerifier:
         )
 
 
-def _sha256() -> Any:
-    from cryptography.hazmat.primitives import hashes
-
-    return hashes.SHA256()
+def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CertificateChainError(f"{cert.subject.rfc4514_string()} does not hold an EC key")
+    return key
 
 
 def _measurements(body: SgxReportBody | TdReportBody) -> dict[str, Any]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import ConfigError
@@ -33,6 +34,14 @@ class TrustAnchor:
     @property
     def der(self) -> bytes:
         return self.certificate.public_bytes(Encoding.DER)
+
+    @cached_property
+    def names_simulation(self) -> bool:
+        return is_simulation_certificate(self.certificate)
+
+    @cached_property
+    def fingerprint(self) -> bytes:
+        return self.certificate.fingerprint(hashes.SHA256())
 
 
 def is_simulation_certificate(cert: x509.Certificate) -> bool:

@@ -17,13 +17,13 @@ from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..errors import CertificateChainError, CollateralExpired, CrlError, FormatError, InvalidSignature, UntrustedRoot
 from .trust import TrustAnchor
 
 _P256 = ec.SECP256R1()
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_SHA256 = hashes.SHA256()
 
 
 def load_pem_chain(text: str | bytes, what: str) -> tuple[x509.Certificate, ...]:
@@ -58,15 +58,15 @@ def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data:
         raise InvalidSignature(f"{what}: malformed signature") from None
 
 
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
-
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+# (what: a certificate or a name, not valid before, not valid after)
+Window = tuple[x509.Certificate | str, datetime, datetime]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class CheckedChain:
 
     certs: tuple[x509.Certificate, ...]  # leaf first, anchor excluded
     anchor: TrustAnchor
-    windows: tuple[tuple[str, datetime, datetime], ...]  # (subject, not_before, not_after) incl. anchor
+    windows: tuple[Window, ...]  # (certificate, not_before, not_after) incl. anchor
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -83,16 +83,20 @@ class CheckedChain:
 
 
 def check_chain_signatures(
-    certs: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], what: str
+    certs: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], what: str,
+    links: dict[tuple[bytes, bytes, bytes], bool] | None = None,
 ) -> CheckedChain:
+    """Verify each link up to a trusted anchor; ``links`` memoises links already verified in this call."""
     if not certs:
         raise CertificateChainError(f"{what}: empty certificate chain")
     chain = list(certs)
     anchor: TrustAnchor | None = None
     last = chain[-1]
-    # A chain may end with a copy of the root; the anchor is matched by subject and key, never by the copy.
+    last_fp = last.fingerprint(_SHA256)
+    # A chain usually ends with a copy of the root: matched to an anchor by its exact bytes. A re-issued
+    # root (same key, other bytes) is handled below as a certificate issued by the anchor.
     for a in anchors:
-        if last.subject == a.certificate.subject and _spki(last) == _spki(a.certificate):
+        if last_fp == a.fingerprint:
             anchor = a
             chain = chain[:-1]
             break
@@ -109,28 +113,30 @@ def check_chain_signatures(
         raise UntrustedRoot(f"{what}: chain does not lead to a trusted root ({last.issuer.rfc4514_string()})")
     for i, cert in enumerate(chain):
         issuer = chain[i + 1] if i + 1 < len(chain) else anchor.certificate
-        if cert.issuer != issuer.subject:
-            raise CertificateChainError(f"{what}: issuer of {cert.subject.rfc4514_string()} is not the next certificate")
+        key = (cert.tbs_certificate_bytes, cert.signature, issuer.tbs_certificate_bytes)
+        if links is not None and key in links:
+            continue
         if not _is_ca(issuer):
             raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} is not a CA")
         try:
-            cert.verify_directly_issued_by(issuer)
+            cert.verify_directly_issued_by(issuer)  # checks the issuer name as well as the signature
         except _CryptoInvalidSignature:
             raise InvalidSignature(f"{what}: signature of {cert.subject.rfc4514_string()} does not verify") from None
         except (ValueError, TypeError) as e:
-            raise CertificateChainError(f"{what}: cannot verify {cert.subject.rfc4514_string()}: {e}") from None
-    windows = tuple(
-        (c.subject.rfc4514_string(), c.not_valid_before_utc, c.not_valid_after_utc)
-        for c in (*chain, anchor.certificate)
-    )
+            raise CertificateChainError(f"{what}: {cert.subject.rfc4514_string()} is not issued by the next "
+                                        f"certificate ({e})") from None
+        if links is not None:
+            links[key] = True
+    windows = tuple((c, c.not_valid_before_utc, c.not_valid_after_utc) for c in (*chain, anchor.certificate))
     return CheckedChain(tuple(chain), anchor, windows)
 
 
-def check_windows(windows: Sequence[tuple[str, datetime, datetime]], at: datetime, what: str) -> datetime:
+def check_windows(windows: Sequence[Window], at: datetime, what: str) -> datetime:
     """Fail on anything not yet valid; return the earliest expiry (the caller flags it if past)."""
     earliest = None
-    for name, not_before, not_after in windows:
+    for item, not_before, not_after in windows:
         if at < not_before:
+            name = item if isinstance(item, str) else item.subject.rfc4514_string()
             raise CollateralExpired(f"{what}: {name} is not valid before {not_before:%Y-%m-%dT%H:%M:%SZ}")
         if earliest is None or not_after < earliest:
             earliest = not_after
@@ -140,10 +146,12 @@ def check_windows(windows: Sequence[tuple[str, datetime, datetime]], at: datetim
 
 @dataclass(frozen=True)
 class CheckedCrl:
-    issuer: x509.Name
     this_update: datetime
     next_update: datetime
     revoked: frozenset[int]
+
+    def is_revoked(self, serial: int) -> bool:
+        return serial in self.revoked
 
 
 def check_crl(der: bytes, issuer: x509.Certificate, what: str) -> CheckedCrl:
@@ -157,4 +165,4 @@ def check_crl(der: bytes, issuer: x509.Certificate, what: str) -> CheckedCrl:
         raise InvalidSignature(f"{what}: signature does not verify")
     if crl.next_update_utc is None:
         raise CrlError(f"{what} has no nextUpdate")
-    return CheckedCrl(crl.issuer, crl.last_update_utc, crl.next_update_utc, frozenset(r.serial_number for r in crl))
+    return CheckedCrl(crl.last_update_utc, crl.next_update_utc, frozenset(r.serial_number for r in crl))
