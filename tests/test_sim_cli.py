@@ -178,3 +178,32 @@ def test_revoked_platform_through_the_cli(sim_env: Path, tmp_path: Path, capsys:
     capsys.readouterr()
     assert main(["verify-quote", str(q), "--collateral", str(coll), "--trust-sim", "--json"]) == 10
     assert json.loads(capsys.readouterr().out)["status"] == "Revoked"
+
+
+def test_expired_collateral_is_pointed_out(sim_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from eaa.sim import init_platform
+
+    old = init_platform(sim_env, now=datetime.now(timezone.utc) - timedelta(days=400))
+    assert old.collateral_expired()
+    assert not old.collateral_expired(old.collateral_expires - timedelta(seconds=1))
+    assert main(["sim", "quote", "--report-data", "00", "-o", str(tmp_path / "q")]) == 0
+    assert "expired" in capsys.readouterr().err
+    assert main(["sim", "collateral", "-o", str(tmp_path / "c")]) == 0
+    assert "sim init --force" in capsys.readouterr().err
+    assert main(["sim", "init", "--force"]) == 0
+    capsys.readouterr()
+    assert main(["sim", "quote", "--report-data", "00", "-o", str(tmp_path / "q")]) == 0
+    assert "expired" not in capsys.readouterr().err
+
+
+@needs_verify_quote
+def test_verify_quote_takes_the_simulated_collateral_itself(sim_env: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    for tee in ("sgx", "tdx"):
+        q = tmp_path / f"{tee}.bin"
+        assert main(["sim", "quote", "--tee", tee, "--report-data", "00", "-o", str(q)]) == 0
+        capsys.readouterr()
+        assert main(["verify-quote", str(q), "--trust-sim", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["status"] == "UpToDate"

@@ -8,6 +8,10 @@
 
 The platform lives in --dir, else $EAA_SIM_DIR, else ~/.local/share/eaa/sim, and is created on first
 use. Its quotes verify only against its own root: `eaa verify-quote FILE --trust-sim`.
+MRENCLAVE (SGX) / MRTD (TDX) of --measure PATH...: SHA-256 / SHA-384 over the files sorted by name, each
+as u64le(len(name)) || name || u64le(len(content)) || content; a file is named by its base name, files
+under a directory by their path relative to it ('/'-separated), so the value does not depend on where
+the files are.
 TCB states: uptodate, swhardening, configuration, configuration-swhardening, outofdate,
 outofdate-configuration, revoked (the PCK certificate is listed in the PCK CRL).
 """
@@ -17,9 +21,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .common import SIMULATION_WARNING
+
+if TYPE_CHECKING:
+    from ..sim import SimPlatform
 
 _TEES = ("sgx", "tdx")
 
@@ -99,6 +107,12 @@ def _sim_dir(args: argparse.Namespace) -> Path | None:
     return Path(args.dir) if getattr(args, "dir", None) else None
 
 
+def _warn_if_expired(platform: "SimPlatform") -> None:
+    if platform.collateral_expired():
+        print(f"eaa: warning: the simulated platform's collateral expired on "
+              f"{platform.collateral_expires:%Y-%m-%d}; regenerate it with 'eaa sim init --force'", file=sys.stderr)
+
+
 def _init(args: argparse.Namespace) -> int:
     from ..sim import EXPECTED_STATUS, init_platform
 
@@ -120,6 +134,7 @@ def _quote(args: argparse.Namespace) -> int:
     report_data = _hex(args.report_data, "--report-data", max_size=64)
     assert report_data is not None
     platform = load_platform(_sim_dir(args))
+    _warn_if_expired(platform)
     if args.tee == "sgx":
         if args.mrtd or args.rtmr:
             raise ConfigError("--mrtd and --rtmr are for TDX quotes (--tee tdx)")
@@ -154,6 +169,7 @@ def _collateral(args: argparse.Namespace) -> int:
     from ..sim import load_platform
 
     platform = load_platform(_sim_dir(args))
+    _warn_if_expired(platform)
     try:
         platform.collateral(args.tee).write_directory(args.output)
     except OSError as e:

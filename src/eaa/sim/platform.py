@@ -245,7 +245,10 @@ def init_platform(sim_dir: str | os.PathLike[str] | None = None, *, tcb: str = "
 
 def load_platform(sim_dir: str | os.PathLike[str] | None = None, *, create: bool = True,
                   now: datetime | None = None) -> "SimPlatform":
-    """Load the platform in ``sim_dir`` (default :func:`default_sim_dir`); generate it on first use if ``create``."""
+    """Load the platform in ``sim_dir`` (default :func:`default_sim_dir`); generate it on first use if ``create``.
+
+    ``now`` is the creation time used only when the platform has to be generated (default: the current time).
+    """
     d = Path(sim_dir) if sim_dir is not None else default_sim_dir()
     if _is_platform_dir(d):
         return SimPlatform.load(d)
@@ -421,6 +424,24 @@ class SimPlatform:
     @property
     def pck_crl(self) -> bytes:
         return self._files["pck_crl.der"]
+
+    @cached_property
+    def collateral_expires(self) -> datetime:
+        """When the first piece of this platform's collateral (TCB info, QE identity, CRL) expires."""
+        from ..formats.signed_json import parse_time
+
+        times = []
+        for (tcb_body, _), (qe_body, _) in self._signed.values():
+            for body in (tcb_body, qe_body):
+                times.append(parse_time(json.loads(body).get("nextUpdate"), "nextUpdate"))
+        for crl_der in (self.root_ca_crl, self.pck_crl):
+            next_update = x509.load_der_x509_crl(crl_der).next_update_utc
+            if next_update is not None:
+                times.append(next_update)
+        return min(times)
+
+    def collateral_expired(self, now: datetime | None = None) -> bool:
+        return _utc(now) >= self.collateral_expires
 
     @property
     def tcb_state(self) -> str:
