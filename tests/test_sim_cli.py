@@ -14,6 +14,12 @@ from eaa.formats.quote import parse_quote
 from eaa.sim import load_platform, measure_files, tdx_measure
 
 
+@pytest.fixture(autouse=True)
+def _never_the_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a test forgets to pass, the default platform directory is a temporary one."""
+    monkeypatch.setenv("EAA_SIM_DIR", str(tmp_path / "default-sim"))
+
+
 @pytest.fixture()
 def sim_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "sim"

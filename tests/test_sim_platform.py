@@ -40,6 +40,12 @@ from eaa.verify.x509chain import verify_raw_signature
 T0 = datetime(2031, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def _never_the_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a test forgets to pass, the default platform directory is a temporary one."""
+    monkeypatch.setenv("EAA_SIM_DIR", str(tmp_path / "default-sim"))
+
+
 @pytest.fixture(scope="module")
 def plat(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
     return init_platform(tmp_path_factory.mktemp("sim") / "platform", now=T0)

@@ -6,8 +6,8 @@
   eaa sim collateral -o DIR [--tee sgx|tdx] [--dir D] write its collateral (PCS-style files + collateral.json)
   eaa sim root -o FILE [--dir D]                     write its root CA certificate (PEM)
 
-The platform lives in --dir, else $EAA_SIM_DIR, else ~/.local/share/eaa/sim, and is created on first
-use. Its quotes verify only against its own root: `eaa verify-quote FILE --trust-sim`.
+The platform lives in --dir, else $EAA_SIM_DIR, else $XDG_DATA_HOME/eaa/sim or ~/.local/share/eaa/sim,
+and is created on first use. Its quotes verify only against its own root: `eaa verify-quote FILE --trust-sim`.
 MRENCLAVE (SGX) / MRTD (TDX) of --measure PATH...: SHA-256 / SHA-384 over the files sorted by name, each
 as u64le(len(name)) || name || u64le(len(content)) || content; a file is named by its base name, files
 under a directory by their path relative to it ('/'-separated), so the value does not depend on where
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
 
     def with_dir(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--dir", metavar="D", help="state directory (default: $EAA_SIM_DIR or ~/.local/share/eaa/sim)")
+        q.add_argument("--dir", metavar="D", help="state directory (default: $EAA_SIM_DIR, else ~/.local/share/eaa/sim)")
         q.set_defaults(func=run)
 
     init = ss.add_parser("init", help="create the simulated platform (its PKI, collateral and keys)")
