@@ -1,0 +1,222 @@
+"""Each verifier check, made to fail with otherwise valid, correctly signed inputs.
+
+The simulated platform's keys let us sign collateral and certificates that are genuine in every
+respect but one, so each test proves that one check (and not an earlier signature) rejects it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from eaa import errors
+from eaa.sim import pki, quote as simquote
+from eaa.sim.platform import FMSPC, SimPlatform, init_platform
+from eaa.verify.dcap import QuoteVerifier
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+AT = NOW + timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def plat(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
+    return init_platform(tmp_path_factory.mktemp("sim"), now=NOW, seed=b"\x01" * 32)
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
+    return init_platform(tmp_path_factory.mktemp("sim2"), now=NOW, seed=b"\x02" * 32)
+
+
+def verifier(p: SimPlatform, **kw: object) -> QuoteVerifier:
+    return QuoteVerifier([p.anchor()], **kw)  # type: ignore[arg-type]
+
+
+def resign(p: SimPlatform, body: str) -> bytes:
+    return pki.sign_raw(p._key("tcb_signing"), body.encode())
+
+
+def edit_json(body: str, **changes: object) -> str:
+    obj = json.loads(body)
+    obj.update(changes)
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def pem(c: x509.Certificate) -> bytes:
+    return c.public_bytes(serialization.Encoding.PEM)
+
+
+def quote_with_leaf(p: SimPlatform, leaf: x509.Certificate, tee: str = "sgx") -> bytes:
+    qe = replace(p._quoting_enclave(tee), pck_chain_pem=pem(leaf) + pem(p.pck_ca_certificate) + p.root_pem)
+    body = simquote.sgx_report_body(cpu_svn=p.params.cpu_svn, misc_select=0, attributes=simquote.sgx_attributes(False),
+                                    mr_enclave=b"\x01" * 32, mr_signer=p.mrsigner, isv_prod_id=0, isv_svn=0,
+                                    report_data=bytes(64))
+    return simquote.sgx_quote(qe, qe_id=p.params.qe_id, pce_svn=p.params.pce_svn, body=body)
+
+
+def leaf(p: SimPlatform, *, cn: str = pki.PCK_CN, fmspc: bytes = FMSPC, pce_id: bytes = b"\x00\x00",
+         with_ext: bool = True) -> x509.Certificate:
+    ext = pki.sgx_extension(pki.sgx_extension_der(
+        ppid=b"\x00" * 16, tcb_components=p.params.tcb_components, pce_svn=p.params.pce_svn, cpu_svn=p.params.cpu_svn,
+        pce_id=pce_id, fmspc=fmspc, sgx_type=0))
+    return pki.make_leaf(pki.name(cn, "t"), p._key("pck"), p.pck_ca_certificate, p._key("pck_ca"), 4242, NOW,
+                         [ext] if with_ext else [])
+
+
+def test_baseline_verifies(plat: SimPlatform) -> None:
+    r = verifier(plat).verify(plat.make_sgx_quote(b"x"), plat.collateral("sgx"), at=AT)
+    assert r.status == "UpToDate" and r.simulated
+    assert quote_with_leaf(plat, leaf(plat))  # the helper itself builds a verifiable quote
+    verifier(plat).verify(quote_with_leaf(plat, leaf(plat)), plat.collateral("sgx"), at=AT)
+
+
+def test_pck_leaf_must_be_a_pck_certificate(plat: SimPlatform) -> None:
+    with pytest.raises(errors.CertificateChainError, match="SGX PCK Certificate"):
+        verifier(plat).verify(quote_with_leaf(plat, leaf(plat, cn="Some Leaf")), plat.collateral("sgx"), at=AT)
+
+
+def test_pck_leaf_needs_sgx_extension(plat: SimPlatform) -> None:
+    with pytest.raises(errors.CertificateChainError, match="SGX extension"):
+        verifier(plat).verify(quote_with_leaf(plat, leaf(plat, with_ext=False)), plat.collateral("sgx"), at=AT)
+
+
+def test_fmspc_mismatch(plat: SimPlatform) -> None:
+    with pytest.raises(errors.IdentityMismatch, match="FMSPC"):
+        verifier(plat).verify(quote_with_leaf(plat, leaf(plat, fmspc=b"\x11" * 6)), plat.collateral("sgx"), at=AT)
+
+
+def test_pce_id_mismatch(plat: SimPlatform) -> None:
+    with pytest.raises(errors.IdentityMismatch, match="PCE-ID"):
+        verifier(plat).verify(quote_with_leaf(plat, leaf(plat, pce_id=b"\x01\x00")), plat.collateral("sgx"), at=AT)
+
+
+def test_tcb_info_for_other_tee(plat: SimPlatform) -> None:
+    tdx = plat.collateral("tdx")
+    coll = replace(plat.collateral("sgx"), tcb_info=tdx.tcb_info, tcb_info_signature=tdx.tcb_info_signature)
+    with pytest.raises(errors.CollateralInvalid, match="TCB info is for TDX"):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
+
+
+def test_qe_identity_for_other_tee(plat: SimPlatform) -> None:
+    tdx = plat.collateral("tdx")
+    coll = replace(plat.collateral("sgx"), qe_identity=tdx.qe_identity, qe_identity_signature=tdx.qe_identity_signature)
+    with pytest.raises(errors.CollateralInvalid, match="TD_QE"):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("mrsigner", "ab" * 32, "MRSIGNER"),
+    ("isvprodid", 99, "ISVPRODID"),
+    ("miscselect", "01000000", "MISCSELECT"),
+    ("attributes", "ff" * 16, "ATTRIBUTES"),
+])
+def test_qe_identity_mismatch(plat: SimPlatform, field: str, value: object, match: str) -> None:
+    c = plat.collateral("sgx")
+    body = edit_json(c.qe_identity, **{field: value})
+    coll = replace(c, qe_identity=body, qe_identity_signature=resign(plat, body))
+    with pytest.raises(errors.IdentityMismatch, match=match):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
+
+
+def test_qe_below_every_level(plat: SimPlatform) -> None:
+    c = plat.collateral("sgx")
+    body = edit_json(c.qe_identity, tcbLevels=[{"tcb": {"isvsvn": 60000}, "tcbDate": "2024-01-01T00:00:00Z",
+                                                "tcbStatus": "UpToDate"}])
+    coll = replace(c, qe_identity=body, qe_identity_signature=resign(plat, body))
+    with pytest.raises(errors.TcbNotSupported):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
+
+
+def test_unknown_status_string_in_signed_tcb_info(plat: SimPlatform) -> None:
+    c = plat.collateral("sgx")
+    obj = json.loads(c.tcb_info)
+    obj["tcbLevels"][0]["tcbStatus"] = "Excellent"
+    body = json.dumps(obj, separators=(",", ":"))
+    with pytest.raises(errors.CollateralInvalid, match="Excellent"):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)),
+                              at=AT)
+
+
+def test_collateral_from_another_root(plat: SimPlatform, other: SimPlatform) -> None:
+    q = plat.make_sgx_quote(b"x")
+    both = QuoteVerifier([plat.anchor(), other.anchor()])
+    with pytest.raises(errors.CertificateChainError, match="different roots"):
+        both.verify(q, other.collateral("sgx"), at=AT)
+    with pytest.raises(errors.UntrustedRoot):
+        verifier(other).verify(q, other.collateral("sgx"), at=AT)
+
+
+def test_pck_crl_from_another_issuer(plat: SimPlatform) -> None:
+    c = plat.collateral("sgx")
+    # A CRL correctly signed by the root, presented as the PCK CRL with the root as its issuer chain.
+    coll = replace(c, pck_crl=c.root_ca_crl, pck_crl_issuer_chain=plat.root_pem.decode())
+    with pytest.raises(errors.EaaError):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
+
+
+def test_crl_signed_by_wrong_key(plat: SimPlatform) -> None:
+    c = plat.collateral("sgx")
+    forged = pki.make_crl(plat.pck_ca_certificate, plat._key("tcb_signing"), [], 9, NOW)
+    coll = replace(c, pck_crl=forged.public_bytes(serialization.Encoding.DER))
+    with pytest.raises(errors.InvalidSignature):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
+
+
+def test_revoked_intermediate(plat: SimPlatform) -> None:
+    c = plat.collateral("sgx")
+    crl = pki.make_crl(plat.root_certificate, plat._key("root_ca"), [plat.pck_ca_certificate.serial_number], 9, NOW)
+    coll = replace(c, root_ca_crl=crl.public_bytes(serialization.Encoding.DER))
+    with pytest.raises(errors.CertificateChainError, match="revoked"):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
+
+
+def test_revoked_pck_gives_revoked_status(plat: SimPlatform) -> None:
+    c = plat.collateral("sgx")
+    crl = pki.make_crl(plat.pck_ca_certificate, plat._key("pck_ca"), [plat.pck_certificate.serial_number], 9, NOW)
+    r = verifier(plat).verify(plat.make_sgx_quote(b"x"), replace(c, pck_crl=crl.public_bytes(
+        serialization.Encoding.DER)), at=AT)
+    assert r.status == "Revoked"
+
+
+def test_missing_crls_need_no_crl_mode(plat: SimPlatform) -> None:
+    c = plat.collateral("sgx").without_crls()
+    with pytest.raises(errors.CollateralMissing):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), c, at=AT)
+    assert verifier(plat, check_crl=False).verify(plat.make_sgx_quote(b"x"), c, at=AT).status == "UpToDate"
+
+
+def test_quote_signed_by_other_attestation_key(plat: SimPlatform, other: SimPlatform) -> None:
+    q = bytearray(plat.make_sgx_quote(b"x"))
+    q2 = other.make_sgx_quote(b"x")
+    q[436:500] = q2[436:500]  # the other platform's quote signature over (nearly) the same bytes
+    with pytest.raises(errors.InvalidSignature):
+        verifier(plat).verify(bytes(q), plat.collateral("sgx"), at=AT)
+
+
+def test_not_yet_valid_certificate(plat: SimPlatform) -> None:
+    with pytest.raises(errors.CollateralExpired, match="not valid before"):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), plat.collateral("sgx"), at=NOW - timedelta(days=2))
+
+
+def test_tdx_quote_with_sgx_collateral(plat: SimPlatform) -> None:
+    with pytest.raises(errors.EaaError):
+        verifier(plat).verify(plat.make_tdx_quote(b"x"), plat.collateral("sgx"), at=AT)
+    r = verifier(plat).verify(plat.make_tdx_quote(b"x"), plat.collateral("tdx"), at=AT)
+    assert r.tee == "tdx" and r.status == "UpToDate"
+
+
+def test_tdx_module_signer_mismatch(plat: SimPlatform) -> None:
+    c = plat.collateral("tdx")
+    obj = json.loads(c.tcb_info)
+    for ident in obj.get("tdxModuleIdentities", []):
+        ident["mrsigner"] = "ab" * 48
+    obj["tdxModule"]["mrsigner"] = "ab" * 48
+    body = json.dumps(obj, separators=(",", ":"))
+    with pytest.raises(errors.IdentityMismatch, match="MRSIGNER_SEAM"):
+        verifier(plat).verify(plat.make_tdx_quote(b"x"), replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)),
+                              at=AT)
