@@ -174,9 +174,10 @@ class EnclaveTls:
         self.crypto = crypto_wrappers.select(config.crypto or None)
         self.tls = tls_wrappers.select(config.tls or None)
         self.credentials: Credentials | None = None
+        self.attester: Attester | None = None
         if self.tls.needs_certificate and (server or config.mutual):
             options = {"sim_dir": config.sim_dir, **config.attester_options}
-            attester = select_attester(config.attester, options)
+            self.attester = attester = select_attester(config.attester, options)
             self.credentials = self.crypto.create_credentials(
                 attester, cert_format=config.cert_format, key_algorithm=config.key_algorithm,
                 custom_claims=config.custom_claims, endorsements=config.endorsements)
@@ -254,6 +255,10 @@ class TlsServer:
     @property
     def credentials(self) -> Credentials | None:
         return self.handle.credentials
+
+    @property
+    def attester(self) -> Attester | None:
+        return self.handle.attester
 
     def _accept_raw(self, timeout: float | None) -> tuple[socket.socket, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout

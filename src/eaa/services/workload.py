@@ -1,0 +1,148 @@
+"""The workload side of EAA: what ``enclave-tls-server`` answers on each attested connection.
+
+v1 (enclave-tls 0.6 Occlum sample, what inclavared expects): read one message of at most 256 bytes,
+answer ``MRENCLAVE(32) || MRSIGNER(32) || "Hello and welcome to Enclave TLS!\\n"`` (98 bytes). The
+identity is the workload's own, taken from the SGX quote in its certificate. Without SGX evidence the
+host build's behaviour applies: the message is echoed (``reply="auto"``, the default).
+
+v2 (a JSON line ``{"version":2,"type":"GETEVIDENCE","nonce":"<64 hex>"}``): fresh evidence whose report
+data is ``SHA256(claims)``, the claims buffer holding ``pubkey-hash`` (of this TLS key) and ``nonce``,
+answered as one JSON line (see :func:`v2_response`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..attest.evidence import SGX_ECDSA, Attester, Evidence
+from ..errors import ConfigError, ProtocolError
+from ..tls.cert import spki_der
+from ..tls.claims import NONCE, encode_claims
+from ..tls.crypto import Credentials
+from ..tls.session import TlsServer, TlsSession
+
+log = logging.getLogger("eaa.workload")
+
+GREETING = b"Hello and welcome to Enclave TLS!\n"
+MAX_REQUEST = 256  # the sample server's receive buffer
+IDENTITY_SIZE = 64
+NONCE_SIZE = 32
+REPLY_MODES = ("auto", "identity", "echo")
+
+
+@dataclass(frozen=True)
+class SgxIdentity:
+    mrenclave: bytes
+    mrsigner: bytes
+
+
+def identity_from_evidence(evidence: Evidence | None) -> SgxIdentity | None:
+    """MRENCLAVE and MRSIGNER of an SGX quote (None for any other or no evidence)."""
+    if evidence is None or evidence.type != SGX_ECDSA:
+        return None
+    from ..formats.quote import parse_quote
+
+    body = parse_quote(evidence.data).body
+    return SgxIdentity(body.mr_enclave, body.mr_signer)  # type: ignore[union-attr]
+
+
+def v1_reply(identity: SgxIdentity | None, message: bytes = GREETING) -> bytes:
+    """``MRENCLAVE || MRSIGNER || message`` (zeros when there is no SGX identity)."""
+    if identity is None:
+        return b"\x00" * IDENTITY_SIZE + message
+    return identity.mrenclave + identity.mrsigner + message
+
+
+def parse_v1_reply(data: bytes) -> tuple[SgxIdentity, bytes] | None:
+    """Split a v1 identity reply; None when ``data`` is too short to hold one."""
+    if len(data) < IDENTITY_SIZE:
+        return None
+    return SgxIdentity(data[:32], data[32:64]), data[64:]
+
+
+def parse_v2_request(data: bytes) -> bytes | None:
+    """The nonce of a v2 request, or None when ``data`` is not one (a v1 message)."""
+    text = data.strip()
+    if not text.startswith(b"{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(obj, dict) or obj.get("version") != 2:
+        return None
+    nonce = obj.get("nonce")
+    if not isinstance(nonce, str) or len(nonce) != 2 * NONCE_SIZE:
+        raise ProtocolError(f"v2 request needs a {NONCE_SIZE}-byte hex nonce")
+    try:
+        return binascii.unhexlify(nonce)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("v2 request nonce is not hex") from None
+
+
+def v2_response(attester: Attester, credentials: Credentials | None, nonce: bytes) -> bytes:
+    """One JSON line: fresh evidence over ``SHA256(claims)`` with claims ``{pubkey-hash, nonce}``."""
+    if len(nonce) != NONCE_SIZE:
+        raise ProtocolError(f"nonce must be {NONCE_SIZE} bytes")
+    spki = spki_der(credentials.private_key) if credentials is not None else b""
+    claims = encode_claims(spki, {NONCE: nonce})
+    evidence = attester.collect_evidence(hashlib.sha256(claims).digest())
+    obj: dict[str, Any] = {
+        "version": 2,
+        "msgtype": "EVIDENCE",
+        "nonce": nonce.hex(),
+        "evidence_type": evidence.type,
+        "evidence": base64.b64encode(evidence.data).decode(),
+        "claims": base64.b64encode(claims).decode(),
+        "collateral": json.loads(evidence.collateral.to_qvl_json()) if evidence.collateral else None,
+        "simulated": evidence.simulated,
+    }
+    return (json.dumps(obj, sort_keys=True) + "\n").encode()
+
+
+class WorkloadService:
+    """Answers one request per attested connection, as the enclave-tls sample server does."""
+
+    def __init__(self, credentials: Credentials | None, *, attester: Attester | None = None, reply: str = "auto",
+                 greeting: bytes = GREETING, on_message: Callable[[bytes], None] | None = None) -> None:
+        if reply not in REPLY_MODES:
+            raise ConfigError(f"unknown reply mode {reply!r} (use {', '.join(REPLY_MODES)})")
+        self.credentials = credentials
+        self.attester = attester
+        self.identity = identity_from_evidence(credentials.evidence if credentials else None)
+        self.reply_mode = "identity" if reply == "auto" and self.identity is not None else reply
+        if self.reply_mode == "auto":
+            self.reply_mode = "echo"
+        self.greeting = greeting
+        self.on_message = on_message
+
+    def reply(self, request: bytes) -> bytes:
+        nonce = parse_v2_request(request)
+        if nonce is not None:
+            if self.attester is None:
+                raise ProtocolError("this workload cannot produce fresh evidence (no attester)")
+            return v2_response(self.attester, self.credentials, nonce)
+        if self.reply_mode == "echo":
+            return request
+        return v1_reply(self.identity, self.greeting)
+
+    def handle(self, session: TlsSession) -> None:
+        request = session.recv(MAX_REQUEST)  # v1 and v2 requests both fit
+        if not request:
+            return
+        log.info("Client: %s", request.decode("utf-8", "replace").rstrip("\n"))
+        if self.on_message is not None:
+            self.on_message(request)
+        session.send(self.reply(request))
+
+
+def serve(server: TlsServer, service: WorkloadService | None = None, **kwargs: Any) -> None:
+    """Serve the workload protocol on ``server`` until it is shut down (one thread per client)."""
+    service = service or WorkloadService(server.credentials, attester=server.attester, **kwargs)
+    server.serve_forever(service.handle)
