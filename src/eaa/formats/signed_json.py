@@ -35,6 +35,13 @@ def loads_strict(text: str, what: str) -> Any:
         raise FormatError(f"{what} is not valid JSON: {e}", field=what) from None
 
 
+def loads_fast(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise FormatError(f"{what} is not valid JSON: {e}", field=what) from None
+
+
 def _skip(text: str, i: int) -> int:
     while i < len(text) and text[i] in _WS:
         i += 1

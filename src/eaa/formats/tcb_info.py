@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import FormatError
-from .signed_json import get, get_hex, loads_strict, parse_time, split_signed
+from .signed_json import get, get_hex, loads_fast, loads_strict, parse_time, split_signed
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +59,15 @@ class TcbInfo:
         return cls.from_body(body, sig)
 
     @classmethod
-    def from_body(cls, body: str | bytes, signature: bytes) -> "TcbInfo":
+    def from_body(cls, body: str | bytes, signature: bytes, *, authenticated: bool = False) -> "TcbInfo":
         if isinstance(body, (bytes, bytearray)):
             try:
                 body = bytes(body).decode("utf-8")
             except UnicodeDecodeError:
                 raise FormatError("TCB info is not UTF-8", field="tcbInfo") from None
-        obj = loads_strict(body, "tcbInfo")
+        # Bytes whose signature was already verified cannot carry duplicate keys Intel did not sign,
+        # so they take the fast parser; anything else is parsed strictly.
+        obj = loads_fast(body, "tcbInfo") if authenticated else loads_strict(body, "tcbInfo")
         if not isinstance(obj, dict):
             raise FormatError("TCB info is not a JSON object", field="tcbInfo")
         w = "tcbInfo"
