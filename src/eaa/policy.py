@@ -174,6 +174,17 @@ class Policy:
             raise cls("; ".join(problems))
 
 
+    def check(self, result: VerificationResult) -> None:
+        """The Enclave-TLS hook. A result of ``nullverifier`` (tee "none") exists only when that verifier
+        was named, which is the user's explicit choice to accept a peer without evidence."""
+        if result.tee == "none" and self.reference.is_empty():
+            return
+        self.appraise(result)
+
+    def without_reference(self) -> "Policy":
+        return Policy(self.accepted_statuses, self.allow_debug, self.allow_expired_collateral)
+
+
 def load_document(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:

@@ -1,0 +1,188 @@
+"""inclavared: relays a verifier's request to the workload over mutual attested TLS.
+
+Per connection (shelter is the client): read one request; v1 answers the original ENCLAVEINFO JSON,
+v2 carries the verifier's nonce to the workload, verifies the workload's fresh evidence itself
+(inclavared's verdict) and relays the evidence, its claims and collateral so shelter can verify them
+again. A bad client gets an error line and a closed connection; nothing it sends stops the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from ..errors import EaaError, IdentityMismatch, ProtocolError, TransportError
+from ..policy import Policy
+from ..tls.peercert import parse_certificate
+from ..tls.config import TlsConfig
+from ..tls.session import EnclaveTls, TlsSession
+from ..verify.registry import Verifier, verifier_for_evidence, verifiers
+from . import protocol
+from .listener import Address, Server, dial
+
+log = logging.getLogger("eaa.inclavared")
+
+V1_FALLBACK = b"reply from inclavared!\n"
+V1_OTHER = b"hello from inclavared!\n"
+V1_UPSTREAM_MAX = 512
+
+
+@dataclass
+class InclavaredConfig:
+    listen: Address | None
+    xfer: Address | None
+    server_tls: TlsConfig  # towards shelter: inclavared's own evidence in its certificate
+    upstream_tls: TlsConfig  # towards the workload: mutual when asked, verifies the workload's certificate
+    policy: Policy = field(default_factory=Policy)
+    max_connections: int = 64
+    timeout: float = 10.0
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+
+def read_request(session: TlsSession, timeout: float) -> bytes:
+    """One request: a v1 request has no newline, so stop at a complete JSON object or a newline."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProtocolError("request not received in time")
+        chunk = session.recv(protocol.MAX_REQUEST + 1 - len(buf), timeout=remaining)
+        if not chunk:
+            if buf:
+                return buf
+            raise ProtocolError("connection closed before a request")
+        buf += chunk
+        if len(buf) > protocol.MAX_REQUEST:
+            raise ProtocolError(f"request exceeds {protocol.MAX_REQUEST} bytes")
+        if buf.endswith(b"\n"):
+            return buf
+        try:
+            json.loads(buf)
+            return buf
+        except (ValueError, UnicodeDecodeError):
+            continue
+
+
+class Inclavared:
+    def __init__(self, config: InclavaredConfig) -> None:
+        self.config = config
+        self.server_endpoint = EnclaveTls(config.server_tls, server=True)
+        self.upstream_endpoint = EnclaveTls(config.upstream_tls, server=False)
+        self._verifiers: dict[str, Verifier] = {}
+        self._vlock = threading.Lock()
+        self.server: Server | None = None
+
+    # ---- upstream ----
+    def _upstream(self) -> TlsSession:
+        if self.config.xfer is None:
+            raise TransportError("no upstream workload configured (--xfer)")
+        sock = dial(self.config.xfer, self.config.timeout)
+        return self.upstream_endpoint.wrap(sock, address=str(self.config.xfer), timeout=self.config.timeout)
+
+    def _named_verifier(self, name: str) -> Verifier:
+        with self._vlock:
+            v = self._verifiers.get(name)
+            if v is None:
+                u = self.config.upstream_tls
+                v = verifiers.select(name, trust_anchors=u.trust_anchors, trust_simulation=u.trust_simulation,
+                                     collateral_source=u.collateral, check_crl=u.check_crl, sim_dir=u.sim_dir,
+                                     strict=u.strict)
+                self._verifiers[name] = v
+            return v
+
+    def _verifier(self, evidence_type: str) -> Verifier:
+        """The named verifier when it checks this evidence type, else the one named after the type."""
+        named = self.config.upstream_tls.verifier
+        if isinstance(named, str) and named:
+            v = self._named_verifier(named)
+            if named == "nullverifier" or evidence_type in v.evidence_types:
+                return v
+        return self._named_verifier(verifier_for_evidence(evidence_type))
+
+    def fetch_v1(self) -> bytes:
+        """The original exchange: hello, then MRENCLAVE || MRSIGNER || message, as ENCLAVEINFO JSON."""
+        if self.config.xfer is None:
+            return V1_FALLBACK
+        with self._upstream() as up:
+            up.send(protocol.V1_UPSTREAM_HELLO)
+            data = up.recv(V1_UPSTREAM_MAX, timeout=self.config.timeout)
+            peer = up.peer
+        if len(data) > 64:
+            mrenclave, mrsigner = data[:32], data[32:64]
+            # The workload's self-report must agree with what its verified certificate says.
+            if peer is not None and "mrenclave" in peer.result.measurements:
+                m = peer.result.measurements
+                if m["mrenclave"] != mrenclave.hex() or m["mrsigner"] != mrsigner.hex():
+                    raise IdentityMismatch("the workload's reported MRENCLAVE/MRSIGNER differ from its verified "
+                                           "certificate")
+            return protocol.enclaveinfo_v1(mrenclave, mrsigner, data[64:])
+        return data or V1_FALLBACK
+
+    def fetch_v2(self, nonce: bytes) -> bytes:
+        workload = None
+        try:
+            with self._upstream() as up:
+                up.send(json.dumps({"nonce": nonce.hex(), "type": "GETEVIDENCE", "version": 2}).encode() + b"\n")
+                line = up.recv_line(protocol.MAX_REPLY, timeout=self.config.timeout)
+                cert = up.peer_certificate
+            workload = protocol.WorkloadEvidence.from_workload_reply(line, cert)
+            spki = parse_certificate(cert).spki if cert else None
+            result = workload.verify(self._verifier(workload.evidence_type), nonce, at=self.config.clock(),
+                                     expected_spki=spki)
+            self.config.policy.appraise(result)
+            verdict = protocol.Verdict(True, None, None, result.to_dict())
+            identity = {k: result.measurements[k] for k in ("mrenclave", "mrsigner") if k in result.measurements}
+        except EaaError as e:
+            verdict = protocol.Verdict(False, e.code, str(e), None)
+            identity = None
+        return protocol.enclaveinfo_v2(nonce, workload, verdict, identity)
+
+    # ---- one client ----
+    def handle(self, session: TlsSession, peer: Any) -> None:
+        start = time.monotonic()
+        version, outcome = "?", "ok"
+        try:
+            try:
+                req = protocol.parse_request(read_request(session, self.config.timeout))
+            except ProtocolError:
+                version = "?"
+                raise
+            version = str(req.version)
+            if req.version == 1:
+                reply = self.fetch_v1()
+            else:
+                assert req.nonce is not None
+                reply = self.fetch_v2(req.nonce)
+                if b'"ok": false' in reply:
+                    outcome = "workload rejected"
+            session.send(reply)
+        except EaaError as e:
+            outcome = f"error [{e.code}] {e}"
+            try:
+                session.send((json.dumps({"msgtype": "ERROR", "error_code": e.code, "error": str(e)}) + "\n").encode())
+            except EaaError:
+                pass
+        finally:
+            log.info("peer=%s version=%s result=%s latency_ms=%.1f", peer, version, outcome,
+                     (time.monotonic() - start) * 1000)
+
+    # ---- lifecycle ----
+    def start(self) -> Server:
+        if self.config.listen is None:
+            raise TransportError("no listen address")
+        self.server = Server(self.config.listen, self.server_endpoint, self.handle,
+                             max_connections=self.config.max_connections, handshake_timeout=self.config.timeout)
+        return self.server
+
+    def serve_forever(self) -> None:
+        (self.server or self.start()).serve_forever()
+
+    def shutdown(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()

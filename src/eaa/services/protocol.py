@@ -1,0 +1,237 @@
+"""The messages between shelter, inclavared and the workload (DESIGN.md "Protocol").
+
+v1 is byte-compatible with Inclavare's inclavared/shelter: the request ``{"type":"GETENCLAVEINFO"}``
+and the sorted-key ENCLAVEINFO reply carrying the workload's self-reported MRENCLAVE/MRSIGNER.
+
+v2 adds freshness and end-to-end checking: one JSON object per line; the verifier's 32-byte nonce
+travels to the workload, whose fresh evidence binds ``SHA256(claims)`` where the claims hold the
+nonce and the hash of its TLS key. Every party that relays the evidence can re-verify it, so shelter
+does not have to trust inclavared's verdict.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from ..collateral.bundle import Collateral
+from ..errors import EaaError, IdentityMismatch, ProtocolError
+from ..tls.claims import NONCE, decode_claims
+from ..verify.registry import Verifier
+from ..verify.result import VerificationResult
+
+GETENCLAVEINFO = "GETENCLAVEINFO"
+V1_REQUEST = b'{"type":"GETENCLAVEINFO"}'
+V1_UPSTREAM_HELLO = b"hello from inclavared"
+V1_REPLY_ID = "123456"
+NONCE_SIZE = 32
+MAX_REQUEST = 4096  # a request is a few dozen bytes; anything near this is abuse
+MAX_REPLY = 4 << 20  # evidence with a PCK chain and collateral stays well below
+
+
+def new_nonce(randbytes: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+    return randbytes(NONCE_SIZE)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(obj: dict[str, Any], key: str, *, required: bool = True) -> bytes | None:
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise ProtocolError(f"message lacks {key!r}")
+        return None
+    if not isinstance(v, str):
+        raise ProtocolError(f"{key!r} must be base64 text")
+    try:
+        return base64.b64decode(v, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(f"{key!r} is not valid base64") from None
+
+
+def parse_json_line(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ProtocolError(f"{what} is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} is not a JSON object")
+    return obj
+
+
+def parse_nonce(value: Any) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * NONCE_SIZE:
+        raise ProtocolError(f"nonce must be {NONCE_SIZE} bytes of hex")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ProtocolError("nonce is not hex") from None
+
+
+# ---- shelter -> inclavared ----
+
+@dataclass(frozen=True)
+class Request:
+    version: int
+    nonce: bytes | None  # v2 only
+
+
+def make_request(nonce: bytes | None) -> bytes:
+    """v1 (nonce None): the exact bytes Go's json.Marshal produced; v2: one JSON line with a nonce."""
+    if nonce is None:
+        return V1_REQUEST
+    return json.dumps({"nonce": nonce.hex(), "type": GETENCLAVEINFO, "version": 2}).encode() + b"\n"
+
+
+def parse_request(data: bytes) -> Request:
+    obj = parse_json_line(data, "request")
+    if obj.get("type") != GETENCLAVEINFO:
+        raise ProtocolError(f"unknown request type {str(obj.get('type'))[:40]!r}")
+    version = obj.get("version", 1)
+    if version == 1:
+        return Request(1, None)
+    if version != 2:
+        raise ProtocolError(f"unsupported protocol version {str(version)[:20]}")
+    return Request(2, parse_nonce(obj.get("nonce")))
+
+
+# ---- v1 reply (inclavared -> shelter) ----
+
+def enclaveinfo_v1(mrenclave: bytes, mrsigner: bytes, message: bytes) -> bytes:
+    """The original inclavared reply: serde_json's sorted keys, compact, lowercase hex."""
+    obj = {"id": V1_REPLY_ID, "message": message.decode("utf-8", "replace"), "mrenclave": mrenclave.hex(),
+           "mrsigner": mrsigner.hex(), "msgtype": "ENCLAVEINFO", "version": 1}
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# ---- the workload's evidence, as relayed ----
+
+@dataclass(frozen=True)
+class WorkloadEvidence:
+    evidence_type: str
+    evidence: bytes
+    claims: bytes
+    collateral: Collateral | None
+    certificate: bytes | None  # the workload's TLS certificate (DER) as inclavared saw it
+    nonce: bytes
+
+    @classmethod
+    def from_workload_reply(cls, data: bytes, certificate: bytes | None) -> "WorkloadEvidence":
+        obj = parse_json_line(data, "workload reply")
+        if obj.get("msgtype") != "EVIDENCE" or obj.get("version") != 2:
+            raise ProtocolError("workload reply is not a v2 EVIDENCE message")
+        return cls.from_obj(obj, certificate)
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any], certificate: bytes | None = None) -> "WorkloadEvidence":
+        if not isinstance(obj, dict):
+            raise ProtocolError("workload evidence is not an object")
+        etype = obj.get("evidence_type")
+        if not isinstance(etype, str) or not etype or len(etype) > 32:
+            raise ProtocolError("workload evidence lacks evidence_type")
+        coll = obj.get("collateral")
+        collateral = None
+        if coll is not None:
+            if not isinstance(coll, dict):
+                raise ProtocolError("collateral must be an object")
+            try:
+                collateral = Collateral.from_qvl_json(json.dumps(coll))
+            except EaaError as e:
+                raise ProtocolError(f"collateral is malformed: {e}") from None
+        cert = _unb64(obj, "certificate", required=False) or certificate
+        return cls(etype, _unb64(obj, "evidence") or b"", _unb64(obj, "claims") or b"", collateral, cert,
+                   parse_nonce(obj.get("nonce")))
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "evidence_type": self.evidence_type,
+            "evidence": _b64(self.evidence),
+            "claims": _b64(self.claims),
+            "collateral": json.loads(self.collateral.to_qvl_json()) if self.collateral else None,
+            "certificate": _b64(self.certificate) if self.certificate else None,
+            "nonce": self.nonce.hex(),
+        }
+
+    def verify(self, verifier: Verifier, nonce: bytes, *, at: datetime,
+               expected_spki: bytes | None = None) -> VerificationResult:
+        """Freshness and binding first (nonce in the claims, claims hashed into the evidence), then the evidence.
+
+        ``expected_spki`` is the workload TLS key the caller saw; when given, the claims must name it.
+        """
+        if self.nonce != nonce:
+            raise IdentityMismatch("the workload answered for another nonce (replayed or stale evidence)")
+        claims = decode_claims(self.claims)
+        if claims.custom.get(NONCE) != nonce:
+            raise IdentityMismatch("the evidence's claims do not carry this request's nonce (replayed evidence)")
+        if expected_spki is not None:
+            claims.check_key(expected_spki)
+        return verifier.verify_evidence(self.evidence, evidence_type=self.evidence_type,
+                                        report_data_hash=hashlib.sha256(self.claims).digest(),
+                                        collateral=self.collateral, at=at)
+
+
+# ---- v2 reply (inclavared -> shelter) ----
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    error_code: str | None
+    error: str | None
+    result: dict[str, Any] | None
+
+
+def enclaveinfo_v2(nonce: bytes, workload: WorkloadEvidence | None, verdict: Verdict,
+                   identity: dict[str, Any] | None = None) -> bytes:
+    obj: dict[str, Any] = {
+        "msgtype": "ENCLAVEINFO",
+        "version": 2,
+        "nonce": nonce.hex(),
+        "workload": workload.to_obj() if workload else None,
+        "verdict": {"ok": verdict.ok, "error_code": verdict.error_code, "error": verdict.error,
+                    "result": verdict.result},
+    }
+    if identity:
+        obj.update(identity)
+    return (json.dumps(obj, sort_keys=True) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class EnclaveInfo:
+    nonce: bytes
+    workload: WorkloadEvidence | None
+    verdict: Verdict
+
+
+def parse_enclaveinfo_v2(data: bytes) -> EnclaveInfo:
+    obj = parse_json_line(data, "inclavared reply")
+    if obj.get("msgtype") != "ENCLAVEINFO" or obj.get("version") != 2:
+        raise ProtocolError("inclavared reply is not a v2 ENCLAVEINFO message")
+    v = obj.get("verdict")
+    if not isinstance(v, dict) or not isinstance(v.get("ok"), bool):
+        raise ProtocolError("inclavared reply lacks a verdict")
+    res = v.get("result")
+    verdict = Verdict(v["ok"], _opt_str(v.get("error_code")), _opt_str(v.get("error")),
+                      res if isinstance(res, dict) else None)
+    w = obj.get("workload")
+    workload = WorkloadEvidence.from_obj(w) if w is not None else None
+    return EnclaveInfo(parse_nonce(obj.get("nonce")), workload, verdict)
+
+
+def _opt_str(v: Any) -> str | None:
+    return str(v)[:2000] if v is not None else None
+
+
+def parse_enclaveinfo_v1(data: bytes) -> dict[str, Any]:
+    obj = parse_json_line(data, "inclavared reply")
+    for key in ("mrenclave", "mrsigner"):
+        if not isinstance(obj.get(key), str):
+            raise ProtocolError(f"inclavared reply lacks {key}")
+    return obj

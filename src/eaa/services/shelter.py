@@ -1,0 +1,143 @@
+"""shelter's client side: attest one or many inclavared nodes and judge what comes back.
+
+For each node: an attested TLS connection (inclavared's own evidence is verified during the
+handshake), a fresh nonce, then shelter verifies the workload's evidence itself (nonce in the claims,
+claims hashed into the quote, quote against collateral and trusted roots) and appraises it against
+the policy and reference values. inclavared's verdict is reported but never relied on.
+"""
+
+from __future__ import annotations
+
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from ..errors import EaaError, ProtocolError
+from ..policy import Policy
+from ..tls.config import TlsConfig
+from ..tls.peercert import parse_certificate
+from ..tls.session import EnclaveTls
+from ..verify.registry import Verifier, verifier_for_evidence, verifiers
+from ..verify.result import VerificationResult
+from . import protocol
+from .listener import dial, parse_address
+
+
+@dataclass
+class ShelterOptions:
+    tls: TlsConfig  # verifies inclavared's certificate (its policy: statuses/debug/expiry, no reference values)
+    policy: Policy = field(default_factory=Policy)  # appraises the workload, with the reference values
+    v1: bool = False
+    timeout: float = 10.0
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    randbytes: Callable[[int], bytes] = secrets.token_bytes
+
+
+@dataclass
+class NodeReport:
+    address: str
+    ok: bool
+    error_code: str | None = None
+    error: str | None = None
+    inclavared: VerificationResult | None = None
+    inclavared_evidence: str | None = None
+    workload: VerificationResult | None = None
+    workload_evidence: str | None = None
+    inclavared_verdict: dict[str, Any] | None = None
+    v1_info: dict[str, Any] | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return any(r is not None and r.simulated for r in (self.inclavared, self.workload))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "ok": self.ok,
+            "error_code": self.error_code,
+            "error": self.error,
+            "simulated": self.simulated,
+            "inclavared": self.inclavared.to_dict() if self.inclavared else None,
+            "inclavared_evidence": self.inclavared_evidence,
+            "workload": self.workload.to_dict() if self.workload else None,
+            "workload_evidence": self.workload_evidence,
+            "inclavared_verdict": self.inclavared_verdict,
+            "v1": self.v1_info,
+        }
+
+
+class Shelter:
+    def __init__(self, options: ShelterOptions) -> None:
+        self.options = options
+        self.endpoint = EnclaveTls(options.tls, server=False)
+        self._verifiers: dict[str, Verifier] = {}
+
+    def _verifier(self, evidence_type: str) -> Verifier:
+        tls = self.options.tls
+        named = tls.verifier if isinstance(tls.verifier, str) and tls.verifier else None
+        for name in ([named] if named else []) + [verifier_for_evidence(evidence_type)]:
+            if name == "nullverifier" and named != "nullverifier":
+                continue
+            v = self._verifiers.get(name)
+            if v is None:
+                v = verifiers.select(name, trust_anchors=tls.trust_anchors, trust_simulation=tls.trust_simulation,
+                                     collateral_source=tls.collateral, check_crl=tls.check_crl, sim_dir=tls.sim_dir,
+                                     strict=tls.strict)
+                self._verifiers[name] = v
+            if name == "nullverifier" or evidence_type in v.evidence_types:
+                return v
+        raise ProtocolError(f"no verifier for {evidence_type!r} evidence")
+
+    def attest(self, address: str) -> NodeReport:
+        report = NodeReport(address, ok=False)
+        try:
+            self._attest(address, report)
+            report.ok = True
+        except EaaError as e:
+            report.error_code, report.error = e.code, str(e)
+        except Exception as e:  # noqa: BLE001 - one node's surprise must not hide the others' results
+            report.error_code, report.error = "INTERNAL", f"{type(e).__name__}: {e}"
+        return report
+
+    def _attest(self, address: str, report: NodeReport) -> None:
+        opts = self.options
+        addr = parse_address(address)
+        sock = dial(addr, opts.timeout)
+        with self.endpoint.wrap(sock, address=address, timeout=opts.timeout) as session:
+            if session.peer is not None:
+                report.inclavared = session.peer.result
+                report.inclavared_evidence = session.peer.evidence_type
+            if opts.v1:
+                session.send(protocol.make_request(None))
+                data = session.recv(2047, timeout=opts.timeout)
+                report.v1_info = protocol.parse_enclaveinfo_v1(data)
+                return
+            nonce = opts.randbytes(protocol.NONCE_SIZE)
+            session.send(protocol.make_request(nonce))
+            line = session.recv_line(protocol.MAX_REPLY, timeout=opts.timeout)
+        if not line:
+            raise ProtocolError("inclavared closed the connection without a reply")
+        obj = protocol.parse_json_line(line, "inclavared reply")
+        if obj.get("msgtype") == "ERROR":
+            raise ProtocolError(f"inclavared: [{obj.get('error_code')}] {str(obj.get('error'))[:500]}")
+        info = protocol.parse_enclaveinfo_v2(line)
+        report.inclavared_verdict = {"ok": info.verdict.ok, "error_code": info.verdict.error_code,
+                                     "error": info.verdict.error}
+        if info.nonce != nonce:
+            raise ProtocolError("inclavared answered for another nonce")
+        if info.workload is None:
+            raise ProtocolError(f"no workload evidence: [{info.verdict.error_code}] {info.verdict.error}")
+        w = info.workload
+        report.workload_evidence = w.evidence_type
+        spki = parse_certificate(w.certificate).spki if w.certificate else None
+        result = w.verify(self._verifier(w.evidence_type), nonce, at=opts.clock(), expected_spki=spki)
+        report.workload = result
+        opts.policy.appraise(result)
+
+    def attest_many(self, addresses: list[str], max_workers: int = 16) -> list[NodeReport]:
+        if len(addresses) == 1:
+            return [self.attest(addresses[0])]
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(addresses))) as pool:
+            return list(pool.map(self.attest, addresses))
