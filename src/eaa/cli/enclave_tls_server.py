@@ -62,6 +62,7 @@ def add_common_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:
     p.add_argument("--collateral", metavar="PATH", help="collateral file/directory for peers without endorsements")
     p.add_argument("--trust-root", action="append", default=[], metavar="PEM",
                    help="trust anchor to use instead of the Intel SGX Root CA (repeatable)")
+    p.add_argument("--policy", metavar="FILE", help="appraisal policy / reference values (TOML or JSON)")
     p.add_argument("--no-crl", action="store_true", help="do not check CRLs")
     p.add_argument("--at", metavar="TIME", help="verification time (unix seconds or ISO-8601; default now)")
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
@@ -80,6 +81,7 @@ def _claims(items: list[str]) -> dict[str, bytes]:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
+    from ..policy import Policy
     from ..tls import TlsConfig
     from ..verify.trust import anchor_from_file
 
@@ -95,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         cert_format=args.cert_format,
         custom_claims=_claims(args.claim),
         endorsements=args.endorsements,
+        policy=Policy.load(args.policy) if args.policy else None,
         trust_anchors=[anchor_from_file(p) for p in args.trust_root] or None,
         trust_simulation=trust_sim_requested(args.trust_sim),
         collateral=args.collateral,

@@ -9,6 +9,7 @@ or :class:`~eaa.errors.TransportError` subclass.
 from __future__ import annotations
 
 from ..errors import IdentityMismatch, ProtocolError, TransportError, UnsupportedEvidence, VerificationError
+from ..verify.registry import ReportDataMismatch  # noqa: F401  (raised by verifiers: report data != SHA256(claims))
 
 
 class PeerCertificateError(VerificationError):
@@ -51,12 +52,6 @@ class PubkeyHashMismatch(IdentityMismatch):
     """The evidence (claims ``pubkey-hash`` or the legacy report data) is bound to another key."""
 
     code = "PUBKEY_HASH_MISMATCH"
-
-
-class ReportDataMismatch(IdentityMismatch):
-    """The evidence's report data is not the hash of the claims buffer (or legacy key hash)."""
-
-    code = "REPORT_DATA_MISMATCH"
 
 
 class MissingEvidence(VerificationError):

@@ -194,7 +194,9 @@ class PeerVerifier:
         cert = parse_certificate(der)
         cert.check_self_signed()
         cert.check_validity(at)
-        cert.check_critical_extensions(set())  # raises for unknown critical extensions other than ours
+        # unknown critical extensions are refused; ours get a precise error below
+        cert.check_critical_extensions({OID_TAGGED_EVIDENCE, OID_ENDORSEMENT_MANIFEST,
+                                        *(oid for oid, _ in certs.LEGACY_DETECTION_ORDER)})
 
         dice = cert.extension(OID_TAGGED_EVIDENCE)
         claims_map: Mapping[str, bytes] = {}

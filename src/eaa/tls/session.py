@@ -318,9 +318,9 @@ class TlsServer:
                     conn.close()
                     return
             t = threading.Thread(target=run, args=(conn, addr), name=f"enclave-tls {addr}", daemon=True)
-            with self._tlock:
+            with self._tlock:  # started under the lock: shutdown() only ever joins started threads
                 self._threads.add(t)
-            t.start()
+                t.start()
 
     @staticmethod
     def _report(on_error: Callable[[Any, BaseException], None] | None, addr: Any, e: BaseException) -> None:

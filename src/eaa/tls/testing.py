@@ -173,6 +173,14 @@ def raw_tls_context(cert_der: bytes | None, key: Any, *, server: bool, request_c
     return ctx
 
 
+def _blocking_with_timeout(sock: socket.socket, timeout: float) -> None:
+    """pyOpenSSL needs a blocking socket; bound every read/write with kernel timeouts instead."""
+    sock.settimeout(None)
+    tv = struct.pack("ll", int(timeout), int((timeout % 1) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
 def serve_raw_once(listener: socket.socket, ctx: SSL.Context | None, *, reply: bytes = b"",
                    garbage: bytes | None = None, timeout: float = 10.0) -> RawPeerLog:
     """In a thread: accept one connection, then either send ``garbage`` or do TLS and read until EOF/error."""
@@ -182,7 +190,7 @@ def serve_raw_once(listener: socket.socket, ctx: SSL.Context | None, *, reply: b
         conn = None
         try:
             raw, _ = listener.accept()
-            raw.settimeout(timeout)
+            _blocking_with_timeout(raw, timeout)
             if garbage is not None:
                 raw.sendall(garbage)
                 try:
@@ -220,6 +228,7 @@ def raw_tls_client(address: tuple[str, int], ctx: SSL.Context, *, send: bytes | 
                    timeout: float = 10.0) -> tuple[bytes, BaseException | None]:
     """Connect with a plain pyOpenSSL client, optionally send, and read what comes back (or the error)."""
     raw = socket.create_connection(address, timeout=timeout)
+    _blocking_with_timeout(raw, timeout)
     conn = SSL.Connection(ctx, raw)
     conn.set_connect_state()
     got = b""
