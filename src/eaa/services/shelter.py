@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ..errors import EaaError, ProtocolError
+from ..errors import EaaError, ProtocolError, UnsupportedEvidence
 from ..policy import Policy
 from ..tls.config import TlsConfig
 from ..tls.peercert import parse_certificate
@@ -75,20 +75,21 @@ class Shelter:
         self._verifiers: dict[str, Verifier] = {}
 
     def _verifier(self, evidence_type: str) -> Verifier:
+        """The verifier for the workload's evidence: the named one when it checks this type, else the one
+        named after the type. Never ``nullverifier``: checking the workload is what shelter is for."""
         tls = self.options.tls
         named = tls.verifier if isinstance(tls.verifier, str) and tls.verifier else None
-        for name in ([named] if named else []) + [verifier_for_evidence(evidence_type)]:
-            if name == "nullverifier" and named != "nullverifier":
-                continue
+        candidates = [n for n in (named, verifier_for_evidence(evidence_type)) if n and n != "nullverifier"]
+        for name in candidates:
             v = self._verifiers.get(name)
             if v is None:
                 v = verifiers.select(name, trust_anchors=tls.trust_anchors, trust_simulation=tls.trust_simulation,
                                      collateral_source=tls.collateral, check_crl=tls.check_crl, sim_dir=tls.sim_dir,
                                      strict=tls.strict)
                 self._verifiers[name] = v
-            if name == "nullverifier" or evidence_type in v.evidence_types:
+            if evidence_type in v.evidence_types:
                 return v
-        raise ProtocolError(f"no verifier for {evidence_type!r} evidence")
+        raise UnsupportedEvidence(f"the workload sent {evidence_type!r} evidence, which shelter cannot verify")
 
     def attest(self, address: str) -> NodeReport:
         report = NodeReport(address, ok=False)

@@ -1,0 +1,85 @@
+"""Protocol messages: exact v1 bytes, v2 round trips, and typed errors for anything malformed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eaa.errors import IdentityMismatch, ProtocolError
+from eaa.services import protocol
+from eaa.services.listener import parse_address
+from eaa.errors import ConfigError
+
+
+def test_v1_bytes_match_the_original() -> None:
+    assert protocol.make_request(None) == b'{"type":"GETENCLAVEINFO"}'
+    reply = protocol.enclaveinfo_v1(b"\xaa" * 32, b"\xbb" * 32, b"Hello and welcome to Enclave TLS!\n")
+    assert reply == (b'{"id":"123456","message":"Hello and welcome to Enclave TLS!\\n","mrenclave":"' + b"aa" * 32
+                     + b'","mrsigner":"' + b"bb" * 32 + b'","msgtype":"ENCLAVEINFO","version":1}')
+    assert protocol.parse_request(b'{"type":"GETENCLAVEINFO"}') == protocol.Request(1, None)
+
+
+def test_v2_request_round_trip() -> None:
+    nonce = bytes(range(32))
+    req = protocol.parse_request(protocol.make_request(nonce))
+    assert req == protocol.Request(2, nonce)
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage", b"[]", b'{"type":"OTHER"}', b'{"type":"GETENCLAVEINFO","version":3}',
+                                  b'{"type":"GETENCLAVEINFO","version":2}',
+                                  b'{"type":"GETENCLAVEINFO","version":2,"nonce":"zz"}',
+                                  b'{"type":"GETENCLAVEINFO","version":2,"nonce":"' + b"0" * 62 + b'"}',
+                                  b"\xff\xfe", b"[" * 100000])
+def test_bad_requests(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        protocol.parse_request(data)
+
+
+def _evidence_obj(**kw: object) -> dict[str, object]:
+    obj: dict[str, object] = {"evidence_type": "sgx_ecdsa", "evidence": "AAAA", "claims": "AAAA", "collateral": None,
+                              "nonce": "00" * 32}
+    obj.update(kw)
+    return obj
+
+
+@pytest.mark.parametrize("kw", [{"evidence_type": None}, {"evidence": "!!!"}, {"claims": 5}, {"nonce": "1"},
+                                {"collateral": "x"}, {"collateral": {"tcb_info": 1}}])
+def test_bad_workload_evidence(kw: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError):
+        protocol.WorkloadEvidence.from_obj(_evidence_obj(**kw))
+
+
+def test_bad_enclaveinfo() -> None:
+    for data in (b"{}", b'{"msgtype":"ENCLAVEINFO","version":2}', b'{"msgtype":"ENCLAVEINFO","version":2,"verdict":{}}'):
+        with pytest.raises(ProtocolError):
+            protocol.parse_enclaveinfo_v2(data)
+    with pytest.raises(ProtocolError):
+        protocol.parse_enclaveinfo_v1(b'{"mrenclave":"x"}')
+
+
+def test_nonce_checked_before_anything_else() -> None:
+    w = protocol.WorkloadEvidence.from_obj(_evidence_obj())
+    with pytest.raises(IdentityMismatch, match="another nonce"):
+        w.verify(None, b"\x01" * 32, at=None)  # type: ignore[arg-type]
+
+
+def test_enclaveinfo_v2_round_trip() -> None:
+    w = protocol.WorkloadEvidence.from_obj(_evidence_obj(certificate="AQID"))
+    data = protocol.enclaveinfo_v2(b"\x00" * 32, w, protocol.Verdict(False, "X", "why", None))
+    info = protocol.parse_enclaveinfo_v2(data)
+    assert info.workload == w and info.verdict.error == "why" and not info.verdict.ok
+    assert json.loads(data)["msgtype"] == "ENCLAVEINFO"
+
+
+@pytest.mark.parametrize("text,kind", [("127.0.0.1:1236", "tcp"), ("0.0.0.0:1", "tcp"), ("[::1]:5", "tcp"),
+                                       ("tcp://127.0.0.1:1236", "tcp"), ("unix:///run/x.sock", "unix"),
+                                       ("/run/enclave-tls/tls.sock", "unix"), ("relative.sock", "unix")])
+def test_addresses(text: str, kind: str) -> None:
+    assert parse_address(text).kind == kind
+
+
+@pytest.mark.parametrize("text", ["", "tcp://host:1", "tcp://1.2.3.4", "127.0.0.1:99999", "unix://"])
+def test_bad_addresses(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_address(text)
