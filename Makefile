@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+demo: $(STAMP)
+	bash scripts/demo.sh
+
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/verify_quote.py

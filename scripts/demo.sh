@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `make demo`: the whole EAA flow on this machine, with the simulated TEE.
+#
+# A fresh simulated platform, reference values computed from the workload's program files, then the
+# seed's three commands (enclave-tls-server, inclavared, shelter) with simulated attesters. Everything
+# started here is stopped on exit, also on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${EAA_DEMO_BIN:-.venv/bin}
+WORKLOAD_PORT=${EAA_DEMO_WORKLOAD_PORT:-1234}
+INCLAVARED_PORT=${EAA_DEMO_INCLAVARED_PORT:-1236}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/eaa-demo.XXXXXX")
+export EAA_SIM_DIR="$WORK/sim"
+PIDS=()
+
+cleanup() {
+    status=$?
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ "$status" -ne 0 ]; then
+        for log in "$WORK"/*.log; do [ -f "$log" ] && { echo "--- $log"; tail -n 20 "$log"; }; done
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() {
+    "$BIN/python" - "$1" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(f"nothing is listening on 127.0.0.1:{port}")
+PY
+}
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "A simulated SGX platform (its own root CA, PCK, TCB info, QE identity) in $EAA_SIM_DIR"
+"$BIN/eaa" sim init --dir "$EAA_SIM_DIR"
+
+PROGRAM=(src/eaa/services/workload.py src/eaa/cli/enclave_tls_server.py)
+step "Reference values: the MRENCLAVE the workload's program files must measure to"
+"$BIN/shelter" mrenclave --sim "${PROGRAM[@]}" -o "$WORK/reference.toml"
+
+step "enclave-tls-server --ip 127.0.0.1 --port $WORKLOAD_PORT --mutual (attester sim_sgx_ecdsa)"
+"$BIN/enclave-tls-server" --ip 127.0.0.1 --port "$WORKLOAD_PORT" --mutual --attester sim_sgx_ecdsa --trust-sim \
+    --measure "${PROGRAM[0]}" --measure "${PROGRAM[1]}" >"$WORK/workload.log" 2>&1 &
+PIDS+=($!)
+wait_port "$WORKLOAD_PORT"
+
+step "inclavared --listen 127.0.0.1:$INCLAVARED_PORT --xfer 127.0.0.1:$WORKLOAD_PORT --attester sim_sgx_ecdsa --verifier sgx_ecdsa_qve --mutual"
+"$BIN/inclavared" --listen "127.0.0.1:$INCLAVARED_PORT" --xfer "127.0.0.1:$WORKLOAD_PORT" \
+    --attester sim_sgx_ecdsa --verifier sgx_ecdsa_qve --mutual --trust-sim >"$WORK/inclavared.log" 2>&1 &
+PIDS+=($!)
+wait_port "$INCLAVARED_PORT"
+
+step "shelter remoteattestation --verifier sgx_ecdsa --tls openssl --crypto openssl --addr=tcp://127.0.0.1:$INCLAVARED_PORT"
+"$BIN/shelter" remoteattestation --verifier sgx_ecdsa --tls openssl --crypto openssl \
+    --addr="tcp://127.0.0.1:$INCLAVARED_PORT" --trust-sim --reference "$WORK/reference.toml"
+
+step "inclavared's log"
+cat "$WORK/inclavared.log"
