@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eaa.attest.evidence import SGX_ECDSA, TDX_ECDSA
 from eaa.attest.null import NullAttester
 from eaa.errors import UnsupportedQuoteFormat
-from eaa.sim import load_platform, simulation_collateral
+from eaa.sim import simulation_collateral
 from eaa.tls import cert as certs
 from eaa.tls.claims import decode_claims, encode_claims
 from eaa.tls.crypto import OpenSslCrypto, crypto_wrappers

@@ -505,3 +505,24 @@ def test_custom_claims_survive_and_are_separate_from_pubkey_hash():
             spki = parse_certificate(s.peer_certificate).spki
             assert spki == srv.server.credentials.private_key.public_key().public_bytes(
                 Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_module_level_accept_on_a_plain_listener_and_recv_line():
+    from eaa.tls import accept
+
+    ls = listener()
+    try:
+        def serve():
+            with accept(ls, TlsConfig(attester=FakeAttester()), timeout=10) as s:
+                assert s.peer is None  # one-way: the server does not verify
+                s.send(b"line one\nline two\n")
+                return s.recv(10)
+        t, out = run_in_thread(serve)
+        with connect(*ls.getsockname(), TlsConfig(verifier=FakeVerifier())) as s:
+            assert s.recv_line() == b"line one\n"
+            assert s.recv_line() == b"line two\n"
+            s.send(b"bye")
+        t.join(10)
+        assert out.get("result") == b"bye", out
+    finally:
+        ls.close()

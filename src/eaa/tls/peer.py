@@ -23,10 +23,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..attest.evidence import NULL
 from ..errors import ConfigError
@@ -222,11 +224,9 @@ class PeerVerifier:
             if evidence_type in ("sev", "csv"):
                 raise UnsupportedEvidenceType(f"{evidence_type} evidence is not supported")
             evidence = ext.value
-            try:
-                key_bytes = cert.pkcs1_public_key()
-            except Exception:  # noqa: BLE001 - EC keys (enclave-tls 0.6.4 ECC mode) hash the SPKI
-                key_bytes = cert.spki
-            expected = hashlib.sha256(key_bytes).digest()
+            # RSA: SHA256 of the PKCS#1 RSAPublicKey (enclave-tls 0.6); EC (its 0.6.4 ECC mode): of the SPKI
+            is_rsa = isinstance(cert.public_key(), rsa.RSAPublicKey)
+            expected = hashlib.sha256(cert.pkcs1_public_key() if is_rsa else cert.spki).digest()
             cert_format = certs.LEGACY
 
         name = self.named_verifier or verifier_for_evidence(evidence_type)

@@ -367,10 +367,12 @@ def accept(listener: socket.socket | TlsServer, config: TlsConfig | None = None,
     if isinstance(listener, TlsServer):
         return listener.accept(timeout)
     handle = EnclaveTls(config, server=True)
-    if timeout is not None:
-        listener.settimeout(timeout)
+    previous = listener.gettimeout()
+    listener.settimeout(timeout if timeout is not None else handle.config.timeout)
     try:
         conn, addr = listener.accept()
     except socket.timeout:
         raise TlsTimeout("no connection arrived in time") from None
+    finally:
+        listener.settimeout(previous)
     return handle.wrap(conn, address=addr)

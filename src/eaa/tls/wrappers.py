@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 
 from OpenSSL import SSL, crypto
 
-from ..errors import EaaError, TransportError, VerificationError
+from ..errors import EaaError
 from ..registry import Registry
 from .crypto import Credentials
 from .errors import (
@@ -370,4 +370,4 @@ tls_wrappers: Registry[OpenSslTls | NullTls] = Registry("tls wrapper")
 tls_wrappers.register("openssl", 25, OpenSslTls)
 tls_wrappers.register("nulltls", 0, NullTls, auto=False)
 
-__all__ = ["Channel", "Endpoint", "NullTls", "OpenSslTls", "TransportError", "VerificationError", "tls_wrappers"]
+__all__ = ["Channel", "Endpoint", "NullTls", "OpenSslTls", "tls_wrappers"]
