@@ -60,14 +60,23 @@ def resolve_trust(trust_roots: list[str], trust_sim: bool) -> list[TrustAnchor]:
     return anchors
 
 
-def resolve_collateral(path: str | None, tee: str, trust_sim: bool) -> Collateral:
+def resolve_collateral(path: str | None, tee: str, trust_sim: bool, *, quote: bytes | None = None,
+                       anchors: list[TrustAnchor] | None = None) -> Collateral:
+    """--collateral, else the simulator's (--trust-sim), else fetched from the configured PCCS."""
     if path:
         return load_collateral(path)
     if trust_sim_requested(trust_sim):
         from ..sim import simulation_collateral
 
         return simulation_collateral(tee)
-    raise CollateralMissing("no collateral: pass --collateral FILE|DIR")
+    from ..collateral.qcnl import pccs_configured
+
+    if quote is not None and pccs_configured():
+        from ..collateral.fetch import fetch_collateral_for_quote
+
+        return fetch_collateral_for_quote(quote, anchors=anchors)
+    raise CollateralMissing("no collateral: pass --collateral FILE|DIR, or configure a PCCS "
+                            "(EAA_PCCS_URL or /etc/sgx_default_qcnl.conf)")
 
 
 def render_text(result: VerificationResult) -> str:
@@ -95,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     raw = read_quote(args.quote)
     quote = parse_quote(raw)
     anchors = resolve_trust(args.trust_root, args.trust_sim)
-    collateral = resolve_collateral(args.collateral, quote.tee, args.trust_sim)
+    collateral = resolve_collateral(args.collateral, quote.tee, args.trust_sim, quote=raw, anchors=anchors)
     verifier = QuoteVerifier(anchors, check_crl=not args.no_crl, cache_size=0)
     result = verifier.verify(quote, collateral, at=parse_time(args.at), strict=args.strict)
     if args.json:

@@ -1,0 +1,267 @@
+"""``eaa-pccs``: the collateral caching service (serve), and moving collateral in and out of it (import, export).
+
+  eaa-pccs serve --cert server.pem --key server.key --db /var/lib/eaa-pccs/pccs.sqlite3
+  eaa-pccs serve --mode offline --insecure-http --listen 127.0.0.1:8081 --import ./collateral
+  eaa-pccs import ./bundle.json --db pccs.sqlite3            (straight into the database)
+  eaa-pccs import ./bundle.json --url https://pccs:8081      (through a running server; admin token)
+  eaa-pccs export -o bundle.json --db pccs.sqlite3
+
+Modes: lazy (default) fetches misses from --upstream (Intel's PCS unless told otherwise) and AMD's KDS;
+offline serves imported data only. HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
+The admin token (for import/export over HTTP) comes from --admin-token-file or $EAA_PCCS_ADMIN_TOKEN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from .common import run_main
+
+DEFAULT_LISTEN = "127.0.0.1:8081"
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _trust_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-root", metavar="PEM", action="append", default=[],
+                   help="also accept Intel collateral chaining to this root (repeatable)")
+    p.add_argument("--trust-sim", action="store_true",
+                   help="also accept the simulated TEE's collateral (development only)")
+    p.add_argument("--sim-dir", metavar="D", help="the simulated platform's directory (with --trust-sim)")
+    p.add_argument("--amd-root", metavar="PEM", action="append", default=[],
+                   help="trust these AMD ARK certificates instead of the pinned ones (testing)")
+
+
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="SQLite file (default eaa-pccs.sqlite3) or postgresql://user@host/db")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The serve/import/export subcommands (shared by ``eaa-pccs`` and ``eaa pccs``)."""
+    s = sub.add_parser("serve", help="run the caching service", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--listen", type=_listen, default=_listen(DEFAULT_LISTEN), metavar="HOST:PORT",
+                   help=f"address to listen on (default {DEFAULT_LISTEN})")
+    s.add_argument("--cert", metavar="PEM", help="TLS certificate (chain) of the service")
+    s.add_argument("--key", metavar="PEM", help="TLS private key of the service")
+    s.add_argument("--insecure-http", action="store_true", help="serve plain HTTP (testing only)")
+    _db_arg(s)
+    s.add_argument("--mode", choices=("lazy", "offline"), default="lazy", help="caching mode (default lazy)")
+    s.add_argument("--upstream", metavar="URL", default=None,
+                   help="Intel PCS or another PCCS to fill misses from (default Intel's PCS)")
+    s.add_argument("--kds-upstream", metavar="URL", default=None, help="AMD KDS (default kdsintf.amd.com)")
+    s.add_argument("--no-kds", action="store_true", help="do not fetch from AMD's KDS")
+    s.add_argument("--upstream-api-key-file", metavar="FILE", help="Intel PCS subscription key (for /pckcert)")
+    s.add_argument("--upstream-ca", metavar="PEM", help="CA bundle to verify the upstreams' TLS certificates")
+    s.add_argument("--upstream-insecure", action="store_true",
+                   help="do not verify the upstreams' TLS certificates (collateral signatures still are)")
+    s.add_argument("--upstream-timeout", type=float, default=10.0, metavar="S", help="per request (default 10)")
+    s.add_argument("--upstream-retries", type=int, default=2, metavar="N", help="retries (default 2)")
+    s.add_argument("--min-refresh", type=float, default=600.0, metavar="S",
+                   help="ask the upstream again at most this often for expired data (default 600)")
+    s.add_argument("--admin-token-file", metavar="FILE", help="enables /eaa/v1/import and /eaa/v1/export")
+    s.add_argument("--import", dest="imports", metavar="SRC", action="append", default=[],
+                   help="import this bundle, collateral JSON or directory before serving (repeatable)")
+    s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    _trust_args(s)
+    s.set_defaults(func=run_serve)
+
+    i = sub.add_parser("import", help="import collateral (bundle, QuoteCollateralV3 JSON or a directory)")
+    i.add_argument("sources", metavar="SRC", nargs="+", help="files or directories to import")
+    _db_arg(i)
+    i.add_argument("--url", metavar="URL", help="import through a running eaa-pccs instead of into --db")
+    i.add_argument("--admin-token-file", metavar="FILE", help="admin token for --url")
+    i.add_argument("--ca", metavar="PEM", help="CA bundle to verify the server's certificate (--url)")
+    i.add_argument("--batch-size", type=int, default=0, metavar="N",
+                   help="commit every N records (default: one transaction per source)")
+    i.add_argument("--progress", action="store_true", help="print a line after every committed batch")
+    _trust_args(i)
+    i.set_defaults(func=run_import)
+
+    e = sub.add_parser("export", help="export every cached record as a bundle")
+    _db_arg(e)
+    e.add_argument("--url", metavar="URL", help="export from a running eaa-pccs instead of --db")
+    e.add_argument("--admin-token-file", metavar="FILE", help="admin token for --url")
+    e.add_argument("--ca", metavar="PEM", help="CA bundle to verify the server's certificate (--url)")
+    e.add_argument("-o", "--output", metavar="FILE", default="-", help="output file (default: standard output)")
+    e.set_defaults(func=run_export)
+
+
+def build_parser(prog: str = "eaa-pccs") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_commands(parser.add_subparsers(dest="pccs_command", metavar="COMMAND"))
+    return parser
+
+
+# ---- commands ----
+
+def _options(args: argparse.Namespace, mode: str = "offline"):  # type: ignore[no-untyped-def]
+    from ..services.pccs.service import Mode
+    from ..services.pccs.setup import DEFAULT_DB, ServiceOptions, load_arks, resolve_anchors
+
+    return ServiceOptions(db=args.db or DEFAULT_DB, mode=Mode(mode),
+                          anchors=resolve_anchors(args.trust_root, args.trust_sim, args.sim_dir),
+                          trusted_arks=load_arks(args.amd_root))
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..collateral.kds import KDS_URL
+    from ..collateral.pcs import INTEL_PCS_URL
+    from ..services.pccs.app import create_app
+    from ..services.pccs.server import PccsServer
+    from ..services.pccs.setup import build_service, read_admin_token, read_import_source
+
+    if not args.insecure_http and not (args.cert and args.key):
+        raise ConfigError("HTTPS needs --cert and --key (or serve plain HTTP with --insecure-http)")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    opts = _options(args, args.mode)
+    opts.upstream = args.upstream or INTEL_PCS_URL
+    opts.kds_upstream = None if args.no_kds else (args.kds_upstream or KDS_URL)
+    if args.upstream_api_key_file:
+        try:
+            opts.upstream_api_key = Path(args.upstream_api_key_file).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read {args.upstream_api_key_file}: {e.strerror}") from None
+    opts.upstream_ca_file = args.upstream_ca
+    opts.upstream_insecure = args.upstream_insecure
+    opts.upstream_timeout = args.upstream_timeout
+    opts.upstream_retries = args.upstream_retries
+    opts.min_refresh = args.min_refresh
+    service = build_service(opts)
+    for src in args.imports:
+        n = service.import_records(read_import_source(src, now=time.time()))
+        print(f"eaa-pccs: imported {n} records from {src}", file=sys.stderr)
+    app = create_app(service, admin_token=read_admin_token(args.admin_token_file))
+    host, port = args.listen
+    server = PccsServer(app, host=host, port=port, certfile=args.cert, keyfile=args.key,
+                        log_level=args.log_level, access_log=args.log_level == "debug")
+    print(f"eaa-pccs: {opts.mode.value} mode, serving {server.url} (store: {_safe_db(opts.db)})", file=sys.stderr,
+          flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        service.store.close()
+    return 0
+
+
+def _safe_db(db: str) -> str:
+    return db.split("@")[-1] if "://" in db else db
+
+
+def _http_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import httpx
+
+    from ..collateral.http import tls_verify
+    from ..services.pccs.setup import read_admin_token
+
+    token = read_admin_token(args.admin_token_file)
+    if not token:
+        raise ConfigError("--url needs an admin token (--admin-token-file or $EAA_PCCS_ADMIN_TOKEN)")
+    return httpx.Client(base_url=args.url.rstrip("/"), verify=tls_verify(True, args.ca), timeout=60.0,
+                        headers={"admin-token": token})
+
+
+def _remote_error(resp, what: str) -> ConfigError:  # type: ignore[no-untyped-def]
+    try:
+        msg = resp.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        msg = resp.text[:300]
+    return ConfigError(f"{what} failed: HTTP {resp.status_code}: {msg}")
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from ..services.pccs.records import bundle_json
+    from ..services.pccs.setup import build_service, read_import_source
+
+    now = time.time()
+    if args.url:
+        import httpx
+
+        with _http_client(args) as client:
+            total = 0
+            for src in args.sources:
+                body = bundle_json(read_import_source(src, now=now), now=now)
+                try:
+                    resp = client.post("/eaa/v1/import", content=body,
+                                       headers={"content-type": "application/json"})
+                except httpx.HTTPError as e:
+                    raise ConfigError(f"cannot reach {args.url}: {e}") from None
+                if resp.status_code != 200:
+                    raise _remote_error(resp, f"import of {src}")
+                total += int(resp.json()["imported"])
+        print(f"Imported {total} records into {args.url}")
+        return 0
+    service = build_service(_options(args))
+    try:
+        total = 0
+        for src in args.sources:
+            def progress(done: int, base: int = total) -> None:
+                print(f"committed {base + done}", flush=True)
+
+            total += service.import_records(read_import_source(src, now=now), batch_size=args.batch_size,
+                                            progress=progress if args.progress else None)
+    finally:
+        service.store.close()
+    print(f"Imported {total} records into {_safe_db(args.db or 'eaa-pccs.sqlite3')}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..services.pccs.records import bundle_json
+    from ..services.pccs.service import Mode
+    from ..services.pccs.setup import DEFAULT_DB, ServiceOptions, build_service
+
+    if args.url:
+        import httpx
+
+        with _http_client(args) as client:
+            try:
+                resp = client.get("/eaa/v1/export")
+            except httpx.HTTPError as e:
+                raise ConfigError(f"cannot reach {args.url}: {e}") from None
+            if resp.status_code != 200:
+                raise _remote_error(resp, "export")
+            text = resp.text
+    else:
+        service = build_service(ServiceOptions(db=args.db or DEFAULT_DB, mode=Mode.OFFLINE))
+        try:
+            text = bundle_json(service.export_records(), now=time.time())
+        finally:
+            service.store.close()
+    count = len(json.loads(text)["records"])
+    if args.output == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        try:
+            Path(args.output).write_text(text + "\n")
+        except OSError as e:
+            raise ConfigError(f"cannot write {args.output}: {e.strerror}") from None
+        print(f"Exported {count} records to {args.output}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return run_main("eaa-pccs", lambda: args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

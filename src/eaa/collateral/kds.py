@@ -1,0 +1,345 @@
+"""AMD Key Distribution Service client: VCEK certificates, VCEK/VLEK certificate chains and CRLs.
+
+An SEV-SNP report is signed by a VCEK derived for one chip and one reported TCB, so verifiers need
+the VCEK for exactly that (chip, TCB) pair, plus the ASK (or ASVK for VLEKs) and ARK above it. AMD's
+KDS rate-limits, which is why these are cached (here, and by eaa-pccs for a whole fleet). Every
+answer is checked before it is kept: the ARK must be one of AMD's pinned roots (or a root the
+caller passes, for tests), the chain must verify (RSASSA-PSS), and a VCEK must carry the hwID and
+TCB that were asked for (shared/docs/tee-interfaces.md §2).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.hazmat.primitives import hashes
+
+from ..errors import EaaError, FormatError
+from ..formats.der import TAG_INTEGER, TAG_OCTET_STRING, decode_int, read_tlv
+from .cache import Cached, MemoryCache
+from .errors import CorruptCollateral
+from .http import HttpGetter, HttpResponse
+from .pcs import status_error
+
+KDS_URL = "https://kdsintf.amd.com"
+PRODUCTS = ("Milan", "Genoa", "Turin")
+KEY_TYPES = ("vcek", "vlek")
+HOUR = 3600.0
+
+# SHA-256 of the DER of AMD's root keys (ARK), as served by the KDS ``cert_chain`` of each product.
+AMD_ARK_SHA256: Mapping[str, str] = {
+    "Milan": "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+    "Genoa": "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+    "Turin": "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+}
+
+_OID = "1.3.6.1.4.1.3704.1"
+OID_PRODUCT_NAME = f"{_OID}.2"
+OID_BL_SPL = f"{_OID}.3.1"
+OID_TEE_SPL = f"{_OID}.3.2"
+OID_SNP_SPL = f"{_OID}.3.3"
+OID_UCODE_SPL = f"{_OID}.3.8"
+OID_FMC_SPL = f"{_OID}.3.9"
+OID_HWID = f"{_OID}.4"
+OID_CSP_ID = f"{_OID}.5"
+
+
+def check_product(product: str) -> str:
+    """The product line as KDS spells it (``Milan``); anything else is a caller error."""
+    for p in PRODUCTS:
+        if product.lower() == p.lower():
+            return p
+    raise FormatError(f"unknown SEV-SNP product {product!r} (choose {', '.join(PRODUCTS)})", field="product")
+
+
+def hwid_size(product: str) -> int:
+    """Turin chips are identified by the first 8 bytes of CHIP_ID, earlier products by all 64."""
+    return 8 if check_product(product) == "Turin" else 64
+
+
+def check_hwid(product: str, hwid: str | bytes) -> str:
+    """Lower-case hex of the hwID, the size the product uses (a full 64-byte Turin chip_id is cut to 8)."""
+    try:
+        raw = bytes.fromhex(hwid) if isinstance(hwid, str) else bytes(hwid)
+    except ValueError:
+        raise FormatError("hwid is not hex", field="hwid") from None
+    size = hwid_size(product)
+    if size == 8 and len(raw) == 64:
+        raw = raw[:8]
+    if len(raw) != size:
+        raise FormatError(f"{product} hwid must be {size} bytes, got {len(raw)}", field="hwid")
+    return raw.hex()
+
+
+@dataclass(frozen=True)
+class SnpTcb:
+    """The security patch levels a VCEK is derived for (from the report's REPORTED_TCB)."""
+
+    bl: int
+    tee: int
+    snp: int
+    ucode: int
+    fmc: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("bl", "tee", "snp", "ucode", "fmc"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 255:
+                raise FormatError(f"{name}SPL must be 0..255, got {v}", field=f"{name}SPL")
+
+    @classmethod
+    def from_reported_tcb(cls, value: int | bytes, product: str) -> "SnpTcb":
+        raw = value.to_bytes(8, "little") if isinstance(value, int) else bytes(value)
+        if len(raw) != 8:
+            raise FormatError("TCB_VERSION is 8 bytes", field="reported_tcb")
+        if check_product(product) == "Turin":
+            return cls(bl=raw[1], tee=raw[2], snp=raw[3], ucode=raw[7], fmc=raw[0])
+        return cls(bl=raw[0], tee=raw[1], snp=raw[6], ucode=raw[7])
+
+    def query(self, product: str) -> dict[str, str]:
+        """KDS query parameters, in the order AMD documents them."""
+        q: dict[str, str] = {}
+        if check_product(product) == "Turin":
+            q["fmcSPL"] = str(self.fmc or 0)
+        q.update(blSPL=str(self.bl), teeSPL=str(self.tee), snpSPL=str(self.snp), ucodeSPL=str(self.ucode))
+        return q
+
+
+# ---- VEK certificate extensions ----
+
+@dataclass(frozen=True)
+class VekExtensions:
+    product_name: str
+    tcb: SnpTcb
+    hwid: bytes | None
+    csp_id: str | None
+
+
+def _ext_values(cert: x509.Certificate) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for ext in cert.extensions:
+        if ext.oid.dotted_string.startswith(_OID) and isinstance(ext.value, x509.UnrecognizedExtension):
+            out[ext.oid.dotted_string] = ext.value.value
+    return out
+
+
+def _der_int(raw: bytes, what: str) -> int:
+    tag, value, end = read_tlv(raw, 0, what)
+    if tag != TAG_INTEGER or end != len(raw):
+        raise FormatError(f"{what} is not a DER INTEGER", field=what)
+    return decode_int(value, what)
+
+
+def _der_string(raw: bytes, what: str) -> str:
+    tag, value, end = read_tlv(raw, 0, what)
+    if tag not in (0x16, 0x0C, 0x13) or end != len(raw):  # IA5String, UTF8String, PrintableString
+        raise FormatError(f"{what} is not a DER string", field=what)
+    return value.decode("ascii", "replace")
+
+
+def vek_extensions(cert: x509.Certificate) -> VekExtensions:
+    """Product name, TCB and hwID of a VCEK/VLEK (hwID raw or wrapped in an OCTET STRING: both exist)."""
+    ext = _ext_values(cert)
+    try:
+        name = _der_string(ext[OID_PRODUCT_NAME], "productName")
+        spl = {oid: _der_int(ext[oid], oid) for oid in (OID_BL_SPL, OID_TEE_SPL, OID_SNP_SPL, OID_UCODE_SPL)}
+    except KeyError as e:
+        raise FormatError(f"VEK certificate lacks extension {e.args[0]}", field="vek") from None
+    fmc = _der_int(ext[OID_FMC_SPL], "fmcSPL") if OID_FMC_SPL in ext else None
+    hwid = ext.get(OID_HWID)
+    if hwid is not None and hwid[:1] == bytes([TAG_OCTET_STRING]) and len(hwid) in (66, 10):
+        hwid = read_tlv(hwid, 0, "hwID")[1]
+    csp = _der_string(ext[OID_CSP_ID], "cspID") if OID_CSP_ID in ext else None
+    tcb = SnpTcb(bl=spl[OID_BL_SPL], tee=spl[OID_TEE_SPL], snp=spl[OID_SNP_SPL], ucode=spl[OID_UCODE_SPL], fmc=fmc)
+    return VekExtensions(name, tcb, hwid, csp)
+
+
+# ---- chain checks ----
+
+def load_der_certificate(der: bytes, what: str) -> x509.Certificate:
+    """Parse a DER certificate; VEKs have serial number 0, which cryptography only warns about."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise CorruptCollateral(f"{what} is not a DER certificate") from None
+
+
+def _issued_by(child: x509.Certificate, parent: x509.Certificate, what: str) -> None:
+    try:
+        child.verify_directly_issued_by(parent)
+    except _CryptoInvalidSignature:
+        raise CorruptCollateral(f"{what}: signature does not verify") from None
+    except (ValueError, TypeError) as e:
+        raise CorruptCollateral(f"{what}: not issued by {parent.subject.rfc4514_string()} ({e})") from None
+
+
+@dataclass(frozen=True)
+class KdsChain:
+    """The intermediate (ASK, or ASVK for VLEKs) and AMD's root (ARK) of one product."""
+
+    ask: x509.Certificate
+    ark: x509.Certificate
+    pem: bytes
+
+
+def validate_cert_chain(pem: bytes, product: str, key_type: str = "vcek",
+                        trusted_arks: Sequence[x509.Certificate] | None = None) -> KdsChain:
+    """Check a KDS ``cert_chain`` response: ASK/ASVK then ARK, the ARK pinned, each signature valid."""
+    product = check_product(product)
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise CorruptCollateral("KDS cert_chain is not PEM certificates") from None
+    if len(certs) != 2:
+        raise CorruptCollateral(f"KDS cert_chain holds {len(certs)} certificates, expected 2 (ASK, ARK)")
+    ask, ark = certs
+    fp = ark.fingerprint(hashes.SHA256())
+    if trusted_arks is not None:
+        trusted = any(fp == t.fingerprint(hashes.SHA256()) for t in trusted_arks)
+    else:
+        trusted = fp.hex() == AMD_ARK_SHA256[product]
+    if not trusted:
+        raise CorruptCollateral(f"KDS cert_chain root {ark.subject.rfc4514_string()} is not AMD's {product} ARK")
+    _issued_by(ark, ark, "ARK")
+    _issued_by(ask, ark, "ASK" if key_type == "vcek" else "ASVK")
+    cn = ask.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    expected = f"SEV-{product}" if key_type == "vcek" else f"SEV-VLEK-{product}"
+    if not cn or str(cn[0].value) != expected:
+        raise CorruptCollateral(f"KDS cert_chain intermediate is {ask.subject.rfc4514_string()}, expected CN={expected}")
+    return KdsChain(ask, ark, pem)
+
+
+def validate_vek(der: bytes, chain: KdsChain, product: str, *, hwid: str | None = None,
+                 tcb: SnpTcb | None = None) -> x509.Certificate:
+    """Check a VCEK/VLEK: signed by the chain's ASK, and for the product, chip and TCB requested."""
+    product = check_product(product)
+    cert = load_der_certificate(der, "VEK certificate")
+    _issued_by(cert, chain.ask, "VEK certificate")
+    try:
+        ext = vek_extensions(cert)
+    except EaaError as e:
+        raise CorruptCollateral(f"VEK certificate: {e}") from None
+    if not ext.product_name.lower().startswith(product.lower()):
+        raise CorruptCollateral(f"VEK certificate is for {ext.product_name}, {product} was requested")
+    if hwid is not None and (ext.hwid is None or ext.hwid.hex() != hwid.lower()):
+        raise CorruptCollateral("VEK certificate hwID differs from the one requested")
+    if tcb is not None:
+        got = ext.tcb if product == "Turin" else SnpTcb(ext.tcb.bl, ext.tcb.tee, ext.tcb.snp, ext.tcb.ucode)
+        want = tcb if product == "Turin" else SnpTcb(tcb.bl, tcb.tee, tcb.snp, tcb.ucode)
+        if got != want:
+            raise CorruptCollateral(f"VEK certificate TCB {got} differs from the one requested {want}")
+    return cert
+
+
+def validate_crl(der: bytes, chain: KdsChain) -> x509.CertificateRevocationList:
+    """A KDS CRL, signed by the product's ARK."""
+    try:
+        crl = x509.load_der_x509_crl(der)
+    except ValueError:
+        raise CorruptCollateral("KDS CRL is not DER") from None
+    if crl.issuer != chain.ark.subject or not crl.is_signature_valid(chain.ark.public_key()):  # type: ignore[arg-type]
+        raise CorruptCollateral("KDS CRL is not signed by the ARK")
+    return crl
+
+
+# ---- the client ----
+
+def vcek_path(product: str, hwid: str) -> str:
+    return f"/vcek/v1/{check_product(product)}/{hwid}"
+
+
+def chain_path(product: str, key_type: str) -> str:
+    return f"/{_key_type(key_type)}/v1/{check_product(product)}/cert_chain"
+
+
+def crl_path(product: str, key_type: str) -> str:
+    return f"/{_key_type(key_type)}/v1/{check_product(product)}/crl"
+
+
+def _key_type(key_type: str) -> str:
+    if key_type not in KEY_TYPES:
+        raise FormatError(f"key type must be vcek or vlek, not {key_type!r}", field="key_type")
+    return key_type
+
+
+class KdsClient:
+    """Fetches and caches (in memory) AMD KDS answers, each validated before use."""
+
+    def __init__(self, base_url: str = KDS_URL, *, timeout: float = 10.0, retries: int = 2,
+                 retry_delay: float = 1.0, verify: Any = True, trusted_arks: Sequence[x509.Certificate] | None = None,
+                 clock: Callable[[], float] = time.time, max_age: float = 168 * HOUR,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.trusted_arks = tuple(trusted_arks) if trusted_arks is not None else None
+        self.clock = clock
+        self.max_age = max_age
+        self.memory: MemoryCache[Any] = MemoryCache()
+        self.http = HttpGetter(timeout=timeout, retries=retries, retry_delay=retry_delay, verify=verify,
+                               transport=transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def fetch_raw(self, path: str, params: Mapping[str, str] | None = None) -> HttpResponse:
+        return self.http.get(self.base_url + path, params)
+
+    def _fetch_ok(self, path: str, params: Mapping[str, str] | None = None) -> bytes:
+        resp = self.fetch_raw(path, params)
+        if resp.status != 200:
+            raise status_error(resp)
+        return resp.body
+
+    def _cached(self, key: str, make: Callable[[], tuple[Any, datetime]]) -> Any:
+        now = self.clock()
+        item = self.memory.get(key)
+        if item is not None and item.fresh(now):
+            return item.value
+        value, until = make()
+        self.memory.put(key, Cached(value, now, min(until.timestamp(), now + self.max_age)))
+        return value
+
+    def cert_chain(self, product: str, key_type: str = "vcek") -> KdsChain:
+        path = chain_path(product, key_type)
+
+        def make() -> tuple[KdsChain, datetime]:
+            chain = validate_cert_chain(self._fetch_ok(path), product, key_type, self.trusted_arks)
+            return chain, min(chain.ask.not_valid_after_utc, chain.ark.not_valid_after_utc)
+
+        return self._cached(path, make)  # type: ignore[no-any-return]
+
+    def vcek(self, product: str, hwid: str | bytes, tcb: SnpTcb) -> bytes:
+        """The DER VCEK for one chip and reported TCB."""
+        product = check_product(product)
+        hw = check_hwid(product, hwid)
+        params = tcb.query(product)
+        path = vcek_path(product, hw)
+        key = path + "?" + "&".join(f"{k}={v}" for k, v in params.items())
+
+        def make() -> tuple[bytes, datetime]:
+            der = self._fetch_ok(path, params)
+            cert = validate_vek(der, self.cert_chain(product, "vcek"), product, hwid=hw, tcb=tcb)
+            return der, cert.not_valid_after_utc
+
+        return self._cached(key, make)  # type: ignore[no-any-return]
+
+    def crl(self, product: str, key_type: str = "vcek") -> bytes:
+        path = crl_path(product, key_type)
+
+        def make() -> tuple[bytes, datetime]:
+            der = self._fetch_ok(path)
+            crl = validate_crl(der, self.cert_chain(product, key_type))
+            if crl.next_update_utc is None:
+                raise CorruptCollateral("KDS CRL has no nextUpdate")
+            return der, crl.next_update_utc
+
+        return self._cached(path, make)  # type: ignore[no-any-return]
+

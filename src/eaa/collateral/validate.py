@@ -1,0 +1,179 @@
+"""Checks applied to collateral on its way in from an upstream, before anything is cached.
+
+A cache that stores whatever an upstream returned turns one bad response into a lasting outage (or
+worse, into data served as if it were Intel's). So every response is checked here against the trust
+anchors first: issuer chains up to a trusted root, the signature over the exact signed JSON bytes,
+CRL signatures, and that the response is the one that was asked for (FMSPC, TEE, identity, CA).
+Validity windows are deliberately *not* checked: whether expired collateral is acceptable is the
+verifier's decision, taken at its own verification time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Sequence, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..errors import EaaError
+from ..formats.enclave_identity import EnclaveIdentity
+from ..formats.pck_extensions import SGX_EXTENSION_OID, parse_sgx_extension
+from ..formats.tcb_info import TcbInfo
+from ..verify.trust import TrustAnchor
+from ..verify.x509chain import CheckedCrl, check_chain_signatures, check_crl, load_pem_chain, verify_raw_signature
+from .errors import CorruptCollateral
+
+T = TypeVar("T")
+_SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
+CA_TYPES = ("processor", "platform")
+IDENTITY_IDS = {("sgx", "qe"): "QE", ("tdx", "qe"): "TD_QE", ("sgx", "qve"): "QVE"}
+
+
+def _checked(what: str, fn: Callable[[], T]) -> T:
+    """Run one validation and report any failure as :class:`CorruptCollateral` naming ``what``."""
+    try:
+        return fn()
+    except CorruptCollateral:
+        raise
+    except EaaError as e:
+        raise CorruptCollateral(f"{what}: {e}") from e
+    except (ValueError, TypeError) as e:
+        raise CorruptCollateral(f"{what}: {e}") from e
+
+
+def _leaf_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CorruptCollateral(f"{what}: the signing certificate does not hold an EC key")
+    return key
+
+
+def validate_tcb_info(response: str | bytes, issuer_chain: str, anchors: Sequence[TrustAnchor], *,
+                      tee: str | None = None, fmspc: str | bytes | None = None) -> TcbInfo:
+    """Parse and check a full TCB info response (``{"tcbInfo":…,"signature":…}``)."""
+
+    def run() -> TcbInfo:
+        info = TcbInfo.from_response(response)
+        chain = check_chain_signatures(load_pem_chain(issuer_chain, "TCB info issuer chain"), anchors,
+                                       "TCB info issuer chain")
+        verify_raw_signature(_leaf_key(chain.leaf, "TCB info"), info.signature, info.body, "TCB info")
+        if tee is not None and info.id != tee.upper():
+            raise CorruptCollateral(f"TCB info is for {info.id}, {tee.upper()} was requested")
+        if fmspc is not None:
+            want = bytes.fromhex(fmspc) if isinstance(fmspc, str) else fmspc
+            if info.fmspc != want:
+                raise CorruptCollateral(f"TCB info is for FMSPC {info.fmspc.hex()}, {want.hex()} was requested")
+        return info
+
+    return _checked("TCB info", run)
+
+
+def validate_enclave_identity(response: str | bytes, issuer_chain: str, anchors: Sequence[TrustAnchor], *,
+                              identity_id: str | None = None) -> EnclaveIdentity:
+    """Parse and check a full enclave identity response (QE, TD_QE or QVE)."""
+
+    def run() -> EnclaveIdentity:
+        ident = EnclaveIdentity.from_response(response)
+        chain = check_chain_signatures(load_pem_chain(issuer_chain, "enclave identity issuer chain"), anchors,
+                                       "enclave identity issuer chain")
+        verify_raw_signature(_leaf_key(chain.leaf, "enclave identity"), ident.signature, ident.body,
+                             "enclave identity")
+        if identity_id is not None and ident.id != identity_id:
+            raise CorruptCollateral(f"enclave identity is {ident.id!r}, {identity_id!r} was requested")
+        return ident
+
+    return _checked("enclave identity", run)
+
+
+def pck_ca_type(cert: x509.Certificate) -> str:
+    """"processor" or "platform", from the CA's common name as Intel (and the simulator) spell it."""
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    name = str(cns[0]) if cns else ""
+    for ca in CA_TYPES:
+        if ca in name.lower():
+            return ca
+    raise CorruptCollateral(f"{name or cert.subject.rfc4514_string()} is neither a PCK Processor nor Platform CA")
+
+
+def validate_pck_crl(der: bytes, issuer_chain: str, anchors: Sequence[TrustAnchor], *,
+                     ca: str | None = None) -> CheckedCrl:
+    """Check a PCK CRL against its issuer chain; ``ca`` must match the issuing CA's kind."""
+
+    def run() -> CheckedCrl:
+        chain = check_chain_signatures(load_pem_chain(issuer_chain, "PCK CRL issuer chain"), anchors,
+                                       "PCK CRL issuer chain")
+        if ca is not None and pck_ca_type(chain.leaf) != ca:
+            raise CorruptCollateral(f"PCK CRL is issued by {chain.leaf.subject.rfc4514_string()}, "
+                                    f"the {ca} CA was requested")
+        return check_crl(der, chain.leaf, "PCK CRL")
+
+    return _checked("PCK CRL", run)
+
+
+def validate_root_ca_crl(der: bytes, anchors: Sequence[TrustAnchor]) -> CheckedCrl:
+    """Check a root CA CRL: it must be signed by one of the trust anchors."""
+
+    def run() -> CheckedCrl:
+        try:
+            issuer = x509.load_der_x509_crl(der).issuer
+        except ValueError:
+            raise CorruptCollateral("root CA CRL is not a DER CRL") from None
+        for anchor in anchors:
+            if anchor.certificate.subject == issuer:
+                try:
+                    return check_crl(der, anchor.certificate, "root CA CRL")
+                except EaaError:
+                    continue  # another anchor with the same name may be the signer
+        raise CorruptCollateral(f"root CA CRL issuer {issuer.rfc4514_string()} is not a trusted root")
+
+    return _checked("root CA CRL", run)
+
+
+@dataclass(frozen=True)
+class PckCertInfo:
+    """What a PCK certificate says about its platform (the PCCS ``/pckcert`` headers come from it)."""
+
+    fmspc: bytes
+    pce_id: bytes
+    cpu_svn: bytes
+    pce_svn: int
+    ca_type: str
+    not_after: datetime
+
+    @property
+    def tcbm(self) -> str:
+        """``SGX-TCBm``: CPUSVN (16 bytes) then PCESVN (2 bytes, little-endian), upper-case hex."""
+        return (self.cpu_svn + self.pce_svn.to_bytes(2, "little")).hex().upper()
+
+
+def pck_certificate_info(leaf: x509.Certificate) -> PckCertInfo:
+    """Read FMSPC, PCE-ID, TCB and CA type from a PCK leaf (no signature check)."""
+    try:
+        ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
+    except x509.ExtensionNotFound:
+        raise CorruptCollateral("PCK certificate lacks the SGX extension") from None
+    except ValueError as e:
+        raise CorruptCollateral(f"PCK certificate extensions are malformed: {e}") from None
+    sgx = _checked("PCK certificate", lambda: parse_sgx_extension(ext.value.value))  # type: ignore[attr-defined]
+    issuer_cn = leaf.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    name = str(issuer_cn[0].value).lower() if issuer_cn else ""
+    ca = next((c for c in CA_TYPES if c in name), None)
+    if ca is None:
+        raise CorruptCollateral("PCK certificate issuer is neither a Processor nor a Platform CA")
+    return PckCertInfo(sgx.fmspc, sgx.pce_id, sgx.cpu_svn, sgx.pce_svn, ca, leaf.not_valid_after_utc)
+
+
+def validate_pck_certificate(leaf_pem: str | bytes, issuer_chain: str, anchors: Sequence[TrustAnchor]) -> PckCertInfo:
+    """Check a PCK leaf (PCCS ``/pckcert`` body) against its issuer chain header."""
+
+    def run() -> PckCertInfo:
+        leaves = load_pem_chain(leaf_pem, "PCK certificate")
+        if len(leaves) != 1:
+            raise CorruptCollateral(f"PCK certificate response holds {len(leaves)} certificates, expected 1")
+        chain = load_pem_chain(issuer_chain, "PCK certificate issuer chain")
+        check_chain_signatures((leaves[0], *chain), anchors, "PCK certificate chain")
+        return pck_certificate_info(leaves[0])
+
+    return _checked("PCK certificate", run)

@@ -1,0 +1,382 @@
+"""The PCCS logic, independent of HTTP: parameter checks, cache lookups, LAZY fills, imports.
+
+Modes (as Intel's PCCS): LAZY serves from the store and, on a miss or once a record's
+``nextUpdate`` has passed, fetches from the upstream, validates, stores and serves; OFFLINE never
+contacts anything and serves only what was imported. When the upstream is down a LAZY service still
+serves every record it holds (stale ones included: refusing them would turn an upstream outage into
+a verification outage; verifiers flag expired collateral themselves) and answers 503 only for data
+it never had. Upstream data that fails validation is never stored; the caller gets 502.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from cryptography import x509
+
+from ...collateral.errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
+from ...collateral.kds import KdsChain, SnpTcb, check_hwid, check_product, validate_cert_chain
+from ...errors import EaaError, FormatError, TransportError
+from ...verify.trust import TrustAnchor, default_anchors
+from .errors import BadRequest, NotFound, StorageUnavailable, UpstreamBadData, UpstreamDown
+from .metrics import Metrics
+from .records import (
+    IDENTITY,
+    KDS_CHAIN,
+    KDS_CRL,
+    KDS_VEK,
+    PCK_CERT,
+    PCK_CRL,
+    ROOT_CRL,
+    TCB,
+    Record,
+    identity_key,
+    kds_key,
+    pck_cert_key,
+    tcb_key,
+    validate_record,
+    vek_key,
+)
+from .store import Store
+from .upstream import Upstream
+
+log = logging.getLogger("eaa.pccs")
+
+QEID_MAX_SIZE = 260  # hex characters, as Intel's PCCS
+ENC_PPID_SIZES = (512, 768)  # RSA-2048 / RSA-3072 encrypted PPID, hex
+DEFAULT_MIN_REFRESH = 600.0
+_LOCK_STRIPES = 64
+
+
+class Mode(enum.Enum):
+    LAZY = "lazy"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Answer:
+    record: Record
+    cache: str  # "hit", "miss" (fetched now) or "stale" (expired, upstream unavailable)
+
+
+# ---- request parameter checks (every failure is a 400 with a message naming the parameter) ----
+
+def need(value: str | None, name: str) -> str:
+    if value is None or value == "":
+        raise BadRequest(f"missing query parameter {name!r}")
+    return value
+
+
+def hex_param(value: str | None, name: str, digits: int | tuple[int, ...] | None = None,
+              max_digits: int | None = None) -> str:
+    v = need(value, name)
+    sizes = (digits,) if isinstance(digits, int) else digits
+    if sizes is not None and len(v) not in sizes:
+        raise BadRequest(f"{name} must be {' or '.join(map(str, sizes))} hex digits, got {len(v)}")
+    if max_digits is not None and len(v) > max_digits:
+        raise BadRequest(f"{name} must be at most {max_digits} hex digits")
+    if len(v) % 2 or any(c not in "0123456789abcdefABCDEF" for c in v):
+        raise BadRequest(f"{name} must be hex (an even number of 0-9a-f digits)")
+    return v.upper()
+
+
+def update_param(value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = value.lower()
+    if v not in ("standard", "early"):
+        raise BadRequest("update must be 'standard' or 'early'")
+    return v
+
+
+def ca_param(value: str | None) -> str:
+    v = need(value, "ca").lower()
+    if v not in ("processor", "platform"):
+        raise BadRequest("ca must be 'processor' or 'platform'")
+    return v
+
+
+def encoding_param(value: str | None) -> str:
+    v = (value or "pem").lower()
+    if v not in ("pem", "der"):
+        raise BadRequest("encoding must be 'der' or 'pem'")
+    return v
+
+
+def product_param(value: str) -> str:
+    try:
+        return check_product(value)
+    except FormatError as e:
+        raise BadRequest(str(e)) from None
+
+
+def spl_param(value: str | None, name: str) -> int:
+    v = need(value, name)
+    if not v.isascii() or not v.isdigit() or len(v) > 3 or int(v) > 255:
+        raise BadRequest(f"{name} must be an integer 0..255")
+    return int(v)
+
+
+def _tcb_digits(hexstr: str) -> tuple[int, ...]:
+    return tuple(bytes.fromhex(hexstr))
+
+
+class PccsService:
+    def __init__(self, store: Store, *, mode: Mode = Mode.LAZY, upstream: Upstream | None = None,
+                 anchors: Sequence[TrustAnchor] | None = None,
+                 trusted_arks: Sequence[x509.Certificate] | None = None,
+                 clock: Callable[[], float] = time.time, min_refresh: float = DEFAULT_MIN_REFRESH,
+                 metrics: Metrics | None = None) -> None:
+        if mode is Mode.LAZY and upstream is None:
+            raise ValueError("LAZY mode needs an upstream")
+        self.store = store
+        self.mode = mode
+        self.upstream = upstream
+        self.anchors = tuple(anchors) if anchors else default_anchors()
+        self.trusted_arks = trusted_arks
+        self.clock = clock
+        self.min_refresh = min_refresh
+        self.metrics = metrics or Metrics()
+        self._stripes = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+
+    # ---- storage, with storage failures as 503 ----
+    def _get(self, kind: str, key: str) -> Record | None:
+        try:
+            return self.store.get(kind, key)
+        except (TransportError, OSError) as e:
+            raise StorageUnavailable(f"the collateral store is unavailable: {e}") from None
+        except Exception as e:  # noqa: BLE001 - e.g. sqlite3.OperationalError: still a storage outage
+            raise StorageUnavailable(f"the collateral store failed: {type(e).__name__}: {e}") from None
+
+    def _put(self, record: Record) -> None:
+        try:
+            self.store.put(record)
+        except Exception as e:  # noqa: BLE001 - a record that cannot be kept is still served
+            log.error("cannot store %s %s: %s", record.kind, record.key, e)
+
+    def fresh(self, rec: Record, now: float) -> bool:
+        """Within ``nextUpdate``, or refreshed so recently that asking again would only load the upstream."""
+        return rec.next_update is None or now < rec.next_update or now < rec.fetched_at + self.min_refresh
+
+    def _lookup(self, kind: str, key: str, what: str, fetch: Callable[[], Record]) -> Answer:
+        rec = self._get(kind, key)
+        if rec is not None and (self.mode is Mode.OFFLINE or self.fresh(rec, self.clock())):
+            self.metrics.cache.labels(kind, "hit").inc()
+            return Answer(rec, "hit")
+        if self.mode is Mode.OFFLINE:
+            self.metrics.cache.labels(kind, "miss").inc()
+            raise NotFound(f"no cached {what}; this PCCS is OFFLINE (import the collateral with eaa-pccs import)")
+        with self._stripes[zlib.crc32(f"{kind}\0{key}".encode()) % _LOCK_STRIPES]:
+            again = self._get(kind, key)  # another request may have filled it meanwhile
+            if again is not None and self.fresh(again, self.clock()):
+                self.metrics.cache.labels(kind, "hit").inc()
+                return Answer(again, "hit")
+            rec = again or rec
+            return self._fill(kind, what, rec, fetch)
+
+    def _fill(self, kind: str, what: str, stale: Record | None, fetch: Callable[[], Record]) -> Answer:
+        try:
+            new = fetch()
+        except UpstreamUnavailable as e:
+            self.metrics.upstream.labels(kind, "unavailable").inc()
+            if stale is not None:
+                log.warning("serving stale %s: %s", what, e)
+                self.metrics.cache.labels(kind, "stale").inc()
+                return Answer(stale, "stale")
+            raise UpstreamDown(f"{what} is not cached and the upstream is unavailable ({e})") from None
+        except CorruptCollateral as e:
+            self.metrics.upstream.labels(kind, "invalid").inc()
+            log.error("upstream sent invalid %s: %s", what, e)
+            if stale is not None:
+                self.metrics.cache.labels(kind, "stale").inc()
+                return Answer(stale, "stale")
+            raise UpstreamBadData(f"the upstream returned {what} that failed validation: {e}") from None
+        except CollateralNotFound as e:
+            self.metrics.upstream.labels(kind, "not_found").inc()
+            if stale is not None:
+                return Answer(stale, "stale")
+            raise NotFound(f"no {what}: {e}") from None
+        except UpstreamRejected as e:
+            self.metrics.upstream.labels(kind, "rejected").inc()
+            if stale is not None:
+                return Answer(stale, "stale")
+            raise UpstreamBadData(f"the upstream refused the request for {what}: {e}") from None
+        except FormatError as e:  # upstream body did not even parse
+            self.metrics.upstream.labels(kind, "invalid").inc()
+            if stale is not None:
+                return Answer(stale, "stale")
+            raise UpstreamBadData(f"the upstream returned malformed {what}: {e}") from None
+        self.metrics.upstream.labels(kind, "ok").inc()
+        self.metrics.cache.labels(kind, "miss").inc()
+        self._put(new)
+        return Answer(new, "miss")
+
+    def _up(self) -> Upstream:
+        assert self.upstream is not None
+        return self.upstream
+
+    # ---- Intel API ----
+    def tcb_info(self, tee: str, api: int, fmspc: str | None, update: str | None) -> Answer:
+        fm = hex_param(fmspc, "fmspc", 12)
+        upd = update_param(update)
+        return self._lookup(TCB, tcb_key(tee, api, fm, upd or "standard"), f"{tee.upper()} TCB info for FMSPC {fm}",
+                            lambda: self._up().tcb(tee, api, fm, upd))
+
+    def identity(self, tee: str, which: str, api: int, update: str | None) -> Answer:
+        upd = update_param(update)
+        return self._lookup(IDENTITY, identity_key(tee, which, upd or "standard"),
+                            f"{tee.upper()} {which.upper()} identity", lambda: self._up().identity(tee, which, api, upd))
+
+    def pck_crl(self, api: int, ca: str | None, encoding: str | None) -> Answer:
+        c = ca_param(ca)
+        encoding_param(encoding)
+        return self._lookup(PCK_CRL, c, f"PCK {c} CA CRL", lambda: self._up().pck_crl(api, c))
+
+    def root_ca_crl(self, api: int) -> Answer:
+        return self._lookup(ROOT_CRL, "root", "root CA CRL", lambda: self._up().root_crl(api))
+
+    def pck_cert(self, api: int, qeid: str | None, cpusvn: str | None, pcesvn: str | None, pceid: str | None,
+                 encrypted_ppid: str | None) -> Answer:
+        q = hex_param(qeid, "qeid", max_digits=QEID_MAX_SIZE)
+        cpu = hex_param(cpusvn, "cpusvn", 32)
+        pce = hex_param(pcesvn, "pcesvn", 4)
+        pid = hex_param(pceid, "pceid", 4)
+        enc = hex_param(encrypted_ppid, "encrypted_ppid", ENC_PPID_SIZES) if encrypted_ppid is not None else None
+        key = pck_cert_key(q, cpu, pce, pid)
+        what = f"PCK certificate for QE ID {q}"
+        rec = self._get(PCK_CERT, key)
+        if rec is None:
+            selected = self._select_pck_cert(q, pid, cpu, pce)
+            if selected is not None:
+                self.metrics.cache.labels(PCK_CERT, "hit").inc()
+                return Answer(selected, "hit")
+        return self._lookup(PCK_CERT, key, what, lambda: self._up().pck_cert(api, q, cpu, pce, pid, enc))
+
+    def _select_pck_cert(self, qeid: str, pceid: str, cpusvn: str, pcesvn: str) -> Record | None:
+        """The best cached PCK certificate of this platform for a raw TCB it has no exact entry for.
+
+        Like Intel's PCK certificate selection for TCB type 0 (the 16 CPUSVN bytes are the SGX TCB
+        components): among the platform's certificates whose TCB is not above the raw TCB in any
+        component, take the highest.
+        """
+        try:
+            candidates = list(self.store.scan(PCK_CERT, qeid + "/"))
+        except Exception:  # noqa: BLE001 - selection is an optimisation; a storage error shows up on the lookup
+            return None
+        raw = (*_tcb_digits(cpusvn), int.from_bytes(bytes.fromhex(pcesvn), "little"))
+        best: tuple[tuple[int, ...], Record] | None = None
+        for rec in candidates:
+            if not rec.key.endswith("/" + pceid) or len(rec.meta.get("tcbm", "")) != 36:
+                continue
+            tcbm = bytes.fromhex(rec.meta["tcbm"])
+            level = (*tcbm[:16], int.from_bytes(tcbm[16:], "little"))
+            if all(a <= b for a, b in zip(level, raw)) and (best is None or level > best[0]):
+                best = (level, rec)
+        return best[1] if best else None
+
+    # ---- AMD KDS ----
+    def _chain(self, key_type: str, product: str) -> tuple[Answer, KdsChain]:
+        ans = self._lookup(KDS_CHAIN, kds_key(key_type, product), f"{product} {key_type.upper()} certificate chain",
+                           lambda: self._up().kds_chain(key_type, product))
+        try:
+            chain = validate_cert_chain(ans.record.body, product, key_type, self.trusted_arks)
+        except CorruptCollateral as e:  # stored data is validated on the way in; this is defence in depth
+            raise UpstreamBadData(f"stored {product} certificate chain does not verify: {e}") from None
+        return ans, chain
+
+    def kds_cert_chain(self, key_type: str, product: str) -> Answer:
+        return self._chain(key_type, product_param(product))[0]
+
+    def kds_crl(self, key_type: str, product: str) -> Answer:
+        p = product_param(product)
+        rec = self._get(KDS_CRL, kds_key(key_type, p))
+        if rec is not None and (self.mode is Mode.OFFLINE or self.fresh(rec, self.clock())):
+            self.metrics.cache.labels(KDS_CRL, "hit").inc()
+            return Answer(rec, "hit")
+        _, chain = self._chain(key_type, p)
+        return self._lookup(KDS_CRL, kds_key(key_type, p), f"{p} {key_type.upper()} CRL",
+                            lambda: self._up().kds_crl(key_type, p, chain))
+
+    def kds_vcek(self, product: str, hwid: str, bl: str | None, tee: str | None, snp: str | None,
+                 ucode: str | None, fmc: str | None) -> Answer:
+        p = product_param(product)
+        try:
+            hw = check_hwid(p, hwid) if len(hwid) == 2 * (8 if p == "Turin" else 64) else None
+        except FormatError:
+            hw = None
+        if hw is None:
+            raise BadRequest(f"hwid must be {16 if p == 'Turin' else 128} hex digits for {p}")
+        if p == "Turin":
+            fmc_v: int | None = spl_param(fmc, "fmcSPL")
+        elif fmc is not None:
+            raise BadRequest("fmcSPL applies to Turin only")
+        else:
+            fmc_v = None
+        tcb = SnpTcb(bl=spl_param(bl, "blSPL"), tee=spl_param(tee, "teeSPL"), snp=spl_param(snp, "snpSPL"),
+                     ucode=spl_param(ucode, "ucodeSPL"), fmc=fmc_v)
+        key = vek_key(p, hw, tcb.query(p))
+        rec = self._get(KDS_VEK, key)
+        if rec is not None and (self.mode is Mode.OFFLINE or self.fresh(rec, self.clock())):
+            self.metrics.cache.labels(KDS_VEK, "hit").inc()
+            return Answer(rec, "hit")
+        _, chain = self._chain("vcek", p)
+        return self._lookup(KDS_VEK, key, f"{p} VCEK for hwid {hw[:16]}…",
+                            lambda: self._up().kds_vek(p, hw, tcb, chain))
+
+    # ---- import / export ----
+    def validate_for_import(self, records: Iterable[Record]) -> list[Record]:
+        """Validate every record (chains for KDS CRLs/VEKs from the batch or the store); all or nothing."""
+        recs = list(records)
+        chains: dict[tuple[str, str], KdsChain] = {}
+        out: list[Record] = []
+        now = self.clock()
+        for rec in sorted(recs, key=lambda r: r.kind != KDS_CHAIN):  # chains first
+            try:
+                chain = None
+                if rec.kind in (KDS_CRL, KDS_VEK):
+                    key_type, product = ("vcek", rec.key.split("/")[0]) if rec.kind == KDS_VEK else rec.key.split("/")
+                    product = check_product(product)
+                    chain = chains.get((key_type, product))
+                    if chain is None:
+                        stored = self._get(KDS_CHAIN, kds_key(key_type, product))
+                        if stored is not None:
+                            chain = validate_cert_chain(stored.body, product, key_type, self.trusted_arks)
+                checked = validate_record(rec, self.anchors, self.trusted_arks, chain)
+            except (EaaError, ValueError) as e:
+                raise BadRequest(f"record {rec.kind} {rec.key!r} rejected: {e}") from None
+            if checked.kind == KDS_CHAIN:
+                key_type, product = checked.key.split("/")
+                chains[(key_type, product)] = validate_cert_chain(checked.body, product, key_type, self.trusted_arks)
+            out.append(Record(checked.kind, checked.key, checked.body, checked.meta, checked.next_update,
+                              checked.fetched_at or now, "import"))
+        return out
+
+    def import_records(self, records: Iterable[Record], *, batch_size: int = 0,
+                       progress: Callable[[int], None] | None = None) -> int:
+        """Validate all, then write in transactions of ``batch_size`` (0: one); returns the count written."""
+        checked = self.validate_for_import(records)
+        size = batch_size if batch_size > 0 else max(1, len(checked))
+        done = 0
+        for i in range(0, len(checked), size):
+            batch = checked[i:i + size]
+            try:
+                self.store.put_many(batch)
+            except Exception as e:  # noqa: BLE001
+                raise StorageUnavailable(f"cannot write to the collateral store: {e}") from None
+            done += len(batch)
+            self.metrics.imported.inc(len(batch))
+            if progress is not None:
+                progress(done)
+        return done
+
+    def export_records(self) -> list[Record]:
+        try:
+            return list(self.store.scan())
+        except Exception as e:  # noqa: BLE001
+            raise StorageUnavailable(f"cannot read the collateral store: {e}") from None

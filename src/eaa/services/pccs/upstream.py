@@ -1,0 +1,145 @@
+"""Where eaa-pccs fetches on a cache miss (LAZY mode): Intel's PCS or another PCCS, and AMD's KDS.
+
+Each method makes exactly one upstream request in the API version the client used (a v3 client
+expects v3 formats), turns the answer into a :class:`Record` and validates it with the same checks
+as an import (:func:`validate_record`), so nothing unverified can reach the store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Mapping, Sequence
+
+from cryptography import x509
+
+from ...collateral.bundle import crl_to_der
+from ...collateral.errors import CollateralNotFound, CorruptCollateral
+from ...collateral.kds import KdsChain, KdsClient, SnpTcb, chain_path, crl_path, vcek_path
+from ...collateral.pcs import (
+    H_IDENTITY_ISSUER_CHAIN,
+    H_PCK_CRL_ISSUER_CHAIN,
+    H_PCK_ISSUER_CHAIN,
+    H_TCB_ISSUER_CHAIN_V3,
+    H_TCB_ISSUER_CHAIN_V4,
+    H_TCBM,
+    PcsClient,
+    header_chain,
+    status_error,
+)
+from ...collateral.http import HttpResponse
+from ...errors import FormatError
+from ...verify.trust import TrustAnchor
+from .records import (
+    IDENTITY,
+    KDS_CHAIN,
+    KDS_CRL,
+    KDS_VEK,
+    PCK_CERT,
+    PCK_CRL,
+    ROOT_CRL,
+    TCB,
+    Record,
+    identity_key,
+    kds_key,
+    pck_cert_key,
+    tcb_key,
+    validate_record,
+    vek_key,
+)
+
+
+def _ok(resp: HttpResponse) -> HttpResponse:
+    if resp.status != 200:
+        raise status_error(resp)
+    return resp
+
+
+def _der(body: bytes, what: str) -> bytes:
+    try:
+        der = crl_to_der(body, what)
+    except FormatError as e:
+        raise CorruptCollateral(f"{what}: {e}") from None
+    if not der:
+        raise CorruptCollateral(f"{what}: empty response")
+    return der
+
+
+class Upstream:
+    def __init__(self, pcs: PcsClient | None, kds: KdsClient | None, *, anchors: Sequence[TrustAnchor],
+                 trusted_arks: Sequence[x509.Certificate] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.pcs = pcs
+        self.kds = kds
+        self.anchors = tuple(anchors)
+        self.trusted_arks = trusted_arks
+        self.clock = clock
+
+    def _pcs(self) -> PcsClient:
+        if self.pcs is None:
+            raise CollateralNotFound("no Intel PCS/PCCS upstream is configured")
+        return self.pcs
+
+    def _kds(self) -> KdsClient:
+        if self.kds is None:
+            raise CollateralNotFound("no AMD KDS upstream is configured")
+        return self.kds
+
+    def _record(self, kind: str, key: str, body: bytes, meta: Mapping[str, str],
+                kds_chain: KdsChain | None = None) -> Record:
+        rec = Record(kind, key, body, dict(meta), fetched_at=self.clock(), source="upstream")
+        return validate_record(rec, self.anchors, self.trusted_arks, kds_chain)
+
+    # ---- Intel ----
+    def tcb(self, tee: str, api: int, fmspc: str, update: str | None) -> Record:
+        params = {"fmspc": fmspc}
+        if update:
+            params["update"] = update
+        resp = _ok(self._pcs().fetch_raw(tee, api, "tcb", params))
+        chain = header_chain(resp.headers, H_TCB_ISSUER_CHAIN_V4, H_TCB_ISSUER_CHAIN_V3)
+        return self._record(TCB, tcb_key(tee, api, fmspc, update or "standard"), resp.body, {"issuer_chain": chain})
+
+    def identity(self, tee: str, which: str, api: int, update: str | None) -> Record:
+        params = {"update": update} if update else {}
+        resp = _ok(self._pcs().fetch_raw(tee, api, f"{which}/identity", params))
+        chain = header_chain(resp.headers, H_IDENTITY_ISSUER_CHAIN)
+        return self._record(IDENTITY, identity_key(tee, which, update or "standard"), resp.body,
+                            {"issuer_chain": chain})
+
+    def pck_crl(self, api: int, ca: str) -> Record:
+        resp = _ok(self._pcs().fetch_raw("sgx", api, "pckcrl", {"ca": ca, "encoding": "der"}))
+        chain = header_chain(resp.headers, H_PCK_CRL_ISSUER_CHAIN)
+        return self._record(PCK_CRL, ca, _der(resp.body, "PCK CRL"), {"issuer_chain": chain})
+
+    def root_crl(self, api: int) -> Record:
+        pcs = self._pcs()
+        resp = pcs.fetch_raw("sgx", api, "rootcacrl")
+        if resp.status == 404 and pcs.root_crl_from_dp:
+            resp = pcs.fetch_root_crl_from_dp()  # Intel's PCS has no /rootcacrl
+        _ok(resp)
+        return self._record(ROOT_CRL, "root", _der(resp.body, "root CA CRL"), {})
+
+    def pck_cert(self, api: int, qeid: str, cpusvn: str, pcesvn: str, pceid: str,
+                 encrypted_ppid: str | None) -> Record:
+        params = {"qeid": qeid, "cpusvn": cpusvn, "pcesvn": pcesvn, "pceid": pceid}
+        if encrypted_ppid:
+            params["encrypted_ppid"] = encrypted_ppid
+        resp = _ok(self._pcs().fetch_raw("sgx", api, "pckcert", params))
+        chain = header_chain(resp.headers, H_PCK_ISSUER_CHAIN)
+        meta = {"issuer_chain": chain}
+        if resp.headers.get(H_TCBM):
+            meta["tcbm"] = resp.headers[H_TCBM].upper()
+        return self._record(PCK_CERT, pck_cert_key(qeid, cpusvn, pcesvn, pceid), resp.body, meta)
+
+    # ---- AMD ----
+    def kds_chain(self, key_type: str, product: str) -> Record:
+        resp = _ok(self._kds().fetch_raw(chain_path(product, key_type)))
+        return self._record(KDS_CHAIN, kds_key(key_type, product), resp.body, {})
+
+    def kds_crl(self, key_type: str, product: str, chain: KdsChain) -> Record:
+        resp = _ok(self._kds().fetch_raw(crl_path(product, key_type)))
+        return self._record(KDS_CRL, kds_key(key_type, product), _der(resp.body, "KDS CRL"), {}, chain)
+
+    def kds_vek(self, product: str, hwid: str, tcb: SnpTcb, chain: KdsChain) -> Record:
+        query = tcb.query(product)
+        resp = _ok(self._kds().fetch_raw(vcek_path(product, hwid), query))
+        return self._record(KDS_VEK, vek_key(product, hwid, query), resp.body, {}, chain)
