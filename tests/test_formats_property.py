@@ -124,3 +124,27 @@ def test_format_error_names_field_and_offset() -> None:
     with pytest.raises(FormatError) as ei:
         parse_quote(bytes(bad))
     assert ei.value.field == "version" and ei.value.offset == 0
+
+
+def _tdx_tcb_info_obj() -> dict:
+    d = require_vectors()
+    text = (d / "go-tdx-guest/sample_tcbInfo_response").read_text()
+    return json.loads(text)["tcbInfo"]
+
+
+@SETTINGS
+@given(st.sampled_from(["tdxModuleIdentities", "tdxModule", "tcbLevels", "fmspc", "issueDate", "version", "id"]),
+       json_values)
+def test_real_tdx_tcb_info_with_one_field_replaced(field: str, value) -> None:
+    obj = _tdx_tcb_info_obj()
+    obj[field] = value
+    _only_format_error(TcbInfo.from_response, json.dumps({"tcbInfo": obj, "signature": "00" * 64}))
+
+
+@SETTINGS
+@given(st.sampled_from(["tcbLevels", "miscselect", "attributes", "mrsigner", "isvprodid", "nextUpdate", "id"]),
+       json_values)
+def test_real_qe_identity_with_one_field_replaced(field: str, value) -> None:
+    obj = json.loads((require_vectors() / "oasis-core/qe_identity_v2.json").read_text())["enclaveIdentity"]
+    obj[field] = value
+    _only_format_error(EnclaveIdentity.from_response, json.dumps({"enclaveIdentity": obj, "signature": "00" * 64}))

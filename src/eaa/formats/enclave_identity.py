@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import FormatError
-from .signed_json import get, get_hex, loads_fast, loads_strict, parse_time, split_signed
+from .signed_json import get, get_hex, load_body, parse_time, split_signed
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +41,8 @@ class EnclaveIdentity:
 
     @classmethod
     def from_body(cls, body: str | bytes, signature: bytes, *, authenticated: bool = False) -> "EnclaveIdentity":
-        if isinstance(body, (bytes, bytearray)):
-            try:
-                body = bytes(body).decode("utf-8")
-            except UnicodeDecodeError:
-                raise FormatError("enclave identity is not UTF-8", field="enclaveIdentity") from None
-        # Bytes whose signature was already verified cannot carry duplicate keys Intel did not sign,
-        # so they take the fast parser; anything else is parsed strictly.
-        obj = loads_fast(body, "enclaveIdentity") if authenticated else loads_strict(body, "enclaveIdentity")
         w = "enclaveIdentity"
-        if not isinstance(obj, dict):
-            raise FormatError("enclave identity is not a JSON object", field=w)
+        obj = load_body(body, authenticated=authenticated, what=w)
         version = get(obj, "version", int, w)
         if version not in (2, 3):
             raise FormatError(f"unsupported enclave identity version {version}", field=f"{w}.version")
@@ -78,5 +69,5 @@ class EnclaveIdentity:
             int.from_bytes(get_hex(obj, "miscselectMask", 4, w), "little"),
             get_hex(obj, "attributes", 16, w), get_hex(obj, "attributesMask", 16, w),
             get_hex(obj, "mrsigner", 32, w), get(obj, "isvprodid", int, w), tuple(levels),
-            body.encode("utf-8"), bytes(signature),
+            body.encode("utf-8") if isinstance(body, str) else bytes(body), bytes(signature),
         )

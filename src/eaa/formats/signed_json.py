@@ -35,6 +35,23 @@ def loads_strict(text: str, what: str) -> Any:
         raise FormatError(f"{what} is not valid JSON: {e}", field=what) from None
 
 
+def load_body(body: str | bytes, *, authenticated: bool, what: str) -> dict[str, Any]:
+    """The inner object of signed collateral as a dict.
+
+    Bytes whose signature was already verified cannot carry duplicate keys Intel did not sign, so
+    they take the fast parser; anything else is parsed strictly.
+    """
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError(f"{what} is not UTF-8", field=what) from None
+    obj = loads_fast(body, what) if authenticated else loads_strict(body, what)
+    if not isinstance(obj, dict):
+        raise FormatError(f"{what} is not a JSON object", field=what)
+    return obj
+
+
 def loads_fast(text: str, what: str) -> Any:
     try:
         return json.loads(text)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import FormatError
-from .signed_json import get, get_hex, loads_fast, loads_strict, parse_time, split_signed
+from .signed_json import get, get_hex, load_body, parse_time, split_signed
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +60,7 @@ class TcbInfo:
 
     @classmethod
     def from_body(cls, body: str | bytes, signature: bytes, *, authenticated: bool = False) -> "TcbInfo":
-        if isinstance(body, (bytes, bytearray)):
-            try:
-                body = bytes(body).decode("utf-8")
-            except UnicodeDecodeError:
-                raise FormatError("TCB info is not UTF-8", field="tcbInfo") from None
-        # Bytes whose signature was already verified cannot carry duplicate keys Intel did not sign,
-        # so they take the fast parser; anything else is parsed strictly.
-        obj = loads_fast(body, "tcbInfo") if authenticated else loads_strict(body, "tcbInfo")
-        if not isinstance(obj, dict):
-            raise FormatError("TCB info is not a JSON object", field="tcbInfo")
+        obj = load_body(body, authenticated=authenticated, what="tcbInfo")
         w = "tcbInfo"
         version = get(obj, "version", int, w)
         if version not in (2, 3):
@@ -89,14 +80,17 @@ class TcbInfo:
             module = TdxModuleIdentity(
                 "", get_hex(m, "mrsigner", 48, "tdxModule"), get_hex(m, "attributes", 8, "tdxModule"),
                 get_hex(m, "attributesMask", 8, "tdxModule"), ())
-            identities = tuple(_module_identity(x, i) for i, x in enumerate(obj.get("tdxModuleIdentities", [])))
+            mids = obj.get("tdxModuleIdentities", [])
+            if not isinstance(mids, list):
+                raise FormatError("tdxModuleIdentities must be a list", field="tcbInfo.tdxModuleIdentities")
+            identities = tuple(_module_identity(x, i) for i, x in enumerate(mids))
         if len(signature) != 64:
             raise FormatError("TCB info signature must be 64 bytes", field="signature")
         return cls(
             tee_id, version, parse_time(get(obj, "issueDate", str, w), "tcbInfo.issueDate"),
             parse_time(get(obj, "nextUpdate", str, w), "tcbInfo.nextUpdate"), get_hex(obj, "fmspc", 6, w),
             get_hex(obj, "pceId", 2, w), get(obj, "tcbType", int, w), get(obj, "tcbEvaluationDataNumber", int, w),
-            module, identities, levels, body.encode("utf-8"), bytes(signature),
+            module, identities, levels, body.encode("utf-8") if isinstance(body, str) else bytes(body), bytes(signature),
         )
 
 
