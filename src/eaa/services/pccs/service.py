@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 from cryptography import x509
 
+from ...collateral.cache import Cached, MemoryCache
 from ...collateral.errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
 from ...collateral.kds import KdsChain, SnpTcb, check_hwid, check_product, validate_cert_chain
 from ...errors import EaaError, FormatError, TransportError
@@ -51,6 +52,7 @@ log = logging.getLogger("eaa.pccs")
 QEID_MAX_SIZE = 260  # hex characters, as Intel's PCCS
 ENC_PPID_SIZES = (512, 768)  # RSA-2048 / RSA-3072 encrypted PPID, hex
 DEFAULT_MIN_REFRESH = 600.0
+DEFAULT_NEGATIVE_TTL = 60.0
 _LOCK_STRIPES = 64
 
 
@@ -132,7 +134,7 @@ class PccsService:
                  anchors: Sequence[TrustAnchor] | None = None,
                  trusted_arks: Sequence[x509.Certificate] | None = None,
                  clock: Callable[[], float] = time.time, min_refresh: float = DEFAULT_MIN_REFRESH,
-                 metrics: Metrics | None = None) -> None:
+                 negative_ttl: float = DEFAULT_NEGATIVE_TTL, metrics: Metrics | None = None) -> None:
         if mode is Mode.LAZY and upstream is None:
             raise ValueError("LAZY mode needs an upstream")
         self.store = store
@@ -143,6 +145,10 @@ class PccsService:
         self.clock = clock
         self.min_refresh = min_refresh
         self.metrics = metrics or Metrics()
+        self.negative_ttl = negative_ttl
+        # Upstream "not found" answers, remembered briefly: a v4-then-v3 client would otherwise send every
+        # request for v3-only data through to the upstream's 404.
+        self._negative: MemoryCache[str] = MemoryCache(4096)
         self._stripes = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 
     # ---- storage, with storage failures as 503 ----
@@ -164,7 +170,8 @@ class PccsService:
         """Within ``nextUpdate``, or refreshed so recently that asking again would only load the upstream."""
         return rec.next_update is None or now < rec.next_update or now < rec.fetched_at + self.min_refresh
 
-    def _lookup(self, kind: str, key: str, what: str, fetch: Callable[[], Record]) -> Answer:
+    def _lookup(self, kind: str, key: str, what: str, fetch: Callable[[], Record], api: int = 0) -> Answer:
+        """A record from the store, else (LAZY) from the upstream; ``api`` scopes remembered upstream 404s."""
         rec = self._get(kind, key)
         if rec is not None and (self.mode is Mode.OFFLINE or self.fresh(rec, self.clock())):
             self.metrics.cache.labels(kind, "hit").inc()
@@ -172,15 +179,21 @@ class PccsService:
         if self.mode is Mode.OFFLINE:
             self.metrics.cache.labels(kind, "miss").inc()
             raise NotFound(f"no cached {what}; this PCCS is OFFLINE (import the collateral with eaa-pccs import)")
+        negative_key = f"{kind}\0{key}\0{api}"
+        negative = self._negative.get(negative_key)
+        if rec is None and negative is not None and negative.fresh(self.clock()):
+            self.metrics.cache.labels(kind, "negative").inc()
+            raise NotFound(negative.value)
         with self._stripes[zlib.crc32(f"{kind}\0{key}".encode()) % _LOCK_STRIPES]:
             again = self._get(kind, key)  # another request may have filled it meanwhile
             if again is not None and self.fresh(again, self.clock()):
                 self.metrics.cache.labels(kind, "hit").inc()
                 return Answer(again, "hit")
             rec = again or rec
-            return self._fill(kind, what, rec, fetch)
+            return self._fill(kind, negative_key, what, rec, fetch)
 
-    def _fill(self, kind: str, what: str, stale: Record | None, fetch: Callable[[], Record]) -> Answer:
+    def _fill(self, kind: str, negative_key: str, what: str, stale: Record | None,
+              fetch: Callable[[], Record]) -> Answer:
         try:
             new = fetch()
         except UpstreamUnavailable as e:
@@ -201,7 +214,10 @@ class PccsService:
             self.metrics.upstream.labels(kind, "not_found").inc()
             if stale is not None:
                 return Answer(stale, "stale")
-            raise NotFound(f"no {what}: {e}") from None
+            now = self.clock()
+            message = f"no {what}: {e}"
+            self._negative.put(negative_key, Cached(message, now, now + self.negative_ttl))
+            raise NotFound(message) from None
         except UpstreamRejected as e:
             self.metrics.upstream.labels(kind, "rejected").inc()
             if stale is not None:
@@ -226,20 +242,20 @@ class PccsService:
         fm = hex_param(fmspc, "fmspc", 12)
         upd = update_param(update)
         return self._lookup(TCB, tcb_key(tee, api, fm, upd or "standard"), f"{tee.upper()} TCB info for FMSPC {fm}",
-                            lambda: self._up().tcb(tee, api, fm, upd))
+                            lambda: self._up().tcb(tee, api, fm, upd), api)
 
     def identity(self, tee: str, which: str, api: int, update: str | None) -> Answer:
         upd = update_param(update)
         return self._lookup(IDENTITY, identity_key(tee, which, upd or "standard"),
-                            f"{tee.upper()} {which.upper()} identity", lambda: self._up().identity(tee, which, api, upd))
+                            f"{tee.upper()} {which.upper()} identity", lambda: self._up().identity(tee, which, api, upd), api)
 
     def pck_crl(self, api: int, ca: str | None, encoding: str | None) -> Answer:
         c = ca_param(ca)
         encoding_param(encoding)
-        return self._lookup(PCK_CRL, c, f"PCK {c} CA CRL", lambda: self._up().pck_crl(api, c))
+        return self._lookup(PCK_CRL, c, f"PCK {c} CA CRL", lambda: self._up().pck_crl(api, c), api)
 
     def root_ca_crl(self, api: int) -> Answer:
-        return self._lookup(ROOT_CRL, "root", "root CA CRL", lambda: self._up().root_crl(api))
+        return self._lookup(ROOT_CRL, "root", "root CA CRL", lambda: self._up().root_crl(api), api)
 
     def pck_cert(self, api: int, qeid: str | None, cpusvn: str | None, pcesvn: str | None, pceid: str | None,
                  encrypted_ppid: str | None) -> Answer:
@@ -256,7 +272,7 @@ class PccsService:
             if selected is not None:
                 self.metrics.cache.labels(PCK_CERT, "hit").inc()
                 return Answer(selected, "hit")
-        return self._lookup(PCK_CERT, key, what, lambda: self._up().pck_cert(api, q, cpu, pce, pid, enc))
+        return self._lookup(PCK_CERT, key, what, lambda: self._up().pck_cert(api, q, cpu, pce, pid, enc), api)
 
     def _select_pck_cert(self, qeid: str, pceid: str, cpusvn: str, pcesvn: str) -> Record | None:
         """The best cached PCK certificate of this platform for a raw TCB it has no exact entry for.
