@@ -5,9 +5,15 @@ from __future__ import annotations
 from ..registry import Registry
 from .evidence import Attester
 from .null import NullAttester
+from .sgx import sgx_ecdsa_factory
+from .snp import sev_snp_factory
+from .tdx import tdx_ecdsa_factory
 
 attesters: Registry[Attester] = Registry("attester")
 attesters.register("nullattester", 0, NullAttester)
+attesters.register("sgx_ecdsa", 52, sgx_ecdsa_factory)
+attesters.register("tdx_ecdsa", 42, tdx_ecdsa_factory)
+attesters.register("sev_snp", 42, sev_snp_factory)
 
 
 def _register_optional() -> None:

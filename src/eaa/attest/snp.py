@@ -1,0 +1,114 @@
+"""``sev_snp``: SEV-SNP attestation reports from inside an SNP guest.
+
+configfs-tsm (provider ``sev_guest``) is preferred: its ``outblob`` is the raw 1184-byte
+ATTESTATION_REPORT and its ``auxblob`` the host's certificate table. Kernels without configfs-tsm
+fall back to the ``/dev/sev-guest`` SNP_GET_REPORT ioctl (no certificate table).
+
+Evidence is the raw report (type ``sev_snp``) with ``collateral=None``: the certificates are not
+DCAP collateral. They are exposed instead by :meth:`SevSnpAttester.collect`, which returns an
+:class:`SnpAttestation` (evidence + parsed table), and as :attr:`SevSnpAttester.certificates`, the
+table from the latest report — the host's certificates describe the platform, not one request, so
+the latest table is right for every caller even when requests run concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError, FormatError
+from ._io import IoctlFunc
+from .configfs_tsm import PROVIDER_SEV, ConfigfsTsm, TsmUnavailable
+from .errors import EvidenceMismatch
+from .evidence import SEV_SNP, Evidence, pad_report_data
+from .sev_guest import SNP_REPORT_SIZE, SevGuestDevice, SevGuestUnavailable
+from .snp_certs import SnpCertTable, parse_cert_table
+
+log = logging.getLogger(__name__)
+
+REPORT_VERSION_OFFSET = 0x00
+VMPL_OFFSET = 0x30
+REPORT_DATA_OFFSET = 0x50
+REPORT_DATA_END = 0x90
+
+
+@dataclass(frozen=True)
+class SnpAttestation:
+    """One SNP report with what the host supplied alongside it."""
+
+    evidence: Evidence
+    certificates: SnpCertTable  # empty via /dev/sev-guest, or when the host supplied no certificates
+
+
+def check_snp_report(report: bytes, report_data: bytes, vmpl: int | None, source: str) -> None:
+    """Fail closed unless ``report`` is an ATTESTATION_REPORT over ``report_data`` (and at ``vmpl``, if given)."""
+    if len(report) != SNP_REPORT_SIZE:
+        raise EvidenceMismatch(f"{source} returned {len(report)} bytes; an SNP report is {SNP_REPORT_SIZE}")
+    version = int.from_bytes(report[REPORT_VERSION_OFFSET:REPORT_VERSION_OFFSET + 4], "little")
+    if version < 2:
+        raise EvidenceMismatch(f"{source} returned an SNP report of unsupported version {version}")
+    if report[REPORT_DATA_OFFSET:REPORT_DATA_END] != report_data:
+        raise EvidenceMismatch(f"{source} returned an SNP report over other report data than requested")
+    got_vmpl = int.from_bytes(report[VMPL_OFFSET:VMPL_OFFSET + 4], "little")
+    if vmpl is not None and got_vmpl != vmpl:
+        raise EvidenceMismatch(f"{source} returned an SNP report for VMPL {got_vmpl}; VMPL {vmpl} was requested")
+
+
+class SevSnpAttester:
+    """rats-tls ``sev_snp`` (priority 42). ``vmpl``: request a report at this VMPL (default: the kernel's)."""
+
+    name = "sev_snp"
+    evidence_type = SEV_SNP
+
+    def __init__(self, root: str | os.PathLike[str] = "/", *, ioctl: IoctlFunc | None = None,
+                 vmpl: int | None = None, tsm: ConfigfsTsm | None = None,
+                 device: SevGuestDevice | None = None) -> None:
+        self.vmpl = vmpl
+        self.tsm: ConfigfsTsm | None = None
+        self.device: SevGuestDevice | None = None
+        self.certificates = SnpCertTable()
+        if tsm is not None or device is not None:
+            self.tsm, self.device = tsm, device
+            return
+        try:
+            self.tsm = ConfigfsTsm(root, provider=PROVIDER_SEV, privlevel=vmpl)
+        except TsmUnavailable as tsm_error:
+            try:
+                self.device = SevGuestDevice(root, ioctl=ioctl)
+            except SevGuestUnavailable as dev_error:
+                raise ConfigError(f"sev_snp: {tsm_error}; and {dev_error}") from None
+
+    @property
+    def backend(self) -> str:
+        return "configfs-tsm (sev_guest)" if self.tsm is not None else "/dev/sev-guest"
+
+    def collect(self, report_data: bytes) -> SnpAttestation:
+        """A fresh report over ``report_data`` plus the host's certificate table (when it gave one)."""
+        rd = pad_report_data(report_data)
+        certs = SnpCertTable()
+        if self.tsm is not None:
+            tsm_report = self.tsm.report(rd, read_auxblob=True)
+            report = tsm_report.outblob
+            if tsm_report.auxblob:
+                try:
+                    certs = parse_cert_table(tsm_report.auxblob)
+                except FormatError as e:  # host-supplied and optional: the verifier can fetch from AMD KDS
+                    log.warning("ignoring the host's malformed SNP certificate table: %s", e)
+                    certs = SnpCertTable((), tsm_report.auxblob)
+        else:
+            assert self.device is not None
+            report = self.device.report(rd, 0 if self.vmpl is None else self.vmpl)
+        check_snp_report(report, rd, self.vmpl, self.backend)
+        self.certificates = certs
+        return SnpAttestation(Evidence(SEV_SNP, report, rd), certs)
+
+    def collect_evidence(self, report_data: bytes) -> Evidence:
+        return self.collect(report_data).evidence
+
+
+def sev_snp_factory(root: str | os.PathLike[str] = "/", ioctl: IoctlFunc | None = None, vmpl: int | None = None,
+                    **_: Any) -> SevSnpAttester:
+    """Registry factory; options meant for other attesters are ignored."""
+    return SevSnpAttester(root, ioctl=ioctl, vmpl=vmpl)
