@@ -38,7 +38,8 @@ class SnpGuestRequestIoctl(ctypes.Structure):
 
 
 class SnpReportReq(ctypes.Structure):
-    _fields_ = [("user_data", ctypes.c_char * 64), ("vmpl", ctypes.c_uint32), ("rsvd", ctypes.c_uint8 * 28)]
+    # u8 arrays, not c_char: a c_char array field reads back only up to its first NUL byte
+    _fields_ = [("user_data", ctypes.c_uint8 * 64), ("vmpl", ctypes.c_uint32), ("rsvd", ctypes.c_uint8 * 28)]
 
 
 class SnpReportResp(ctypes.Structure):
@@ -75,7 +76,7 @@ class SevGuestDevice:
         except OSError as e:
             raise TeeInterfaceError(f"cannot open {self.device}: {os.strerror(e.errno) if e.errno else e}") from None
         try:
-            req = SnpReportReq(user_data=report_data, vmpl=vmpl)
+            req = SnpReportReq(user_data=(ctypes.c_uint8 * REPORT_DATA_SIZE).from_buffer_copy(report_data), vmpl=vmpl)
             resp = SnpReportResp()
             self._request(fd, req, resp)
         finally:

@@ -28,7 +28,8 @@ class QuoteSource(Protocol):
     def quote(self, report_data: bytes) -> bytes: ...
 
 
-def open_sgx_quote_source(root: str | os.PathLike[str] = "/", *, ioctl: IoctlFunc | None = None) -> tuple[str, QuoteSource]:
+def open_sgx_quote_source(root: str | os.PathLike[str] = "/", *,
+                          ioctl: IoctlFunc | None = None) -> tuple[str, QuoteSource]:
     """The LibOS quote interface under ``root`` as ``(name, source)``; ConfigError when neither is here.
 
     Gramine wins when its directory exists, even if misconfigured: then its own error (e.g.

@@ -65,6 +65,8 @@ class SevSnpAttester:
     def __init__(self, root: str | os.PathLike[str] = "/", *, ioctl: IoctlFunc | None = None,
                  vmpl: int | None = None, tsm: ConfigfsTsm | None = None,
                  device: SevGuestDevice | None = None) -> None:
+        if vmpl is not None and not 0 <= vmpl <= 3:
+            raise ConfigError(f"an SNP VMPL is 0..3, not {vmpl}")
         self.vmpl = vmpl
         self.tsm: ConfigfsTsm | None = None
         self.device: SevGuestDevice | None = None
