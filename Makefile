@@ -20,6 +20,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python bench/verify_quote.py
+	$(BIN)/python bench/tls_handshake.py
+	$(BIN)/python bench/eaa_flow.py
+	test ! -f bench/pccs.py || $(BIN)/python bench/pccs.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -66,7 +66,8 @@ def add_common_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:
     p.add_argument("--no-crl", action="store_true", help="do not check CRLs")
     p.add_argument("--at", metavar="TIME", help="verification time (unix seconds or ISO-8601; default now)")
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
-                   help="file measured into the simulated enclave's MRENCLAVE/MRTD (sim attesters; repeatable)")
+                   help="file measured into the simulated enclave's MRENCLAVE/MRTD (sim attesters; repeatable; "
+                        "server default: its own program files)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect, handshake and each read")
 
 
@@ -121,8 +122,12 @@ def run(args: argparse.Namespace) -> int:
     from ..services.workload import WorkloadService
     from ..tls import TlsServer
 
+    from ..services.workload import program_files
+
     setup_logging(args.log_level)
     log = logging.getLogger("eaa.workload")
+    if not args.measure:
+        args.measure = program_files()
     print("    - Welcome to Enclave-TLS sample server program", flush=True)
     config = config_from_args(args)
     if config.trust_simulation:

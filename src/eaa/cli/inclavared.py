@@ -51,17 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_measure_paths() -> list[str]:
-    """What a simulated attester measures when not told: inclavared's own program files."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    return [str(root / "services" / name) for name in ("inclavared.py", "listener.py", "protocol.py")]
-
-
 def build_config(args: argparse.Namespace) -> Any:
     from ..policy import Policy
-    from ..services.inclavared import InclavaredConfig
+    from ..services.inclavared import InclavaredConfig, program_files
     from ..services.listener import parse_address
     from ..tls import TlsConfig
     from ..verify.trust import anchor_from_file, default_anchors
@@ -74,7 +66,7 @@ def build_config(args: argparse.Namespace) -> Any:
     anchors = [*default_anchors(), *(anchor_from_file(p) for p in args.trust_root)] if args.trust_root else None
     at = parse_time(args.at) if args.at else None
     trust_sim = trust_sim_requested(args.trust_sim)
-    options = {"measure_paths": list(args.measure or default_measure_paths())}
+    options = {"measure_paths": list(args.measure or program_files())}
     common: dict[str, Any] = dict(attester=args.attester or None, tls=args.tls or None, crypto=args.crypto or None,
                                   trust_anchors=anchors, trust_simulation=trust_sim, collateral=args.collateral,
                                   at=at, check_crl=not args.no_crl, timeout=args.timeout,

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -42,6 +43,12 @@ class InclavaredConfig:
     max_connections: int = 64
     timeout: float = 10.0
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+
+def program_files() -> list[str]:
+    """inclavared's own program, measured by a simulated attester when no --measure is given."""
+    root = Path(__file__).resolve().parent
+    return [str(root / name) for name in ("inclavared.py", "listener.py", "protocol.py")]
 
 
 def read_request(session: TlsSession, timeout: float) -> bytes:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from ..attest.evidence import SGX_ECDSA, Attester, Evidence
@@ -104,6 +105,13 @@ def v2_response(attester: Attester, credentials: Credentials | None, nonce: byte
         "simulated": evidence.simulated,
     }
     return (json.dumps(obj, sort_keys=True) + "\n").encode()
+
+
+def program_files() -> list[str]:
+    """The workload's own program, which a simulated attester measures into MRENCLAVE by default, so
+    that a changed program gives a changed measurement (``shelter mrenclave --sim`` computes the same)."""
+    root = Path(__file__).resolve().parent.parent
+    return [str(root / "services" / "workload.py"), str(root / "cli" / "enclave_tls_server.py")]
 
 
 class WorkloadService:
