@@ -1,7 +1,8 @@
 """Quote verifications per second: eaa cold and warm against dcap-qvl 0.7.0, same quotes, same times.
 
 cold  = a new verifier per call: every chain, CRL and collateral signature is checked again.
-warm  = one verifier reused: collateral work is cached under its exact bytes, while validity windows,
+warm  = one verifier reused: collateral work (and a QE report already verified for the same PCK) is cached
+        under its exact bytes, while validity windows,
         revocation lookups and the QE-report and quote signatures are still done on every call.
 Run with ``make bench`` (installs dcap-qvl from PyPI). One process, one core.
 """

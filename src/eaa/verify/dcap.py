@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..collateral.bundle import Collateral
@@ -95,6 +96,7 @@ class _PckRecord:
     issuer_der: bytes
     ext: PckExtensions
     intermediates: tuple[x509.Certificate, ...]
+    fingerprint: bytes
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class QuoteVerifier:
         """Chains repeat within one quote's collateral (TCB info and QE identity share one): check each once."""
         key = ("chain", pem)
         if key not in links:
-            links[key] = check_chain_signatures(load_pem_chain(pem, what), self.anchors, what, links)
+            links[key] = check_chain_signatures(load_pem_chain(pem, what, links), self.anchors, what, links)
         return links[key]  # type: ignore[no-any-return]
 
     def _pck_record(self, pem: str | bytes, links: dict[Any, bool]) -> _PckRecord:
@@ -146,7 +148,8 @@ class QuoteVerifier:
             except ValueError as e:
                 raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
             return _PckRecord(chain, leaf, key, leaf.serial_number, leaf.issuer.public_bytes(),
-                              parse_sgx_extension(ext.value.value), chain.certs[1:])  # type: ignore[attr-defined]
+                              parse_sgx_extension(ext.value.value), chain.certs[1:],  # type: ignore[attr-defined]
+                              leaf.fingerprint(hashes.SHA256()))
 
         return self._cache.get_or(("pck", pem), make)
 
@@ -235,9 +238,12 @@ class QuoteVerifier:
                     raise CertificateChainError(f"{cert.subject.rfc4514_string()} is revoked by the root CA CRL")
             pck_revoked = coll.pck_crl.is_revoked(pck.serial)
 
-        # 4. QE report signature by the PCK key.
+        # 4. QE report signature by the PCK key. One QE report serves every quote made with its attestation
+        #    key, so a verified (report, signature, PCK) triple is remembered under its exact bytes.
         qe = q.signature_data.qe
-        verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report")
+        self._cache.get_or(
+            ("qe-report", pck.fingerprint, qe.qe_report.raw, qe.qe_report_signature),
+            lambda: verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report") or True)
 
         # 5. QE report data binds the attestation key and QE auth data.
         expected = hashlib.sha256(q.signature_data.attestation_key + qe.qe_auth_data).digest()

@@ -8,9 +8,10 @@ and are re-checked on every call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import Any, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -26,15 +27,32 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _SHA256 = hashes.SHA256()
 
 
-def load_pem_chain(text: str | bytes, what: str) -> tuple[x509.Certificate, ...]:
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def load_pem_chain(text: str | bytes, what: str, memo: dict[Any, Any] | None = None) -> tuple[x509.Certificate, ...]:
+    """The certificates of a PEM chain, leaf first.
+
+    With ``memo`` (one verification's scratch space) a certificate appearing in several chains is parsed
+    once and is the same object everywhere, so links between objects are verified only once.
+    """
     data = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
-    data = data.rstrip(b"\x00")
-    if b"-----BEGIN CERTIFICATE-----" not in data:
+    blocks = _PEM_CERT.findall(data)
+    if not blocks:
         raise CertificateChainError(f"{what}: no PEM certificate found")
-    try:
-        return tuple(x509.load_pem_x509_certificates(data))
-    except ValueError as e:
-        raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
+    out = []
+    for block in blocks:
+        key = ("pem", block)
+        cert = memo.get(key) if memo is not None else None
+        if cert is None:
+            try:
+                cert = x509.load_pem_x509_certificate(block)
+            except ValueError as e:
+                raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
+            if memo is not None:
+                memo[key] = cert
+        out.append(cert)
+    return tuple(out)
 
 
 def public_key_from_raw(xy: bytes, what: str) -> ec.EllipticCurvePublicKey:
@@ -84,9 +102,13 @@ class CheckedChain:
 
 def check_chain_signatures(
     certs: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], what: str,
-    links: dict[tuple[bytes, bytes, bytes], bool] | None = None,
+    links: dict[Any, Any] | None = None,
 ) -> CheckedChain:
-    """Verify each link up to a trusted anchor; ``links`` memoises links already verified in this call."""
+    """Verify each link up to a trusted anchor.
+
+    ``links`` memoises links verified in this call by object identity; it must be the ``memo`` that
+    :func:`load_pem_chain` filled, which keeps every certificate alive and one object per certificate.
+    """
     if not certs:
         raise CertificateChainError(f"{what}: empty certificate chain")
     chain = list(certs)
@@ -113,7 +135,7 @@ def check_chain_signatures(
         raise UntrustedRoot(f"{what}: chain does not lead to a trusted root ({last.issuer.rfc4514_string()})")
     for i, cert in enumerate(chain):
         issuer = chain[i + 1] if i + 1 < len(chain) else anchor.certificate
-        key = (cert.tbs_certificate_bytes, cert.signature, issuer.tbs_certificate_bytes)
+        key = ("link", id(cert), id(issuer))
         if links is not None and key in links:
             continue
         if not _is_ca(issuer):
