@@ -1,9 +1,9 @@
 """Quote verifications per second: eaa cold and warm against dcap-qvl 0.7.0, same quotes, same times.
 
 cold  = a new verifier per call: every chain, CRL and collateral signature is checked again.
-warm  = one verifier reused: collateral work (and a QE report already verified for the same PCK) is cached
-        under its exact bytes, while validity windows,
-        revocation lookups and the QE-report and quote signatures are still done on every call.
+warm  = one verifier reused: collateral work, and a QE report already verified under the same PCK key, is
+        cached under its exact bytes; validity windows, revocation lookups, TCB evaluation and the
+        quote signature are still done on every call.
 Run with ``make bench`` (installs dcap-qvl from PyPI). One process, one core.
 """
 
