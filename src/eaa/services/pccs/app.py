@@ -204,7 +204,7 @@ def parse_import_body(body: bytes, *, now: float) -> list[Record]:
 
 def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
     r = APIRouter(prefix="/eaa/v1", tags=["admin"])
-    auth = {401: _ERRORS[400] | {"description": "missing or wrong admin token"},
+    auth: dict[int | str, dict[str, Any]] = {401: _ERRORS[400] | {"description": "missing or wrong admin token"},
             403: _ERRORS[400] | {"description": "admin API disabled"}}
 
     @r.post("/import", summary="Import an eaa-pccs bundle or QuoteCollateralV3 JSON (admin)",

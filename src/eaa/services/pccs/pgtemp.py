@@ -58,6 +58,7 @@ class TempPostgres:
         self.started = False
 
     def _run(self, *cmd: str) -> None:
+        assert self.bin is not None
         full = [str(self.bin / cmd[0]), *cmd[1:]]
         if self.user:
             full = ["runuser", "-u", self.user, "--", *full]

@@ -153,10 +153,10 @@ def validate_record(rec: Record, anchors: Sequence[TrustAnchor],
     if rec.kind == PCK_CERT:
         if len(parts) != 4:
             raise FormatError(f"bad PCK certificate key {rec.key!r}", field="key")
-        info = validate_pck_certificate(rec.body, chain, anchors)
-        meta = {**rec.meta, "tcbm": rec.meta.get("tcbm") or info.tcbm, "fmspc": info.fmspc.hex().upper(),
-                "ca_type": info.ca_type.upper()}
-        return replace(rec, meta=meta, next_update=_ts(info.not_after))
+        pck = validate_pck_certificate(rec.body, chain, anchors)
+        meta = {**rec.meta, "tcbm": rec.meta.get("tcbm") or pck.tcbm, "fmspc": pck.fmspc.hex().upper(),
+                "ca_type": pck.ca_type.upper()}
+        return replace(rec, meta=meta, next_update=_ts(pck.not_after))
     if rec.kind == KDS_CHAIN:
         key_type, product = _kds_parts(rec.key)
         kc = validate_cert_chain(rec.body, product, key_type, trusted_arks)
@@ -165,10 +165,10 @@ def validate_record(rec: Record, anchors: Sequence[TrustAnchor],
         key_type, product = _kds_parts(rec.key)
         if kds_chain is None:
             raise CorruptCollateral(f"no {key_type} certificate chain for {product} to check its CRL against")
-        crl = validate_crl(rec.body, kds_chain)
-        if crl.next_update_utc is None:
+        amd_crl = validate_crl(rec.body, kds_chain)
+        if amd_crl.next_update_utc is None:
             raise CorruptCollateral("KDS CRL has no nextUpdate")
-        return replace(rec, next_update=_ts(crl.next_update_utc))
+        return replace(rec, next_update=_ts(amd_crl.next_update_utc))
     if rec.kind == KDS_VEK:
         product = check_product(parts[0]) if parts else ""
         if kds_chain is None:

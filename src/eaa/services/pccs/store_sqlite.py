@@ -12,7 +12,7 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ...errors import ConfigError
 from .records import Record
@@ -39,9 +39,9 @@ ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body, meta = excluded.meta
 _COLUMNS = "kind, key, body, meta, next_update, fetched_at, source"
 
 
-def _row(r: tuple[object, ...]) -> Record:
-    return Record(str(r[0]), str(r[1]), bytes(r[2]), json.loads(str(r[3])),  # type: ignore[arg-type]
-                  None if r[4] is None else float(r[4]), float(r[5]), str(r[6]))  # type: ignore[arg-type]
+def _row(r: Any) -> Record:
+    return Record(str(r[0]), str(r[1]), bytes(r[2]), json.loads(r[3]), None if r[4] is None else float(r[4]),
+                  float(r[5]), str(r[6]))
 
 
 def _params(rec: Record) -> tuple[object, ...]:
