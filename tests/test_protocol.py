@@ -73,13 +73,15 @@ def test_enclaveinfo_v2_round_trip() -> None:
 
 
 @pytest.mark.parametrize("text,kind", [("127.0.0.1:1236", "tcp"), ("0.0.0.0:1", "tcp"), ("[::1]:5", "tcp"),
-                                       ("tcp://127.0.0.1:1236", "tcp"), ("unix:///run/x.sock", "unix"),
+                                       ("tcp://127.0.0.1:1236", "tcp"), ("tcp://inclavared.eaa-system.svc:1236", "tcp"),
+                                       ("tcp://localhost:1", "tcp"), ("unix:///run/x.sock", "unix"),
                                        ("/run/enclave-tls/tls.sock", "unix"), ("relative.sock", "unix")])
 def test_addresses(text: str, kind: str) -> None:
     assert parse_address(text).kind == kind
 
 
-@pytest.mark.parametrize("text", ["", "tcp://host:1", "tcp://1.2.3.4", "127.0.0.1:99999", "unix://"])
+@pytest.mark.parametrize("text", ["", "tcp://bad host:1", "tcp://-x:1", "tcp://:1", "tcp://1.2.3.4", "127.0.0.1:99999",
+                                  "unix://"])
 def test_bad_addresses(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_address(text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import socket
 import stat
 import threading
@@ -21,6 +22,7 @@ from ..errors import ConfigError, EaaError, TransportError
 from ..tls.session import EnclaveTls, TlsSession
 
 log = logging.getLogger("eaa.listener")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Address:
 
 
 def parse_address(text: str) -> Address:
-    """``ip:port``, ``[v6]:port``, ``tcp://ip:port``, ``unix://path`` or a bare path (Unix socket)."""
+    """``ip:port``, ``[v6]:port``, ``tcp://host:port``, ``unix://path`` or a bare path (Unix socket)."""
     if not text:
         raise ConfigError("empty address")
     if text.startswith("unix://"):
@@ -50,12 +52,11 @@ def parse_address(text: str) -> Address:
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            if text.startswith("tcp://") and host == "localhost":
-                host = "127.0.0.1"
-            elif text.startswith("tcp://"):
-                raise ConfigError(f"bad address {text!r}: {host!r} is not an IP address") from None
-            else:
-                return Address("unix", path=text)
+            if not text.startswith("tcp://"):
+                return Address("unix", path=text)  # as the original: not ip:port, so a socket path
+            if not _HOSTNAME.fullmatch(host):
+                raise ConfigError(f"bad address {text!r}: {host!r} is neither an IP address nor a host name") \
+                    from None
         p = int(port)
         if not 0 <= p <= 65535:
             raise ConfigError(f"bad address {text!r}: port out of range")
