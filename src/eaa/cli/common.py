@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from datetime import datetime, timezone
@@ -30,6 +31,15 @@ def run_main(prog: str, fn: Callable[[], int]) -> int:
             raise
         print(f"{prog}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def dispatch(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Run the subcommand a parser chose (its ``func``); no subcommand prints the help and gives 2."""
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return run_main(prog, lambda: args.func(args))
 
 
 def parse_time(value: str | None) -> datetime:

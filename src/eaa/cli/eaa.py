@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from .common import run_main
-
-# Subcommand modules, each with ``add_parser(subparsers)`` setting ``func`` to a ``run(args) -> int``.
-SUBCOMMANDS = ("eaa.cli.verify_quote_cmd", "eaa.cli.sim_cmd", "eaa.cli.pccs_cmd")
-
+from . import pccs_cmd, sim_cmd, verify_quote_cmd
+from .common import dispatch
 
 def build_parser() -> argparse.ArgumentParser:
+    """Each subcommand module adds its parser and sets ``func`` to its ``run(args) -> int``."""
     parser = argparse.ArgumentParser(prog="eaa", description="Enclave Attestation Architecture tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
-            raise
+    for mod in (verify_quote_cmd, sim_cmd, pccs_cmd):
         mod.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
-    return run_main("eaa", lambda: args.func(args))
+    return dispatch("eaa", build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..policy import Policy, ReferenceValues, reference_from_pairs
-from .common import SIMULATION_WARNING, parse_time, run_main, trust_sim_requested
+from .common import SIMULATION_WARNING, dispatch, parse_time, trust_sim_requested
 from .enclave_tls_server import LOG_LEVELS, setup_logging
 
 PROG = "shelter"
@@ -237,13 +237,8 @@ def run_mrenclave(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
     logging.getLogger("eaa").addHandler(logging.NullHandler())
-    return run_main(PROG, lambda: args.func(args))
+    return dispatch(PROG, build_parser(), argv)
 
 
 if __name__ == "__main__":

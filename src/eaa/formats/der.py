@@ -69,6 +69,8 @@ def decode_int(value: bytes, context: str) -> int:
 def encode_oid(dotted: str) -> bytes:
     """DER content bytes of an OID, so lookups can compare raw bytes instead of decoding each OID."""
     arcs = [int(a) for a in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40) or any(a < 0 for a in arcs):
+        raise ValueError(f"bad OBJECT IDENTIFIER {dotted!r}")
     out = bytearray()
     for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
         chunk = [arc & 0x7F]

@@ -7,7 +7,15 @@ BOOLEAN, OCTET STRING and OBJECT IDENTIFIER are all it needs. The reader is ``ea
 
 from __future__ import annotations
 
-from ..formats.der import TAG_BOOLEAN, TAG_ENUMERATED, TAG_INTEGER, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE
+from ..formats.der import (
+    TAG_BOOLEAN,
+    TAG_ENUMERATED,
+    TAG_INTEGER,
+    TAG_OCTET_STRING,
+    TAG_OID,
+    TAG_SEQUENCE,
+    encode_oid,
+)
 
 
 def _length(n: int) -> bytes:
@@ -44,18 +52,7 @@ def octet_string(b: bytes) -> bytes:
 
 
 def oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40) or any(a < 0 for a in arcs):
-        raise ValueError(f"bad OBJECT IDENTIFIER {dotted!r}")
-    out = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out += bytes(reversed(chunk))
-    return tlv(TAG_OID, bytes(out))
+    return tlv(TAG_OID, encode_oid(dotted))
 
 
 def sequence(*items: bytes) -> bytes:
