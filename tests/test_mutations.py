@@ -166,3 +166,36 @@ def test_other_root_fails_unless_passed() -> None:
         verify_quote(quote_bytes(sample), coll, at=sample["verify_at"])
     r = verify_quote(quote_bytes(sample), coll, at=sample["verify_at"], trust_anchors=anchors(sample))
     assert r.status == "UpToDate"
+
+
+@pytest.fixture(scope="module")
+def sim_platform(tmp_path_factory: pytest.TempPathFactory):
+    from eaa.sim import init_platform
+
+    return init_platform(tmp_path_factory.mktemp("sim-mut"), seed=b"\x07" * 32)
+
+
+@pytest.mark.parametrize("tee", ["sgx", "tdx"])
+def test_single_byte_changes_fail_on_simulated_quotes(sim_platform, tee: str) -> None:
+    raw = sim_platform.make_quote(tee, b"mutation")
+    coll = sim_platform.collateral(tee)
+    ver = QuoteVerifier([sim_platform.anchor()])
+    at = sim_platform.collateral_expires - timedelta(days=1)
+    assert ver.verify(raw, coll, at=at).status == "UpToDate"
+    survivors = []
+    for p in positions(parse_quote(raw)):
+        m = bytearray(raw)
+        m[p] ^= 0x01 if p % 2 else 0x80
+        try:
+            ver.verify(bytes(m), coll, at=at)
+        except EaaError:
+            continue
+        survivors.append(p)
+    assert not survivors, f"mutations at {survivors} still verified"
+
+
+def test_real_vector_never_verifies_against_the_simulated_root(sim_platform) -> None:
+    v = get_vector("dcap-qvl/sgx_v3")
+    coll, _ = collateral(v)
+    with pytest.raises(UntrustedRoot):
+        verify_quote(quote_bytes(v), coll, at=v["verify_at"], trust_anchors=[sim_platform.anchor()])
