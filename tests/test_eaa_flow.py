@@ -50,7 +50,8 @@ class Node:
     """One workload and the inclavared in front of it."""
 
     def __init__(self, env: dict[str, str], name: str, *, flip: bool = False, attester: str = "sim_sgx_ecdsa",
-                 xfer_dead: bool = False, mutual: bool = True, extra: tuple[str, ...] = ()) -> None:
+                 xfer_dead: bool = False, mutual: bool = True, extra: tuple[str, ...] = (),
+                 workload_attester: str = "sim_sgx_ecdsa", listen: str | None = None) -> None:
         base = Path(env["EAA_TEST_DIR"]) / name
         self.prog = program_copy(base / "prog", flip=flip)
         self.procs: list[Proc] = []
@@ -58,16 +59,23 @@ class Node:
         if not xfer_dead:
             self.procs.append(Proc("eaa.cli.enclave_tls_server",
                                    ["--ip", "127.0.0.1", "--port", str(wport), *(["--mutual"] if mutual else []),
-                                    "--attester", "sim_sgx_ecdsa", "--trust-sim", "--measure", str(self.prog)],
+                                    "--attester", workload_attester, "--trust-sim", "--measure", str(self.prog)],
                                    env, base / "workload.log", port=wport))
         self.port = free_port()
+        self.addr = f"tcp://127.0.0.1:{self.port}"
+        if listen is not None:  # a Unix socket path instead of TCP
+            self.addr = f"unix://{listen}"
         self.inclavared = Proc("eaa.cli.inclavared",
-                               ["--listen", f"127.0.0.1:{self.port}", "--xfer", f"127.0.0.1:{wport}", "--attester",
+                               ["--listen", listen or f"127.0.0.1:{self.port}", "--xfer", f"127.0.0.1:{wport}",
+                                "--attester",
                                 attester, "--verifier", "sgx_ecdsa_qve", *(["--mutual"] if mutual else []),
                                 "--trust-sim", *extra],
-                               env, base / "inclavared.log", port=self.port)
+                               env, base / "inclavared.log", port=None if listen else self.port)
         self.procs.append(self.inclavared)
-        self.addr = f"tcp://127.0.0.1:{self.port}"
+        if listen is not None:
+            deadline = time.monotonic() + 20
+            while not Path(listen).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -103,6 +111,42 @@ def test_v2_success_with_reference_values(env: dict[str, str], node: Node, refer
     assert out.rstrip().endswith("Remote attestation is successful.")
     assert "simulated evidence" in out
     assert "workload: sgx_ecdsa" in out and "inclavared (" in out
+
+
+def test_one_log_line_per_request(env: dict[str, str], node: Node) -> None:
+    rc, _, err = shelter(env, "--addr", node.addr, "--trust-sim")
+    assert rc == 0, err
+    lines = [ln for ln in node.inclavared.output().splitlines() if "version=2 result=ok latency_ms=" in ln]
+    assert lines and "peer=" in lines[-1]
+
+
+def test_tdx_workload(env: dict[str, str]) -> None:
+    n = Node(env, "tdx", workload_attester="sim_tdx_ecdsa")
+    try:
+        ref = Path(env["EAA_TEST_DIR"]) / "tdx-reference.json"
+        r = run("eaa.cli.shelter", ["mrenclave", "--sim", str(n.prog), "--tee", "tdx", "-o", str(ref)], env)
+        assert r.returncode == 0, r.stderr
+        rc, out, err = shelter(env, "--addr", n.addr, "--trust-sim", "--reference", str(ref))
+        assert rc == 0, err
+        assert "workload: tdx_ecdsa" in out and "MRTD:" in out
+        bad = ref.with_name("bad-tdx.json")
+        bad.write_text(json.dumps({"reference": {"mrtd": "00" * 48}}))
+        rc, _, err = shelter(env, "--addr", n.addr, "--trust-sim", "--reference", str(bad))
+        assert rc == 1 and "mrtd mismatch" in err
+    finally:
+        n.stop()
+
+
+def test_unix_socket_listener(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    sock = tmp_path_factory.mktemp("sock") / "inclavared.sock"
+    n = Node(env, "unix", listen=str(sock))
+    try:
+        rc, out, err = shelter(env, "--addr", n.addr, "--trust-sim")
+        assert rc == 0, err
+        assert "Remote attestation is successful." in out
+    finally:
+        n.stop()
+    assert not sock.exists()  # removed on shutdown
 
 
 def test_json_output(env: dict[str, str], node: Node, reference: Path) -> None:

@@ -290,7 +290,7 @@ def test_registries_have_the_original_names_and_priorities():
     assert {e.name: e.priority for e in crypto_wrappers.ordered()} == {"openssl": 25, "nullcrypto": 0}
     assert tls_wrappers.select().name == "openssl"  # nulltls is never chosen automatically
     assert crypto_wrappers.select().name == "openssl"
-    assert verifiers.select("sgx_ecdsa_qve").evidence_types == (SGX_ECDSA,)
+    assert verifiers.select("sgx_ecdsa_qve").evidence_types == (SGX_ECDSA, TDX_ECDSA)  # cross-TEE, rats-tls #162
     assert verifiers.select("tdx_ecdsa").evidence_types == (TDX_ECDSA,)
 
 

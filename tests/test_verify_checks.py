@@ -220,3 +220,29 @@ def test_tdx_module_signer_mismatch(plat: SimPlatform) -> None:
     with pytest.raises(errors.IdentityMismatch, match="MRSIGNER_SEAM"):
         verifier(plat).verify(plat.make_tdx_quote(b"x"), replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)),
                               at=AT)
+
+
+def test_sgx_ecdsa_verifier_checks_tdx_quotes_too(plat: SimPlatform) -> None:
+    """rats-tls PR #162: a named sgx_ecdsa verifier accepts a TDX peer; tdx_ecdsa refuses SGX quotes."""
+    from eaa.verify.registry import verifiers
+
+    q = plat.make_tdx_quote(b"x")
+    v = verifiers.select("sgx_ecdsa", trust_anchors=[plat.anchor()], collateral_source=lambda tee, _q: plat.collateral(tee))
+    assert v.verify_evidence(q, evidence_type="tdx_ecdsa", report_data_hash=None, collateral=None, at=AT).tee == "tdx"
+    t = verifiers.select("tdx_ecdsa", trust_anchors=[plat.anchor()])
+    with pytest.raises(errors.IdentityMismatch):
+        t.verify_evidence(plat.make_sgx_quote(b"x"), evidence_type="sgx_ecdsa", report_data_hash=None,
+                          collateral=plat.collateral("sgx"), at=AT)
+
+
+def test_simulated_quote_without_collateral_needs_trust(plat: SimPlatform, monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path) -> None:
+    from eaa.verify.registry import verifiers
+
+    monkeypatch.delenv("EAA_PCCS_URL", raising=False)
+    (tmp_path / "qcnl.conf").write_text("{}")
+    monkeypatch.setenv("EAA_QCNL_CONF", str(tmp_path / "qcnl.conf"))
+    v = verifiers.select("sgx_ecdsa", trust_anchors=[plat.anchor()])
+    with pytest.raises(errors.UntrustedRoot, match="SIMULATION"):
+        v.verify_evidence(plat.make_sgx_quote(b"x"), evidence_type="sgx_ecdsa", report_data_hash=None,
+                          collateral=None, at=AT)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from ..collateral.bundle import Collateral, load_collateral
 from ..errors import CollateralMissing, ConfigError, FormatError
-from ..formats.quote import MAX_QUOTE_SIZE, decode_quote_text, parse_quote
+from ..formats.quote import MAX_QUOTE_SIZE, Quote, decode_quote_text, parse_quote
 from ..verify.dcap import QuoteVerifier
+from ..verify.registry import default_collateral
 from ..verify.result import REVOKED, VerificationResult
 from ..verify.trust import TrustAnchor, anchor_from_file, default_anchors
 from .common import SIMULATION_WARNING, parse_time, trust_sim_requested
@@ -60,23 +61,13 @@ def resolve_trust(trust_roots: list[str], trust_sim: bool) -> list[TrustAnchor]:
     return anchors
 
 
-def resolve_collateral(path: str | None, tee: str, trust_sim: bool, *, quote: bytes | None = None,
+def resolve_collateral(path: str | None, quote: Quote, raw: bytes, trust_sim: bool, *,
                        anchors: list[TrustAnchor] | None = None) -> Collateral:
-    """--collateral, else the simulator's (--trust-sim), else fetched from the configured PCCS."""
+    """--collateral, else the simulator's for a simulated quote (--trust-sim), else from the configured PCCS."""
     if path:
         return load_collateral(path)
-    if trust_sim_requested(trust_sim):
-        from ..sim import simulation_collateral
-
-        return simulation_collateral(tee)
-    from ..collateral.qcnl import pccs_configured
-
-    if quote is not None and pccs_configured():
-        from ..collateral.fetch import fetch_collateral_for_quote
-
-        return fetch_collateral_for_quote(quote, anchors=anchors)
-    raise CollateralMissing("no collateral: pass --collateral FILE|DIR, or configure a PCCS "
-                            "(EAA_PCCS_URL or /etc/sgx_default_qcnl.conf)")
+    return default_collateral(quote, raw, trust_simulation=trust_sim_requested(trust_sim), sim_dir=None,
+                              anchors=anchors)
 
 
 def render_text(result: VerificationResult) -> str:
@@ -104,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     raw = read_quote(args.quote)
     quote = parse_quote(raw)
     anchors = resolve_trust(args.trust_root, args.trust_sim)
-    collateral = resolve_collateral(args.collateral, quote.tee, args.trust_sim, quote=raw, anchors=anchors)
+    collateral = resolve_collateral(args.collateral, quote, raw, args.trust_sim, anchors=anchors)
     verifier = QuoteVerifier(anchors, check_crl=not args.no_crl, cache_size=0)
     result = verifier.verify(quote, collateral, at=parse_time(args.at), strict=args.strict)
     if args.json:

@@ -98,10 +98,37 @@ def _quote_root(quote: Any) -> Any:
         return None
 
 
-class DcapVerifier:
-    """sgx_ecdsa / sgx_ecdsa_qve / tdx_ecdsa: Intel DCAP quote verification (eaa.verify.dcap)."""
+def default_collateral(quote: Any, raw: bytes, *, trust_simulation: bool, sim_dir: str | os.PathLike[str] | None,
+                       anchors: Sequence[TrustAnchor] | None = None) -> Collateral:
+    """Collateral for a quote that came without any: the simulated platform's for a simulated quote
+    (only when the simulation is trusted), else fetched from the configured PCCS."""
+    from ..collateral.qcnl import pccs_configured
 
-    def __init__(self, name: str, tee: str, evidence_type: str, *,
+    root = _quote_root(quote)
+    if root is not None and is_simulation_certificate(root):
+        if trust_simulation:
+            from ..sim import simulation_collateral
+
+            return simulation_collateral(quote.tee, sim_dir)
+        if not pccs_configured():  # a PCCS may serve a simulated platform whose root was passed explicitly
+            raise UntrustedRoot("the quote is signed by a SIMULATION platform, whose root is not trusted "
+                                "(use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)")
+    if pccs_configured():
+        from ..collateral.fetch import fetch_collateral_for_quote
+
+        return fetch_collateral_for_quote(quote, anchors=anchors)
+    raise CollateralMissing(f"no collateral for this {quote.tee.upper()} quote: none came with it and no PCCS is "
+                            "configured (EAA_PCCS_URL or /etc/sgx_default_qcnl.conf)")
+
+
+class DcapVerifier:
+    """sgx_ecdsa / sgx_ecdsa_qve / tdx_ecdsa: Intel DCAP quote verification (eaa.verify.dcap).
+
+    As in rats-tls since PR #162, the SGX ECDSA verifiers also check TDX quotes (same QVL), so a named
+    ``sgx_ecdsa`` verifier accepts a TDX peer; ``tdx_ecdsa`` checks TDX quotes only.
+    """
+
+    def __init__(self, name: str, tees: tuple[str, ...], evidence_types: tuple[str, ...], *,
                  trust_anchors: Sequence[TrustAnchor] | None = None, trust_simulation: bool = False,
                  collateral_source: CollateralSource = None, check_crl: bool = True,
                  sim_dir: str | os.PathLike[str] | None = None, strict: bool = False, **_: Any) -> None:
@@ -110,8 +137,8 @@ class DcapVerifier:
         except ImportError as e:  # pragma: no cover - only while the package is incomplete
             raise ConfigError(f"verifier {name} is not available: {e}") from None
         self.name = name
-        self.tee = tee
-        self.evidence_types = (evidence_type,)
+        self.tees = tees
+        self.evidence_types = evidence_types
         self.trust_simulation = trust_simulation
         self.sim_dir = sim_dir
         self.collateral_source = collateral_source
@@ -127,27 +154,19 @@ class DcapVerifier:
         self._qv = dcap.QuoteVerifier(self.trust_anchors, check_crl=check_crl)
 
     def _collateral(self, quote: Any, raw: bytes) -> Collateral:
-        c = _collateral_from(self.collateral_source, self.tee, raw)
+        c = _collateral_from(self.collateral_source, quote.tee, raw)
         if c is not None:
             return c
-        root = _quote_root(quote)
-        if root is not None and is_simulation_certificate(root):
-            if not self.trust_simulation:
-                raise UntrustedRoot("the quote is signed by a SIMULATION platform, whose root is not trusted "
-                                    "(use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)")
-            from ..sim import simulation_collateral
-
-            return simulation_collateral(self.tee, self.sim_dir)
-        raise CollateralMissing(f"no collateral for this {self.tee.upper()} quote: the peer sent no endorsements "
-                                "and no collateral source is configured")
+        return default_collateral(quote, raw, trust_simulation=self.trust_simulation, sim_dir=self.sim_dir,
+                                  anchors=self.trust_anchors)
 
     def verify_evidence(self, evidence: bytes, *, evidence_type: str, report_data_hash: bytes | None,
                         collateral: Collateral | None, at: datetime) -> VerificationResult:
         from ..formats.quote import parse_quote
 
         quote = parse_quote(evidence)
-        if quote.tee != self.tee:
-            raise IdentityMismatch(f"verifier {self.name} checks {self.tee.upper()} quotes; "
+        if quote.tee not in self.tees:
+            raise IdentityMismatch(f"verifier {self.name} checks {'/'.join(self.tees).upper()} quotes; "
                                    f"this is a {quote.tee.upper()} quote")
         check_report_data(quote.report_data, report_data_hash)
         return self._qv.verify(quote, collateral or self._collateral(quote, evidence), at=at, strict=self.strict)
@@ -170,11 +189,13 @@ verifiers.register("nullverifier", 0, NullVerifier)
 verifiers.register("sgx_la", 15, lambda **kw: UnsupportedVerifier(
     "sgx_la", SGX_LA, "local-attestation reports can only be checked by the quoting enclave on the same "
     "platform; not supported", **kw))
-verifiers.register("tdx_ecdsa", 42, lambda **kw: DcapVerifier("tdx_ecdsa", "tdx", TDX_ECDSA, **kw))
+verifiers.register("tdx_ecdsa", 42, lambda **kw: DcapVerifier("tdx_ecdsa", ("tdx",), (TDX_ECDSA,), **kw))
 verifiers.register("sev_snp", 42, lambda **kw: UnsupportedVerifier(
     "sev_snp", SEV_SNP, "SEV-SNP report verification is not available yet", **kw))
-verifiers.register("sgx_ecdsa", 52, lambda **kw: DcapVerifier("sgx_ecdsa", "sgx", SGX_ECDSA, **kw))
-verifiers.register("sgx_ecdsa_qve", 53, lambda **kw: DcapVerifier("sgx_ecdsa_qve", "sgx", SGX_ECDSA, **kw))
+verifiers.register("sgx_ecdsa", 52, lambda **kw: DcapVerifier(
+    "sgx_ecdsa", ("sgx", "tdx"), (SGX_ECDSA, TDX_ECDSA), **kw))
+verifiers.register("sgx_ecdsa_qve", 53, lambda **kw: DcapVerifier(
+    "sgx_ecdsa_qve", ("sgx", "tdx"), (SGX_ECDSA, TDX_ECDSA), **kw))
 
 
 def verifier_for_evidence(evidence_type: str) -> str:
