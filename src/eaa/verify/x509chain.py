@@ -8,7 +8,6 @@ and are re-checked on every call.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence
@@ -27,7 +26,24 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _SHA256 = hashes.SHA256()
 
 
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    """Each BEGIN..END CERTIFICATE block, in order (found with bytes.find: chains are parsed on every cold
+    verification, and a regex over the whole text costs more than the parse)."""
+    out = []
+    pos = 0
+    while True:
+        start = data.find(_PEM_BEGIN, pos)
+        if start < 0:
+            return out
+        end = data.find(_PEM_END, start)
+        if end < 0:
+            return out
+        pos = end + len(_PEM_END)
+        out.append(data[start:pos])
 
 
 def load_pem_chain(text: str | bytes, what: str, memo: dict[Any, Any] | None = None) -> tuple[x509.Certificate, ...]:
@@ -37,7 +53,7 @@ def load_pem_chain(text: str | bytes, what: str, memo: dict[Any, Any] | None = N
     once and is the same object everywhere, so links between objects are verified only once.
     """
     data = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
-    blocks = _PEM_CERT.findall(data)
+    blocks = _pem_blocks(data)
     if not blocks:
         raise CertificateChainError(f"{what}: no PEM certificate found")
     out = []
@@ -74,6 +90,14 @@ def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data:
         raise InvalidSignature(f"{what}: signature does not verify") from None
     except (ValueError, TypeError):
         raise InvalidSignature(f"{what}: malformed signature") from None
+
+
+def _memo(memo: dict[Any, Any] | None, key: Any, make: Any) -> Any:
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -114,7 +138,7 @@ def check_chain_signatures(
     chain = list(certs)
     anchor: TrustAnchor | None = None
     last = chain[-1]
-    last_fp = last.fingerprint(_SHA256)
+    last_fp = _memo(links, ("fp", id(last)), lambda: last.fingerprint(_SHA256))
     # A chain usually ends with a copy of the root: matched to an anchor by its exact bytes. A re-issued
     # root (same key, other bytes) is handled below as a certificate issued by the anchor.
     for a in anchors:
@@ -138,7 +162,7 @@ def check_chain_signatures(
         key = ("link", id(cert), id(issuer))
         if links is not None and key in links:
             continue
-        if not _is_ca(issuer):
+        if not _memo(links, ("ca", id(issuer)), lambda: _is_ca(issuer)):
             raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} is not a CA")
         # The link is the issuer's key verifying this certificate's signature; names are not compared
         # (building them costs more than the check is worth when the key already decides).
