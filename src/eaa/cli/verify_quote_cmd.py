@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..collateral.bundle import Collateral, load_collateral
-from ..errors import CollateralMissing, ConfigError, FormatError
+from ..errors import ConfigError, FormatError
 from ..formats.quote import MAX_QUOTE_SIZE, Quote, decode_quote_text, parse_quote
 from ..verify.dcap import QuoteVerifier
 from ..verify.registry import default_collateral

@@ -283,7 +283,7 @@ class PcsClient:
 
         def parse(body: bytes, headers: dict[str, str], version: int) -> tuple[CrlResponse, float]:
             chain = header_chain(headers, H_PCK_CRL_ISSUER_CHAIN)
-            der = _crl_der(body, "PCK CRL")
+            der = crl_der(body, "PCK CRL")
             crl = validate_pck_crl(der, chain, self.anchors, ca=ca)
             return CrlResponse(der, chain, crl.next_update), self._expiry(crl.next_update, self.collateral_max_age)
 
@@ -294,7 +294,7 @@ class PcsClient:
         """From the PCCS's ``/rootcacrl``; Intel's PCS has none, so then from the root's CRL distribution point."""
 
         def parse(body: bytes, headers: dict[str, str], version: int) -> tuple[CrlResponse, float]:
-            der = _crl_der(body, "root CA CRL")
+            der = crl_der(body, "root CA CRL")
             crl = validate_root_ca_crl(der, self.anchors)
             return CrlResponse(der, "", crl.next_update), self._expiry(crl.next_update, self.collateral_max_age)
 
@@ -360,7 +360,8 @@ def _hex_param(value: str, size: int | None, what: str) -> str:
     return value
 
 
-def _crl_der(body: bytes, what: str) -> bytes:
+def crl_der(body: bytes, what: str) -> bytes:
+    """A CRL response as DER (PCCS v3 serves hex, v4 DER or PEM); anything else is corrupt collateral."""
     try:
         der = crl_to_der(body, what)
     except FormatError as e:

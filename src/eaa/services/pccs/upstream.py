@@ -12,8 +12,7 @@ from typing import Callable, Mapping, Sequence
 
 from cryptography import x509
 
-from ...collateral.bundle import crl_to_der
-from ...collateral.errors import CollateralNotFound, CorruptCollateral
+from ...collateral.errors import CollateralNotFound
 from ...collateral.kds import KdsChain, KdsClient, SnpTcb, chain_path, crl_path, vcek_path
 from ...collateral.pcs import (
     H_IDENTITY_ISSUER_CHAIN,
@@ -23,11 +22,11 @@ from ...collateral.pcs import (
     H_TCB_ISSUER_CHAIN_V4,
     H_TCBM,
     PcsClient,
+    crl_der,
     header_chain,
     status_error,
 )
 from ...collateral.http import HttpResponse
-from ...errors import FormatError
 from ...verify.trust import TrustAnchor
 from .records import (
     IDENTITY,
@@ -52,16 +51,6 @@ def _ok(resp: HttpResponse) -> HttpResponse:
     if resp.status != 200:
         raise status_error(resp)
     return resp
-
-
-def _der(body: bytes, what: str) -> bytes:
-    try:
-        der = crl_to_der(body, what)
-    except FormatError as e:
-        raise CorruptCollateral(f"{what}: {e}") from None
-    if not der:
-        raise CorruptCollateral(f"{what}: empty response")
-    return der
 
 
 class Upstream:
@@ -108,7 +97,7 @@ class Upstream:
     def pck_crl(self, api: int, ca: str) -> Record:
         resp = _ok(self._pcs().fetch_raw("sgx", api, "pckcrl", {"ca": ca, "encoding": "der"}))
         chain = header_chain(resp.headers, H_PCK_CRL_ISSUER_CHAIN)
-        return self._record(PCK_CRL, ca, _der(resp.body, "PCK CRL"), {"issuer_chain": chain})
+        return self._record(PCK_CRL, ca, crl_der(resp.body, "PCK CRL"), {"issuer_chain": chain})
 
     def root_crl(self, api: int) -> Record:
         pcs = self._pcs()
@@ -116,7 +105,7 @@ class Upstream:
         if resp.status == 404 and pcs.root_crl_from_dp:
             resp = pcs.fetch_root_crl_from_dp()  # Intel's PCS has no /rootcacrl
         _ok(resp)
-        return self._record(ROOT_CRL, "root", _der(resp.body, "root CA CRL"), {})
+        return self._record(ROOT_CRL, "root", crl_der(resp.body, "root CA CRL"), {})
 
     def pck_cert(self, api: int, qeid: str, cpusvn: str, pcesvn: str, pceid: str,
                  encrypted_ppid: str | None) -> Record:
@@ -137,7 +126,7 @@ class Upstream:
 
     def kds_crl(self, key_type: str, product: str, chain: KdsChain) -> Record:
         resp = _ok(self._kds().fetch_raw(crl_path(product, key_type)))
-        return self._record(KDS_CRL, kds_key(key_type, product), _der(resp.body, "KDS CRL"), {}, chain)
+        return self._record(KDS_CRL, kds_key(key_type, product), crl_der(resp.body, "KDS CRL"), {}, chain)
 
     def kds_vek(self, product: str, hwid: str, tcb: SnpTcb, chain: KdsChain) -> Record:
         query = tcb.query(product)
