@@ -107,10 +107,14 @@ def _components(lst: Any, field: str) -> tuple[int, ...]:
         out = tuple([c["svn"] for c in lst])
     except (TypeError, KeyError):
         raise FormatError("TCB component lacks 'svn'", field=field) from None
-    for v in out:
-        if type(v) is not int or v < 0:
-            raise FormatError("SVN must be a non-negative integer", field=field)
+    if not _all_naturals(out):
+        raise FormatError("SVN must be a non-negative integer", field=field)
     return out
+
+
+def _all_naturals(values: tuple[Any, ...]) -> bool:
+    """Every value a non-negative int (not bool); C-level checks, as this runs for every TCB level."""
+    return not values or (set(map(type, values)) == {int} and min(values) >= 0)
 
 
 def _advisories(obj: dict[str, Any], field: str) -> tuple[str, ...]:
@@ -125,10 +129,9 @@ def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
     try:
         tcb = lv["tcb"]
         if version == 2:
-            sgx = tuple([tcb[_V2_KEYS[n]] for n in range(16)])
-            for v in sgx:
-                if type(v) is not int or v < 0:
-                    raise TypeError
+            sgx = tuple([tcb[k] for k in _V2_KEYS])
+            if not _all_naturals(sgx):
+                raise TypeError
             tdx = None
         else:
             sgx = _components(tcb["sgxtcbcomponents"], "")
@@ -136,7 +139,7 @@ def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
         pcesvn, status, date = tcb["pcesvn"], lv["tcbStatus"], lv["tcbDate"]
         adv = lv.get("advisoryIDs", ())
         if (type(pcesvn) is not int or pcesvn < 0 or type(status) is not str or type(date) is not str
-                or not isinstance(adv, (list, tuple)) or not all(type(a) is str for a in adv)):
+                or not isinstance(adv, (list, tuple)) or not set(map(type, adv)) <= {str}):
             raise TypeError
         if len(date) < 10 or date[4] != "-" or date[7] != "-":
             raise TypeError

@@ -93,7 +93,8 @@ class _PckRecord:
     leaf: x509.Certificate
     key: ec.EllipticCurvePublicKey
     serial: int
-    issuer_der: bytes
+    ca: x509.Certificate  # the PCK leaf's issuer
+    ca_fp: bytes  # its SHA-256 fingerprint when records are cached (empty otherwise)
     ext: PckExtensions
     intermediates: tuple[x509.Certificate, ...]
     fingerprint: bytes
@@ -109,7 +110,8 @@ class _CollateralRecord:
     windows: tuple[Window, ...]  # certificates and signed items: not before / not after
     root_crl: CheckedCrl | None
     pck_crl: CheckedCrl | None
-    crl_issuer_der: bytes | None
+    crl_issuer: x509.Certificate | None  # the certificate whose key signed the PCK CRL
+    crl_issuer_fp: bytes
     revocable: tuple[x509.Certificate, ...]  # intermediates the root CRL must not list
 
 
@@ -147,9 +149,11 @@ class QuoteVerifier:
                 raise CertificateChainError("PCK certificate lacks the SGX extension") from None
             except ValueError as e:
                 raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
-            return _PckRecord(chain, leaf, key, leaf.serial_number, leaf.issuer.public_bytes(),
+            cached = self._cache.size > 0
+            return _PckRecord(chain, leaf, key, leaf.serial_number, chain.certs[1],
+                              chain.certs[1].fingerprint(hashes.SHA256()) if cached else b"",
                               parse_sgx_extension(ext.value.value), chain.certs[1:],  # type: ignore[attr-defined]
-                              leaf.fingerprint(hashes.SHA256()))
+                              leaf.fingerprint(hashes.SHA256()) if cached else b"")
 
         return self._cache.get_or(("pck", pem), make)
 
@@ -173,7 +177,7 @@ class QuoteVerifier:
                        ("QE identity", qe_identity.issue_date, qe_identity.next_update)]
             revocable = [*tcb_chain.certs, *qe_chain.certs]
             root_crl = pck_crl = None
-            crl_issuer_der = None
+            crl_issuer = None
             if self.check_crl:
                 if not c.root_ca_crl or not c.pck_crl:
                     raise CollateralMissing("collateral lacks the root CA CRL or the PCK CRL (use --no-crl to skip)")
@@ -185,14 +189,16 @@ class QuoteVerifier:
                 if crl_chain.anchor is not anchor:
                     raise CertificateChainError("PCK CRL issuer chain leads to a different root")
                 pck_crl = check_crl(c.pck_crl, crl_chain.leaf, "PCK CRL")
-                crl_issuer_der = crl_chain.leaf.subject.public_bytes()
+                crl_issuer = crl_chain.leaf
                 windows += [*crl_chain.windows, ("root CA CRL", root_crl.this_update, root_crl.next_update),
                             ("PCK CRL", pck_crl.this_update, pck_crl.next_update)]
                 revocable += crl_chain.certs
                 if root_crl.is_revoked(anchor.certificate.serial_number):
                     raise CertificateChainError("the root CA is revoked by its own CRL")
             return _CollateralRecord(tcb_chain.anchor, tcb_info, qe_identity, tuple(windows), root_crl, pck_crl,
-                                     crl_issuer_der, tuple(revocable))
+                                     crl_issuer, crl_issuer.fingerprint(hashes.SHA256())
+                                     if crl_issuer is not None and self._cache.size > 0 else b"",
+                                     tuple(revocable))
 
         return self._cache.get_or(("coll", self.check_crl, c), make)
 
@@ -231,7 +237,7 @@ class QuoteVerifier:
         pck_revoked = False
         if self.check_crl:
             assert coll.root_crl is not None and coll.pck_crl is not None
-            if coll.crl_issuer_der != pck.issuer_der:
+            if not _same_issuer(coll, pck):
                 raise CrlError("PCK CRL issuer is not the issuer of the PCK certificate")
             for cert in (*pck.intermediates, *coll.revocable):
                 if coll.root_crl.is_revoked(cert.serial_number):
@@ -301,6 +307,17 @@ class QuoteVerifier:
                 "root": anchor.name,
             },
         )
+
+
+def _same_issuer(coll: _CollateralRecord, pck: _PckRecord) -> bool:
+    """The PCK CRL must come from the PCK certificate's own CA: the same certificate (the usual case, and
+    cheap to compare), or one with the same name and key (a re-issued CA)."""
+    crl_issuer, pck_ca = coll.crl_issuer, pck.ca
+    if crl_issuer is None:
+        return False
+    if crl_issuer is pck_ca or (coll.crl_issuer_fp and coll.crl_issuer_fp == pck.ca_fp):
+        return True
+    return crl_issuer.subject == pck_ca.subject and crl_issuer.public_key() == pck_ca.public_key()
 
 
 def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
