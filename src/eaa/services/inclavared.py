@@ -131,8 +131,10 @@ class Inclavared:
             return protocol.enclaveinfo_v1(mrenclave, mrsigner, data[64:])
         return data or V1_FALLBACK
 
-    def fetch_v2(self, nonce: bytes) -> bytes:
+    def fetch_v2(self, nonce: bytes) -> tuple[bytes, protocol.Verdict]:
+        """The workload's fresh evidence for ``nonce``, inclavared's own verdict on it, and the reply line."""
         workload = None
+        identity = None
         try:
             with self._upstream() as up:
                 up.send(json.dumps({"nonce": nonce.hex(), "type": "GETEVIDENCE", "version": 2}).encode() + b"\n")
@@ -147,27 +149,21 @@ class Inclavared:
             identity = {k: result.measurements[k] for k in ("mrenclave", "mrsigner") if k in result.measurements}
         except EaaError as e:
             verdict = protocol.Verdict(False, e.code, str(e), None)
-            identity = None
-        return protocol.enclaveinfo_v2(nonce, workload, verdict, identity)
+        return protocol.enclaveinfo_v2(nonce, workload, verdict, identity), verdict
 
     # ---- one client ----
     def handle(self, session: TlsSession, peer: Any) -> None:
         start = time.monotonic()
         version, outcome = "?", "ok"
         try:
-            try:
-                req = protocol.parse_request(read_request(session, self.config.timeout))
-            except ProtocolError:
-                version = "?"
-                raise
+            req = protocol.parse_request(read_request(session, self.config.timeout))
             version = str(req.version)
-            if req.version == 1:
+            if req.nonce is None:
                 reply = self.fetch_v1()
             else:
-                assert req.nonce is not None
-                reply = self.fetch_v2(req.nonce)
-                if b'"ok": false' in reply:
-                    outcome = "workload rejected"
+                reply, verdict = self.fetch_v2(req.nonce)
+                if not verdict.ok:
+                    outcome = f"workload rejected [{verdict.error_code}] {verdict.error}"
             session.send(reply)
         except EaaError as e:
             outcome = f"error [{e.code}] {e}"
