@@ -160,10 +160,14 @@ def test_json_output(env: dict[str, str], node: Node, reference: Path) -> None:
     assert n["simulated"] is True and n["inclavared_verdict"]["ok"] is True
 
 
-def test_v1_compatibility(env: dict[str, str], node: Node) -> None:
+def test_v1_compatibility(env: dict[str, str], node: Node, reference: Path) -> None:
     rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1")
     assert rc == 0, err
     assert '"msgtype":"ENCLAVEINFO"' in out and "App Enclave mrenclave:" in out
+    rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1", "--reference", str(reference))
+    assert rc == 0, err
+    rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1", "--mrenclave", "ab" * 32)
+    assert rc == 1 and "mrenclave mismatch" in err and "self-reported" in err
 
 
 def test_mrenclave_flags(env: dict[str, str], node: Node, reference: Path) -> None:

@@ -232,6 +232,7 @@ def _opt_str(v: Any) -> str | None:
 def parse_enclaveinfo_v1(data: bytes) -> dict[str, Any]:
     obj = parse_json_line(data, "inclavared reply")
     for key in ("mrenclave", "mrsigner"):
-        if not isinstance(obj.get(key), str):
-            raise ProtocolError(f"inclavared reply lacks {key}")
+        value = obj.get(key)
+        if not isinstance(value, str) or len(value) != 64 or not all(c in "0123456789abcdefABCDEF" for c in value):
+            raise ProtocolError(f"inclavared reply lacks a 32-byte hex {key}")
     return obj

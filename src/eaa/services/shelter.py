@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ..errors import EaaError, ProtocolError, UnsupportedEvidence
+from ..errors import EaaError, PolicyViolation, ProtocolError, UnsupportedEvidence
 from ..policy import Policy
 from ..tls.config import TlsConfig
 from ..tls.peercert import parse_certificate
@@ -113,7 +113,14 @@ class Shelter:
             if opts.v1:
                 session.send(protocol.make_request(None))
                 data = session.recv(2047, timeout=opts.timeout)
-                report.v1_info = protocol.parse_enclaveinfo_v1(data)
+                report.v1_info = info = protocol.parse_enclaveinfo_v1(data)
+                # Protocol v1 carries only the workload's self-reported identity: compare what there is.
+                claimed = VerificationResult(tee="sgx", status="SelfReported", advisory_ids=(), report_data=b"",
+                                             measurements={"mrenclave": info["mrenclave"],
+                                                           "mrsigner": info["mrsigner"]})
+                problems = opts.policy.reference.mismatches(claimed)
+                if problems:
+                    raise PolicyViolation("; ".join(problems) + " (self-reported over protocol v1)")
                 return
             nonce = opts.randbytes(protocol.NONCE_SIZE)
             session.send(protocol.make_request(nonce))
