@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError, EaaError, TransportError
+from ..tls.errors import HandshakeAbandoned
 from ..tls.session import EnclaveTls, TlsSession
 
 log = logging.getLogger("eaa.listener")
@@ -128,6 +129,9 @@ class Server:
         try:
             try:
                 session = self.endpoint.wrap(conn, address=peer, timeout=self.handshake_timeout)
+            except HandshakeAbandoned as e:  # port probes (readiness checks) do exactly this
+                log.debug("peer=%s closed during the handshake: %s", peer, e)
+                return
             except EaaError as e:
                 log.warning("peer=%s handshake failed: [%s] %s", peer, e.code, e)
                 return

@@ -84,6 +84,10 @@ class HandshakeFailed(ProtocolError):
     code = "TLS_HANDSHAKE_FAILED"
 
 
+class HandshakeAbandoned(HandshakeFailed):
+    """The peer closed the connection during the handshake: a port probe, or a client that gave up."""
+
+
 class PeerRejected(ProtocolError):
     """The peer ended the handshake (or session) with a TLS alert, e.g. because it rejected our evidence."""
 

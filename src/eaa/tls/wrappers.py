@@ -30,6 +30,7 @@ from ..registry import Registry
 from .crypto import Credentials
 from .errors import (
     ConnectionClosed,
+    HandshakeAbandoned,
     HandshakeFailed,
     PeerCertificateError,
     PeerCertificateRequired,
@@ -251,7 +252,7 @@ class OpenSslEndpoint:
         except SSL.SysCallError as e:
             if state.error is not None:
                 raise self._typed(state.error) from None
-            raise HandshakeFailed(f"the connection closed during the TLS handshake ({_ssl_reason(e)})") from None
+            raise HandshakeAbandoned(f"the connection closed during the TLS handshake ({_ssl_reason(e)})") from None
         except SSL.Error as e:
             if state.error is not None:
                 raise self._typed(state.error) from None
