@@ -298,8 +298,10 @@ def test_validity_in_time(plat: SimPlatform) -> None:
     assert late.collateral_expired and late.status == "UpToDate"
     with pytest.raises(CollateralExpired):
         _verify(plat, raw, "sgx", at=T0 + timedelta(days=400), strict=True)
+    early = _verify(plat, raw, "sgx", at=T0 - timedelta(days=1))  # Intel's QVL checks expiry only
+    assert early.status == "UpToDate" and early.details["not_yet_valid"]
     with pytest.raises(CollateralExpired):
-        _verify(plat, raw, "sgx", at=T0 - timedelta(days=1))
+        _verify(plat, raw, "sgx", at=T0 - timedelta(days=1), strict=True)
     assert not _verify(plat, raw, "sgx", at=int((T0 - timedelta(minutes=30)).timestamp())).collateral_expired
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from eaa import errors
 from eaa.sim import pki, quote as simquote
 from eaa.sim.platform import FMSPC, SimPlatform, init_platform
+from eaa.policy import Policy
 from eaa.verify.dcap import QuoteVerifier
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
@@ -199,8 +200,13 @@ def test_quote_signed_by_other_attestation_key(plat: SimPlatform, other: SimPlat
 
 
 def test_not_yet_valid_certificate(plat: SimPlatform) -> None:
-    with pytest.raises(errors.CollateralExpired, match="not valid before"):
-        verifier(plat).verify(plat.make_sgx_quote(b"x"), plat.collateral("sgx"), at=NOW - timedelta(days=2))
+    r = verifier(plat).verify(plat.make_sgx_quote(b"x"), plat.collateral("sgx"), at=NOW - timedelta(days=2))
+    assert any("not valid before" in s for s in r.details["not_yet_valid"])
+    with pytest.raises(errors.PolicyViolation, match="not yet valid"):
+        Policy().appraise(r)
+    with pytest.raises(errors.CollateralExpired, match="not yet valid"):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), plat.collateral("sgx"), at=NOW - timedelta(days=2),
+                              strict=True)
 
 
 def test_tdx_quote_with_sgx_collateral(plat: SimPlatform) -> None:

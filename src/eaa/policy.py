@@ -163,6 +163,8 @@ class Policy:
             out.append("debug enclave/TD is not accepted")
         if result.collateral_expired and not self.allow_expired_collateral:
             out.append("collateral has expired")
+        if result.details.get("not_yet_valid") and not self.allow_expired_collateral:
+            out.append("collateral is not yet valid (is this clock behind?)")
         out += self.reference.mismatches(result)
         return out
 

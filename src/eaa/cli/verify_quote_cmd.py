@@ -2,7 +2,7 @@
 
 Exit codes (stable): 0 verified (status printed), 2 usage or configuration error, 3 malformed
 input, 4 signature/chain/identity failure, 5 TCB not supported, 6 collateral missing,
-7 collateral expired (with --strict) or not yet valid, 8 unsupported evidence, 10 platform revoked.
+7 collateral expired or not yet valid (with --strict), 8 unsupported evidence, 10 platform revoked.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def render_text(result: VerificationResult) -> str:
     lines.append(f"REPORT_DATA: {result.report_data.hex()}")
     if result.debug:
         lines.append("WARNING: debug enclave/TD: its memory is not confidential.")
+    for item in result.details.get("not_yet_valid", ()):
+        lines.append(f"WARNING: collateral not yet valid: {item}")
     if result.collateral_expired:
         lines.append("WARNING: collateral expired "
                      f"({result.earliest_expiration:%Y-%m-%dT%H:%M:%SZ}); refresh it from a PCCS.")

@@ -232,8 +232,9 @@ class QuoteVerifier:
         coll = self._collateral_record(collateral, links)
         if coll.anchor is not anchor:
             raise CertificateChainError("collateral and PCK certificate chain lead to different roots")
-        expiries = [check_windows(pck.chain.windows, now, "PCK certificate chain"),
-                    check_windows(coll.windows, now, "collateral")]
+        not_yet_valid: list[str] = []
+        expiries = [check_windows(pck.chain.windows, now, not_yet_valid),
+                    check_windows(coll.windows, now, not_yet_valid)]
         pck_revoked = False
         if self.check_crl:
             assert coll.root_crl is not None and coll.pck_crl is not None
@@ -280,11 +281,14 @@ class QuoteVerifier:
         tcb = evaluate_tcb(tcb_info, ext, q.body, qe_level)
         status = REVOKED if pck_revoked else tcb.status
 
-        # 9. Collateral expiry: flagged as Intel's QvE does; fatal only in strict mode.
+        # 9. Collateral time: expiry is flagged as Intel's QvE does (QVL never checks issue dates); in
+        #    strict mode expired or not-yet-valid collateral is an error.
         earliest = min(expiries)
         expired = earliest <= now
         if expired and strict:
             raise CollateralExpired(f"collateral expired at {earliest:%Y-%m-%dT%H:%M:%SZ}")
+        if not_yet_valid and strict:
+            raise CollateralExpired(f"collateral not yet valid: {not_yet_valid[0]}")
         return VerificationResult(
             tee=q.tee,
             status=status,
@@ -305,6 +309,7 @@ class QuoteVerifier:
                 "pce_svn": ext.pce_svn,
                 "tcb_evaluation_data_number": tcb_info.tcb_evaluation_data_number,
                 "root": anchor.name,
+                **({"not_yet_valid": not_yet_valid} if not_yet_valid else {}),
             },
         )
 

@@ -180,13 +180,14 @@ def check_chain_signatures(
     return CheckedChain(tuple(chain), anchor, windows)
 
 
-def check_windows(windows: Sequence[Window], at: datetime, what: str) -> datetime:
-    """Fail on anything not yet valid; return the earliest expiry (the caller flags it if past)."""
+def check_windows(windows: Sequence[Window], at: datetime, not_yet_valid: list[str]) -> datetime:
+    """The earliest expiry (the caller flags it if past); items not yet valid at ``at`` are appended to
+    ``not_yet_valid``. Intel's QVL checks only expiry, so an early clock is reported, not fatal."""
     earliest = None
     for item, not_before, not_after in windows:
         if at < not_before:
             name = item if isinstance(item, str) else item.subject.rfc4514_string()
-            raise CollateralExpired(f"{what}: {name} is not valid before {not_before:%Y-%m-%dT%H:%M:%SZ}")
+            not_yet_valid.append(f"{name} is not valid before {not_before:%Y-%m-%dT%H:%M:%SZ}")
         if earliest is None or not_after < earliest:
             earliest = not_after
     assert earliest is not None
