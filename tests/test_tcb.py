@@ -81,24 +81,52 @@ def test_qe_out_of_date_converges() -> None:
     assert tcb.converge_out_of_date("ConfigurationNeeded", "UpToDate") == "ConfigurationNeeded"
 
 
-def test_relaunch_rule() -> None:
-    assert tcb.check_relaunch("OutOfDate", "UpToDate") == "TDRelaunchAdvised"
-    assert tcb.check_relaunch("OutOfDate", "ConfigurationNeeded") == "TDRelaunchAdvisedConfigurationNeeded"
-    assert tcb.check_relaunch("OutOfDateConfigurationNeeded", "UpToDate") == "TDRelaunchAdvisedConfigurationNeeded"
-    assert tcb.check_relaunch("OutOfDate", "OutOfDate") == "OutOfDate"
-    assert tcb.check_relaunch("UpToDate", "UpToDate") == "UpToDate"
+MOD01 = TdxModuleIdentity("TDX_01", b"\x00" * 48, b"\x00" * 8, b"\xff" * 8,
+                          (ModuleTcbLevel(5, "2024-01-01T00:00:00Z", "UpToDate", ()),
+                           ModuleTcbLevel(0, "2023-01-01T00:00:00Z", "OutOfDate", ("SA-MOD",))))
+BASE = TdxModuleIdentity("", b"\x00" * 48, b"\x00" * 8, b"\xff" * 8, ())
 
 
-def test_td15_relaunch_evaluated_from_tee_tcb_svn2() -> None:
-    ti = info([level(1, 1, "UpToDate", tdx=3), level(1, 1, "OutOfDate", tdx=1, adv=("SA-9",))], tee="TDX",
-              module=TdxModuleIdentity("", b"\x00" * 48, b"\x00" * 8, b"\xff" * 8, ()),
-              identities=(TdxModuleIdentity("TDX_01", b"\x00" * 48, b"\x00" * 8, b"\xff" * 8,
-                                            (ModuleTcbLevel(0, "2024-01-01T00:00:00Z", "UpToDate", ()),)),))
-    body = td(bytes([1] * 16), bytes([3, 1] + [3] * 14))
-    out = tcb.evaluate_tcb(ti, pck(1, 1), body, QE_UP)
-    assert out.status == "TDRelaunchAdvised" and out.advisory_ids == ("SA-9",)
-    body = td(bytes([1] * 16), bytes([1] * 16))
-    assert tcb.evaluate_tcb(ti, pck(1, 1), body, QE_UP).status == "OutOfDate"
+def relaunch_info(up_status: str = "UpToDate") -> TcbInfo:
+    return info([level(1, 1, up_status, tdx=3), level(1, 1, "OutOfDate", tdx=1, adv=("SA-9",))], tee="TDX",
+                module=BASE, identities=(MOD01,))
+
+
+def test_td15_relaunch_advised_when_the_current_module_is_latest() -> None:
+    # Launched on module 1.1 (out of date), now running module 1.5 with the latest TDX SVNs.
+    launch = bytes([1, 1] + [1] * 14)
+    out = tcb.evaluate_tcb(relaunch_info(), pck(1, 1), td(launch, bytes([5, 1, 3] + [3] * 13)), QE_UP)
+    assert out.status == "TDRelaunchAdvised" and set(out.advisory_ids) == {"SA-9", "SA-MOD"}
+    # A configuration-needed SGX level turns it into ...ConfigurationNeeded.
+    out = tcb.evaluate_tcb(relaunch_info("ConfigurationNeeded"), pck(1, 1),
+                           td(launch, bytes([5, 1, 3] + [3] * 13)), QE_UP)
+    assert out.status == "TDRelaunchAdvisedConfigurationNeeded"
+
+
+@pytest.mark.parametrize("svn2,qe", [
+    (bytes([4, 1, 3] + [3] * 13), QE_UP),  # current module below the latest module level
+    (bytes([5, 1, 2] + [3] * 13), QE_UP),  # TDX component 2 below the latest level
+    (bytes([5, 1, 3] + [3] * 13), EnclaveTcbLevel(1, "d", "OutOfDate", ())),  # an out-of-date QE: no advice
+])
+def test_td15_no_relaunch(svn2: bytes, qe: EnclaveTcbLevel) -> None:
+    out = tcb.evaluate_tcb(relaunch_info(), pck(1, 1), td(bytes([1, 1] + [1] * 14), svn2), qe)
+    assert out.status == "OutOfDate"
+
+
+def test_td15_relaunch_needs_the_module_identity_of_tee_tcb_svn2() -> None:
+    with pytest.raises(IdentityMismatch):
+        tcb.evaluate_tcb(relaunch_info(), pck(1, 1), td(bytes([1, 1] + [1] * 14), bytes([5, 2, 3] + [3] * 13)),
+                         QE_UP)
+
+
+def test_td15_relaunch_with_module_version_zero() -> None:
+    def lv(n: int, status: str) -> TcbLevel:
+        return TcbLevel((1,) * 16, 1, (n, 0) + (n,) * 14, "2024-01-01T00:00:00Z", status, ())
+
+    ti = info([lv(3, "UpToDate"), lv(1, "OutOfDate")], tee="TDX", module=BASE, identities=(MOD01,))
+    # Module version 0 has no TCB levels of its own (status UpToDate), so no relaunch is advised.
+    out = tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([1] + [0] + [1] * 14), bytes([3, 0, 3] + [3] * 13)), QE_UP)
+    assert out.status == "OutOfDate"
 
 
 def test_tdx_module_identity_and_levels() -> None:
@@ -116,7 +144,7 @@ def test_tdx_module_identity_and_levels() -> None:
         tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([1, 1] + [0] * 14), signer=b"\x11" * 48), QE_UP)
     with pytest.raises(IdentityMismatch):
         tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([5, 1] + [0] * 14), signer=b"\x12" * 48), QE_UP)
-    with pytest.raises(TcbNotSupported):  # no TDX_02 identity
+    with pytest.raises(IdentityMismatch, match="TDX_02"):  # no TDX_02 identity: QVL's TDX_MODULE_MISMATCH
         tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([5, 2] + [0] * 14), signer=b"\x11" * 48), QE_UP)
     with pytest.raises(IdentityMismatch):  # version 0 uses tdxModule, whose signer is zero
         tcb.evaluate_tcb(ti, pck(1, 1), td(bytes([5, 0] + [0] * 14), signer=b"\x11" * 48), QE_UP)

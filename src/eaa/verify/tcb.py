@@ -13,7 +13,7 @@ from ..errors import CollateralInvalid, IdentityMismatch, TcbNotSupported
 from ..formats.enclave_identity import EnclaveIdentity, EnclaveTcbLevel
 from ..formats.pck_extensions import PckExtensions
 from ..formats.report_body import SgxReportBody, TdReportBody
-from ..formats.tcb_info import TcbInfo, TcbLevel, TdxModuleIdentity
+from ..formats.tcb_info import ModuleTcbLevel, TcbInfo, TcbLevel, TdxModuleIdentity
 from .result import (
     CONFIGURATION_AND_SW_HARDENING_NEEDED,
     CONFIGURATION_NEEDED,
@@ -99,31 +99,50 @@ def _tdx_matches(tee_tcb_svn: bytes, lv: TcbLevel) -> bool:
     return all(tee_tcb_svn[i] >= comps[i] for i in range(start, 16))
 
 
-def match_platform_level(tcb_info: TcbInfo, pck: PckExtensions, tee_tcb_svn: bytes | None) -> TcbLevel:
-    """The first level (highest first) whose SGX components and PCESVN, and TDX components, the platform meets."""
-    levels = sorted(tcb_info.tcb_levels, key=_level_key, reverse=True)
-    for lv in levels:
+def sorted_levels(tcb_info: TcbInfo) -> list[TcbLevel]:
+    """Highest first, as QVL's ``std::set<TcbLevel, std::greater>``."""
+    return sorted(tcb_info.tcb_levels, key=_level_key, reverse=True)
+
+
+def match_levels(tcb_info: TcbInfo, pck: PckExtensions,
+                 tee_tcb_svn: bytes | None) -> tuple[TcbLevel | None, TcbLevel | None]:
+    """QVL ``matchTcbLevels``: the first level the platform's SGX TCB meets, and (TDX) the first that its
+    TEE TCB meets as well."""
+    sgx_level = None
+    for lv in sorted_levels(tcb_info):
         if not _sgx_matches(pck, lv):
             continue
-        if tee_tcb_svn is None or _tdx_matches(tee_tcb_svn, lv):
-            return lv
-    raise TcbNotSupported("no TCB level in the TCB info matches the platform (TCB not supported)")
+        if tee_tcb_svn is None:
+            return lv, None
+        if sgx_level is None:
+            sgx_level = lv
+        if _tdx_matches(tee_tcb_svn, lv):
+            return sgx_level, lv
+    return sgx_level, None
 
 
-def select_module_identity(tcb_info: TcbInfo, td: TdReportBody) -> TdxModuleIdentity | None:
-    """QVL 4.1.2.4.11: the TDX module the quote must come from, by module major version."""
-    major = td.tee_tcb_svn[1]
-    if major == 0:
-        return tcb_info.tdx_module
+def match_platform_level(tcb_info: TcbInfo, pck: PckExtensions, tee_tcb_svn: bytes | None) -> TcbLevel:
+    """The level that decides the platform status: SGX's, or for TDX the first meeting both TCBs."""
+    sgx_level, tdx_level = match_levels(tcb_info, pck, tee_tcb_svn)
+    level = sgx_level if tee_tcb_svn is None else tdx_level
+    if level is None:
+        raise TcbNotSupported("no TCB level in the TCB info matches the platform (TCB not supported)")
+    return level
+
+
+def find_module_identity(tcb_info: TcbInfo, major: int) -> TdxModuleIdentity:
     want = f"TDX_{major:02X}"
     for ident in tcb_info.tdx_module_identities:
         if ident.id.upper() == want:
             return ident
-    raise TcbNotSupported(f"TCB info has no TDX module identity {want}")
+    raise IdentityMismatch(f"TDX module mismatch: the TCB info has no identity {want}")
 
 
 def check_tdx_module(tcb_info: TcbInfo, td: TdReportBody) -> TdxModuleIdentity | None:
-    ident = select_module_identity(tcb_info, td)
+    """QVL 4.1.2.4.11: the module signer and attributes (from ``tdxModule`` for major version 0, else
+    from ``tdxModuleIdentities``); returns the identity whose TCB levels grade the module, if any."""
+    major = td.tee_tcb_svn[1]
+    ident = tcb_info.tdx_module if major == 0 else find_module_identity(tcb_info, major)
     if ident is None:
         raise CollateralInvalid("TDX TCB info lacks tdxModule")
     if td.mrsigner_seam != ident.mrsigner:
@@ -131,11 +150,18 @@ def check_tdx_module(tcb_info: TcbInfo, td: TdReportBody) -> TdxModuleIdentity |
     mask = ident.attributes_mask
     if bytes(a & m for a, m in zip(td.seam_attributes, mask)) != bytes(a & m for a, m in zip(ident.attributes, mask)):
         raise IdentityMismatch("TDX module SEAM attributes do not match the TCB info")
-    return ident if ident.tcb_levels else None
+    return None if major == 0 else ident
 
 
-def _module_level(ident: TdxModuleIdentity, isvsvn: int) -> StatusWithAdvisory:
-    for lv in sorted(ident.tcb_levels, key=lambda x: -x.isvsvn):
+def _module_levels(ident: TdxModuleIdentity) -> list[ModuleTcbLevel]:
+    return sorted(ident.tcb_levels, key=lambda x: -x.isvsvn)
+
+
+def module_status(ident: TdxModuleIdentity | None, isvsvn: int) -> StatusWithAdvisory:
+    """QVL ``checkTdxModuleTcbStatus``: UpToDate for module version 0, else the first module level met."""
+    if ident is None:
+        return StatusWithAdvisory(UP_TO_DATE, (), None)
+    for lv in _module_levels(ident):
         if isvsvn >= lv.isvsvn:
             return StatusWithAdvisory(lv.status, lv.advisory_ids, lv.tcb_date)
     raise TcbNotSupported(f"TDX module ISVSVN {isvsvn} is below every level of {ident.id}")
@@ -161,55 +187,61 @@ def _older(a: str | None, b: str | None) -> str | None:
     return min(a, b)
 
 
-def evaluate_platform(tcb_info: TcbInfo, pck: PckExtensions, tee_tcb_svn: bytes | None,
-                      module: TdxModuleIdentity | None) -> StatusWithAdvisory:
-    lv = match_platform_level(tcb_info, pck, tee_tcb_svn)
-    out = StatusWithAdvisory(lv.status, lv.advisory_ids, lv.tcb_date)
-    if module is not None and tee_tcb_svn is not None:
-        m = _module_level(module, tee_tcb_svn[0])
-        out = StatusWithAdvisory(converge_out_of_date(out.status, m.status), _union(out.advisory_ids, m.advisory_ids),
-                                 _older(out.tcb_date, m.tcb_date))
-    return out
+_CONFIG_NEEDED = (CONFIGURATION_NEEDED, OUT_OF_DATE_CONFIGURATION_NEEDED, CONFIGURATION_AND_SW_HARDENING_NEEDED,
+                  TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED)
 
 
-def check_relaunch(launch: str, current: str) -> str:
-    """QVL TDRelaunchCheck: an out-of-date TD on an updated module should be relaunched."""
-    if launch not in (OUT_OF_DATE, OUT_OF_DATE_CONFIGURATION_NEEDED):
-        return launch
-    if current not in (UP_TO_DATE, SW_HARDENING_NEEDED, CONFIGURATION_NEEDED, CONFIGURATION_AND_SW_HARDENING_NEEDED):
-        return launch
-    needs_config = launch == OUT_OF_DATE_CONFIGURATION_NEEDED or current in (
-        CONFIGURATION_NEEDED, CONFIGURATION_AND_SW_HARDENING_NEEDED)
-    return TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED if needs_config else TD_RELAUNCH_ADVISED
+def check_for_relaunch(tee_tcb_svn2: bytes, tcb_info: TcbInfo, sgx_status: str, tdx_status: str,
+                       module: str, qe: str) -> str:
+    """QVL ``checkForRelaunch`` (TD 1.5): a TD launched on an out-of-date module whose current module
+    (TEE_TCB_SVN2) meets the latest TCB level should be relaunched rather than called out of date."""
+    if qe in (OUT_OF_DATE, REVOKED):
+        return tdx_status
+    if sgx_status not in (UP_TO_DATE, SW_HARDENING_NEEDED, CONFIGURATION_NEEDED, CONFIGURATION_AND_SW_HARDENING_NEEDED):
+        return tdx_status
+    if tdx_status not in (OUT_OF_DATE, OUT_OF_DATE_CONFIGURATION_NEEDED) or module != OUT_OF_DATE:
+        return tdx_status
+    levels = sorted_levels(tcb_info)
+    latest = levels[0].tdx_components
+    if latest is None:
+        raise TcbNotSupported("the TCB info has no TDX TCB level")
+    if tee_tcb_svn2[1] == 0:
+        ready = tee_tcb_svn2[0] >= latest[0] and tee_tcb_svn2[2] >= latest[2]
+    else:
+        ident2 = find_module_identity(tcb_info, tee_tcb_svn2[1])
+        module_levels = _module_levels(ident2)
+        if not module_levels:
+            raise TcbNotSupported(f"TDX module identity {ident2.id} has no TCB level")
+        ready = tee_tcb_svn2[0] >= module_levels[0].isvsvn and tee_tcb_svn2[2] >= latest[2]
+    if not ready:
+        return tdx_status
+    if sgx_status in _CONFIG_NEEDED or tdx_status in _CONFIG_NEEDED:
+        return TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED
+    return TD_RELAUNCH_ADVISED
 
 
 def evaluate_tcb(tcb_info: TcbInfo, pck: PckExtensions, body: SgxReportBody | TdReportBody,
                  qe_level: EnclaveTcbLevel) -> StatusWithAdvisory:
-    """Platform (and TDX module) status merged with the QE status; advisory IDs are the union."""
-    if isinstance(body, TdReportBody):
-        module = check_tdx_module(tcb_info, body)
-        platform = evaluate_platform(tcb_info, pck, body.tee_tcb_svn, module)
-        if body.tee_tcb_svn2 is not None and platform.status in (OUT_OF_DATE, OUT_OF_DATE_CONFIGURATION_NEEDED):
-            try:
-                current: StatusWithAdvisory | None = evaluate_platform(
-                    tcb_info, pck, body.tee_tcb_svn2, select_module_identity_for(tcb_info, body.tee_tcb_svn2))
-            except TcbNotSupported:
-                current = None
-            if current is not None:
-                platform = StatusWithAdvisory(check_relaunch(platform.status, current.status),
-                                              platform.advisory_ids, platform.tcb_date)
-    else:
-        platform = evaluate_platform(tcb_info, pck, None, None)
-    status = converge_out_of_date(platform.status, qe_level.status)
-    return StatusWithAdvisory(status, _union(platform.advisory_ids, qe_level.advisory_ids), platform.tcb_date)
-
-
-def select_module_identity_for(tcb_info: TcbInfo, tee_tcb_svn: bytes) -> TdxModuleIdentity | None:
-    major = tee_tcb_svn[1]
-    if major == 0:
-        return None
-    want = f"TDX_{major:02X}"
-    for ident in tcb_info.tdx_module_identities:
-        if ident.id.upper() == want:
-            return ident if ident.tcb_levels else None
-    raise TcbNotSupported(f"TCB info has no TDX module identity {want}")
+    """QVL ``checkTcbLevel``: platform (and TDX module, and TD relaunch) status merged with the QE status;
+    advisory IDs are the union of the levels used."""
+    tdx = isinstance(body, TdReportBody) and tcb_info.version >= 3 and tcb_info.id == "TDX"
+    if not tdx:
+        level = match_platform_level(tcb_info, pck, None)
+        status = converge_out_of_date(level.status, qe_level.status)
+        return StatusWithAdvisory(status, _union(level.advisory_ids, qe_level.advisory_ids), level.tcb_date)
+    assert isinstance(body, TdReportBody)
+    ident = check_tdx_module(tcb_info, body)
+    sgx_level, tdx_level = match_levels(tcb_info, pck, body.tee_tcb_svn)
+    if sgx_level is None or tdx_level is None:
+        raise TcbNotSupported("no TCB level in the TCB info matches the platform (TCB not supported)")
+    mod = module_status(ident, body.tee_tcb_svn[0])
+    status = converge_out_of_date(tdx_level.status, mod.status)
+    advisories = _union(tdx_level.advisory_ids, mod.advisory_ids)
+    tcb_date = _older(tdx_level.tcb_date, mod.tcb_date)
+    if status == REVOKED:
+        return StatusWithAdvisory(status, advisories, tcb_date)
+    if body.tee_tcb_svn2 is not None:
+        status = check_for_relaunch(body.tee_tcb_svn2, tcb_info, sgx_level.status, status, mod.status,
+                                    qe_level.status)
+    status = converge_out_of_date(status, qe_level.status)
+    return StatusWithAdvisory(status, _union(advisories, qe_level.advisory_ids), tcb_date)
