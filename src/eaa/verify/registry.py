@@ -5,7 +5,7 @@
 | sgx_ecdsa_qve   | 53       | sgx_ecdsa evidence (the same software verifier; no QvE here)  |
 | sgx_ecdsa       | 52       | sgx_ecdsa evidence: DCAP quote verification                   |
 | tdx_ecdsa       | 42       | tdx_ecdsa evidence: DCAP quote verification                   |
-| sev_snp         | 42       | sev_snp evidence (not yet: raises UnsupportedEvidence)        |
+| sev_snp         | 42       | sev_snp evidence: SEV-SNP report, VCEK/VLEK chain to AMD's ARK |
 | sgx_la          | 15       | sgx_la reports (same-platform only: raises UnsupportedEvidence)|
 | nullverifier    | 0        | nothing: accepts any (or no) evidence without checking it     |
 
@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, Union
 
-from ..attest.evidence import NULL, SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA
+from ..attest.evidence import NULL, SGX_ECDSA, SGX_LA, TDX_ECDSA
 from ..collateral.bundle import Collateral, load_collateral
 from ..errors import CollateralMissing, ConfigError, IdentityMismatch, UnsupportedEvidence, UntrustedRoot
 from ..registry import Registry
@@ -190,8 +190,15 @@ verifiers.register("sgx_la", 15, lambda **kw: UnsupportedVerifier(
     "sgx_la", SGX_LA, "local-attestation reports can only be checked by the quoting enclave on the same "
     "platform; not supported", **kw))
 verifiers.register("tdx_ecdsa", 42, lambda **kw: DcapVerifier("tdx_ecdsa", ("tdx",), (TDX_ECDSA,), **kw))
-verifiers.register("sev_snp", 42, lambda **kw: UnsupportedVerifier(
-    "sev_snp", SEV_SNP, "SEV-SNP report verification is not available yet", **kw))
+
+
+def _sev_snp(**kw: Any) -> Verifier:
+    from .snp import SevSnpVerifier  # imported on use: it pulls in the AMD KDS client
+
+    return SevSnpVerifier(**kw)
+
+
+verifiers.register("sev_snp", 42, _sev_snp)
 verifiers.register("sgx_ecdsa", 52, lambda **kw: DcapVerifier(
     "sgx_ecdsa", ("sgx", "tdx"), (SGX_ECDSA, TDX_ECDSA), **kw))
 verifiers.register("sgx_ecdsa_qve", 53, lambda **kw: DcapVerifier(

@@ -1,0 +1,555 @@
+"""AMD SEV-SNP attestation report verification, and the ``sev_snp`` verifier built on it.
+
+Read :func:`verify_snp_report` top to bottom: each numbered step is one check with its own typed
+error (shared/docs/tee-interfaces.md §2; the same checks as go-sev-guest ``verify/`` and trustee):
+
+1. the report parses (version 2/3/5, reserved bytes zero, policy bit 17 set, ECDSA P-384);
+2. it was requested by the guest (VMPL 0-3) and is signed at all (SIGNER_INFO signing key not "none");
+3. the VEK certificate is the kind SIGNER_INFO names (VCEK or VLEK) and holds a P-384 key;
+4. the chain: the ARK is trusted (one of AMD's pinned ARKs, or a caller-given anchor) and self-signed,
+   the ASK (ASVK for a VLEK) is signed by the ARK, the VEK by the ASK/ASVK, all RSASSA-PSS SHA-384
+   with salt 48, and the names are AMD's for the product line;
+5. every certificate is valid at ``at`` (not yet valid fails; expired is flagged, or fails when strict);
+6. the product line is one product throughout: the caller's, the report's CPUID (v3+), the pinned ARK
+   and the VEK's productName;
+7. the report signature by the VEK over ``report[0:0x2A0]``;
+8. the VEK was derived for the report's REPORTED_TCB (its SPL extensions equal it byte for byte);
+9. a VCEK is the chip's own: its hwID equals CHIP_ID (skipped, with the reason recorded, when the
+   platform masks the chip key, and for VLEKs, which are not chip-specific).
+
+Status semantics. Unlike Intel, AMD publishes no signed TCB status for SNP: the KDS only issues VEKs
+(and revokes ASKs through its CRL). So ``UpToDate`` here means exactly "genuine AMD hardware signed this
+report with a key AMD issued for the report's REPORTED_TCB, and nothing in the chain is revoked or
+inconsistent". It says nothing about whether that TCB is the newest; a policy that needs minimum
+firmware levels compares ``measurements["reported_tcb_spl"]`` with its own reference values.
+
+Certificates come from a collateral source, because SNP evidence carries none: explicit ones, the cert
+table the host hands the guest (configfs-tsm ``auxblob``), a file or directory of certificates, or
+AMD's Key Distribution Service through :class:`eaa.collateral.kds.KdsClient` (VCEKs and chains only:
+VLEKs are not public). Whatever the source, the chain is checked here against the trust anchors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from ..attest.evidence import SEV_SNP
+from ..attest.snp_certs import SnpCertTable
+from ..collateral.kds import AMD_ARK_SHA256, KDS_URL, KdsClient, SnpTcb
+from ..errors import (
+    CertificateChainError,
+    CollateralExpired,
+    CollateralMissing,
+    ConfigError,
+    EaaError,
+    FormatError,
+    IdentityMismatch,
+    InvalidSignature,
+    UntrustedRoot,
+)
+from ..formats.snp_report import (
+    PRODUCTS,
+    SIGNING_KEY_NONE,
+    SIGNING_KEY_VLEK,
+    TURIN,
+    SnpReport,
+    normalize_product,
+)
+from ..formats.snp_vek import VCEK, VLEK, load_certificates, load_vek_certificate, vek_extensions, vek_kind
+from .result import UP_TO_DATE, VerificationResult
+from .trust import TrustAnchor
+from .x509chain import check_crl, check_windows
+
+if TYPE_CHECKING:
+    from ..collateral.bundle import Collateral
+
+TEE = "sev-snp"
+PSS_SHA384 = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+MIN_RSA_BITS = 2048
+_SHA256 = hashes.SHA256()
+_PINNED_ARKS = {bytes.fromhex(fp): product for product, fp in AMD_ARK_SHA256.items()}
+_MAX_CERT_FILE = 1 << 20
+
+CertInput = Union[bytes, str, x509.Certificate, Sequence[Union[bytes, str, x509.Certificate]]]
+AnchorInput = Union[TrustAnchor, x509.Certificate]
+
+
+# ---------------- collateral: the certificates for one report ----------------
+
+def _certs(value: CertInput | None) -> tuple[x509.Certificate, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, x509.Certificate):
+        return (value,)
+    if isinstance(value, (bytes, bytearray, memoryview, str)):
+        return tuple(load_certificates(bytes(value) if not isinstance(value, str) else value)) if value else ()
+    out: list[x509.Certificate] = []
+    for item in value:
+        out.extend(_certs(item))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class SnpCollateral:
+    """Certificates that may verify a report: candidate VEKs and a pool of ASK/ASVK/ARK certificates.
+
+    A pool rather than a fixed chain, so one directory or cert table can serve several products and
+    chips: the verifier picks the VEK matching the report and follows issuer names through the pool.
+    """
+
+    veks: tuple[x509.Certificate, ...] = ()
+    chain: tuple[x509.Certificate, ...] = ()
+    crl: bytes | None = None  # AMD's CRL for the product (DER), optional
+    source: str = "explicit"
+
+    @classmethod
+    def of(cls, vek: CertInput | None = None, chain: CertInput | None = None, crl: bytes | None = None,
+           source: str = "explicit") -> "SnpCollateral":
+        """From DER/PEM bytes or certificates; the VEK(s) and the chain may also be mixed in either."""
+        pool = _certs(vek) + _certs(chain)
+        veks = tuple(c for c in pool if vek_kind(c) is not None)
+        return cls(veks, tuple(c for c in pool if vek_kind(c) is None), crl, source)
+
+    @classmethod
+    def from_cert_table(cls, table: SnpCertTable) -> "SnpCollateral":
+        """The host's certificate table (VCEK/VLEK, ASK, ARK; any may be missing)."""
+        parts = [table.get(name) for name in ("vcek", "vlek", "ask", "ark")]
+        return cls.of(chain=[p for p in parts if p], source="cert table")
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> "SnpCollateral":
+        """Certificates from a file (PEM bundle or one DER) or every certificate file of a directory.
+
+        Files that hold no certificate are skipped, so a directory shared with DCAP collateral works.
+        """
+        p = Path(path)
+        files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+        pool: list[x509.Certificate] = []
+        for f in files:
+            try:
+                if f.stat().st_size > _MAX_CERT_FILE:
+                    continue
+                pool.extend(_certs(f.read_bytes()))
+            except (OSError, FormatError):
+                continue
+        return cls.of(chain=pool, source=f"file {p}")
+
+    def merged(self, other: "SnpCollateral") -> "SnpCollateral":
+        return SnpCollateral(self.veks + other.veks, self.chain + other.chain, self.crl or other.crl,
+                             f"{self.source} + {other.source}")
+
+    def select_vek(self, report: SnpReport, product: str | None) -> x509.Certificate | None:
+        """The VEK for this report: of the kind SIGNER_INFO names, for its chip and REPORTED_TCB.
+
+        With a single candidate it is returned even if it does not match, so that verification can say
+        precisely what is wrong with it; with several, only a matching one is.
+        """
+        want = VLEK if report.signing_key == SIGNING_KEY_VLEK else VCEK
+        kind = [c for c in self.veks if vek_kind(c) == want]
+        if len(self.veks) == 1:
+            return self.veks[0]
+        for cert in kind:
+            try:
+                ext = vek_extensions(cert)
+                p = product or ext.product
+                if ext.tcb(p).encode() != report.reported_tcb:
+                    continue
+                if want == VCEK and not report.chip_id_masked and not _hwid_matches(ext.hwid, report.chip_id, p):
+                    continue
+            except EaaError:
+                continue
+            return cert
+        return None
+
+
+def _hwid_matches(hwid: bytes | None, chip_id: bytes, product: str) -> bool:
+    if hwid is None:
+        return False
+    return hwid == (chip_id[:8] if product == TURIN else chip_id)
+
+
+# ---------------- trust anchors ----------------
+
+@dataclass(frozen=True)
+class _Root:
+    cert: x509.Certificate
+    name: str
+    product: str | None  # known for AMD's pinned ARKs
+
+
+def _anchor_cert(a: AnchorInput) -> x509.Certificate:
+    return a.certificate if isinstance(a, TrustAnchor) else a
+
+
+def _trusted_root(ark: x509.Certificate, anchors: Sequence[AnchorInput] | None) -> _Root:
+    fp = ark.fingerprint(_SHA256)
+    pinned = _PINNED_ARKS.get(fp)
+    if anchors is None:
+        if pinned is None:
+            raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} is not one of AMD's pinned ARKs "
+                                f"({', '.join(PRODUCTS)})")
+        return _Root(ark, f"AMD ARK-{pinned} (pinned)", pinned)
+    for a in anchors:
+        if _anchor_cert(a).fingerprint(_SHA256) == fp:
+            name = a.name if isinstance(a, TrustAnchor) else ark.subject.rfc4514_string()
+            return _Root(ark, name, pinned)
+    raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} is not among the given trust anchors")
+
+
+# ---------------- certificate checks ----------------
+
+def _cn(cert: x509.Certificate) -> str:
+    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(cns[0].value) if len(cns) == 1 else ""
+
+
+def _pss_verify(child: x509.Certificate, parent: x509.Certificate, what: str) -> None:
+    """``child`` signed by ``parent``'s RSA key with RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48 (AMD's only scheme)."""
+    if child.issuer != parent.subject:
+        raise CertificateChainError(f"{what}: issued by {child.issuer.rfc4514_string()}, "
+                                    f"not by {parent.subject.rfc4514_string()}")
+    if child.signature_algorithm_oid != x509.SignatureAlgorithmOID.RSASSA_PSS:
+        raise CertificateChainError(f"{what}: not signed with RSASSA-PSS")
+    key = parent.public_key()
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+        raise CertificateChainError(f"{what}: issuer {_cn(parent)} does not hold an RSA key of at least "
+                                    f"{MIN_RSA_BITS} bits")
+    try:
+        key.verify(child.signature, child.tbs_certificate_bytes, PSS_SHA384, hashes.SHA384())
+    except _CryptoInvalidSignature:
+        raise InvalidSignature(f"{what}: RSASSA-PSS signature by {_cn(parent)} does not verify") from None
+
+
+def _require_ca(cert: x509.Certificate, what: str) -> None:
+    try:
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        ca = False
+    except ValueError as e:
+        raise CertificateChainError(f"{what}: extensions do not parse ({e})") from None
+    if not ca:
+        raise CertificateChainError(f"{what} {cert.subject.rfc4514_string()} is not a CA certificate")
+
+
+def _find_issuer(child: x509.Certificate, pool: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    for c in pool:
+        if c.subject == child.issuer and c is not child:
+            return c
+    return None
+
+
+def _as_datetime(at: datetime | int | float) -> datetime:
+    from .dcap import as_datetime
+
+    return as_datetime(at)
+
+
+# ---------------- the verification ----------------
+
+def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertInput,
+                      at: datetime | int | float, trust_anchors: Sequence[AnchorInput] | None = None,
+                      product: str | None = None, strict: bool = False, crl: bytes | None = None,
+                      collateral_source: str = "explicit") -> VerificationResult:
+    """Verify one SEV-SNP report against its VEK certificate and chain (see the module docstring).
+
+    ``vek``: the VCEK/VLEK (DER or PEM). ``chain``: the ASK/ASVK and ARK (PEM, as the KDS serves them; the
+    ARK may be left out when it is among ``trust_anchors``). ``trust_anchors``: AMD ARK certificates to
+    trust instead of AMD's pinned ARKs (for tests and private roots). ``product``: Milan/Genoa/Turin, needed
+    only to cross-check a v2 report, whose CPUID fields are absent. ``crl``: AMD's CRL, checked when given.
+    """
+    now = _as_datetime(at)
+
+    # 1. The report's format.
+    r = report if isinstance(report, SnpReport) else SnpReport.parse(report)
+
+    # 2. Requested by the guest, and signed.
+    if not r.requested_by_guest:
+        raise IdentityMismatch(f"the report was not requested by a guest VMPL (VMPL 0x{r.vmpl:x}); its report "
+                               "data is not the guest's")
+    if r.signing_key == SIGNING_KEY_NONE:
+        raise InvalidSignature("the report is not signed (SIGNER_INFO signing key: none)")
+    signer = VLEK if r.signing_key == SIGNING_KEY_VLEK else VCEK
+
+    # 3. The VEK certificate: the kind the report names, a P-384 key.
+    veks = _certs(vek)
+    if len(veks) != 1:
+        raise CertificateChainError(f"expected one VEK certificate, got {len(veks)}")
+    vek_cert = veks[0]
+    kind = vek_kind(vek_cert)
+    if kind is None:
+        raise CertificateChainError(f"{vek_cert.subject.rfc4514_string()} is not a VCEK or VLEK certificate")
+    if kind != signer:
+        raise IdentityMismatch(f"the report says it is signed by a {signer} (SIGNER_INFO), the certificate is a {kind}")
+    vek_key = vek_cert.public_key()
+    if not isinstance(vek_key, ec.EllipticCurvePublicKey) or not isinstance(vek_key.curve, ec.SECP384R1):
+        raise CertificateChainError(f"the {kind} does not hold a P-384 key")
+    ext = vek_extensions(vek_cert)
+
+    # 4. The chain: VEK <- ASK/ASVK <- ARK (trusted, self-signed), by issuer names through the pool.
+    pool = [c for c in _certs(chain) if c is not vek_cert]
+    anchor_certs = [_anchor_cert(a) for a in trust_anchors] if trust_anchors is not None else []
+    ask = _find_issuer(vek_cert, pool)
+    intermediate = "ASVK" if kind == VLEK else "ASK"
+    if ask is None or ask.subject == ask.issuer:
+        raise CertificateChainError(f"the chain holds no {intermediate} that issued the {kind} "
+                                    f"({vek_cert.issuer.rfc4514_string()})")
+    ark = _find_issuer(ask, pool) or _find_issuer(ask, anchor_certs)
+    if ark is None:
+        raise CertificateChainError(f"the chain holds no ARK that issued the {intermediate} "
+                                    f"({ask.issuer.rfc4514_string()})")
+    root = _trusted_root(ark, trust_anchors)
+    _require_ca(ark, "ARK")
+    _require_ca(ask, intermediate)
+    _pss_verify(ark, ark, "ARK (self-signed)")
+    _pss_verify(ask, ark, intermediate)
+    _pss_verify(vek_cert, ask, kind)
+
+    # 5. Validity at the verification time (AMD's certificates are long-lived; expiry is flagged).
+    windows = [(c, c.not_valid_before_utc, c.not_valid_after_utc) for c in (vek_cert, ask, ark)]
+    earliest = check_windows(windows, now, f"{kind} certificate chain")
+    if crl is not None:
+        checked = check_crl(crl, ark, "AMD CRL")
+        if checked.this_update > now:
+            raise CollateralExpired(f"AMD CRL is not valid before {checked.this_update:%Y-%m-%dT%H:%M:%SZ}")
+        if checked.is_revoked(ask.serial_number):
+            raise CertificateChainError(f"the {intermediate} {ask.subject.rfc4514_string()} is revoked by AMD's CRL")
+        earliest = min(earliest, checked.next_update)
+    expired = earliest <= now
+    if expired and strict:
+        raise CollateralExpired(f"the {kind} certificate chain expired at {earliest:%Y-%m-%dT%H:%M:%SZ}")
+
+    # 6. One product line throughout.
+    line, product_source = _product(r, product, root, ext.product)
+    if ext.product != line:
+        raise IdentityMismatch(f"the {kind} is for {ext.product_name}, the report is from a {line} ({product_source})")
+    if root.product is not None and root.product != line:
+        raise IdentityMismatch(f"the chain ends in AMD's {root.product} ARK, the report is from a {line}")
+    want_ask = f"SEV-VLEK-{line}" if kind == VLEK else f"SEV-{line}"
+    if _cn(ark) != f"ARK-{line}" or _cn(ask) != want_ask:
+        raise CertificateChainError(f"chain names {_cn(ask)!r} <- {_cn(ark)!r} are not AMD's {want_ask!r} <- "
+                                    f"'ARK-{line}'")
+
+    # 7. The report signature (ECDSA P-384, SHA-384, r and s little-endian) over report[0:0x2A0].
+    try:
+        vek_key.verify(encode_dss_signature(*r.signature_rs), r.signed_bytes, ECDSA_SHA384)
+    except _CryptoInvalidSignature:
+        raise InvalidSignature(f"the report signature does not verify with the {kind}") from None
+
+    # 8. The VEK was derived for REPORTED_TCB.
+    reported = r.tcb("reported", line)
+    cert_tcb = ext.tcb(line)
+    if cert_tcb.encode() != r.reported_tcb:
+        raise IdentityMismatch(f"the {kind} is for TCB {cert_tcb}, the report's REPORTED_TCB is {reported}")
+
+    # 9. A VCEK is one chip's key: bind it to CHIP_ID.
+    if kind == VLEK:
+        chip_binding = "skipped: a VLEK is not chip-specific"
+    elif r.chip_id_masked:
+        if any(r.chip_id):
+            raise IdentityMismatch("MASK_CHIP_KEY is set but CHIP_ID is not zero")
+        chip_binding = "skipped: the platform masks the chip key (SIGNER_INFO MASK_CHIP_KEY)"
+    else:
+        if ext.hwid is None:
+            raise CertificateChainError("the VCEK has no hwID extension")
+        if not _hwid_matches(ext.hwid, r.chip_id, line):
+            raise IdentityMismatch(f"the VCEK is for chip {ext.hwid.hex()}, the report's CHIP_ID is {r.chip_id.hex()}")
+        chip_binding = "checked: VCEK hwID equals CHIP_ID"
+
+    return VerificationResult(
+        tee=TEE,
+        status=UP_TO_DATE,
+        advisory_ids=(),
+        measurements=_measurements(r, line),
+        report_data=r.report_data,
+        collateral_expired=expired,
+        simulated=False,
+        debug=r.debug,
+        earliest_expiration=earliest,
+        details={
+            "report_version": r.version,
+            "signer": kind,
+            "product": line,
+            "product_source": product_source,
+            "product_name": ext.product_name,
+            "chip_binding": chip_binding,
+            "csp_id": ext.csp_id,
+            "root": root.name,
+            "collateral_source": collateral_source,
+            "status_meaning": "signed by a genuine AMD key for the reported TCB; SNP has no TCB status collateral",
+        },
+    )
+
+
+def _product(r: SnpReport, given: str | None, root: _Root, cert_line: str) -> tuple[str, str]:
+    """The product line and where it came from: the caller, the report's CPUID, the pinned ARK, the VEK."""
+    cpuid = r.product
+    if given is not None:
+        line = normalize_product(given)
+        if cpuid is not None and cpuid != line:
+            raise IdentityMismatch(f"the report's CPUID names a {cpuid}, {line} was expected")
+        return line, "given"
+    if cpuid is not None:
+        return cpuid, "report CPUID"
+    if r.cpuid_fam_id:  # a v3+ report naming a CPU that is no known product (all zero: not stated)
+        raise IdentityMismatch(f"the report's CPUID family 0x{r.cpuid_fam_id:02x} model 0x{r.cpuid_mod_id or 0:02x} "
+                               "is no known SEV-SNP product; name the product")
+    if root.product is not None:
+        return root.product, "pinned ARK"
+    return cert_line, "VEK certificate"
+
+
+def _measurements(r: SnpReport, product: str) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "measurement": r.measurement.hex(),
+        "host_data": r.host_data.hex(),
+        "id_key_digest": r.id_key_digest.hex(),
+        "author_key_digest": r.author_key_digest.hex(),
+        "policy": r.policy,
+        "vmpl": r.vmpl,
+        "guest_svn": r.guest_svn,
+        "family_id": r.family_id.hex(),
+        "image_id": r.image_id.hex(),
+        "chip_id": r.chip_id.hex(),
+        "report_id": r.report_id.hex(),
+        "report_id_ma": r.report_id_ma.hex(),
+        "platform_info": r.platform_info,
+        "signer_info": r.signer_info,
+    }
+    for which in ("reported", "current", "committed", "launch"):
+        tcb = r.tcb(which, product)
+        m[f"{which}_tcb"] = f"0x{tcb.encode():016x}"
+        m[f"{which}_tcb_spl"] = tcb.as_dict()
+    m["current_firmware"] = f"{r.current_major}.{r.current_minor}.{r.current_build}"
+    m["committed_firmware"] = f"{r.committed_major}.{r.committed_minor}.{r.committed_build}"
+    if r.launch_mit_vector is not None:
+        m["launch_mit_vector"] = r.launch_mit_vector
+        m["current_mit_vector"] = r.current_mit_vector
+    return m
+
+
+# ---------------- the registry verifier ----------------
+
+# Where certificates come from when the evidence carries none: fixed certificates, the host's cert table,
+# a file or directory, a KDS client, or a function (tee, report bytes) -> any of these (or None).
+SnpCollateralSource = Union[SnpCollateral, SnpCertTable, KdsClient, str, "os.PathLike[str]",
+                            Callable[[str, bytes], Any], None]
+
+
+class SevSnpVerifier:
+    """rats-tls ``sev_snp`` (priority 42): SEV-SNP reports, certificates from a source or AMD's KDS.
+
+    Options: ``amd_anchors`` (AMD ARK certificates to trust instead of the pinned ones; ``trust_anchors``
+    are used only for the ARK-named certificates among them, as they usually hold Intel roots),
+    ``collateral_source`` (see :data:`SnpCollateralSource`; sources meant for DCAP are ignored), ``kds``
+    (a :class:`KdsClient`, a KDS/eaa-pccs base URL, or False for no network; default AMD's KDS),
+    ``product`` (for v2 reports), ``strict`` (expired certificates fail). Other options are ignored.
+    """
+
+    name = "sev_snp"
+    evidence_types: tuple[str, ...] = (SEV_SNP,)
+
+    def __init__(self, *, amd_anchors: Sequence[AnchorInput] | None = None,
+                 trust_anchors: Sequence[AnchorInput] | None = None, collateral_source: SnpCollateralSource = None,
+                 kds: KdsClient | str | bool | None = None, product: str | None = None, strict: bool = False,
+                 **_: Any) -> None:
+        if amd_anchors is not None:
+            self.anchors: tuple[AnchorInput, ...] | None = tuple(amd_anchors)
+        else:
+            arks = tuple(a for a in (trust_anchors or ()) if _cn(_anchor_cert(a)).startswith("ARK-"))
+            self.anchors = arks or None
+        self.collateral_source = collateral_source
+        self.product = normalize_product(product) if product is not None else None
+        self.strict = strict
+        if kds is not None and not isinstance(kds, (KdsClient, str, bool)):
+            raise ConfigError(f"kds must be a KdsClient, a URL or a boolean, not {type(kds).__name__}")
+        self._kds_option = kds
+        self._kds: KdsClient | None = kds if isinstance(kds, KdsClient) else None
+
+    # ---- collateral ----
+    def _kds_client(self) -> KdsClient | None:
+        if isinstance(self.collateral_source, KdsClient):
+            return self.collateral_source
+        if self._kds_option is False:
+            return None
+        if self._kds is None:
+            url = self._kds_option if isinstance(self._kds_option, str) else KDS_URL
+            arks = [_anchor_cert(a) for a in self.anchors] if self.anchors is not None else None
+            self._kds = KdsClient(url, trusted_arks=arks)
+        return self._kds
+
+    def _from_source(self, source: Any, report: bytes) -> SnpCollateral | None:
+        if source is None or isinstance(source, KdsClient):
+            return None
+        if isinstance(source, SnpCollateral):
+            return source
+        if isinstance(source, SnpCertTable):
+            return SnpCollateral.from_cert_table(source)
+        if isinstance(source, (str, os.PathLike)):
+            return SnpCollateral.from_path(source)
+        if callable(source):
+            result = source(TEE, report)
+            return None if callable(result) else self._from_source(result, report)
+        return None  # DCAP collateral and other kinds are not SNP certificates
+
+    def collateral_for(self, report: SnpReport, collateral: Any = None) -> SnpCollateral:
+        """Certificates for ``report``: those given, then the configured source, then (VCEK and chains) KDS."""
+        have = SnpCollateral(source="none")
+        for source in (collateral, self.collateral_source):
+            found = self._from_source(source, report.raw)
+            if found is not None:
+                have = found if have.source == "none" else have.merged(found)
+        product = self.product or report.product
+        signer = "vlek" if report.signing_key == SIGNING_KEY_VLEK else "vcek"
+        vek = have.select_vek(report, product)
+        if product is None and vek is not None:
+            try:  # a v2 report does not name its product; the VEK's productName does (verified later)
+                product = vek_extensions(vek).product
+            except EaaError:
+                pass
+        need_chain = vek is None or _find_issuer(vek, have.chain) is None
+        if vek is not None and not need_chain:
+            return SnpCollateral((vek,), have.chain, have.crl, have.source)
+        kds = self._kds_client()
+        if kds is None or product is None or report.signing_key == SIGNING_KEY_NONE:
+            why = ("name the product (a v2 report does not say it)" if product is None and kds is not None
+                   else "no KDS is configured" if kds is None else "the report is unsigned")
+            raise CollateralMissing(f"no {signer.upper()} certificate chain for this SEV-SNP report: none came with "
+                                    f"it ({have.source}) and it cannot be fetched: {why}")
+        fetched = []
+        if vek is None:
+            if signer == "vlek":
+                raise CollateralMissing("no VLEK certificate for this SEV-SNP report: VLEKs come only from the "
+                                        "host's certificate table, not from AMD's KDS")
+            tcb = SnpTcb.from_reported_tcb(report.reported_tcb, product)
+            vek = load_vek_certificate(kds.vcek(product, report.chip_id, tcb))
+            fetched.append("VCEK")
+        chain = kds.cert_chain(product, signer)
+        fetched.append("cert_chain")
+        source = f"AMD KDS {kds.base_url} ({', '.join(fetched)})"
+        return SnpCollateral((vek,), have.chain + (chain.ask, chain.ark), have.crl,
+                             source if have.source == "none" else f"{have.source} + {source}")
+
+    # ---- the verifier interface ----
+    def verify_evidence(self, evidence: bytes, *, evidence_type: str = SEV_SNP, report_data_hash: bytes | None = None,
+                        collateral: "Collateral | SnpCollateral | SnpCertTable | None" = None,
+                        at: datetime | int | float | None = None, **_: Any) -> VerificationResult:
+        from .registry import check_report_data
+
+        if at is None:
+            raise ConfigError("the verification time is required")
+        report = SnpReport.parse(evidence)
+        check_report_data(report.report_data, report_data_hash)
+        c = self.collateral_for(report, collateral)
+        return verify_snp_report(report, vek=c.veks[0], chain=c.chain, at=at, trust_anchors=self.anchors,
+                                 product=self.product, strict=self.strict, crl=c.crl, collateral_source=c.source)
