@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import json
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -33,10 +32,6 @@ V1_REPLY_ID = "123456"
 NONCE_SIZE = 32
 MAX_REQUEST = 4096  # a request is a few dozen bytes; anything near this is abuse
 MAX_REPLY = 4 << 20  # evidence with a PCK chain and collateral stays well below
-
-
-def new_nonce(randbytes: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
-    return randbytes(NONCE_SIZE)
 
 
 def _b64(data: bytes) -> str:
