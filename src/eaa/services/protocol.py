@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from ..collateral.bundle import Collateral
 from ..errors import EaaError, IdentityMismatch, ProtocolError
