@@ -9,7 +9,8 @@ error (shared/docs/tee-interfaces.md §2; the same checks as go-sev-guest ``veri
 4. the chain: the ARK is trusted (one of AMD's pinned ARKs, or a caller-given anchor) and self-signed,
    the ASK (ASVK for a VLEK) is signed by the ARK, the VEK by the ASK/ASVK, all RSASSA-PSS SHA-384
    with salt 48, and the names are AMD's for the product line;
-5. every certificate is valid at ``at`` (not yet valid fails; expired is flagged, or fails when strict);
+5. every certificate is valid at ``at`` (as for DCAP: expired or not-yet-valid is flagged, and fails when
+   strict);
 6. the product line is one product throughout: the caller's, the report's CPUID (v3+), the pinned ARK
    and the VEK's productName;
 7. the report signature by the VEK over ``report[0:0x2A0]``;
@@ -65,10 +66,18 @@ from ..formats.snp_report import (
     SnpReport,
     normalize_product,
 )
-from ..formats.snp_vek import VCEK, VLEK, load_certificates, load_vek_certificate, vek_extensions, vek_kind
+from ..formats.snp_vek import (
+    VCEK,
+    VLEK,
+    VekExtensions,
+    load_certificates,
+    load_vek_certificate,
+    vek_extensions,
+    vek_kind,
+)
 from .result import UP_TO_DATE, VerificationResult
 from .trust import TrustAnchor
-from .x509chain import check_crl, check_windows
+from .x509chain import check_crl
 
 if TYPE_CHECKING:
     from ..collateral.bundle import Collateral
@@ -249,6 +258,20 @@ def _find_issuer(child: x509.Certificate, pool: Sequence[x509.Certificate]) -> x
     return None
 
 
+def _anchor_issuer(child: x509.Certificate, anchors: Sequence[x509.Certificate], what: str) -> x509.Certificate | None:
+    """The trusted ARK that signed ``child`` when the chain leaves the ARK out (several may share a name)."""
+    named = [a for a in anchors if a.subject == child.issuer]
+    for a in named:
+        try:
+            _pss_verify(child, a, what)
+            return a
+        except EaaError:
+            continue
+    if named:
+        raise UntrustedRoot(f"the {what} is not signed by any trusted ARK named {child.issuer.rfc4514_string()}")
+    return None
+
+
 def _as_datetime(at: datetime | int | float) -> datetime:
     from .dcap import as_datetime
 
@@ -256,6 +279,87 @@ def _as_datetime(at: datetime | int | float) -> datetime:
 
 
 # ---------------- the verification ----------------
+
+@dataclass(frozen=True)
+class VekChain:
+    """A VEK certificate whose chain to a trusted ARK verified (steps 3-5 of :func:`verify_snp_report`)."""
+
+    vek: x509.Certificate
+    kind: str  # VCEK or VLEK
+    intermediate: x509.Certificate  # ASK, or ASVK for a VLEK
+    ark: x509.Certificate
+    root_name: str
+    root_product: str | None  # the product of a pinned AMD ARK; None for other anchors
+    extensions: VekExtensions
+    earliest_expiration: datetime
+    expired: bool
+    not_yet_valid: tuple[str, ...] = ()  # "<certificate> is not valid before <time>" for each
+
+    @property
+    def intermediate_name(self) -> str:
+        return "ASVK" if self.kind == VLEK else "ASK"
+
+
+def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | float,
+                    trust_anchors: Sequence[AnchorInput] | None = None, crl: bytes | None = None,
+                    strict: bool = False) -> VekChain:
+    """Check a VCEK/VLEK certificate up to a trusted ARK: kind, P-384 key, RSASSA-PSS links, validity, CRL.
+
+    Used alone to vet certificates (e.g. a chain without a report); :func:`verify_snp_report` adds the
+    bindings to one report. Product names are checked there, where the product line is known.
+    """
+    now = _as_datetime(at)
+    veks = _certs(vek)
+    if len(veks) != 1:
+        raise CertificateChainError(f"expected one VEK certificate, got {len(veks)}")
+    vek_cert = veks[0]
+    kind = vek_kind(vek_cert)
+    if kind is None:
+        raise CertificateChainError(f"{vek_cert.subject.rfc4514_string()} is not a VCEK or VLEK certificate")
+    vek_key = vek_cert.public_key()
+    if not isinstance(vek_key, ec.EllipticCurvePublicKey) or not isinstance(vek_key.curve, ec.SECP384R1):
+        raise CertificateChainError(f"the {kind} does not hold a P-384 key")
+    ext = vek_extensions(vek_cert)
+
+    # The chain: VEK <- ASK/ASVK <- ARK (trusted, self-signed), following issuer names through the pool.
+    pool = [c for c in _certs(chain) if c is not vek_cert]
+    anchor_certs = [_anchor_cert(a) for a in trust_anchors] if trust_anchors is not None else []
+    intermediate = "ASVK" if kind == VLEK else "ASK"
+    ask = _find_issuer(vek_cert, pool)
+    if ask is None or ask.subject == ask.issuer:
+        raise CertificateChainError(f"the chain holds no {intermediate} that issued the {kind} "
+                                    f"({vek_cert.issuer.rfc4514_string()})")
+    ark = _find_issuer(ask, pool) or _anchor_issuer(ask, anchor_certs, intermediate)
+    if ark is None:
+        raise CertificateChainError(f"the chain holds no ARK that issued the {intermediate} "
+                                    f"({ask.issuer.rfc4514_string()})")
+    root = _trusted_root(ark, trust_anchors)
+    _require_ca(ark, "ARK")
+    _require_ca(ask, intermediate)
+    _pss_verify(ark, ark, "ARK (self-signed)")
+    _pss_verify(ask, ark, intermediate)
+    _pss_verify(vek_cert, ask, kind)
+
+    # Validity at the verification time, with the DCAP verifier's semantics: expiry and issue dates in the
+    # future are reported (``collateral_expired``, ``details["not_yet_valid"]``, rejected by the default
+    # policy), and fatal only when strict.
+    windows = [(kind, vek_cert.not_valid_before_utc, vek_cert.not_valid_after_utc),
+               (intermediate, ask.not_valid_before_utc, ask.not_valid_after_utc),
+               ("ARK", ark.not_valid_before_utc, ark.not_valid_after_utc)]
+    if crl is not None:
+        checked = check_crl(crl, ark, "AMD CRL")
+        if checked.is_revoked(ask.serial_number):
+            raise CertificateChainError(f"the {intermediate} {ask.subject.rfc4514_string()} is revoked by AMD's CRL")
+        windows.append(("AMD CRL", checked.this_update, checked.next_update))
+    not_yet_valid = tuple(f"{name} is not valid before {nb:%Y-%m-%dT%H:%M:%SZ}" for name, nb, _ in windows if now < nb)
+    earliest = min(na for _, _, na in windows)
+    expired = earliest <= now
+    if expired and strict:
+        raise CollateralExpired(f"the {kind} certificate chain expired at {earliest:%Y-%m-%dT%H:%M:%SZ}")
+    if not_yet_valid and strict:
+        raise CollateralExpired(f"the {kind} certificate chain is not yet valid: {not_yet_valid[0]}")
+    return VekChain(vek_cert, kind, ask, ark, root.name, root.product, ext, earliest, expired, not_yet_valid)
+
 
 def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertInput,
                       at: datetime | int | float, trust_anchors: Sequence[AnchorInput] | None = None,
@@ -267,9 +371,8 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
     ARK may be left out when it is among ``trust_anchors``). ``trust_anchors``: AMD ARK certificates to
     trust instead of AMD's pinned ARKs (for tests and private roots). ``product``: Milan/Genoa/Turin, needed
     only to cross-check a v2 report, whose CPUID fields are absent. ``crl``: AMD's CRL, checked when given.
+    ``strict``: an expired or not yet valid certificate (or CRL) fails instead of being flagged.
     """
-    now = _as_datetime(at)
-
     # 1. The report's format.
     r = report if isinstance(report, SnpReport) else SnpReport.parse(report)
 
@@ -281,66 +384,26 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
         raise InvalidSignature("the report is not signed (SIGNER_INFO signing key: none)")
     signer = VLEK if r.signing_key == SIGNING_KEY_VLEK else VCEK
 
-    # 3. The VEK certificate: the kind the report names, a P-384 key.
-    veks = _certs(vek)
-    if len(veks) != 1:
-        raise CertificateChainError(f"expected one VEK certificate, got {len(veks)}")
-    vek_cert = veks[0]
-    kind = vek_kind(vek_cert)
-    if kind is None:
-        raise CertificateChainError(f"{vek_cert.subject.rfc4514_string()} is not a VCEK or VLEK certificate")
+    # 3-5. The VEK certificate and its chain to a trusted ARK, valid at ``at``.
+    vc = check_vek_chain(vek, chain, at=at, trust_anchors=trust_anchors, crl=crl, strict=strict)
+    kind, ext = vc.kind, vc.extensions
     if kind != signer:
         raise IdentityMismatch(f"the report says it is signed by a {signer} (SIGNER_INFO), the certificate is a {kind}")
-    vek_key = vek_cert.public_key()
-    if not isinstance(vek_key, ec.EllipticCurvePublicKey) or not isinstance(vek_key.curve, ec.SECP384R1):
-        raise CertificateChainError(f"the {kind} does not hold a P-384 key")
-    ext = vek_extensions(vek_cert)
-
-    # 4. The chain: VEK <- ASK/ASVK <- ARK (trusted, self-signed), by issuer names through the pool.
-    pool = [c for c in _certs(chain) if c is not vek_cert]
-    anchor_certs = [_anchor_cert(a) for a in trust_anchors] if trust_anchors is not None else []
-    ask = _find_issuer(vek_cert, pool)
-    intermediate = "ASVK" if kind == VLEK else "ASK"
-    if ask is None or ask.subject == ask.issuer:
-        raise CertificateChainError(f"the chain holds no {intermediate} that issued the {kind} "
-                                    f"({vek_cert.issuer.rfc4514_string()})")
-    ark = _find_issuer(ask, pool) or _find_issuer(ask, anchor_certs)
-    if ark is None:
-        raise CertificateChainError(f"the chain holds no ARK that issued the {intermediate} "
-                                    f"({ask.issuer.rfc4514_string()})")
-    root = _trusted_root(ark, trust_anchors)
-    _require_ca(ark, "ARK")
-    _require_ca(ask, intermediate)
-    _pss_verify(ark, ark, "ARK (self-signed)")
-    _pss_verify(ask, ark, intermediate)
-    _pss_verify(vek_cert, ask, kind)
-
-    # 5. Validity at the verification time (AMD's certificates are long-lived; expiry is flagged).
-    windows = [(c, c.not_valid_before_utc, c.not_valid_after_utc) for c in (vek_cert, ask, ark)]
-    earliest = check_windows(windows, now, f"{kind} certificate chain")
-    if crl is not None:
-        checked = check_crl(crl, ark, "AMD CRL")
-        if checked.this_update > now:
-            raise CollateralExpired(f"AMD CRL is not valid before {checked.this_update:%Y-%m-%dT%H:%M:%SZ}")
-        if checked.is_revoked(ask.serial_number):
-            raise CertificateChainError(f"the {intermediate} {ask.subject.rfc4514_string()} is revoked by AMD's CRL")
-        earliest = min(earliest, checked.next_update)
-    expired = earliest <= now
-    if expired and strict:
-        raise CollateralExpired(f"the {kind} certificate chain expired at {earliest:%Y-%m-%dT%H:%M:%SZ}")
 
     # 6. One product line throughout.
-    line, product_source = _product(r, product, root, ext.product)
+    line, product_source = _product(r, product, vc.root_product, ext.product)
     if ext.product != line:
         raise IdentityMismatch(f"the {kind} is for {ext.product_name}, the report is from a {line} ({product_source})")
-    if root.product is not None and root.product != line:
-        raise IdentityMismatch(f"the chain ends in AMD's {root.product} ARK, the report is from a {line}")
+    if vc.root_product is not None and vc.root_product != line:
+        raise IdentityMismatch(f"the chain ends in AMD's {vc.root_product} ARK, the report is from a {line}")
     want_ask = f"SEV-VLEK-{line}" if kind == VLEK else f"SEV-{line}"
-    if _cn(ark) != f"ARK-{line}" or _cn(ask) != want_ask:
-        raise CertificateChainError(f"chain names {_cn(ask)!r} <- {_cn(ark)!r} are not AMD's {want_ask!r} <- "
-                                    f"'ARK-{line}'")
+    if _cn(vc.ark) != f"ARK-{line}" or _cn(vc.intermediate) != want_ask:
+        raise CertificateChainError(f"chain names {_cn(vc.intermediate)!r} <- {_cn(vc.ark)!r} are not AMD's "
+                                    f"{want_ask!r} <- 'ARK-{line}'")
 
     # 7. The report signature (ECDSA P-384, SHA-384, r and s little-endian) over report[0:0x2A0].
+    vek_key = vc.vek.public_key()
+    assert isinstance(vek_key, ec.EllipticCurvePublicKey)  # checked with the chain
     try:
         vek_key.verify(encode_dss_signature(*r.signature_rs), r.signed_bytes, ECDSA_SHA384)
     except _CryptoInvalidSignature:
@@ -372,10 +435,10 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
         advisory_ids=(),
         measurements=_measurements(r, line),
         report_data=r.report_data,
-        collateral_expired=expired,
+        collateral_expired=vc.expired,
         simulated=False,
         debug=r.debug,
-        earliest_expiration=earliest,
+        earliest_expiration=vc.earliest_expiration,
         details={
             "report_version": r.version,
             "signer": kind,
@@ -384,14 +447,15 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
             "product_name": ext.product_name,
             "chip_binding": chip_binding,
             "csp_id": ext.csp_id,
-            "root": root.name,
+            "root": vc.root_name,
             "collateral_source": collateral_source,
+            **({"not_yet_valid": list(vc.not_yet_valid)} if vc.not_yet_valid else {}),
             "status_meaning": "signed by a genuine AMD key for the reported TCB; SNP has no TCB status collateral",
         },
     )
 
 
-def _product(r: SnpReport, given: str | None, root: _Root, cert_line: str) -> tuple[str, str]:
+def _product(r: SnpReport, given: str | None, root_product: str | None, cert_line: str) -> tuple[str, str]:
     """The product line and where it came from: the caller, the report's CPUID, the pinned ARK, the VEK."""
     cpuid = r.product
     if given is not None:
@@ -404,8 +468,8 @@ def _product(r: SnpReport, given: str | None, root: _Root, cert_line: str) -> tu
     if r.cpuid_fam_id:  # a v3+ report naming a CPU that is no known product (all zero: not stated)
         raise IdentityMismatch(f"the report's CPUID family 0x{r.cpuid_fam_id:02x} model 0x{r.cpuid_mod_id or 0:02x} "
                                "is no known SEV-SNP product; name the product")
-    if root.product is not None:
-        return root.product, "pinned ARK"
+    if root_product is not None:
+        return root_product, "pinned ARK"
     return cert_line, "VEK certificate"
 
 
