@@ -13,7 +13,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, parse_cert_table
 from eaa.collateral.kds import KdsClient
-from eaa.errors import CollateralExpired, CollateralMissing, ConfigError, FormatError, IdentityMismatch, UntrustedRoot
+from eaa.errors import (
+    CertificateChainError,
+    CollateralExpired,
+    CollateralMissing,
+    ConfigError,
+    FormatError,
+    IdentityMismatch,
+    InvalidSignature,
+    UntrustedRoot,
+)
 from eaa.formats.snp_report import TcbVersion
 from eaa.verify.registry import ReportDataMismatch, verifiers
 from eaa.verify.snp import SevSnpVerifier, SnpCollateral
@@ -206,3 +215,29 @@ def test_kds_cannot_supply_a_vlek_or_a_missing_vcek() -> None:
         _verify(_select(kds=_virtee_kds(hits), product="Milan"), read_report("snp-trustee", "test-report.bin"))
     with pytest.raises(CollateralMissing, match="no KDS"):
         _verify(_select(kds=False, product="Milan"), read_report("snp-trustee", "test-report.bin"))
+
+
+def test_kds_supplies_a_missing_ark() -> None:
+    """A cert table with the VCEK and ASK but no ARK: the pinned ARK comes from the KDS chain."""
+    report = read_report("snp-virtee-sev", "report_milan.hex")
+    hits: list[str] = []
+    vcek = vector_path("snp-virtee-sev", "vcek_milan.der").read_bytes()
+    ask = vector_path("snp-virtee-sev", "milan_ask.pem").read_bytes()
+    table = SnpCollateral.of(vek=vcek, chain=ask, source="partial")
+    res = _verify(_select(kds=_virtee_kds(hits), collateral_source=table), report)
+    assert res.details["collateral_source"] == "partial + AMD KDS https://kds.test (cert_chain)"
+    with pytest.raises(CertificateChainError, match="no ARK"):  # without a KDS the ARK is missing
+        _verify(_select(collateral_source=table), report)
+
+
+def test_reports_that_cannot_be_verified_fail_before_any_fetch(pki) -> None:  # type: ignore[no-untyped-def]
+    key = ec.generate_private_key(ec.SECP384R1())
+    hits: list[str] = []
+    v = _select(kds=_virtee_kds(hits), amd_anchors=[pki.ark])
+    with pytest.raises(InvalidSignature, match="not signed"):
+        _verify(v, build_report(key, signer_info=7 << 2))
+    with pytest.raises(IdentityMismatch, match="VMPL"):
+        _verify(v, build_report(key, vmpl=0xFFFF_FFFF))
+    assert hits == []
+    with pytest.raises(ConfigError, match="Rome"):
+        _select(product="Rome")

@@ -8,12 +8,12 @@ error (shared/docs/tee-interfaces.md §2; the same checks as go-sev-guest ``veri
 3. the VEK certificate is the kind SIGNER_INFO names (VCEK or VLEK) and holds a P-384 key;
 4. the chain: the ARK is trusted (one of AMD's pinned ARKs, or a caller-given anchor) and self-signed,
    the ASK (ASVK for a VLEK) is signed by the ARK, the VEK by the ASK/ASVK, all RSASSA-PSS SHA-384
-   with salt 48, and the names are AMD's for the product line;
+   with salt 48 (:func:`check_vek_chain` does 3-5 and can be used alone);
 5. every certificate is valid at ``at`` (as for DCAP: expired or not-yet-valid is flagged, and fails when
    strict);
-6. the product line is one product throughout: the caller's, the report's CPUID (v3+), the pinned ARK
-   and the VEK's productName;
-7. the report signature by the VEK over ``report[0:0x2A0]``;
+6. the report signature by the VEK over ``report[0:0x2A0]``;
+7. the product line is one product throughout: the caller's, the report's CPUID (v3+), the pinned ARK,
+   the VEK's productName and AMD's certificate names;
 8. the VEK was derived for the report's REPORTED_TCB (its SPL extensions equal it byte for byte);
 9. a VCEK is the chip's own: its hwID equals CHIP_ID (skipped, with the reason recorded, when the
    platform masks the chip key, and for VLEKs, which are not chip-specific).
@@ -21,8 +21,9 @@ error (shared/docs/tee-interfaces.md §2; the same checks as go-sev-guest ``veri
 Status semantics. Unlike Intel, AMD publishes no signed TCB status for SNP: the KDS only issues VEKs
 (and revokes ASKs through its CRL). So ``UpToDate`` here means exactly "genuine AMD hardware signed this
 report with a key AMD issued for the report's REPORTED_TCB, and nothing in the chain is revoked or
-inconsistent". It says nothing about whether that TCB is the newest; a policy that needs minimum
-firmware levels compares ``measurements["reported_tcb_spl"]`` with its own reference values.
+inconsistent". It says nothing about whether that TCB is the newest: a caller that needs minimum
+firmware levels must compare ``measurements["reported_tcb_spl"]`` with its own values (the reference-value
+policy of :mod:`eaa.policy` does not do that yet).
 
 Certificates come from a collateral source, because SNP evidence carries none: explicit ones, the cert
 table the host hands the guest (configfs-tsm ``auxblob``), a file or directory of certificates, or
@@ -33,6 +34,7 @@ VLEKs are not public). Whatever the source, the chain is checked here against th
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -377,12 +379,7 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
     r = report if isinstance(report, SnpReport) else SnpReport.parse(report)
 
     # 2. Requested by the guest, and signed.
-    if not r.requested_by_guest:
-        raise IdentityMismatch(f"the report was not requested by a guest VMPL (VMPL 0x{r.vmpl:x}); its report "
-                               "data is not the guest's")
-    if r.signing_key == SIGNING_KEY_NONE:
-        raise InvalidSignature("the report is not signed (SIGNER_INFO signing key: none)")
-    signer = VLEK if r.signing_key == SIGNING_KEY_VLEK else VCEK
+    signer = _signer(r)
 
     # 3-5. The VEK certificate and its chain to a trusted ARK, valid at ``at``.
     vc = check_vek_chain(vek, chain, at=at, trust_anchors=trust_anchors, crl=crl, strict=strict)
@@ -390,7 +387,15 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
     if kind != signer:
         raise IdentityMismatch(f"the report says it is signed by a {signer} (SIGNER_INFO), the certificate is a {kind}")
 
-    # 6. One product line throughout.
+    # 6. The report signature (ECDSA P-384, SHA-384, r and s little-endian) over report[0:0x2A0].
+    vek_key = vc.vek.public_key()
+    assert isinstance(vek_key, ec.EllipticCurvePublicKey)  # checked with the chain
+    try:
+        vek_key.verify(encode_dss_signature(*r.signature_rs), r.signed_bytes, ECDSA_SHA384)
+    except _CryptoInvalidSignature:
+        raise InvalidSignature(f"the report signature does not verify with the {kind}") from None
+
+    # 7. One product line throughout (the fields compared from here on are signed).
     line, product_source = _product(r, product, vc.root_product, ext.product)
     if ext.product != line:
         raise IdentityMismatch(f"the {kind} is for {ext.product_name}, the report is from a {line} ({product_source})")
@@ -400,14 +405,6 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
     if _cn(vc.ark) != f"ARK-{line}" or _cn(vc.intermediate) != want_ask:
         raise CertificateChainError(f"chain names {_cn(vc.intermediate)!r} <- {_cn(vc.ark)!r} are not AMD's "
                                     f"{want_ask!r} <- 'ARK-{line}'")
-
-    # 7. The report signature (ECDSA P-384, SHA-384, r and s little-endian) over report[0:0x2A0].
-    vek_key = vc.vek.public_key()
-    assert isinstance(vek_key, ec.EllipticCurvePublicKey)  # checked with the chain
-    try:
-        vek_key.verify(encode_dss_signature(*r.signature_rs), r.signed_bytes, ECDSA_SHA384)
-    except _CryptoInvalidSignature:
-        raise InvalidSignature(f"the report signature does not verify with the {kind}") from None
 
     # 8. The VEK was derived for REPORTED_TCB.
     reported = r.tcb("reported", line)
@@ -453,6 +450,16 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
             "status_meaning": "signed by a genuine AMD key for the reported TCB; SNP has no TCB status collateral",
         },
     )
+
+
+def _signer(r: SnpReport) -> str:
+    """VCEK or VLEK: the key SIGNER_INFO names, for a report a guest VMPL asked for."""
+    if not r.requested_by_guest:
+        raise IdentityMismatch(f"the report was not requested by a guest VMPL (VMPL 0x{r.vmpl:x}); its report "
+                               "data is not the guest's")
+    if r.signing_key == SIGNING_KEY_NONE:
+        raise InvalidSignature("the report is not signed (SIGNER_INFO signing key: none)")
+    return VLEK if r.signing_key == SIGNING_KEY_VLEK else VCEK
 
 
 def _product(r: SnpReport, given: str | None, root_product: str | None, cert_line: str) -> tuple[str, str]:
@@ -533,12 +540,16 @@ class SevSnpVerifier:
             arks = tuple(a for a in (trust_anchors or ()) if _cn(_anchor_cert(a)).startswith("ARK-"))
             self.anchors = arks or None
         self.collateral_source = collateral_source
-        self.product = normalize_product(product) if product is not None else None
+        try:
+            self.product = normalize_product(product) if product is not None else None
+        except FormatError as e:
+            raise ConfigError(f"sev_snp: {e}") from None
         self.strict = strict
         if kds is not None and not isinstance(kds, (KdsClient, str, bool)):
             raise ConfigError(f"kds must be a KdsClient, a URL or a boolean, not {type(kds).__name__}")
         self._kds_option = kds
         self._kds: KdsClient | None = kds if isinstance(kds, KdsClient) else None
+        self._kds_lock = threading.Lock()
 
     # ---- collateral ----
     def _kds_client(self) -> KdsClient | None:
@@ -546,11 +557,12 @@ class SevSnpVerifier:
             return self.collateral_source
         if self._kds_option is False:
             return None
-        if self._kds is None:
-            url = self._kds_option if isinstance(self._kds_option, str) else KDS_URL
-            arks = [_anchor_cert(a) for a in self.anchors] if self.anchors is not None else None
-            self._kds = KdsClient(url, trusted_arks=arks)
-        return self._kds
+        with self._kds_lock:  # one client (and its cache) per verifier, however many threads verify
+            if self._kds is None:
+                url = self._kds_option if isinstance(self._kds_option, str) else KDS_URL
+                arks = [_anchor_cert(a) for a in self.anchors] if self.anchors is not None else None
+                self._kds = KdsClient(url, trusted_arks=arks)
+            return self._kds
 
     def _from_source(self, source: Any, report: bytes) -> SnpCollateral | None:
         if source is None or isinstance(source, KdsClient):
@@ -566,6 +578,14 @@ class SevSnpVerifier:
             return None if callable(result) else self._from_source(result, report)
         return None  # DCAP collateral and other kinds are not SNP certificates
 
+    def _has_chain(self, vek: x509.Certificate, pool: Sequence[x509.Certificate]) -> bool:
+        """Whether ``pool`` (with the anchors) holds an intermediate and ARK for ``vek``, by names."""
+        ask = _find_issuer(vek, pool)
+        if ask is None:
+            return False
+        anchors = [_anchor_cert(a) for a in self.anchors] if self.anchors is not None else []
+        return _find_issuer(ask, pool) is not None or any(a.subject == ask.issuer for a in anchors)
+
     def collateral_for(self, report: SnpReport, collateral: Any = None) -> SnpCollateral:
         """Certificates for ``report``: those given, then the configured source, then (VCEK and chains) KDS."""
         have = SnpCollateral(source="none")
@@ -573,21 +593,21 @@ class SevSnpVerifier:
             found = self._from_source(source, report.raw)
             if found is not None:
                 have = found if have.source == "none" else have.merged(found)
+        signer = _signer(report).lower()
         product = self.product or report.product
-        signer = "vlek" if report.signing_key == SIGNING_KEY_VLEK else "vcek"
         vek = have.select_vek(report, product)
         if product is None and vek is not None:
             try:  # a v2 report does not name its product; the VEK's productName does (verified later)
                 product = vek_extensions(vek).product
             except EaaError:
                 pass
-        need_chain = vek is None or _find_issuer(vek, have.chain) is None
-        if vek is not None and not need_chain:
+        if vek is not None and self._has_chain(vek, have.chain):
             return SnpCollateral((vek,), have.chain, have.crl, have.source)
         kds = self._kds_client()
-        if kds is None or product is None or report.signing_key == SIGNING_KEY_NONE:
-            why = ("name the product (a v2 report does not say it)" if product is None and kds is not None
-                   else "no KDS is configured" if kds is None else "the report is unsigned")
+        if vek is not None and (kds is None or product is None):  # verification will say what is missing
+            return SnpCollateral((vek,), have.chain, have.crl, have.source)
+        if kds is None or product is None:
+            why = "no KDS is configured" if kds is None else "name the product (a v2 report does not say it)"
             raise CollateralMissing(f"no {signer.upper()} certificate chain for this SEV-SNP report: none came with "
                                     f"it ({have.source}) and it cannot be fetched: {why}")
         fetched = []
@@ -601,7 +621,7 @@ class SevSnpVerifier:
         chain = kds.cert_chain(product, signer)
         fetched.append("cert_chain")
         source = f"AMD KDS {kds.base_url} ({', '.join(fetched)})"
-        return SnpCollateral((vek,), have.chain + (chain.ask, chain.ark), have.crl,
+        return SnpCollateral((vek,), (chain.ask, chain.ark) + have.chain, have.crl,
                              source if have.source == "none" else f"{have.source} + {source}")
 
     # ---- the verifier interface ----
