@@ -161,6 +161,12 @@ def test_callable_source(pki, signed) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CollateralMissing):  # a source for other TEEs answers with something else: ignored
         _verify(_select(amd_anchors=[pki.ark], collateral_source=lambda tee, q: object()), report)
 
+    def quote_source(tee: str, evidence: bytes):  # type: ignore[no-untyped-def]
+        raise FormatError("not a quote")
+
+    with pytest.raises(CollateralMissing):  # ... or cannot read an SNP report at all: ignored too
+        _verify(_select(amd_anchors=[pki.ark], collateral_source=quote_source), report)
+
 
 # ---------------- AMD KDS (a fake one, through httpx's mock transport) ----------------
 

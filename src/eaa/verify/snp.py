@@ -524,7 +524,8 @@ class SevSnpVerifier:
     are used only for the ARK-named certificates among them, as they usually hold Intel roots),
     ``collateral_source`` (see :data:`SnpCollateralSource`; sources meant for DCAP are ignored), ``kds``
     (a :class:`KdsClient`, a KDS/eaa-pccs base URL, or False for no network; default AMD's KDS),
-    ``product`` (for v2 reports), ``strict`` (expired certificates fail). Other options are ignored.
+    ``product`` (for v2 reports), ``strict`` (expired or not yet valid certificates fail). Other options are
+    ignored.
     """
 
     name = "sev_snp"
@@ -574,7 +575,10 @@ class SevSnpVerifier:
         if isinstance(source, (str, os.PathLike)):
             return SnpCollateral.from_path(source)
         if callable(source):
-            result = source(TEE, report)
+            try:
+                result = source(TEE, report)
+            except FormatError:  # a source written for quotes, handed an SNP report: not ours to use
+                return None
             return None if callable(result) else self._from_source(result, report)
         return None  # DCAP collateral and other kinds are not SNP certificates
 
