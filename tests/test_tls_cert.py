@@ -294,13 +294,15 @@ def test_registries_have_the_original_names_and_priorities():
     assert verifiers.select("tdx_ecdsa").evidence_types == (TDX_ECDSA,)
 
 
-def test_sev_snp_and_sgx_la_verifiers_are_unsupported_for_now():
-    from eaa.errors import UnsupportedEvidence
+def test_sgx_la_verifier_is_unsupported_and_sev_snp_rejects_garbage():
+    from eaa.errors import FormatError, UnsupportedEvidence
 
-    for name in ("sev_snp", "sgx_la"):
-        with pytest.raises(UnsupportedEvidence):
-            verifiers.select(name).verify_evidence(b"x", evidence_type=name, report_data_hash=None,
+    with pytest.raises(UnsupportedEvidence):
+        verifiers.select("sgx_la").verify_evidence(b"x", evidence_type="sgx_la", report_data_hash=None,
                                                    collateral=None, at=datetime.now(timezone.utc))
+    with pytest.raises(FormatError):
+        verifiers.select("sev_snp", kds=False).verify_evidence(b"x", evidence_type="sev_snp", report_data_hash=None,
+                                                               collateral=None, at=datetime.now(timezone.utc))
 
 
 def test_custom_claims_cannot_override_pubkey_hash():
