@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
 
 from ..errors import EaaError, FormatError
-from ..formats.der import TAG_INTEGER, TAG_OCTET_STRING, decode_int, read_tlv
+from ..formats import snp_vek
 from .cache import Cached, MemoryCache
 from .errors import CorruptCollateral
 from .http import HttpGetter, HttpResponse
@@ -39,16 +39,6 @@ AMD_ARK_SHA256: Mapping[str, str] = {
     "Genoa": "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
     "Turin": "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
 }
-
-_OID = "1.3.6.1.4.1.3704.1"
-OID_PRODUCT_NAME = f"{_OID}.2"
-OID_BL_SPL = f"{_OID}.3.1"
-OID_TEE_SPL = f"{_OID}.3.2"
-OID_SNP_SPL = f"{_OID}.3.3"
-OID_UCODE_SPL = f"{_OID}.3.8"
-OID_FMC_SPL = f"{_OID}.3.9"
-OID_HWID = f"{_OID}.4"
-OID_CSP_ID = f"{_OID}.5"
 
 
 def check_product(product: str) -> str:
@@ -122,43 +112,16 @@ class VekExtensions:
     csp_id: str | None
 
 
-def _ext_values(cert: x509.Certificate) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for ext in cert.extensions:
-        if ext.oid.dotted_string.startswith(_OID) and isinstance(ext.value, x509.UnrecognizedExtension):
-            out[ext.oid.dotted_string] = ext.value.value
-    return out
-
-
-def _der_int(raw: bytes, what: str) -> int:
-    tag, value, end = read_tlv(raw, 0, what)
-    if tag != TAG_INTEGER or end != len(raw):
-        raise FormatError(f"{what} is not a DER INTEGER", field=what)
-    return decode_int(value, what)
-
-
-def _der_string(raw: bytes, what: str) -> str:
-    tag, value, end = read_tlv(raw, 0, what)
-    if tag not in (0x16, 0x0C, 0x13) or end != len(raw):  # IA5String, UTF8String, PrintableString
-        raise FormatError(f"{what} is not a DER string", field=what)
-    return value.decode("ascii", "replace")
-
-
 def vek_extensions(cert: x509.Certificate) -> VekExtensions:
-    """Product name, TCB and hwID of a VCEK/VLEK (hwID raw or wrapped in an OCTET STRING: both exist)."""
-    ext = _ext_values(cert)
+    """Product name, TCB and hwID of a VCEK/VLEK, decoded by :mod:`eaa.formats.snp_vek`."""
+    ext = snp_vek.vek_extensions(cert)
+    spl = ext.spl
     try:
-        name = _der_string(ext[OID_PRODUCT_NAME], "productName")
-        spl = {oid: _der_int(ext[oid], oid) for oid in (OID_BL_SPL, OID_TEE_SPL, OID_SNP_SPL, OID_UCODE_SPL)}
+        tcb = SnpTcb(bl=spl["blSPL"], tee=spl["teeSPL"], snp=spl["snpSPL"], ucode=spl["ucodeSPL"],
+                     fmc=spl.get("fmcSPL"))
     except KeyError as e:
-        raise FormatError(f"VEK certificate lacks extension {e.args[0]}", field="vek") from None
-    fmc = _der_int(ext[OID_FMC_SPL], "fmcSPL") if OID_FMC_SPL in ext else None
-    hwid = ext.get(OID_HWID)
-    if hwid is not None and hwid[:1] == bytes([TAG_OCTET_STRING]) and len(hwid) in (66, 10):
-        hwid = read_tlv(hwid, 0, "hwID")[1]
-    csp = _der_string(ext[OID_CSP_ID], "cspID") if OID_CSP_ID in ext else None
-    tcb = SnpTcb(bl=spl[OID_BL_SPL], tee=spl[OID_TEE_SPL], snp=spl[OID_SNP_SPL], ucode=spl[OID_UCODE_SPL], fmc=fmc)
-    return VekExtensions(name, tcb, hwid, csp)
+        raise FormatError(f"VEK certificate lacks {e.args[0]}", field="vek") from None
+    return VekExtensions(ext.product_name, tcb, ext.hwid, ext.csp_id)
 
 
 # ---- chain checks ----
