@@ -1,0 +1,94 @@
+"""``eaa verify-snp``: verify an AMD SEV-SNP attestation report against its VCEK/VLEK and AMD's chain.
+
+Exit codes as ``eaa verify-quote``: 0 verified, 2 usage, 3 malformed, 4 signature/chain/identity
+failure, 6 certificates missing, 7 expired or not yet valid (with --strict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import CollateralMissing, ConfigError, FormatError
+from ..formats.snp_report import REPORT_SIZE
+from ..verify.result import VerificationResult
+from ..verify.trust import anchor_from_pem
+from .common import parse_time
+
+MAX_FILE = 1 << 20
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("verify-snp", help="verify an AMD SEV-SNP attestation report",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("report", help=f"the {REPORT_SIZE}-byte ATTESTATION_REPORT (binary or hex text)")
+    p.add_argument("--vek", metavar="FILE", required=True, help="the VCEK or VLEK certificate (DER or PEM)")
+    p.add_argument("--chain", metavar="FILE", required=True,
+                   help="ASK (or ASVK) and ARK, PEM, as AMD's KDS cert_chain serves them")
+    p.add_argument("--crl", metavar="FILE", help="AMD's CRL for the chain (DER)")
+    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), help="needed only for v2 reports")
+    p.add_argument("--trust-root", metavar="PEM", action="append", default=[],
+                   help="trust this ARK instead of AMD's pinned ones (repeatable)")
+    p.add_argument("--at", metavar="TIME", help="verification time: unix seconds or ISO-8601 (default: now)")
+    p.add_argument("--strict", action="store_true", help="fail on expired or not-yet-valid certificates")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def _read(path: str, what: str) -> bytes:
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_FILE:
+            raise FormatError(f"{what} {path} is too large", field=what)
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise CollateralMissing(f"{what} {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+
+
+def decode_report(data: bytes) -> bytes:
+    """A report file as raw bytes, or as hex text (as some tools write it)."""
+    if len(data) == REPORT_SIZE:
+        return data
+    text = data.strip().removeprefix(b"0x")
+    try:
+        return bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return data
+
+
+def render_text(result: VerificationResult) -> str:
+    m = result.measurements
+    lines = [f"SEV-SNP report verified ({result.details.get('signer', '?')}, "
+             f"{result.details.get('product', '?')}), status {result.status}"]
+    for key in ("measurement", "host_data", "policy", "vmpl", "guest_svn", "reported_tcb"):
+        if key in m:
+            lines.append(f"{key.upper()}: {m[key]}")
+    lines.append(f"REPORT_DATA: {result.report_data.hex()}")
+    if result.debug:
+        lines.append("WARNING: the guest policy allows debugging: its memory is not confidential.")
+    for item in result.details.get("not_yet_valid", ()):
+        lines.append(f"WARNING: not yet valid: {item}")
+    if result.collateral_expired:
+        lines.append("WARNING: a certificate or CRL has expired.")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..verify.snp import verify_snp_report
+
+    report = decode_report(_read(args.report, "report"))
+    result = verify_snp_report(
+        report,
+        vek=_read(args.vek, "VEK certificate"),
+        chain=_read(args.chain, "certificate chain"),
+        crl=_read(args.crl, "CRL") if args.crl else None,
+        at=parse_time(args.at),
+        trust_anchors=[anchor_from_pem(_read(p, "trust root"), p) for p in args.trust_root] or None,
+        product=args.product,
+        strict=args.strict,
+    )
+    print(json.dumps(result.to_dict(), sort_keys=True, indent=1) if args.json else render_text(result))
+    return 0
