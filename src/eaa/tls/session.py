@@ -266,8 +266,8 @@ class TlsServer:
             wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
             if wait <= 0:
                 raise TlsTimeout("no connection arrived in time")
-            self.sock.settimeout(wait)
             try:
+                self.sock.settimeout(wait)  # inside the try: shutdown() may close the socket at any moment
                 return self.sock.accept()
             except socket.timeout:
                 continue
