@@ -85,3 +85,42 @@ def test_addresses(text: str, kind: str) -> None:
 def test_bad_addresses(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_address(text)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c, max_size=5),
+                     max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_requests_raise_only_protocol_errors(data: bytes) -> None:
+    try:
+        protocol.parse_request(data)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_random_replies_raise_only_protocol_errors(value: object) -> None:
+    data = json.dumps(value).encode()
+    for parse in (lambda d: protocol.WorkloadEvidence.from_workload_reply(d, None), protocol.parse_enclaveinfo_v2,
+                  protocol.parse_enclaveinfo_v1, protocol.parse_request):
+        try:
+            parse(data)
+        except ProtocolError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["evidence_type", "evidence", "claims", "collateral", "nonce", "certificate",
+                                        "msgtype", "version"]), _json, max_size=8))
+def test_random_evidence_objects(obj: dict[str, object]) -> None:
+    try:
+        protocol.WorkloadEvidence.from_obj({**_evidence_obj(), **obj})
+    except ProtocolError:
+        pass
