@@ -3,9 +3,10 @@
 Read :meth:`QuoteVerifier.verify` top to bottom: each numbered step is one check with its own typed
 error (shared/docs/dcap-reference.md §2.2). The verification time and the trust anchors are inputs.
 
-Results of time-independent work (parsing, chain and collateral signatures, CRL signatures) are
-cached under the exact bytes they were computed from; validity windows, revocation lookups and the
-two per-quote signatures are redone on every call.
+Results of time-independent work (parsing, chain and collateral signatures, CRL signatures, and a QE
+report already verified under the same PCK key) are cached under the exact bytes they were computed
+from; validity windows, revocation lookups, TCB evaluation and the quote signature are redone on
+every call. ``cache_size=0`` redoes everything.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
 from cryptography import x509
