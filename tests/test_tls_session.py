@@ -190,7 +190,7 @@ def test_tls12_only_peer_is_accepted():
     ls = listener()
     ctx = raw_tls_context(creds.der, creds.private_key, server=True)
     ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
-    log = serve_raw_once(ls, ctx, reply=b"ok")
+    serve_raw_once(ls, ctx, reply=b"ok")
     with connect(*ls.getsockname(), TlsConfig(verifier=FakeVerifier())) as s:
         assert s.protocol == "TLSv1.2"
         s.send(b"x")
@@ -202,7 +202,7 @@ def test_legacy_version_integer_3_certificate_over_tls():
     creds = OpenSslCrypto().create_credentials(FakeAttester(), cert_format="legacy")
     quirk = with_version_integer(creds.der, 3, creds.private_key)
     ls = listener()
-    log = serve_raw_once(ls, raw_tls_context(quirk, creds.private_key, server=True), reply=b"ok")
+    serve_raw_once(ls, raw_tls_context(quirk, creds.private_key, server=True), reply=b"ok")
     with connect(*ls.getsockname(), TlsConfig(verifier=FakeVerifier())) as s:
         assert s.peer.cert_format == "legacy" and s.peer_certificate == quirk
         assert parse_certificate(s.peer_certificate).version == 3

@@ -123,7 +123,7 @@ class OpenSslChannel:
         try:
             while pos < len(data):
                 chunk = data[pos:pos + MAX_RECORD]
-                pos += self._io(lambda: self._conn.send(chunk), deadline, "send")
+                pos += self._io(lambda chunk=chunk: self._conn.send(chunk), deadline, "send")
         except SSL.ZeroReturnError:
             raise ConnectionClosed("the peer closed the TLS session") from None
         except SSL.SysCallError as e:

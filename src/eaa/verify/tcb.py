@@ -73,8 +73,8 @@ def check_qe_identity(qe_report: SgxReportBody, identity: EnclaveIdentity) -> En
     if (qe_report.misc_select & mask) != (identity.miscselect & mask):
         raise IdentityMismatch("QE report MISCSELECT does not match the QE identity")
     amask = identity.attributes_mask
-    if bytes(a & m for a, m in zip(qe_report.attributes, amask)) != bytes(
-        a & m for a, m in zip(identity.attributes, amask)
+    if bytes(a & m for a, m in zip(qe_report.attributes, amask, strict=True)) != bytes(
+        a & m for a, m in zip(identity.attributes, amask, strict=True)
     ):
         raise IdentityMismatch("QE report ATTRIBUTES do not match the QE identity")
     for lv in sorted(identity.tcb_levels, key=lambda x: -x.isvsvn):
@@ -88,7 +88,7 @@ def _level_key(lv: TcbLevel) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
 
 
 def _sgx_matches(pck: PckExtensions, lv: TcbLevel) -> bool:
-    return pck.pce_svn >= lv.pcesvn and all(p >= t for p, t in zip(pck.tcb_components, lv.sgx_components))
+    return pck.pce_svn >= lv.pcesvn and all(p >= t for p, t in zip(pck.tcb_components, lv.sgx_components, strict=True))
 
 
 def _tdx_matches(tee_tcb_svn: bytes, lv: TcbLevel) -> bool:
@@ -148,7 +148,7 @@ def check_tdx_module(tcb_info: TcbInfo, td: TdReportBody) -> TdxModuleIdentity |
     if td.mrsigner_seam != ident.mrsigner:
         raise IdentityMismatch("TDX module MRSIGNER_SEAM does not match the TCB info")
     mask = ident.attributes_mask
-    if bytes(a & m for a, m in zip(td.seam_attributes, mask)) != bytes(a & m for a, m in zip(ident.attributes, mask)):
+    if bytes(a & m for a, m in zip(td.seam_attributes, mask, strict=True)) != bytes(a & m for a, m in zip(ident.attributes, mask, strict=True)):
         raise IdentityMismatch("TDX module SEAM attributes do not match the TCB info")
     return None if major == 0 else ident
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from ..errors import CertificateChainError, CollateralExpired, CrlError, FormatError, InvalidSignature, UntrustedRoot
+from ..errors import CertificateChainError, CrlError, FormatError, InvalidSignature, UntrustedRoot
 from .trust import TrustAnchor
 
 _P256 = ec.SECP256R1()
@@ -162,7 +162,7 @@ def check_chain_signatures(
         key = ("link", id(cert), id(issuer))
         if links is not None and key in links:
             continue
-        if not _memo(links, ("ca", id(issuer)), lambda: _is_ca(issuer)):
+        if not _memo(links, ("ca", id(issuer)), lambda issuer=issuer: _is_ca(issuer)):
             raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} is not a CA")
         # The link is the issuer's key verifying this certificate's signature; names are not compared
         # (building them costs more than the check is worth when the key already decides).
