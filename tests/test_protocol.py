@@ -8,7 +8,7 @@ import pytest
 
 from eaa.errors import IdentityMismatch, ProtocolError
 from eaa.services import protocol
-from eaa.services.listener import parse_address
+from eaa.services.address import parse_address
 from eaa.errors import ConfigError
 
 

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def build_config(args: argparse.Namespace) -> Any:
     from ..policy import Policy
     from ..services.inclavared import InclavaredConfig, program_files
-    from ..services.listener import parse_address
+    from ..services.address import parse_address
     from ..tls import TlsConfig
     from ..verify.trust import anchor_from_file, default_anchors
 
@@ -99,19 +99,17 @@ def run(args: argparse.Namespace) -> int:
         log.info("message from upstream: %s", reply.decode("utf-8", "replace"))
         print(reply.decode("utf-8", "replace"))
         return 0
-    server = daemon.start()
-    log.info("listening on %s, workload %s (%s)", server.bound, cfg.xfer or "-",
+    host, port = daemon.start().address
+    log.info("listening on %s, workload %s (%s)", f"{host}:{port}" if port else host, cfg.xfer or "-",
              "mutual" if cfg.upstream_tls.mutual else "one-way")
-    stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %d: shutting down", signum)
-        stop.set()
         threading.Thread(target=daemon.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server.serve_forever()
+    daemon.serve_forever()
     daemon.shutdown()
     log.info("stopped")
     return 0

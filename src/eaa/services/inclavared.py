@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -21,10 +22,11 @@ from ..errors import EaaError, IdentityMismatch, ProtocolError, TransportError
 from ..policy import Policy
 from ..tls.peercert import parse_certificate
 from ..tls.config import TlsConfig
-from ..tls.session import EnclaveTls, TlsSession
+from ..tls.errors import HandshakeAbandoned
+from ..tls.session import EnclaveTls, TlsServer, TlsSession
 from ..verify.registry import Verifier, verifier_for_evidence, verifiers
 from . import protocol
-from .listener import Address, Server, dial
+from .address import Address, dial, listen
 
 log = logging.getLogger("eaa.inclavared")
 
@@ -48,7 +50,7 @@ class InclavaredConfig:
 def program_files() -> list[str]:
     """inclavared's own program, measured by a simulated attester when no --measure is given."""
     root = Path(__file__).resolve().parent
-    return [str(root / name) for name in ("inclavared.py", "listener.py", "protocol.py")]
+    return [str(root / name) for name in ("inclavared.py", "address.py", "protocol.py")]
 
 
 def read_request(session: TlsSession, timeout: float) -> bytes:
@@ -83,7 +85,7 @@ class Inclavared:
         self.upstream_endpoint = EnclaveTls(config.upstream_tls, server=False)
         self._verifiers: dict[str, Verifier] = {}
         self._vlock = threading.Lock()
-        self.server: Server | None = None
+        self.server: TlsServer | None = None
 
     # ---- upstream ----
     def _upstream(self) -> TlsSession:
@@ -176,16 +178,30 @@ class Inclavared:
                      (time.monotonic() - start) * 1000)
 
     # ---- lifecycle ----
-    def start(self) -> Server:
+    def start(self) -> TlsServer:
         if self.config.listen is None:
             raise TransportError("no listen address")
-        self.server = Server(self.config.listen, self.server_endpoint, self.handle,
-                             max_connections=self.config.max_connections, handshake_timeout=self.config.timeout)
+        self.server = TlsServer(handle=self.server_endpoint, sock=listen(self.config.listen))
         return self.server
 
+    def _on_error(self, peer: Any, e: BaseException) -> None:
+        if isinstance(e, HandshakeAbandoned):  # port probes (readiness checks) do exactly this
+            log.debug("peer=%s closed during the handshake: %s", peer, e)
+        elif isinstance(e, EaaError):
+            log.warning("peer=%s handshake failed: [%s] %s", peer, e.code, e)
+        else:  # a bug must not take the daemon down, but it must be seen
+            log.error("peer=%s %s: %s", peer, type(e).__name__, e)
+
     def serve_forever(self) -> None:
-        (self.server or self.start()).serve_forever()
+        server = self.server or self.start()
+        server.serve_forever(lambda session: self.handle(session, session.address or "unix"),
+                             max_clients=self.config.max_connections, on_error=self._on_error)
 
     def shutdown(self) -> None:
         if self.server is not None:
             self.server.shutdown()
+            if self.config.listen is not None and self.config.listen.kind == "unix":
+                try:
+                    os.unlink(self.config.listen.path)
+                except OSError:
+                    pass

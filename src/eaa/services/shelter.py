@@ -22,7 +22,7 @@ from ..tls.session import EnclaveTls
 from ..verify.registry import Verifier, verifier_for_evidence, verifiers
 from ..verify.result import VerificationResult
 from . import protocol
-from .listener import dial, parse_address
+from .address import dial, parse_address
 
 
 @dataclass

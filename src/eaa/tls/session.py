@@ -236,21 +236,28 @@ class TlsServer:
     """A listening Enclave-TLS server: one certificate for every connection, each handled in its own thread."""
 
     def __init__(self, config: TlsConfig | None = None, host: str = "127.0.0.1", port: int = 1234, *,
-                 backlog: int = 5, handle: EnclaveTls | None = None) -> None:
+                 backlog: int = 5, handle: EnclaveTls | None = None, sock: socket.socket | None = None) -> None:
+        """Listen on ``host:port``, or serve ``sock``, a listening socket of any family (e.g. a Unix socket)."""
         self.handle = handle or EnclaveTls(config, server=True)
         self.config = self.handle.config
-        try:
-            self.sock = socket.create_server((host, port), backlog=backlog, reuse_port=False)
-        except OSError as e:
-            raise TransportError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        if sock is not None:
+            self.sock = sock
+        else:
+            try:
+                self.sock = socket.create_server((host, port), backlog=backlog, reuse_port=False)
+            except OSError as e:
+                raise TransportError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
         self._stop = threading.Event()
         self._threads: set[threading.Thread] = set()
         self._tlock = threading.Lock()
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self.sock.getsockname()[:2]
-        return host, port
+        """The bound (host, port); a Unix socket gives (path, 0)."""
+        name = self.sock.getsockname()
+        if isinstance(name, str):
+            return name, 0
+        return name[0], name[1]
 
     @property
     def credentials(self) -> Credentials | None:
