@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import ConfigError, EaaError
 
@@ -55,6 +55,21 @@ def parse_time(value: str | None) -> datetime:
     except ValueError:
         raise ConfigError(f"bad time {value!r}: use unix seconds or ISO-8601") from None
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def result_lines(result: Any, keys: tuple[str, ...], debug_warning: str) -> list[str]:
+    """The measurements named by ``keys``, the report data and the warnings every verifier's text output
+    ends with (debug, collateral not yet valid, collateral expired)."""
+    lines = [f"{k.upper()}: {result.measurements[k]}" for k in keys if k in result.measurements]
+    lines.append(f"REPORT_DATA: {result.report_data.hex()}")
+    if result.debug:
+        lines.append(f"WARNING: {debug_warning}")
+    lines += [f"WARNING: collateral not yet valid: {item}" for item in result.details.get("not_yet_valid", ())]
+    if result.collateral_expired:
+        when = result.earliest_expiration
+        lines.append("WARNING: collateral expired" + (f" ({when:%Y-%m-%dT%H:%M:%SZ})" if when else "")
+                     + "; refresh it.")
+    return lines
 
 
 def trust_sim_requested(flag: bool) -> bool:

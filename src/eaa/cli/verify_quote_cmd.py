@@ -19,7 +19,7 @@ from ..verify.dcap import QuoteVerifier
 from ..verify.registry import default_collateral
 from ..verify.result import REVOKED, VerificationResult
 from ..verify.trust import TrustAnchor, anchor_from_file, default_anchors
-from .common import SIMULATION_WARNING, parse_time, trust_sim_requested
+from .common import SIMULATION_WARNING, parse_time, result_lines, trust_sim_requested
 
 EXIT_REVOKED = 10
 
@@ -79,17 +79,8 @@ def render_text(result: VerificationResult) -> str:
         lines.append(f"Advisory IDs: {', '.join(result.advisory_ids)}")
     if result.fmspc:
         lines.append(f"FMSPC: {result.fmspc}  TCB date: {result.tcb_date}")
-    for k in ("mrenclave", "mrsigner", "isv_prod_id", "isv_svn", "mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"):
-        if k in result.measurements:
-            lines.append(f"{k.upper()}: {result.measurements[k]}")
-    lines.append(f"REPORT_DATA: {result.report_data.hex()}")
-    if result.debug:
-        lines.append("WARNING: debug enclave/TD: its memory is not confidential.")
-    for item in result.details.get("not_yet_valid", ()):
-        lines.append(f"WARNING: collateral not yet valid: {item}")
-    if result.collateral_expired:
-        lines.append("WARNING: collateral expired "
-                     f"({result.earliest_expiration:%Y-%m-%dT%H:%M:%SZ}); refresh it from a PCCS.")
+    lines += result_lines(result, ("mrenclave", "mrsigner", "isv_prod_id", "isv_svn", "mrtd", "rtmr0", "rtmr1",
+                                   "rtmr2", "rtmr3"), "debug enclave/TD: its memory is not confidential.")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from ..errors import CollateralMissing, ConfigError, FormatError
 from ..formats.snp_report import REPORT_SIZE
 from ..verify.result import VerificationResult
 from ..verify.trust import anchor_from_pem
-from .common import parse_time
+from .common import parse_time, result_lines
 
 MAX_FILE = 1 << 20
 
@@ -60,19 +60,10 @@ def decode_report(data: bytes) -> bytes:
 
 
 def render_text(result: VerificationResult) -> str:
-    m = result.measurements
     lines = [f"SEV-SNP report verified ({result.details.get('signer', '?')}, "
              f"{result.details.get('product', '?')}), status {result.status}"]
-    for key in ("measurement", "host_data", "policy", "vmpl", "guest_svn", "reported_tcb"):
-        if key in m:
-            lines.append(f"{key.upper()}: {m[key]}")
-    lines.append(f"REPORT_DATA: {result.report_data.hex()}")
-    if result.debug:
-        lines.append("WARNING: the guest policy allows debugging: its memory is not confidential.")
-    for item in result.details.get("not_yet_valid", ()):
-        lines.append(f"WARNING: not yet valid: {item}")
-    if result.collateral_expired:
-        lines.append("WARNING: a certificate or CRL has expired.")
+    lines += result_lines(result, ("measurement", "host_data", "policy", "vmpl", "guest_svn", "reported_tcb"),
+                          "the guest policy allows debugging: its memory is not confidential.")
     return "\n".join(lines)
 
 
