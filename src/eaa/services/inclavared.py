@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import EaaError, IdentityMismatch, ProtocolError, TransportError
@@ -24,14 +23,13 @@ from ..tls.peercert import parse_certificate
 from ..tls.config import TlsConfig
 from ..tls.errors import HandshakeAbandoned
 from ..tls.session import EnclaveTls, TlsServer, TlsSession
-from ..verify.registry import Verifier, verifier_for_evidence, verifiers
+from ..verify.registry import Verifier, verifier_for_evidence
 from . import protocol
 from .address import Address, dial, listen
 
 log = logging.getLogger("eaa.inclavared")
 
 V1_FALLBACK = b"reply from inclavared!\n"
-V1_OTHER = b"hello from inclavared!\n"
 V1_UPSTREAM_MAX = 512
 
 
@@ -83,8 +81,6 @@ class Inclavared:
         self.config = config
         self.server_endpoint = EnclaveTls(config.server_tls, server=True)
         self.upstream_endpoint = EnclaveTls(config.upstream_tls, server=False)
-        self._verifiers: dict[str, Verifier] = {}
-        self._vlock = threading.Lock()
         self.server: TlsServer | None = None
 
     # ---- upstream ----
@@ -94,25 +90,16 @@ class Inclavared:
         sock = dial(self.config.xfer, self.config.timeout)
         return self.upstream_endpoint.wrap(sock, address=str(self.config.xfer), timeout=self.config.timeout)
 
-    def _named_verifier(self, name: str) -> Verifier:
-        with self._vlock:
-            v = self._verifiers.get(name)
-            if v is None:
-                u = self.config.upstream_tls
-                v = verifiers.select(name, trust_anchors=u.trust_anchors, trust_simulation=u.trust_simulation,
-                                     collateral_source=u.collateral, check_crl=u.check_crl, sim_dir=u.sim_dir,
-                                     strict=u.strict)
-                self._verifiers[name] = v
-            return v
-
     def _verifier(self, evidence_type: str) -> Verifier:
         """The named verifier when it checks this evidence type, else the one named after the type."""
+        pv = self.upstream_endpoint.peer_verifier
+        assert pv is not None  # a client endpoint always verifies its peer
         named = self.config.upstream_tls.verifier
         if isinstance(named, str) and named:
-            v = self._named_verifier(named)
+            v = pv.verifier(named)
             if named == "nullverifier" or evidence_type in v.evidence_types:
                 return v
-        return self._named_verifier(verifier_for_evidence(evidence_type))
+        return pv.verifier(verifier_for_evidence(evidence_type))
 
     def fetch_v1(self) -> bytes:
         """The original exchange: hello, then MRENCLAVE || MRSIGNER || message, as ENCLAVEINFO JSON."""

@@ -19,7 +19,7 @@ from ..policy import Policy
 from ..tls.config import TlsConfig
 from ..tls.peercert import parse_certificate
 from ..tls.session import EnclaveTls
-from ..verify.registry import Verifier, verifier_for_evidence, verifiers
+from ..verify.registry import Verifier, verifier_for_evidence
 from ..verify.result import VerificationResult
 from . import protocol
 from .address import dial, parse_address
@@ -72,23 +72,19 @@ class Shelter:
     def __init__(self, options: ShelterOptions) -> None:
         self.options = options
         self.endpoint = EnclaveTls(options.tls, server=False)
-        self._verifiers: dict[str, Verifier] = {}
 
     def _verifier(self, evidence_type: str) -> Verifier:
         """The verifier for the workload's evidence: the named one when it checks this type, else the one
         named after the type. Never ``nullverifier``: checking the workload is what shelter is for."""
+        pv = self.endpoint.peer_verifier
+        assert pv is not None  # a client endpoint always verifies its peer
         tls = self.options.tls
         named = tls.verifier if isinstance(tls.verifier, str) and tls.verifier else None
-        candidates = [n for n in (named, verifier_for_evidence(evidence_type)) if n and n != "nullverifier"]
-        for name in candidates:
-            v = self._verifiers.get(name)
-            if v is None:
-                v = verifiers.select(name, trust_anchors=tls.trust_anchors, trust_simulation=tls.trust_simulation,
-                                     collateral_source=tls.collateral, check_crl=tls.check_crl, sim_dir=tls.sim_dir,
-                                     strict=tls.strict)
-                self._verifiers[name] = v
-            if evidence_type in v.evidence_types:
-                return v
+        for name in (named, verifier_for_evidence(evidence_type)):
+            if name and name != "nullverifier":
+                v = pv.verifier(name)
+                if evidence_type in v.evidence_types:
+                    return v
         raise UnsupportedEvidence(f"the workload sent {evidence_type!r} evidence, which shelter cannot verify")
 
     def attest(self, address: str) -> NodeReport:

@@ -128,7 +128,9 @@ class PeerVerifier:
             return _utc(self._clock())
         return datetime.now(timezone.utc)
 
-    def _verifier(self, name: str) -> Verifier:
+    def verifier(self, name: str) -> Verifier:
+        """The verifier called ``name``, configured as this endpoint verifies peers (one instance per name, so
+        its caches serve every connection and any evidence the application verifies itself)."""
         if self._given is not None and name == self.named_verifier:
             return self._given
         with self._lock:
@@ -187,7 +189,7 @@ class PeerVerifier:
         if self.named_verifier != "nullverifier":
             hint = " (name the verifier nullverifier to accept peers without evidence)"
             raise MissingEvidence(f"{why}{hint}")
-        result = self._verifier("nullverifier").verify_evidence(
+        result = self.verifier("nullverifier").verify_evidence(
             b"", evidence_type=NULL, report_data_hash=None, collateral=None, at=at)
         apply_policy(self.policy, result)
         return PeerIdentity(result, {}, NULL, NONE_FORMAT, "nullverifier", der)
@@ -230,7 +232,7 @@ class PeerVerifier:
             cert_format = certs.LEGACY
 
         name = self.named_verifier or verifier_for_evidence(evidence_type)
-        verifier = self._verifier(name)
+        verifier = self.verifier(name)
         if name != "nullverifier" and evidence_type not in verifier.evidence_types:
             raise EvidenceTypeMismatch(f"verifier {name} does not verify {evidence_type} evidence")
 
