@@ -8,7 +8,9 @@
 
 Modes: lazy (default) fetches misses from --upstream (Intel's PCS unless told otherwise) and AMD's KDS;
 offline serves imported data only. HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
-The admin token (for import/export over HTTP) comes from --admin-token-file or $EAA_PCCS_ADMIN_TOKEN.
+The admin token (for import/export over HTTP) comes from --admin-token-file or $EAA_PCCS_ADMIN_TOKEN;
+the user token that POST /platforms then requires (open when none is set) from --user-token-file or
+$EAA_PCCS_USER_TOKEN.
 """
 
 from __future__ import annotations
@@ -70,7 +72,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--upstream-retries", type=int, default=2, metavar="N", help="retries (default 2)")
     s.add_argument("--min-refresh", type=float, default=600.0, metavar="S",
                    help="ask the upstream again at most this often for expired data (default 600)")
-    s.add_argument("--admin-token-file", metavar="FILE", help="enables /eaa/v1/import and /eaa/v1/export")
+    s.add_argument("--admin-token-file", metavar="FILE",
+                   help="enables /eaa/v1/import, /eaa/v1/export, GET /platforms and /refresh")
+    s.add_argument("--user-token-file", metavar="FILE",
+                   help="token POST /platforms requires (header user-token; the admin token also works)")
     s.add_argument("--import", dest="imports", metavar="SRC", action="append", default=[],
                    help="import this bundle, collateral JSON or directory before serving (repeatable)")
     s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -123,7 +128,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..collateral.pcs import INTEL_PCS_URL
     from ..services.pccs.app import create_app
     from ..services.pccs.server import PccsServer
-    from ..services.pccs.setup import build_service, read_admin_token, read_import_source
+    from ..services.pccs.setup import build_service, read_admin_token, read_import_source, read_user_token
 
     if not args.insecure_http and not (args.cert and args.key):
         raise ConfigError("HTTPS needs --cert and --key (or serve plain HTTP with --insecure-http)")
@@ -145,7 +150,8 @@ def run_serve(args: argparse.Namespace) -> int:
     for src in args.imports:
         n = service.import_records(read_import_source(src, now=time.time()))
         print(f"eaa-pccs: imported {n} records from {src}", file=sys.stderr)
-    app = create_app(service, admin_token=read_admin_token(args.admin_token_file))
+    app = create_app(service, admin_token=read_admin_token(args.admin_token_file),
+                     user_token=read_user_token(args.user_token_file))
     host, port = args.listen
     server = PccsServer(app, host=host, port=port, certfile=args.cert, keyfile=args.key,
                         log_level=args.log_level, access_log=args.log_level == "debug")

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +25,7 @@ from ...collateral.bundle import Collateral
 from ...errors import EaaError
 from .errors import BadRequest, Forbidden, PayloadTooLarge, ServiceError, Unauthorized
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .platforms import CPU_SVN_SIZE, ENC_PPID_SIZE, PCE_ID_SIZE, PCE_SVN_SIZE, PLATFORM_MANIFEST_MAX, QE_ID_MAX
 from .records import Record, parse_bundle, records_from_collateral, bundle_json
 from .service import Answer, PccsService, encoding_param
 
@@ -31,6 +33,7 @@ log = logging.getLogger("eaa.pccs")
 
 MAX_IMPORT_SIZE = 64 << 20
 ADMIN_HEADER = "admin-token"
+USER_HEADER = "user-token"
 PEM_TYPE = "application/x-pem-file"
 CRL_TYPE = "application/pkix-crl"
 CERT_TYPE = "application/pkix-cert"
@@ -185,13 +188,26 @@ def _kds_router(service: PccsService) -> APIRouter:
     return r
 
 
-def _check_admin(expected: str | None, given: str | None) -> None:
+def _token_matches(expected: str | None, given: str | None) -> bool:
     """Constant-time comparison (of digests, so the token's length does not leak either)."""
+    return bool(expected) and bool(given) and hmac.compare_digest(
+        hashlib.sha256((given or "").encode()).digest(), hashlib.sha256((expected or "").encode()).digest())
+
+
+def _check_admin(expected: str | None, given: str | None) -> None:
     if not expected:
         raise Forbidden("the admin API is disabled (start eaa-pccs with an admin token)")
-    if not given or not hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
-                                            hashlib.sha256(expected.encode()).digest()):
+    if not _token_matches(expected, given):
         raise Unauthorized(f"missing or wrong {ADMIN_HEADER} header")
+
+
+def _check_user(admin: str | None, user: str | None, user_given: str | None, admin_given: str | None) -> None:
+    """Registration is open unless a user token is configured; then the user or the admin token is needed."""
+    if not user:
+        return
+    if _token_matches(user, user_given) or _token_matches(admin, user_given) or _token_matches(admin, admin_given):
+        return
+    raise Unauthorized(f"missing or wrong {USER_HEADER} header")
 
 
 def parse_import_body(body: bytes, *, now: float) -> list[Record]:
@@ -200,6 +216,58 @@ def parse_import_body(body: bytes, *, now: float) -> list[Record]:
     if '"format"' in text[:4096] or text.lstrip().startswith('{"format"'):
         return parse_bundle(text)
     return records_from_collateral(Collateral.from_qvl_json(text), now=now)
+
+
+class PlatformRegistration(BaseModel):
+    """Intel's PCCS registration body (what PCKIDRetrievalTool sends); hex checked by the service."""
+
+    model_config = ConfigDict(extra="ignore")
+    qe_id: str = Field(max_length=QE_ID_MAX, description=f"QE ID, at most {QE_ID_MAX} hex digits",
+                       json_schema_extra={"pattern": f"^([0-9a-fA-F]{{2}}){{1,{QE_ID_MAX // 2}}}$"})
+    pce_id: str = Field(max_length=PCE_ID_SIZE, description=f"{PCE_ID_SIZE} hex digits",
+                        json_schema_extra={"pattern": f"^[0-9a-fA-F]{{{PCE_ID_SIZE}}}$"})
+    cpu_svn: str = Field(max_length=CPU_SVN_SIZE, description=f"{CPU_SVN_SIZE} hex digits",
+                         json_schema_extra={"pattern": f"^[0-9a-fA-F]{{{CPU_SVN_SIZE}}}$"})
+    pce_svn: str = Field(max_length=PCE_SVN_SIZE, description=f"{PCE_SVN_SIZE} hex digits, little-endian",
+                         json_schema_extra={"pattern": f"^[0-9a-fA-F]{{{PCE_SVN_SIZE}}}$"})
+    enc_ppid: str | None = Field(None, max_length=ENC_PPID_SIZE,
+                                 description=f"encrypted PPID, {ENC_PPID_SIZE} hex digits")
+    platform_manifest: str | None = Field(None, max_length=PLATFORM_MANIFEST_MAX,
+                                          description="platform manifest, hex (multi-package platforms)")
+
+
+def _registration_router(service: PccsService, api: int, admin_token: str | None,
+                         user_token: str | None) -> APIRouter:
+    """Intel PCCS's /platforms and /refresh, mounted (as PCCS's routes/index.js does) under the SGX prefixes."""
+    r = APIRouter(prefix=f"/sgx/certification/v{api}", tags=[f"SGX v{api} admin"], responses=_ERRORS)
+    unauthorized: dict[int | str, dict[str, Any]] = {401: _ERRORS[400] | {"description": "missing or wrong token"}}
+    admin_auth = {**unauthorized, 403: _ERRORS[400] | {"description": "admin API disabled"}}
+
+    @r.post("/platforms", summary="Register a platform (user token when one is configured); LAZY fetches its PCK cert",
+            responses={**unauthorized, 200: {"description": "registered; state cached or pending",
+                                             "content": {JSON_TYPE: {}}}})
+    def register(body: PlatformRegistration,
+                 user_token_h: str | None = Header(None, alias=USER_HEADER),
+                 admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+        _check_user(admin_token, user_token, user_token_h, admin_token_h)
+        return JSONResponse(service.register_platform(api, body.model_dump()))
+
+    @r.get("/platforms", summary="Registered platforms (admin)",
+           responses={**admin_auth, 200: {"content": {JSON_TYPE: {}}}})
+    def platforms(admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+        _check_admin(admin_token, admin_token_h)
+        return JSONResponse(service.platforms())
+
+    @r.get("/refresh", summary="Re-fetch cached collateral from the upstream (admin, LAZY only)",
+           responses={**admin_auth, 409: _ERRORS[400] | {"description": "OFFLINE: no upstream to refresh from"},
+                      200: {"content": {JSON_TYPE: {}}}})
+    def refresh(type: str | None = Query(None, description="certs (also PCK certificates) or fmspcs (TCB infos)"),
+                fmspc: list[str] | None = Query(None, description="FMSPCs to refresh (repeated, or [A,B])"),
+                admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+        _check_admin(admin_token, admin_token_h)
+        return JSONResponse(service.refresh(api, type, fmspc).to_json())
+
+    return r
 
 
 def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
@@ -238,8 +306,9 @@ def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
     return r
 
 
-def create_app(service: PccsService, *, admin_token: str | None = None) -> FastAPI:
-    """The ASGI application; ``admin_token`` enables /eaa/v1/import and /eaa/v1/export."""
+def create_app(service: PccsService, *, admin_token: str | None = None, user_token: str | None = None) -> FastAPI:
+    """The ASGI application; ``admin_token`` enables /eaa/v1/import, /eaa/v1/export, GET /platforms and
+    /refresh; ``user_token`` (if given) is required, besides the admin token, for POST /platforms."""
     app = FastAPI(title="eaa-pccs", version="1.0",
                   description="Provisioning Certificate Caching Service: Intel PCCS API v3/v4 (SGX, TDX) and AMD KDS",
                   docs_url=None, redoc_url=None)
@@ -273,6 +342,8 @@ def create_app(service: PccsService, *, admin_token: str | None = None) -> FastA
 
     for tee, api in (("sgx", 3), ("sgx", 4), ("tdx", 4)):
         app.include_router(_intel_router(service, tee, api))
+    for api in (3, 4):
+        app.include_router(_registration_router(service, api, admin_token, user_token))
     app.include_router(_kds_router(service))
     app.include_router(_admin_router(service, admin_token))
 

@@ -51,7 +51,8 @@ PCK_CERT = "pckcert"
 KDS_VEK = "kds_vek"
 KDS_CHAIN = "kds_chain"
 KDS_CRL = "kds_crl"
-KINDS = (TCB, IDENTITY, PCK_CRL, ROOT_CRL, PCK_CERT, KDS_VEK, KDS_CHAIN, KDS_CRL)
+PLATFORM = "platform"  # a platform registration (POST /platforms), not collateral
+KINDS = (TCB, IDENTITY, PCK_CRL, ROOT_CRL, PCK_CERT, KDS_VEK, KDS_CHAIN, KDS_CRL, PLATFORM)
 
 BUNDLE_FORMAT = "eaa-pccs-bundle"
 BUNDLE_VERSION = 1
@@ -106,6 +107,11 @@ def identity_key(tee: str, which: str, update: str) -> str:
 
 def pck_cert_key(qeid: str, cpusvn: str, pcesvn: str, pceid: str) -> str:
     return f"{qeid.upper()}/{cpusvn.upper()}/{pcesvn.upper()}/{pceid.upper()}"
+
+
+def platform_key(qe_id: str, pce_id: str) -> str:
+    """Intel's PCCS keys registrations by (QE ID, PCE ID): a re-registration replaces the old one."""
+    return f"{qe_id.upper()}/{pce_id.upper()}"
 
 
 def vek_key(product: str, hwid: str, query: Mapping[str, str]) -> str:
@@ -180,6 +186,11 @@ def validate_record(rec: Record, anchors: Sequence[TrustAnchor],
             raise CorruptCollateral("VCEK hwID does not match its key")
         validate_vek(rec.body, kds_chain, product, hwid=hwid, tcb=tcb_from_key(parts[2:]))
         return replace(rec, next_update=_ts(cert.not_valid_after_utc))
+    if rec.kind == PLATFORM:
+        from .platforms import registration_from_record
+
+        registration_from_record(rec)
+        return replace(rec, next_update=None)
     raise FormatError(f"unknown record kind {rec.kind!r}", field="kind")
 
 

@@ -25,7 +25,7 @@ from ...collateral.errors import CollateralNotFound, CorruptCollateral, Upstream
 from ...collateral.kds import KdsChain, SnpTcb, check_hwid, check_product, validate_cert_chain
 from ...errors import EaaError, FormatError, TransportError
 from ...verify.trust import TrustAnchor, default_anchors
-from .errors import BadRequest, NotFound, StorageUnavailable, UpstreamBadData, UpstreamDown
+from .errors import BadRequest, NotFound, ServiceError, StorageUnavailable, UpstreamBadData, UpstreamDown
 from .metrics import Metrics
 from .records import (
     IDENTITY,
@@ -34,6 +34,7 @@ from .records import (
     KDS_VEK,
     PCK_CERT,
     PCK_CRL,
+    PLATFORM,
     ROOT_CRL,
     TCB,
     Record,
@@ -44,6 +45,8 @@ from .records import (
     validate_record,
     vek_key,
 )
+from .platforms import STATE_CACHED, STATE_PENDING, Registration, listing
+from .refresh import RefreshSummary, fmspc_list, refresh_cache, refresh_type
 from .store import Store
 from .upstream import Upstream
 
@@ -295,6 +298,46 @@ class PccsService:
             if all(a <= b for a, b in zip(level, raw)) and (best is None or level > best[0]):
                 best = (level, rec)
         return best[1] if best else None
+
+    # ---- platform registration and refresh (Intel PCCS admin routes) ----
+    def register_platform(self, api: int, body: object) -> dict[str, str]:
+        """Store a registration; in LAZY mode fetch its PCK certificate now, as Intel's PCCS does.
+
+        A failed fetch does not fail the registration (Intel's PCCS queues it): the platform is stored
+        as ``pending`` with the reason, and its certificate is fetched on the first ``/pckcert``.
+        """
+        if not isinstance(body, dict):
+            raise BadRequest("the registration must be a JSON object")
+        reg = Registration.parse(body)
+        state, error = STATE_PENDING, ""
+        if self.mode is Mode.LAZY:
+            try:
+                self.pck_cert(api, reg.qe_id, reg.cpu_svn, reg.pce_svn, reg.pce_id, reg.enc_ppid)
+                state = STATE_CACHED
+            except ServiceError as e:
+                error = str(e)
+                log.warning("platform %s registered, PCK certificate not fetched: %s", reg.key, e)
+        try:
+            self.store.put(reg.to_record(state=state, now=self.clock(), error=error))
+        except Exception as e:  # noqa: BLE001 - an unstored registration must not be acknowledged
+            raise StorageUnavailable(f"cannot store the registration: {e}") from None
+        return {"state": state, **({"error": error} if error else {})}
+
+    def platforms(self) -> list[dict[str, object]]:
+        try:
+            records = list(self.store.scan(PLATFORM))
+        except Exception as e:  # noqa: BLE001
+            raise StorageUnavailable(f"cannot read the collateral store: {e}") from None
+        out = []
+        for rec in records:
+            try:
+                out.append(listing(rec))
+            except EaaError as e:  # a damaged row must not hide the others
+                log.error("skipping unreadable platform record %s: %s", rec.key, e)
+        return out
+
+    def refresh(self, api: int, kind: str | None, fmspcs: Sequence[str] | None) -> RefreshSummary:
+        return refresh_cache(self, api, refresh_type(kind), fmspc_list(fmspcs))
 
     # ---- AMD KDS ----
     def _chain(self, key_type: str, product: str) -> tuple[Answer, KdsChain]:

@@ -27,6 +27,7 @@ from .store import open_store
 from .upstream import Upstream
 
 ENV_ADMIN_TOKEN = "EAA_PCCS_ADMIN_TOKEN"
+ENV_USER_TOKEN = "EAA_PCCS_USER_TOKEN"
 DEFAULT_DB = "eaa-pccs.sqlite3"
 
 
@@ -92,17 +93,27 @@ def load_arks(paths: Sequence[str]) -> list[x509.Certificate] | None:
     return out
 
 
-def read_admin_token(path: str | None) -> str | None:
-    """From a file (never from the command line, where ``ps`` shows it) or ``$EAA_PCCS_ADMIN_TOKEN``."""
+def _read_token(path: str | None, env: str, what: str) -> str | None:
+    """From a file (never from the command line, where ``ps`` shows it) or the environment."""
     if path:
         try:
             token = Path(path).read_text().strip()
         except OSError as e:
-            raise ConfigError(f"cannot read admin token file {path}: {e.strerror}") from None
+            raise ConfigError(f"cannot read {what} token file {path}: {e.strerror}") from None
         if not token:
-            raise ConfigError(f"admin token file {path} is empty")
+            raise ConfigError(f"{what} token file {path} is empty")
         return token
-    return os.environ.get(ENV_ADMIN_TOKEN) or None
+    return os.environ.get(env) or None
+
+
+def read_admin_token(path: str | None) -> str | None:
+    """From ``path`` or ``$EAA_PCCS_ADMIN_TOKEN``."""
+    return _read_token(path, ENV_ADMIN_TOKEN, "admin")
+
+
+def read_user_token(path: str | None) -> str | None:
+    """From ``path`` or ``$EAA_PCCS_USER_TOKEN``; None leaves platform registration open (as before)."""
+    return _read_token(path, ENV_USER_TOKEN, "user")
 
 
 def read_import_source(path: str, *, now: float) -> list[Record]:

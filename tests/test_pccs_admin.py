@@ -1,0 +1,241 @@
+"""Intel PCCS's registration and admin routes: POST/GET /platforms and /refresh on /sgx/certification/v3 and v4.
+
+Registrations are validated like Intel's PCCS, stored (SQLite and PostgreSQL) and listed to the admin;
+a LAZY registration fetches the platform's PCK certificate at once, and an upstream outage leaves it
+pending instead of failing. /refresh re-fetches cached collateral, replacing it only with valid data
+that is not older, and is refused (409) by an OFFLINE instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from test_pccs_pg import new_database, pg_url  # noqa: F401 - pg_url is a fixture used below
+from test_pccs_support import (
+    error_json,
+    fake_upstream,
+    intel_routes,
+    make_service,
+    running,
+    vector_case,
+)
+
+from eaa.services.pccs import Mode, PccsServer, PccsService, create_app
+from eaa.services.pccs.records import IDENTITY, PCK_CERT, PLATFORM, identity_key
+
+ADMIN = {"admin-token": "adm1n"}
+REG = {"qe_id": "ab" * 16, "pce_id": "0000", "cpu_svn": "05" * 16, "pce_svn": "0500", "enc_ppid": "11" * 384}
+
+
+@contextmanager
+def serving(service: PccsService, *, admin_token: str | None = None,
+            user_token: str | None = None) -> Iterator[PccsServer]:
+    """Like ``running``, with the optional user token (``running`` predates it)."""
+    server = PccsServer(create_app(service, admin_token=admin_token, user_token=user_token)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        service.store.close()
+
+
+BAD_REGISTRATIONS: list[tuple[Any, str]] = [
+    ({k: v for k, v in REG.items() if k != "qe_id"}, "qe_id"),
+    ({**REG, "qe_id": "0" * 262}, "qe_id"),
+    ({**REG, "qe_id": "abc"}, "qe_id"),
+    ({**REG, "qe_id": 1234}, "qe_id"),
+    ({**REG, "pce_id": "000"}, "pce_id"),
+    ({**REG, "cpu_svn": "zz" * 16}, "cpu_svn"),
+    ({**REG, "cpu_svn": "05" * 15}, "cpu_svn"),
+    ({**REG, "pce_svn": "050000"}, "pce_svn"),
+    ({**REG, "enc_ppid": "11" * 256}, "enc_ppid"),  # RSA-2048 size: Intel's PCCS takes 768 digits only
+    ({**REG, "platform_manifest": "xyz"}, "platform_manifest"),
+    ([REG], ""),
+]
+
+
+def test_registration_validation(tmp_path: Path) -> None:
+    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE)
+    with running(svc, admin_token="adm1n") as srv:
+        for body, field in BAD_REGISTRATIONS:
+            r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=body)
+            assert r.status_code == 400, (body, r.text)
+            err = error_json(r)
+            assert err["code"] == "BAD_REQUEST" and field in err["message"], (field, err)
+        r = httpx.post(f"{srv.url}/sgx/certification/v3/platforms", content=b"{not json",
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 400 and error_json(r)["message"]
+    assert svc.export_records() == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite3")
+    return new_database(request.getfixturevalue("pg_url"))
+
+
+def test_registration_stored_and_listed(store_url: str, tmp_path: Path) -> None:
+    svc = make_service(store_url, mode=Mode.OFFLINE)
+    with running(svc, admin_token="adm1n") as srv:
+        r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=REG)
+        assert r.status_code == 200 and r.json() == {"state": "pending"}  # OFFLINE: queued for the admin
+        # a re-registration of the same (QE ID, PCE ID) replaces it, however the hex is spelt
+        r = httpx.post(f"{srv.url}/sgx/certification/v3/platforms",
+                       json={**REG, "qe_id": REG["qe_id"].upper(), "cpu_svn": "06" * 16, "extra": 1})
+        assert r.status_code == 200
+        other = {"qe_id": "cd" * 8, "pce_id": "0001", "cpu_svn": "00" * 16, "pce_svn": "0000"}
+        assert httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=other).status_code == 200
+        for api in (3, 4):
+            url = f"{srv.url}/sgx/certification/v{api}/platforms"
+            assert httpx.get(url).status_code == 401
+            assert httpx.get(url, headers={"admin-token": "wrong"}).status_code == 401
+            r = httpx.get(url, headers=ADMIN)
+            assert r.status_code == 200
+            listed = r.json()
+            assert listed == [
+                {"qe_id": "AB" * 16, "pce_id": "0000", "cpu_svn": "06" * 16, "pce_svn": "0500",
+                 "enc_ppid": "11" * 384, "platform_manifest": None, "state": "pending"},
+                {"qe_id": "CD" * 8, "pce_id": "0001", "cpu_svn": "00" * 16, "pce_svn": "0000",
+                 "enc_ppid": None, "platform_manifest": None, "state": "pending"},
+            ]
+        exported = svc.export_records()
+    assert [r.kind for r in exported] == [PLATFORM, PLATFORM]
+    # registrations travel in bundles like collateral does
+    copy = make_service(str(tmp_path / "copy.sqlite3"), mode=Mode.OFFLINE)
+    assert copy.import_records(exported) == 2
+    assert [p["qe_id"] for p in copy.platforms()] == ["AB" * 16, "CD" * 8]
+    copy.store.close()
+    # without an admin token the listing is off (403), as the other admin endpoints
+    svc = make_service(str(tmp_path / "noadmin.sqlite3"), mode=Mode.OFFLINE)
+    with running(svc) as srv:
+        assert httpx.get(f"{srv.url}/sgx/certification/v4/platforms", headers=ADMIN).status_code == 403
+        assert httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=REG).status_code == 200  # open
+
+
+def test_user_token(tmp_path: Path) -> None:
+    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE)
+    with serving(svc, admin_token="adm1n", user_token="us3r") as srv:
+        url = f"{srv.url}/sgx/certification/v4/platforms"
+        assert httpx.post(url, json=REG).status_code == 401
+        r = httpx.post(url, json=REG, headers={"user-token": "wrong"})
+        assert r.status_code == 401 and "user-token" in error_json(r)["message"]
+        assert httpx.post(url, json=REG, headers={"user-token": "us3r"}).status_code == 200
+        assert httpx.post(url, json=REG, headers={"user-token": "adm1n"}).status_code == 200
+        assert httpx.post(url, json=REG, headers=ADMIN).status_code == 200
+        assert httpx.get(url, headers={"admin-token": "us3r"}).status_code == 401  # user token is not admin
+
+
+def test_lazy_registration_prefetches_the_pck_certificate(tmp_path: Path) -> None:
+    case = vector_case("intel-qvl-sample/sgx_v3_synthetic_test_root")
+    reg = {"qe_id": "00" * 16, "pce_id": "0000", "cpu_svn": "05" * 16, "pce_svn": "0500"}
+    with fake_upstream(intel_routes(case, versions=(3, 4))) as up:
+        svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.LAZY, upstream_url=up.url,
+                           anchors=case.anchors, clock=lambda: float(case.verify_at))
+        with running(svc, admin_token="adm1n") as srv:
+            r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=reg)
+            assert r.status_code == 200 and r.json() == {"state": "cached"}
+            assert up.hits["/sgx/certification/v4/pckcert"] == 1
+            assert svc.store.get(PCK_CERT, "/".join(reg[k].upper() for k in ("qe_id", "cpu_svn", "pce_svn",
+                                                                               "pce_id"))) is not None
+            total = up.total
+            r = httpx.get(f"{srv.url}/sgx/certification/v4/pckcert",
+                          params={"qeid": reg["qe_id"], "cpusvn": reg["cpu_svn"], "pcesvn": reg["pce_svn"],
+                                  "pceid": reg["pce_id"]})
+            assert r.status_code == 200 and r.headers["eaa-cache-status"] == "hit"
+            assert up.total == total
+            listed = httpx.get(f"{srv.url}/sgx/certification/v4/platforms", headers=ADMIN).json()
+            assert [p["state"] for p in listed] == ["cached"]
+            # refresh with type=certs fetches the PCK certificate again; the default refresh does not
+            r = httpx.get(f"{srv.url}/sgx/certification/v4/refresh", headers=ADMIN)
+            assert r.status_code == 200 and up.hits["/sgx/certification/v4/pckcert"] == 1
+            r = httpx.get(f"{srv.url}/sgx/certification/v4/refresh", params={"type": "certs"}, headers=ADMIN)
+            assert r.status_code == 200, r.text
+            assert r.json()["unchanged"] == 1 and r.json()["failed"] == 0
+            assert up.hits["/sgx/certification/v4/pckcert"] == 2
+            # an FMSPC filter that matches nothing refreshes nothing
+            r = httpx.get(f"{srv.url}/sgx/certification/v4/refresh",
+                          params={"type": "certs", "fmspc": "[112233445566]"}, headers=ADMIN)
+            assert r.json()["unchanged"] == 0 and up.hits["/sgx/certification/v4/pckcert"] == 2
+
+
+def test_registration_with_the_upstream_down_is_still_accepted(tmp_path: Path) -> None:
+    case = vector_case("intel-qvl-sample/sgx_v3_synthetic_test_root")
+    with fake_upstream(intel_routes(case)) as up:
+        url = up.url
+    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.LAZY, upstream_url=url, anchors=case.anchors,
+                       clock=lambda: float(case.verify_at))
+    with running(svc, admin_token="adm1n") as srv:
+        r = httpx.post(f"{srv.url}/sgx/certification/v3/platforms", json=REG)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["state"] == "pending" and "unavailable" in body["error"]
+        listed = httpx.get(f"{srv.url}/sgx/certification/v3/platforms", headers=ADMIN).json()
+        assert [(p["qe_id"], p["state"]) for p in listed] == [(REG["qe_id"].upper(), "pending")]
+
+
+def test_refresh_replaces_only_with_newer_valid_data(tmp_path: Path) -> None:
+    """Two genuine Intel TD_QE identities (2023 and 2025): the upstream moves from the old to the new one."""
+    old = vector_case("go-tdx-guest/tdx_v4_spr_e4")
+    new = vector_case("dcap-qvl/tdx_v4")
+    path = "/tdx/certification/v4/qe/identity"
+    routes = intel_routes(old)
+    old_route, new_route = routes[path], intel_routes(new)[path]
+    key = identity_key("tdx", "qe", "standard")
+    with fake_upstream(routes) as up:
+        svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.LAZY, upstream_url=up.url,
+                           anchors=(*old.anchors, *new.anchors), clock=lambda: float(new.verify_at))
+        with running(svc, admin_token="adm1n") as srv:
+            refresh = f"{srv.url}/sgx/certification/v4/refresh"
+            assert httpx.get(srv.url + path).status_code == 200
+            cached = svc.store.get(IDENTITY, key)
+            assert cached is not None and b'"issueDate":"2023' in cached.body
+            assert httpx.get(refresh).status_code == 401
+            assert httpx.get(refresh, headers={"admin-token": "x"}).status_code == 401
+
+            up.routes[path] = new_route
+            r = httpx.get(refresh, headers=ADMIN)
+            assert r.status_code == 200, r.text
+            assert r.json()["refreshed"] == 1 and r.json()["failed"] == 0
+            newer = svc.store.get(IDENTITY, key)
+            assert newer is not None and b'"issueDate":"2025' in newer.body
+            assert httpx.get(srv.url + path).content == newer.body
+
+            up.corrupt.add(path)  # invalid data: counted as failed, the cached record stays
+            r = httpx.get(refresh, headers=ADMIN).json()
+            assert r["failed"] == 1 and r["refreshed"] == 0 and r["failures"][0]["kind"] == IDENTITY
+            assert svc.store.get(IDENTITY, key) == newer
+            up.corrupt.clear()
+
+            up.routes[path] = old_route  # valid but older (a rollback): not followed
+            r = httpx.get(refresh, headers=ADMIN).json()
+            assert r["kept"] == 1 and r["refreshed"] == 0 and r["failed"] == 0
+            assert svc.store.get(IDENTITY, key) == newer
+
+            up.fail_status = 503  # upstream down: failed, kept
+            r = httpx.get(refresh, headers=ADMIN).json()
+            assert r["failed"] == 1 and svc.store.get(IDENTITY, key) == newer
+
+            for params in ({"type": "everything"}, {"type": "fmspcs", "fmspc": "123"}):
+                r = httpx.get(refresh, params=params, headers=ADMIN)
+                assert r.status_code == 400 and error_json(r)["code"] == "BAD_REQUEST", params
+
+
+def test_refresh_when_offline_is_a_clear_409(tmp_path: Path) -> None:
+    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE)
+    with running(svc, admin_token="adm1n") as srv:
+        for api in (3, 4):
+            r = httpx.get(f"{srv.url}/sgx/certification/v{api}/refresh", headers=ADMIN)
+            assert r.status_code == 409
+            err = error_json(r)
+            assert err["code"] == "CONFLICT" and "OFFLINE" in err["message"] and "upstream" in err["message"]
+        spec = httpx.get(f"{srv.url}/openapi.json").json()
+        for api in (3, 4):
+            paths = spec["paths"]
+            assert {"get", "post"} <= set(paths[f"/sgx/certification/v{api}/platforms"])
+            assert "get" in paths[f"/sgx/certification/v{api}/refresh"]
