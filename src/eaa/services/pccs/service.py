@@ -45,7 +45,7 @@ from .records import (
     validate_record,
     vek_key,
 )
-from .platforms import STATE_CACHED, STATE_PENDING, Registration, listing
+from .platforms import STATE_CACHED, STATE_PENDING, Registration, check_hex, listing
 from .refresh import RefreshSummary, fmspc_list, refresh_cache, refresh_type
 from .store import Store
 from .upstream import Upstream
@@ -84,11 +84,9 @@ def hex_param(value: str | None, name: str, digits: int | tuple[int, ...] | None
     sizes = (digits,) if isinstance(digits, int) else digits
     if sizes is not None and len(v) not in sizes:
         raise BadRequest(f"{name} must be {' or '.join(map(str, sizes))} hex digits, got {len(v)}")
-    if max_digits is not None and len(v) > max_digits:
-        raise BadRequest(f"{name} must be at most {max_digits} hex digits")
-    if len(v) % 2 or any(c not in "0123456789abcdefABCDEF" for c in v):
-        raise BadRequest(f"{name} must be hex (an even number of 0-9a-f digits)")
-    return v.upper()
+    checked = check_hex(v, name, max_size=max_digits)
+    assert checked is not None  # not optional: check_hex raised otherwise
+    return checked
 
 
 def update_param(value: str | None) -> str | None:
