@@ -72,6 +72,14 @@ def write_all(path: Path, data: bytes, what: str) -> None:
         raise TeeInterfaceError(f"short write to {what} ({path}): {written} of {len(data)} bytes")
 
 
+def open_device(path: str | os.PathLike[str], flags: int) -> int:
+    """A file descriptor for a TEE device; failure is a typed error naming the device."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except OSError as e:
+        raise TeeInterfaceError(f"cannot open {path}: {os.strerror(e.errno) if e.errno else e}") from None
+
+
 def ioctl_retry(ioctl: IoctlFunc, fd: int, request: int, arg: Any, what: str, *,
                 retries: int = IOCTL_RETRIES, delay: float = 0.05) -> None:
     """Issue ``ioctl`` and retry while the driver says it is busy; other errors become TeeInterfaceError."""

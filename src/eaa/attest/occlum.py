@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from ._io import DEFAULT_IOCTL, IoctlFunc, ioctl_retry, is_device_like, under
+from ._io import DEFAULT_IOCTL, IoctlFunc, ioctl_retry, is_device_like, open_device, under
 from .errors import TeeInterfaceError
 from .evidence import REPORT_DATA_SIZE
 
@@ -62,10 +62,7 @@ class OcclumDcap:
         """A DCAP quote over exactly ``report_data`` (64 bytes)."""
         if len(report_data) != REPORT_DATA_SIZE:
             raise ValueError("report data must be exactly 64 bytes")
-        try:
-            fd = os.open(self.device, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            raise TeeInterfaceError(f"cannot open {self.device}: {os.strerror(e.errno) if e.errno else e}") from None
+        fd = open_device(self.device, os.O_RDONLY)
         try:
             size = ctypes.c_uint32(0)
             ioctl_retry(self._ioctl, fd, SGXIOC_GET_DCAP_QUOTE_SIZE, size, "SGXIOC_GET_DCAP_QUOTE_SIZE",

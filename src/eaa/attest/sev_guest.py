@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ._io import DEFAULT_IOCTL, IOCTL_RETRIES, IoctlFunc, is_device_like, under
+from ._io import DEFAULT_IOCTL, IOCTL_RETRIES, IoctlFunc, is_device_like, open_device, under
 from .errors import TeeInterfaceError
 from .evidence import REPORT_DATA_SIZE
 
@@ -71,10 +71,7 @@ class SevGuestDevice:
         """The raw 1184-byte ATTESTATION_REPORT over ``report_data`` (64 bytes) at ``vmpl``."""
         if len(report_data) != REPORT_DATA_SIZE:
             raise ValueError("report data must be exactly 64 bytes")
-        try:
-            fd = os.open(self.device, os.O_RDWR | os.O_CLOEXEC)
-        except OSError as e:
-            raise TeeInterfaceError(f"cannot open {self.device}: {os.strerror(e.errno) if e.errno else e}") from None
+        fd = open_device(self.device, os.O_RDWR)
         try:
             req = SnpReportReq(user_data=(ctypes.c_uint8 * REPORT_DATA_SIZE).from_buffer_copy(report_data), vmpl=vmpl)
             resp = SnpReportResp()
