@@ -42,6 +42,7 @@ from .result import REVOKED, VerificationResult
 from .tcb import check_qe_identity, evaluate_tcb, validate_statuses
 from .trust import TrustAnchor, default_anchors
 from .x509chain import (
+    ChainMemo,
     CheckedChain,
     CheckedCrl,
     Window,
@@ -55,6 +56,7 @@ from .x509chain import (
 
 T = TypeVar("T")
 _SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
+_CN = x509.NameOID.COMMON_NAME
 
 
 def as_datetime(at: datetime | int | float) -> datetime:
@@ -126,22 +128,23 @@ class QuoteVerifier:
         self._cache = _Lru(cache_size)
 
     # ---- time-independent pieces, cached under their exact bytes ----
-    def _chain(self, pem: str | bytes, what: str, links: dict[Any, Any]) -> CheckedChain:
+    def _chain(self, pem: str | bytes, what: str, memo: ChainMemo) -> CheckedChain:
         """Chains repeat within one quote's collateral (TCB info and QE identity share one): check each once."""
-        key = ("chain", pem)
-        if key not in links:
-            links[key] = check_chain_signatures(load_pem_chain(pem, what, links), self.anchors, what, links)
-        return links[key]  # type: ignore[no-any-return]
+        chain = memo.chains.get(pem)
+        if chain is None:
+            chain = memo.chains[pem] = check_chain_signatures(load_pem_chain(pem, what, memo), self.anchors, what,
+                                                              memo)
+        return chain
 
-    def _pck_record(self, pem: str | bytes, links: dict[Any, bool]) -> _PckRecord:
+    def _pck_record(self, pem: str | bytes, memo: ChainMemo) -> _PckRecord:
         def make() -> _PckRecord:
-            chain = self._chain(pem, "PCK certificate chain", links)
+            chain = self._chain(pem, "PCK certificate chain", memo)
             if len(chain.certs) < 2:
                 raise CertificateChainError("PCK certificate chain must hold the PCK leaf and its CA")
             leaf = chain.certs[0]
-            if "SGX PCK Certificate" not in leaf.subject.rfc4514_string():
+            if not any("SGX PCK Certificate" in str(a.value) for a in leaf.subject.get_attributes_for_oid(_CN)):
                 raise CertificateChainError("PCK leaf certificate is not an SGX PCK Certificate")
-            key = leaf.public_key()
+            key = memo.public_key(leaf)
             if not isinstance(key, ec.EllipticCurvePublicKey):
                 raise CertificateChainError("PCK certificate does not hold an EC key")
             try:
@@ -158,18 +161,18 @@ class QuoteVerifier:
 
         return self._cache.get_or(("pck", pem), make)
 
-    def _collateral_record(self, c: Collateral, links: dict[Any, bool]) -> _CollateralRecord:
+    def _collateral_record(self, c: Collateral, memo: ChainMemo) -> _CollateralRecord:
         def make() -> _CollateralRecord:
             if not c.tcb_info or not c.qe_identity:
                 raise CollateralMissing("collateral lacks TCB info or QE identity")
-            tcb_chain = self._chain(c.tcb_info_issuer_chain, "TCB info issuer chain", links)
+            tcb_chain = self._chain(c.tcb_info_issuer_chain, "TCB info issuer chain", memo)
             qe_chain = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, "QE identity issuer chain",
-                                   links)
+                                   memo)
             if qe_chain.anchor is not tcb_chain.anchor:
                 raise CertificateChainError("TCB info and QE identity lead to different roots")
-            verify_raw_signature(_ec_key(tcb_chain.leaf), c.tcb_info_signature, c.tcb_info.encode(), "TCB info")
+            verify_raw_signature(_ec_key(tcb_chain.leaf, memo), c.tcb_info_signature, c.tcb_info.encode(), "TCB info")
             tcb_info = TcbInfo.from_body(c.tcb_info, c.tcb_info_signature, authenticated=True)
-            verify_raw_signature(_ec_key(qe_chain.leaf), c.qe_identity_signature, c.qe_identity.encode(),
+            verify_raw_signature(_ec_key(qe_chain.leaf, memo), c.qe_identity_signature, c.qe_identity.encode(),
                                  "QE identity")
             qe_identity = EnclaveIdentity.from_body(c.qe_identity, c.qe_identity_signature, authenticated=True)
             validate_statuses(tcb_info, qe_identity)
@@ -185,11 +188,11 @@ class QuoteVerifier:
                 if not c.pck_crl_issuer_chain:
                     raise CollateralMissing("collateral lacks the PCK CRL issuer chain")
                 anchor = tcb_chain.anchor
-                root_crl = check_crl(c.root_ca_crl, anchor.certificate, "root CA CRL")
-                crl_chain = self._chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain", links)
+                root_crl = check_crl(c.root_ca_crl, anchor.certificate, "root CA CRL", anchor.public_key)
+                crl_chain = self._chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain", memo)
                 if crl_chain.anchor is not anchor:
                     raise CertificateChainError("PCK CRL issuer chain leads to a different root")
-                pck_crl = check_crl(c.pck_crl, crl_chain.leaf, "PCK CRL")
+                pck_crl = check_crl(c.pck_crl, crl_chain.leaf, "PCK CRL", memo.public_key(crl_chain.leaf))
                 crl_issuer = crl_chain.leaf
                 windows += [*crl_chain.windows, ("root CA CRL", root_crl.this_update, root_crl.next_update),
                             ("PCK CRL", pck_crl.this_update, pck_crl.next_update)]
@@ -208,7 +211,7 @@ class QuoteVerifier:
                strict: bool = False) -> VerificationResult:
         now = as_datetime(at)
         q = quote if isinstance(quote, Quote) else parse_quote(quote)
-        links: dict[Any, bool] = {}
+        memo = ChainMemo()
 
         # 0. Quote header: Intel QE, ECDSA P-256 (the parser already checked version and key type).
         if q.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
@@ -225,12 +228,12 @@ class QuoteVerifier:
         else:
             raise UnsupportedCertificationData(
                 f"certification data type {cd.cert_type} carries no PCK certificate; fetch it from a PCCS")
-        pck = self._pck_record(pck_pem, links)
+        pck = self._pck_record(pck_pem, memo)
         anchor = pck.chain.anchor
 
         # 2-3. TCB info and QE identity (issuer chains, signatures over the exact bytes, status strings);
         #      CRLs signed by their issuers. All to the same root as the PCK chain.
-        coll = self._collateral_record(collateral, links)
+        coll = self._collateral_record(collateral, memo)
         if coll.anchor is not anchor:
             raise CertificateChainError("collateral and PCK certificate chain lead to different roots")
         not_yet_valid: list[str] = []
@@ -326,8 +329,8 @@ def _same_issuer(coll: _CollateralRecord, pck: _PckRecord) -> bool:
     return crl_issuer.subject == pck_ca.subject and crl_issuer.public_key() == pck_ca.public_key()
 
 
-def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
-    key = cert.public_key()
+def _ec_key(cert: x509.Certificate, memo: ChainMemo) -> ec.EllipticCurvePublicKey:
+    key = memo.public_key(cert)
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CertificateChainError(f"{cert.subject.rfc4514_string()} does not hold an EC key")
     return key

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -31,9 +32,18 @@ class TrustAnchor:
     name: str
     simulated: bool = False
 
-    @property
+    # Derived once per anchor: chains are matched to anchors and verified with their keys on every call.
+    @cached_property
     def der(self) -> bytes:
         return self.certificate.public_bytes(Encoding.DER)
+
+    @cached_property
+    def public_key(self) -> Any:
+        return self.certificate.public_key()
+
+    @cached_property
+    def is_ca(self) -> bool:
+        return is_ca(self.certificate)
 
     @cached_property
     def names_simulation(self) -> bool:
@@ -42,6 +52,13 @@ class TrustAnchor:
     @cached_property
     def fingerprint(self) -> bytes:
         return self.certificate.fingerprint(hashes.SHA256())
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
 
 
 def is_simulation_certificate(cert: x509.Certificate) -> bool:

@@ -8,6 +8,7 @@ and are re-checked on every call.
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence
@@ -19,20 +20,82 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..errors import CertificateChainError, CrlError, FormatError, InvalidSignature, UntrustedRoot
-from .trust import TrustAnchor
+from ..formats.der import read_tlv
+from .trust import TrustAnchor, is_ca
 
 _P256 = ec.SECP256R1()
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_SHA256 = hashes.SHA256()
-
+# ECDSA signature algorithms by OID, so a link check needs no hash object built per certificate.
+_ECDSA_BY_OID = {
+    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256: _ECDSA_SHA256,
+    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
+    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
+}
 
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 _PEM_END = b"-----END CERTIFICATE-----"
 
 
-def _pem_blocks(data: bytes) -> list[bytes]:
-    """Each BEGIN..END CERTIFICATE block, in order (found with bytes.find: chains are parsed on every cold
-    verification, and a regex over the whole text costs more than the parse)."""
+class ChainMemo:
+    """One verification's scratch space.
+
+    Every certificate is parsed once (keyed by its DER, so a CA repeated in several chains is one
+    object), its public key is loaded once, and each issuer-to-certificate link is verified once. The
+    memo holds every object it has an ``id`` of, so the ids stay valid for its lifetime.
+    """
+
+    __slots__ = ("by_der", "der", "keys", "links", "cas", "chains")
+
+    def __init__(self) -> None:
+        self.by_der: dict[bytes, x509.Certificate] = {}
+        self.der: dict[int, bytes] = {}
+        self.keys: dict[int, Any] = {}
+        self.links: set[tuple[int, int]] = set()
+        self.cas: dict[int, bool] = {}
+        self.chains: dict[Any, CheckedChain] = {}
+
+    def certificate(self, der: bytes, what: str) -> x509.Certificate:
+        cert = self.by_der.get(der)
+        if cert is None:
+            try:
+                cert = x509.load_der_x509_certificate(der)
+            except ValueError as e:
+                raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
+            self.by_der[der] = cert
+            self.der[id(cert)] = der
+        return cert
+
+    def public_key(self, cert: x509.Certificate) -> Any:
+        key = self.keys.get(id(cert))
+        if key is None:
+            key = self.keys[id(cert)] = cert.public_key()
+        return key
+
+    def tbs(self, cert: x509.Certificate) -> bytes:
+        """The exact signed TBSCertificate bytes: sliced from the DER we parsed when we have it."""
+        der = self.der.get(id(cert))
+        return tbs_of(der) if der is not None else cert.tbs_certificate_bytes
+
+    def is_ca(self, cert: x509.Certificate) -> bool:
+        ca = self.cas.get(id(cert))
+        if ca is None:
+            ca = self.cas[id(cert)] = is_ca(cert)
+        return ca
+
+
+def tbs_of(der: bytes) -> bytes:
+    """The first element of a signed DER structure (the to-be-signed part of a certificate or CRL)."""
+    _, _, end = read_tlv(der, 0, "certificate")
+    if end != len(der) or der[0] != 0x30:
+        raise FormatError("certificate is not one DER SEQUENCE", field="certificate")
+    header = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)
+    _, _, tbs_end = read_tlv(der, header, "tbsCertificate")
+    return der[header:tbs_end]
+
+
+def _pem_ders(data: bytes, what: str) -> list[bytes]:
+    """The DER of each BEGIN..END CERTIFICATE block, in order (found with bytes.find and decoded with
+    binascii: chains are decoded on every cold verification, and a regex costs more than the parse)."""
     out = []
     pos = 0
     while True:
@@ -43,32 +106,24 @@ def _pem_blocks(data: bytes) -> list[bytes]:
         if end < 0:
             return out
         pos = end + len(_PEM_END)
-        out.append(data[start:pos])
+        try:
+            out.append(binascii.a2b_base64(data[start + len(_PEM_BEGIN):end]))
+        except binascii.Error as e:
+            raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
 
 
-def load_pem_chain(text: str | bytes, what: str, memo: dict[Any, Any] | None = None) -> tuple[x509.Certificate, ...]:
+def load_pem_chain(text: str | bytes, what: str, memo: ChainMemo | None = None) -> tuple[x509.Certificate, ...]:
     """The certificates of a PEM chain, leaf first.
 
-    With ``memo`` (one verification's scratch space) a certificate appearing in several chains is parsed
-    once and is the same object everywhere, so links between objects are verified only once.
+    With ``memo`` a certificate appearing in several chains is parsed once and is the same object
+    everywhere, so links between objects are verified only once.
     """
     data = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
-    blocks = _pem_blocks(data)
-    if not blocks:
+    ders = _pem_ders(data, what)
+    if not ders:
         raise CertificateChainError(f"{what}: no PEM certificate found")
-    out = []
-    for block in blocks:
-        key = ("pem", block)
-        cert = memo.get(key) if memo is not None else None
-        if cert is None:
-            try:
-                cert = x509.load_pem_x509_certificate(block)
-            except ValueError as e:
-                raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
-            if memo is not None:
-                memo[key] = cert
-        out.append(cert)
-    return tuple(out)
+    memo = memo if memo is not None else ChainMemo()
+    return tuple(memo.certificate(der, what) for der in ders)
 
 
 def public_key_from_raw(xy: bytes, what: str) -> ec.EllipticCurvePublicKey:
@@ -92,21 +147,6 @@ def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data:
         raise InvalidSignature(f"{what}: malformed signature") from None
 
 
-def _memo(memo: dict[Any, Any] | None, key: Any, make: Any) -> Any:
-    if memo is None:
-        return make()
-    if key not in memo:
-        memo[key] = make()
-    return memo[key]
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
 # (what: a certificate or a name, not valid before, not valid after)
 Window = tuple[x509.Certificate | str, datetime, datetime]
 
@@ -124,58 +164,60 @@ class CheckedChain:
         return self.certs[0] if self.certs else self.anchor.certificate
 
 
+def _find_anchor(last: x509.Certificate, anchors: Sequence[TrustAnchor], memo: ChainMemo) -> tuple[TrustAnchor | None, bool]:
+    """(anchor, whether ``last`` is a copy of it). A chain usually ends with a copy of the root, matched by
+    its exact bytes; a re-issued root (same key, other bytes) is a certificate issued by the anchor."""
+    der = memo.der.get(id(last))
+    for a in anchors:
+        if der is not None and der == a.der or der is None and last == a.certificate:
+            return a, True
+    for a in anchors:
+        if last.issuer == a.certificate.subject:
+            try:
+                last.verify_directly_issued_by(a.certificate)
+            except (ValueError, TypeError, _CryptoInvalidSignature):
+                continue
+            return a, False
+    return None, False
+
+
 def check_chain_signatures(
     certs: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], what: str,
-    links: dict[Any, Any] | None = None,
+    memo: ChainMemo | None = None,
 ) -> CheckedChain:
     """Verify each link up to a trusted anchor.
 
-    ``links`` memoises links verified in this call by object identity; it must be the ``memo`` that
-    :func:`load_pem_chain` filled, which keeps every certificate alive and one object per certificate.
+    ``memo`` must be the one :func:`load_pem_chain` filled (it keeps one object per certificate);
+    links already verified in it are not verified again.
     """
     if not certs:
         raise CertificateChainError(f"{what}: empty certificate chain")
+    memo = memo if memo is not None else ChainMemo()
     chain = list(certs)
-    anchor: TrustAnchor | None = None
-    last = chain[-1]
-    last_fp = _memo(links, ("fp", id(last)), lambda: last.fingerprint(_SHA256))
-    # A chain usually ends with a copy of the root: matched to an anchor by its exact bytes. A re-issued
-    # root (same key, other bytes) is handled below as a certificate issued by the anchor.
-    for a in anchors:
-        if last_fp == a.fingerprint:
-            anchor = a
-            chain = chain[:-1]
-            break
+    anchor, is_copy = _find_anchor(chain[-1], anchors, memo)
     if anchor is None:
-        for a in anchors:
-            if last.issuer == a.certificate.subject:
-                try:
-                    last.verify_directly_issued_by(a.certificate)
-                except (ValueError, TypeError, _CryptoInvalidSignature):
-                    continue
-                anchor = a
-                break
-    if anchor is None:
-        raise UntrustedRoot(f"{what}: chain does not lead to a trusted root ({last.issuer.rfc4514_string()})")
+        raise UntrustedRoot(f"{what}: chain does not lead to a trusted root ({chain[-1].issuer.rfc4514_string()})")
+    if is_copy:
+        chain.pop()
     for i, cert in enumerate(chain):
-        issuer = chain[i + 1] if i + 1 < len(chain) else anchor.certificate
-        key = ("link", id(cert), id(issuer))
-        if links is not None and key in links:
+        last = i + 1 == len(chain)
+        issuer = anchor.certificate if last else chain[i + 1]
+        link = (id(cert), id(issuer))
+        if link in memo.links:
             continue
-        if not _memo(links, ("ca", id(issuer)), lambda issuer=issuer: _is_ca(issuer)):
+        if not (anchor.is_ca if last else memo.is_ca(issuer)):
             raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} is not a CA")
         # The link is the issuer's key verifying this certificate's signature; names are not compared
         # (building them costs more than the check is worth when the key already decides).
-        issuer_key = issuer.public_key()
-        hash_alg = cert.signature_hash_algorithm
-        if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or hash_alg is None:
+        issuer_key = anchor.public_key if last else memo.public_key(issuer)
+        alg = _ECDSA_BY_OID.get(cert.signature_algorithm_oid)
+        if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or alg is None:
             raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} does not hold an ECDSA key")
         try:
-            issuer_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hash_alg))
+            issuer_key.verify(cert.signature, memo.tbs(cert), alg)
         except _CryptoInvalidSignature:
             raise InvalidSignature(f"{what}: signature of {cert.subject.rfc4514_string()} does not verify") from None
-        if links is not None:
-            links[key] = True
+        memo.links.add(link)
     windows = tuple((c, c.not_valid_before_utc, c.not_valid_after_utc) for c in (*chain, anchor.certificate))
     return CheckedChain(tuple(chain), anchor, windows)
 
@@ -204,12 +246,24 @@ class CheckedCrl:
         return serial in self.revoked
 
 
-def check_crl(der: bytes, issuer: x509.Certificate, what: str) -> CheckedCrl:
+def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None) -> CheckedCrl:
+    """A CRL signed by ``issuer`` (whose public key may be passed in when the caller already holds it)."""
     try:
         crl = x509.load_der_x509_crl(der)
     except ValueError:
         raise FormatError(f"{what} is not a DER CRL", field=what) from None
-    if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+    key = issuer.public_key() if key is None else key
+    alg = _ECDSA_BY_OID.get(crl.signature_algorithm_oid)
+    if alg is not None and isinstance(key, ec.EllipticCurvePublicKey):
+        # Over the exact TBSCertList bytes as received, rather than a re-encoding of them.
+        try:
+            key.verify(crl.signature, tbs_of(der), alg)
+            valid = True
+        except _CryptoInvalidSignature:
+            valid = False
+    else:
+        valid = crl.is_signature_valid(key)
+    if not valid:
         if crl.issuer != issuer.subject:
             raise CrlError(f"{what} is issued by {crl.issuer.rfc4514_string()}, "
                            f"expected {issuer.subject.rfc4514_string()}")
