@@ -34,6 +34,25 @@ def read_tlv(data: bytes, pos: int, context: str) -> tuple[int, bytes, int]:
     return tag, data[pos : pos + length], pos + length
 
 
+def read_header(data: bytes, pos: int, end: int, context: str) -> tuple[int, int]:
+    """(value start, value end) of the TLV at ``pos``, which must lie within ``end``; the tag is not read.
+
+    Index-based so that hot parsers slice only the values they keep."""
+    if pos + 2 > end:
+        raise FormatError("truncated DER element", field=context, offset=pos)
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4 or pos + n > end:
+            raise FormatError("bad DER length", field=context, offset=pos - 1)
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise FormatError("DER element overruns its container", field=context, offset=pos)
+    return pos, pos + length
+
+
 def read_children(data: bytes, context: str) -> list[tuple[int, bytes]]:
     out = []
     pos = 0

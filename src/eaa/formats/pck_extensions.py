@@ -16,11 +16,9 @@ from .der import (
     TAG_OCTET_STRING,
     TAG_OID,
     TAG_SEQUENCE,
-    decode_int,
     decode_oid,
     encode_oid,
-    read_children,
-    read_tlv,
+    read_header,
 )
 
 SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"
@@ -41,60 +39,120 @@ class PckExtensions:
     configuration: dict[str, bool]
 
 
-def _pairs(value: bytes, context: str) -> dict[str, tuple[int, bytes]]:
-    out: dict[str, tuple[int, bytes]] = {}
-    for tag, seq in read_children(value, context):
-        if tag != TAG_SEQUENCE:
-            raise FormatError("expected SEQUENCE {OID, value}", field=context)
-        items = read_children(seq, context)
-        if len(items) != 2 or items[0][0] != TAG_OID:
-            raise FormatError("expected {OID, value} pair", field=context)
-        raw = items[0][1]
-        oid = _KNOWN.get(raw) or decode_oid(raw, context)
+# Each entry is (DER tag, value start, value end) within the extension bytes: values are sliced only
+# when used, since a cold verification parses the extension of every quote's PCK certificate.
+_Entry = tuple[int, int, int]
+
+
+def _pairs(data: bytes, pos: int, end: int, context: str) -> dict[bytes, _Entry]:
+    """The {OID, value} SEQUENCEs between ``pos`` and ``end``, by raw OID bytes.
+
+    Short-form lengths (all the extension uses) are read inline; anything else goes through
+    :func:`read_header`, which also bounds-checks.
+    """
+    out: dict[bytes, _Entry] = {}
+    while pos < end:
+        # Fast path: SEQUENCE, OID and value all short-form and well nested, as Intel encodes them.
+        if pos + 6 <= end and data[pos] == TAG_SEQUENCE and data[pos + 1] < 0x80 and data[pos + 2] == TAG_OID:
+            seq_end = pos + 2 + data[pos + 1]
+            oid_start = pos + 4
+            oid_end = oid_start + data[pos + 3]
+            if data[pos + 3] < 0x80 and oid_end + 2 <= seq_end <= end and data[oid_end + 1] < 0x80 \
+                    and oid_end + 2 + data[oid_end + 1] == seq_end:
+                oid = data[oid_start:oid_end]
+                if oid in out:
+                    raise FormatError(f"duplicate SGX extension entry {_name(oid)}", field=context, offset=oid_start)
+                out[oid] = (data[oid_end], oid_end + 2, seq_end)
+                pos = seq_end
+                continue
+        if data[pos] != TAG_SEQUENCE:
+            raise FormatError("expected SEQUENCE {OID, value}", field=context, offset=pos)
+        pos, seq_end = read_header(data, pos, end, context)
+        if pos + 2 > seq_end or data[pos] != TAG_OID:
+            raise FormatError("expected {OID, value} pair", field=context, offset=pos)
+        oid_start, oid_end = read_header(data, pos, seq_end, context)
+        if oid_end >= seq_end:
+            raise FormatError("expected {OID, value} pair", field=context, offset=oid_end)
+        tag = data[oid_end]
+        value_start, value_end = read_header(data, oid_end, seq_end, context)
+        if value_end != seq_end:
+            raise FormatError("expected {OID, value} pair", field=context, offset=value_end)
+        oid = data[oid_start:oid_end]
         if oid in out:
-            raise FormatError(f"duplicate SGX extension entry {oid}", field=context)
-        out[oid] = items[1]
+            raise FormatError(f"duplicate SGX extension entry {_name(oid)}", field=context, offset=oid_start)
+        out[oid] = (tag, value_start, value_end)
+        pos = seq_end
     return out
+
+
+def _name(raw_oid: bytes) -> str:
+    return _KNOWN.get(raw_oid) or decode_oid(raw_oid, "oid")
 
 
 _KNOWN = {encode_oid(o): o for o in (
     [f"{_P}.{i}" for i in range(1, 8)] + [f"{_P}.2.{i}" for i in range(1, 19)] + [f"{_P}.7.{i}" for i in range(1, 4)]
 )}
+_RAW = {o: raw for raw, o in _KNOWN.items()}
+_TCB_COMPONENTS = tuple(_RAW[f"{_P}.2.{i}"] for i in range(1, 17))
+_CONFIG_NAMES = {_RAW[f"{_P}.7.1"]: "dynamic_platform", _RAW[f"{_P}.7.2"]: "cached_keys",
+                 _RAW[f"{_P}.7.3"]: "smt_enabled"}
 
 
-def _need(pairs: dict[str, tuple[int, bytes]], oid: str, tag: int, name: str) -> bytes:
-    if oid not in pairs:
+def _need(data: bytes, pairs: dict[bytes, _Entry], oid: str, tag: int, name: str) -> _Entry:
+    entry = pairs.get(_RAW[oid])
+    if entry is None:
         raise FormatError(f"PCK SGX extension lacks {name} ({oid})", field=name)
-    t, v = pairs[oid]
-    if t != tag:
-        raise FormatError(f"PCK SGX extension {name} has DER tag {t:#x}, expected {tag:#x}", field=name)
-    return v
+    if entry[0] != tag:
+        raise FormatError(f"PCK SGX extension {name} has DER tag {entry[0]:#x}, expected {tag:#x}", field=name)
+    return entry
+
+
+def _int(data: bytes, entry: _Entry, name: str) -> int:
+    tag, start, end = entry
+    if start == end:
+        raise FormatError("empty INTEGER", field=name, offset=start)
+    return int.from_bytes(data[start:end], "big", signed=True)
 
 
 def parse_sgx_extension(der_value: bytes) -> PckExtensions:
     """Parse the DER value of the SGX extension (a SEQUENCE of {OID, value})."""
-    tag, body, end = read_tlv(der_value, 0, "sgx_extension")
-    if tag != TAG_SEQUENCE or end != len(der_value):
+    data = bytes(der_value)
+    if not data or data[0] != TAG_SEQUENCE:
         raise FormatError("SGX extension is not one SEQUENCE", field="sgx_extension")
-    top = _pairs(body, "sgx_extension")
-    tcb = _pairs(_need(top, f"{_P}.2", TAG_SEQUENCE, "tcb"), "tcb")
-    comps = tuple(decode_int(_need(tcb, f"{_P}.2.{i}", TAG_INTEGER, f"tcb_comp{i:02d}_svn"), "svn")
-                  for i in range(1, 17))
-    pce_svn = decode_int(_need(tcb, f"{_P}.2.17", TAG_INTEGER, "pcesvn"), "pcesvn")
-    cpu_svn = _need(tcb, f"{_P}.2.18", TAG_OCTET_STRING, "cpusvn")
-    pce_id = _need(top, f"{_P}.3", TAG_OCTET_STRING, "pceid")
-    fmspc = _need(top, f"{_P}.4", TAG_OCTET_STRING, "fmspc")
+    body, end = read_header(data, 0, len(data), "sgx_extension")
+    if end != len(data):
+        raise FormatError("SGX extension is not one SEQUENCE", field="sgx_extension", offset=end)
+    top = _pairs(data, body, end, "sgx_extension")
+    _, tcb_start, tcb_end = _need(data, top, f"{_P}.2", TAG_SEQUENCE, "tcb")
+    tcb = _pairs(data, tcb_start, tcb_end, "tcb")
+    comps = []
+    for i, raw in enumerate(_TCB_COMPONENTS, 1):
+        entry = tcb.get(raw)
+        if entry is None or entry[0] != TAG_INTEGER:
+            entry = _need(data, tcb, f"{_P}.2.{i}", TAG_INTEGER, f"tcb_comp{i:02d}_svn")
+        comps.append(_int(data, entry, "svn"))
+    pce_svn = _int(data, _need(data, tcb, f"{_P}.2.17", TAG_INTEGER, "pcesvn"), "pcesvn")
+    _, s, e = _need(data, tcb, f"{_P}.2.18", TAG_OCTET_STRING, "cpusvn")
+    cpu_svn = data[s:e]
+    _, s, e = _need(data, top, f"{_P}.3", TAG_OCTET_STRING, "pceid")
+    pce_id = data[s:e]
+    _, s, e = _need(data, top, f"{_P}.4", TAG_OCTET_STRING, "fmspc")
+    fmspc = data[s:e]
     if len(fmspc) != 6 or len(pce_id) != 2 or len(cpu_svn) != 16:
         raise FormatError("PCK SGX extension has a wrongly sized FMSPC, PCE-ID or CPUSVN", field="sgx_extension")
-    ppid = top[f"{_P}.1"][1] if f"{_P}.1" in top else None
+    ppid = _value(data, top.get(_RAW[f"{_P}.1"]))
     sgx_type = None
-    if f"{_P}.5" in top:
-        sgx_type = decode_int(_need(top, f"{_P}.5", TAG_ENUMERATED, "sgx_type"), "sgx_type")
-    pi = top[f"{_P}.6"][1] if f"{_P}.6" in top else None
+    if _RAW[f"{_P}.5"] in top:
+        sgx_type = _int(data, _need(data, top, f"{_P}.5", TAG_ENUMERATED, "sgx_type"), "sgx_type")
+    pi = _value(data, top.get(_RAW[f"{_P}.6"]))
     config: dict[str, bool] = {}
-    if f"{_P}.7" in top:
-        names = {f"{_P}.7.1": "dynamic_platform", f"{_P}.7.2": "cached_keys", f"{_P}.7.3": "smt_enabled"}
-        for oid, (t, v) in _pairs(_need(top, f"{_P}.7", TAG_SEQUENCE, "configuration"), "configuration").items():
-            if oid in names and t == TAG_BOOLEAN:
-                config[names[oid]] = v != b"\x00"
-    return PckExtensions(ppid, comps, pce_svn, cpu_svn, pce_id, fmspc, sgx_type, pi, config)
+    if _RAW[f"{_P}.7"] in top:
+        _, s, e = _need(data, top, f"{_P}.7", TAG_SEQUENCE, "configuration")
+        for raw, (t, vs, ve) in _pairs(data, s, e, "configuration").items():
+            if raw in _CONFIG_NAMES and t == TAG_BOOLEAN:
+                config[_CONFIG_NAMES[raw]] = data[vs:ve] != b"\x00"
+    return PckExtensions(ppid, tuple(comps), pce_svn, cpu_svn, pce_id, fmspc, sgx_type, pi, config)
+
+
+def _value(data: bytes, entry: _Entry | None) -> bytes | None:
+    return None if entry is None else data[entry[1]:entry[2]]
