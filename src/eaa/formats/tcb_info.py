@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from datetime import datetime
 from typing import Any
 
@@ -124,27 +125,41 @@ def _advisories(obj: dict[str, Any], field: str) -> tuple[str, ...]:
     return tuple(adv)
 
 
+_svn_of = itemgetter("svn")
+
+
 def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
     """One TCB level; the fast path reads fields directly and the slow path names what is wrong."""
     try:
         tcb = lv["tcb"]
         if version == 2:
-            sgx = tuple([tcb[k] for k in _V2_KEYS])
-            if not _all_naturals(sgx):
-                raise TypeError
+            sgx = tuple(map(tcb.__getitem__, _V2_KEYS))
             tdx = None
+            svns: tuple[Any, ...] = sgx
         else:
-            sgx = _components(tcb["sgxtcbcomponents"], "")
-            tdx = _components(tcb["tdxtcbcomponents"], "") if tee_id == "TDX" else None
+            comps = tcb["sgxtcbcomponents"]
+            sgx = tuple(map(_svn_of, comps))
+            if tee_id == "TDX":
+                comps2 = tcb["tdxtcbcomponents"]
+                tdx = tuple(map(_svn_of, comps2))
+                svns = sgx + tdx
+                ok = type(comps) is list and type(comps2) is list and len(sgx) == 16 and len(tdx) == 16
+            else:
+                tdx = None
+                svns = sgx
+                ok = type(comps) is list and len(sgx) == 16
+            if not ok:
+                raise TypeError
         pcesvn, status, date = tcb["pcesvn"], lv["tcbStatus"], lv["tcbDate"]
         adv = lv.get("advisoryIDs", ())
-        if (type(pcesvn) is not int or pcesvn < 0 or type(status) is not str or type(date) is not str
-                or not isinstance(adv, (list, tuple)) or not set(map(type, adv)) <= {str}):
+        if (set(map(type, svns)) != _INT or min(svns) < 0 or type(pcesvn) is not int or pcesvn < 0
+                or type(status) is not str or type(date) is not str or type(adv) is not list and adv != ()
+                or adv and set(map(type, adv)) != _STR):
             raise TypeError
         if len(date) < 10 or date[4] != "-" or date[7] != "-":
             raise TypeError
         return TcbLevel(sgx, pcesvn, tdx, date, status, tuple(adv))
-    except (KeyError, TypeError, IndexError, FormatError):
+    except (KeyError, TypeError, IndexError, AttributeError):
         pass
     w = f"tcbInfo.tcbLevels[{i}]"
     tcb = get(lv, "tcb", dict, w)
@@ -161,6 +176,8 @@ def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
     return TcbLevel(sgx, _svn(get(tcb, "pcesvn", int, w), f"{w}.pcesvn"), tdx, date, status, _advisories(lv, w))
 
 
+_INT = {int}
+_STR = {str}
 _V2_KEYS = tuple(f"sgxtcbcomp{n:02d}svn" for n in range(1, 17))
 
 

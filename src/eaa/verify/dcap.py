@@ -137,74 +137,74 @@ class QuoteVerifier:
         return chain
 
     def _pck_record(self, pem: str | bytes, memo: ChainMemo) -> _PckRecord:
-        def make() -> _PckRecord:
-            chain = self._chain(pem, "PCK certificate chain", memo)
-            if len(chain.certs) < 2:
-                raise CertificateChainError("PCK certificate chain must hold the PCK leaf and its CA")
-            leaf = chain.certs[0]
-            if not any("SGX PCK Certificate" in str(a.value) for a in leaf.subject.get_attributes_for_oid(_CN)):
-                raise CertificateChainError("PCK leaf certificate is not an SGX PCK Certificate")
-            key = memo.public_key(leaf)
-            if not isinstance(key, ec.EllipticCurvePublicKey):
-                raise CertificateChainError("PCK certificate does not hold an EC key")
-            try:
-                ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
-            except x509.ExtensionNotFound:
-                raise CertificateChainError("PCK certificate lacks the SGX extension") from None
-            except ValueError as e:
-                raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
-            cached = self._cache.size > 0
-            return _PckRecord(chain, leaf, key, leaf.serial_number, chain.certs[1],
-                              chain.certs[1].fingerprint(hashes.SHA256()) if cached else b"",
-                              parse_sgx_extension(ext.value.value), chain.certs[1:],  # type: ignore[attr-defined]
-                              leaf.fingerprint(hashes.SHA256()) if cached else b"")
+        return self._cache.get_or(("pck", pem), lambda: self._make_pck_record(pem, memo))
 
-        return self._cache.get_or(("pck", pem), make)
+    def _make_pck_record(self, pem: str | bytes, memo: ChainMemo) -> _PckRecord:
+        chain = self._chain(pem, "PCK certificate chain", memo)
+        if len(chain.certs) < 2:
+            raise CertificateChainError("PCK certificate chain must hold the PCK leaf and its CA")
+        leaf = chain.certs[0]
+        if not any("SGX PCK Certificate" in str(a.value) for a in leaf.subject.get_attributes_for_oid(_CN)):
+            raise CertificateChainError("PCK leaf certificate is not an SGX PCK Certificate")
+        key = memo.public_key(leaf)
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise CertificateChainError("PCK certificate does not hold an EC key")
+        try:
+            ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
+        except x509.ExtensionNotFound:
+            raise CertificateChainError("PCK certificate lacks the SGX extension") from None
+        except ValueError as e:
+            raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
+        cached = self._cache.size > 0
+        return _PckRecord(chain, leaf, key, leaf.serial_number, chain.certs[1],
+                          chain.certs[1].fingerprint(hashes.SHA256()) if cached else b"",
+                          parse_sgx_extension(ext.value.value), chain.certs[1:],  # type: ignore[attr-defined]
+                          leaf.fingerprint(hashes.SHA256()) if cached else b"")
 
     def _collateral_record(self, c: Collateral, memo: ChainMemo) -> _CollateralRecord:
-        def make() -> _CollateralRecord:
-            if not c.tcb_info or not c.qe_identity:
-                raise CollateralMissing("collateral lacks TCB info or QE identity")
-            tcb_chain = self._chain(c.tcb_info_issuer_chain, "TCB info issuer chain", memo)
-            qe_chain = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, "QE identity issuer chain",
-                                   memo)
-            if qe_chain.anchor is not tcb_chain.anchor:
-                raise CertificateChainError("TCB info and QE identity lead to different roots")
-            verify_raw_signature(_ec_key(tcb_chain.leaf, memo), c.tcb_info_signature, c.tcb_info.encode(), "TCB info")
-            tcb_info = TcbInfo.from_body(c.tcb_info, c.tcb_info_signature, authenticated=True)
-            verify_raw_signature(_ec_key(qe_chain.leaf, memo), c.qe_identity_signature, c.qe_identity.encode(),
-                                 "QE identity")
-            qe_identity = EnclaveIdentity.from_body(c.qe_identity, c.qe_identity_signature, authenticated=True)
-            validate_statuses(tcb_info, qe_identity)
-            windows = [*tcb_chain.windows, *qe_chain.windows,
-                       ("TCB info", tcb_info.issue_date, tcb_info.next_update),
-                       ("QE identity", qe_identity.issue_date, qe_identity.next_update)]
-            revocable = [*tcb_chain.certs, *qe_chain.certs]
-            root_crl = pck_crl = None
-            crl_issuer = None
-            if self.check_crl:
-                if not c.root_ca_crl or not c.pck_crl:
-                    raise CollateralMissing("collateral lacks the root CA CRL or the PCK CRL (use --no-crl to skip)")
-                if not c.pck_crl_issuer_chain:
-                    raise CollateralMissing("collateral lacks the PCK CRL issuer chain")
-                anchor = tcb_chain.anchor
-                root_crl = check_crl(c.root_ca_crl, anchor.certificate, "root CA CRL", anchor.public_key)
-                crl_chain = self._chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain", memo)
-                if crl_chain.anchor is not anchor:
-                    raise CertificateChainError("PCK CRL issuer chain leads to a different root")
-                pck_crl = check_crl(c.pck_crl, crl_chain.leaf, "PCK CRL", memo.public_key(crl_chain.leaf))
-                crl_issuer = crl_chain.leaf
-                windows += [*crl_chain.windows, ("root CA CRL", root_crl.this_update, root_crl.next_update),
-                            ("PCK CRL", pck_crl.this_update, pck_crl.next_update)]
-                revocable += crl_chain.certs
-                if root_crl.is_revoked(anchor.certificate.serial_number):
-                    raise CertificateChainError("the root CA is revoked by its own CRL")
-            return _CollateralRecord(tcb_chain.anchor, tcb_info, qe_identity, tuple(windows), root_crl, pck_crl,
-                                     crl_issuer, crl_issuer.fingerprint(hashes.SHA256())
-                                     if crl_issuer is not None and self._cache.size > 0 else b"",
-                                     tuple(revocable))
+        return self._cache.get_or(("coll", self.check_crl, c), lambda: self._make_collateral_record(c, memo))
 
-        return self._cache.get_or(("coll", self.check_crl, c), make)
+    def _make_collateral_record(self, c: Collateral, memo: ChainMemo) -> _CollateralRecord:
+        if not c.tcb_info or not c.qe_identity:
+            raise CollateralMissing("collateral lacks TCB info or QE identity")
+        tcb_chain = self._chain(c.tcb_info_issuer_chain, "TCB info issuer chain", memo)
+        qe_chain = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, "QE identity issuer chain",
+                               memo)
+        if qe_chain.anchor is not tcb_chain.anchor:
+            raise CertificateChainError("TCB info and QE identity lead to different roots")
+        verify_raw_signature(_ec_key(tcb_chain.leaf, memo), c.tcb_info_signature, c.tcb_info.encode(), "TCB info")
+        tcb_info = TcbInfo.from_body(c.tcb_info, c.tcb_info_signature, authenticated=True)
+        verify_raw_signature(_ec_key(qe_chain.leaf, memo), c.qe_identity_signature, c.qe_identity.encode(),
+                             "QE identity")
+        qe_identity = EnclaveIdentity.from_body(c.qe_identity, c.qe_identity_signature, authenticated=True)
+        validate_statuses(tcb_info, qe_identity)
+        windows = [*tcb_chain.windows, *qe_chain.windows,
+                   ("TCB info", tcb_info.issue_date, tcb_info.next_update),
+                   ("QE identity", qe_identity.issue_date, qe_identity.next_update)]
+        revocable = [*tcb_chain.certs, *qe_chain.certs]
+        root_crl = pck_crl = None
+        crl_issuer = None
+        if self.check_crl:
+            if not c.root_ca_crl or not c.pck_crl:
+                raise CollateralMissing("collateral lacks the root CA CRL or the PCK CRL (use --no-crl to skip)")
+            if not c.pck_crl_issuer_chain:
+                raise CollateralMissing("collateral lacks the PCK CRL issuer chain")
+            anchor = tcb_chain.anchor
+            root_crl = check_crl(c.root_ca_crl, anchor.certificate, "root CA CRL", anchor.public_key)
+            crl_chain = self._chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain", memo)
+            if crl_chain.anchor is not anchor:
+                raise CertificateChainError("PCK CRL issuer chain leads to a different root")
+            pck_crl = check_crl(c.pck_crl, crl_chain.leaf, "PCK CRL", memo.public_key(crl_chain.leaf))
+            crl_issuer = crl_chain.leaf
+            windows += [*crl_chain.windows, ("root CA CRL", root_crl.this_update, root_crl.next_update),
+                        ("PCK CRL", pck_crl.this_update, pck_crl.next_update)]
+            revocable += crl_chain.certs
+            if root_crl.is_revoked(anchor.certificate.serial_number):
+                raise CertificateChainError("the root CA is revoked by its own CRL")
+        return _CollateralRecord(tcb_chain.anchor, tcb_info, qe_identity, tuple(windows), root_crl, pck_crl,
+                                 crl_issuer, crl_issuer.fingerprint(hashes.SHA256())
+                                 if crl_issuer is not None and self._cache.size > 0 else b"",
+                                 tuple(revocable))
 
     # ---- the verification ----
     def verify(self, quote: bytes | Quote, collateral: Collateral, *, at: datetime | int | float,
