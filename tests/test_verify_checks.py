@@ -52,8 +52,11 @@ def pem(c: x509.Certificate) -> bytes:
     return c.public_bytes(serialization.Encoding.PEM)
 
 
-def quote_with_leaf(p: SimPlatform, leaf: x509.Certificate, tee: str = "sgx") -> bytes:
-    qe = replace(p._quoting_enclave(tee), pck_chain_pem=pem(leaf) + pem(p.pck_ca_certificate) + p.root_pem)
+def quote_with_leaf(p: SimPlatform, leaf: x509.Certificate, tee: str = "sgx", *,
+                    above: tuple[x509.Certificate, ...] = ()) -> bytes:
+    """A quote whose PCK chain is ``leaf``, then ``above``, then the platform's PCK CA and root."""
+    chain = b"".join(pem(c) for c in (leaf, *above, p.pck_ca_certificate)) + p.root_pem
+    qe = replace(p._quoting_enclave(tee), pck_chain_pem=chain)
     body = simquote.sgx_report_body(cpu_svn=p.params.cpu_svn, misc_select=0, attributes=simquote.sgx_attributes(False),
                                     mr_enclave=b"\x01" * 32, mr_signer=p.mrsigner, isv_prod_id=0, isv_svn=0,
                                     report_data=bytes(64))
@@ -61,12 +64,13 @@ def quote_with_leaf(p: SimPlatform, leaf: x509.Certificate, tee: str = "sgx") ->
 
 
 def leaf(p: SimPlatform, *, cn: str = pki.PCK_CN, fmspc: bytes = FMSPC, pce_id: bytes = b"\x00\x00",
-         with_ext: bool = True) -> x509.Certificate:
+         with_ext: bool = True, issuer: x509.Certificate | None = None) -> x509.Certificate:
+    """A PCK leaf with the platform's PCK key, issued by the PCK CA (or by ``issuer``, signing with the PCK key)."""
     ext = pki.sgx_extension(pki.sgx_extension_der(
         ppid=b"\x00" * 16, tcb_components=p.params.tcb_components, pce_svn=p.params.pce_svn, cpu_svn=p.params.cpu_svn,
         pce_id=pce_id, fmspc=fmspc, sgx_type=0))
-    return pki.make_leaf(pki.name(cn, "t"), p._key("pck"), p.pck_ca_certificate, p._key("pck_ca"), 4242, NOW,
-                         [ext] if with_ext else [])
+    return pki.make_leaf(pki.name(cn, "t"), p._key("pck"), issuer or p.pck_ca_certificate,
+                         p._key("pck" if issuer else "pck_ca"), 4242, NOW, [ext] if with_ext else [])
 
 
 def test_baseline_verifies(plat: SimPlatform) -> None:
@@ -84,6 +88,14 @@ def test_pck_leaf_must_be_a_pck_certificate(plat: SimPlatform) -> None:
 def test_pck_leaf_needs_sgx_extension(plat: SimPlatform) -> None:
     with pytest.raises(errors.CertificateChainError, match="SGX extension"):
         verifier(plat).verify(quote_with_leaf(plat, leaf(plat, with_ext=False)), plat.collateral("sgx"), at=AT)
+
+
+def test_pck_chain_issuer_must_be_a_ca(plat: SimPlatform) -> None:
+    """A certificate issued by the PCK leaf (not a CA) is refused even though every signature verifies."""
+    pck = leaf(plat)
+    quote = quote_with_leaf(plat, leaf(plat, issuer=pck), above=(pck,))
+    with pytest.raises(errors.CertificateChainError, match="is not a CA"):
+        verifier(plat).verify(quote, plat.collateral("sgx"), at=AT)
 
 
 def test_fmspc_mismatch(plat: SimPlatform) -> None:

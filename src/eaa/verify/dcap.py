@@ -33,6 +33,7 @@ from ..errors import (
     IdentityMismatch,
     UnsupportedCertificationData,
 )
+from ..formats.der import encode_oid
 from ..formats.enclave_identity import EnclaveIdentity
 from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx_extension
 from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quote
@@ -56,7 +57,15 @@ from .x509chain import (
 
 T = TypeVar("T")
 _SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
+_SGX_OID_RAW = encode_oid(SGX_EXTENSION_OID)
 _CN = x509.NameOID.COMMON_NAME
+INTEL_PCK_SUBJECT_DER = x509.Name([
+    x509.NameAttribute(_CN, "Intel SGX PCK Certificate"),
+    x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "Intel Corporation"),
+    x509.NameAttribute(x509.NameOID.LOCALITY_NAME, "Santa Clara"),
+    x509.NameAttribute(x509.NameOID.STATE_OR_PROVINCE_NAME, "CA"),
+    x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "US"),
+]).public_bytes()
 
 
 def as_datetime(at: datetime | int | float) -> datetime:
@@ -144,22 +153,21 @@ class QuoteVerifier:
         if len(chain.certs) < 2:
             raise CertificateChainError("PCK certificate chain must hold the PCK leaf and its CA")
         leaf = chain.certs[0]
-        if not any("SGX PCK Certificate" in str(a.value) for a in leaf.subject.get_attributes_for_oid(_CN)):
+        # Intel's PCK subject is compared as DER (QVL compares the whole name); other subjects, such as
+        # the simulator's, by their common name.
+        fields = memo.fields(leaf)
+        if (fields is None or fields.subject != INTEL_PCK_SUBJECT_DER) and not any(
+                "SGX PCK Certificate" in str(a.value) for a in leaf.subject.get_attributes_for_oid(_CN)):
             raise CertificateChainError("PCK leaf certificate is not an SGX PCK Certificate")
         key = memo.public_key(leaf)
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise CertificateChainError("PCK certificate does not hold an EC key")
-        try:
-            ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
-        except x509.ExtensionNotFound:
-            raise CertificateChainError("PCK certificate lacks the SGX extension") from None
-        except ValueError as e:
-            raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
+        sgx = fields.extensions.get(_SGX_OID_RAW) if fields is not None else None
         cached = self._cache.size > 0
         return _PckRecord(chain, leaf, key, leaf.serial_number, chain.certs[1],
                           chain.certs[1].fingerprint(hashes.SHA256()) if cached else b"",
-                          parse_sgx_extension(ext.value.value), chain.certs[1:],  # type: ignore[attr-defined]
-                          leaf.fingerprint(hashes.SHA256()) if cached else b"")
+                          parse_sgx_extension(sgx[1] if sgx is not None else _sgx_extension(leaf)),
+                          chain.certs[1:], leaf.fingerprint(hashes.SHA256()) if cached else b"")
 
     def _collateral_record(self, c: Collateral, memo: ChainMemo) -> _CollateralRecord:
         return self._cache.get_or(("coll", self.check_crl, c), lambda: self._make_collateral_record(c, memo))
@@ -327,6 +335,16 @@ def _same_issuer(coll: _CollateralRecord, pck: _PckRecord) -> bool:
     if crl_issuer is pck_ca or (coll.crl_issuer_fp and coll.crl_issuer_fp == pck.ca_fp):
         return True
     return crl_issuer.subject == pck_ca.subject and crl_issuer.public_key() == pck_ca.public_key()
+
+
+def _sgx_extension(leaf: x509.Certificate) -> bytes:
+    try:
+        ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
+    except x509.ExtensionNotFound:
+        raise CertificateChainError("PCK certificate lacks the SGX extension") from None
+    except ValueError as e:
+        raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
+    return ext.value.value  # type: ignore[attr-defined,no-any-return]
 
 
 def _ec_key(cert: x509.Certificate, memo: ChainMemo) -> ec.EllipticCurvePublicKey:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..errors import CertificateChainError, CrlError, FormatError, InvalidSignature, UntrustedRoot
 from ..formats.der import read_tlv
+from ..formats.tbs import TbsFields, read_tbs
 from .trust import TrustAnchor, is_ca
 
 _P256 = ec.SECP256R1()
@@ -44,7 +45,7 @@ class ChainMemo:
     memo holds every object it has an ``id`` of, so the ids stay valid for its lifetime.
     """
 
-    __slots__ = ("by_der", "der", "keys", "links", "cas", "chains")
+    __slots__ = ("by_der", "der", "keys", "links", "cas", "chains", "tbs_fields")
 
     def __init__(self) -> None:
         self.by_der: dict[bytes, x509.Certificate] = {}
@@ -53,6 +54,7 @@ class ChainMemo:
         self.links: set[tuple[int, int]] = set()
         self.cas: dict[int, bool] = {}
         self.chains: dict[Any, CheckedChain] = {}
+        self.tbs_fields: dict[int, TbsFields | None] = {}
 
     def certificate(self, der: bytes, what: str) -> x509.Certificate:
         cert = self.by_der.get(der)
@@ -76,10 +78,20 @@ class ChainMemo:
         der = self.der.get(id(cert))
         return tbs_of(der) if der is not None else cert.tbs_certificate_bytes
 
+    def fields(self, cert: x509.Certificate) -> TbsFields | None:
+        """Raw subject and extensions, when the certificate came from DER this memo parsed."""
+        key = id(cert)
+        if key not in self.tbs_fields:
+            der = self.der.get(key)
+            self.tbs_fields[key] = read_tbs(tbs_of(der)) if der is not None else None
+        return self.tbs_fields[key]
+
     def is_ca(self, cert: x509.Certificate) -> bool:
         ca = self.cas.get(id(cert))
         if ca is None:
-            ca = self.cas[id(cert)] = is_ca(cert)
+            fields = self.fields(cert)
+            raw = fields.basic_constraints_ca() if fields is not None else None
+            ca = self.cas[id(cert)] = is_ca(cert) if raw is None else raw
         return ca
 
 
