@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ..errors import FormatError
 from .signed_json import get, get_hex, load_body, parse_time, split_signed
@@ -49,16 +50,7 @@ class EnclaveIdentity:
         ident = get(obj, "id", str, w)
         if ident not in ("QE", "TD_QE", "QVE", "QAE"):
             raise FormatError(f"unknown enclave identity id {ident!r}", field=f"{w}.id")
-        levels = []
-        for i, lv in enumerate(get(obj, "tcbLevels", list, w)):
-            lw = f"{w}.tcbLevels[{i}]"
-            tcb = get(lv, "tcb", dict, lw)
-            isvsvn = get(tcb, "isvsvn", int, lw)
-            adv = lv.get("advisoryIDs", [])
-            if not isinstance(adv, list) or not all(isinstance(a, str) for a in adv):
-                raise FormatError("advisoryIDs must be a list of strings", field=lw)
-            levels.append(EnclaveTcbLevel(isvsvn, get(lv, "tcbDate", str, lw), get(lv, "tcbStatus", str, lw),
-                                          tuple(adv)))
+        levels = [_level(lv, i) for i, lv in enumerate(get(obj, "tcbLevels", list, w))]
         if len(signature) != 64:
             raise FormatError("enclave identity signature must be 64 bytes", field="signature")
         return cls(
@@ -71,3 +63,25 @@ class EnclaveIdentity:
             get_hex(obj, "mrsigner", 32, w), get(obj, "isvprodid", int, w), tuple(levels),
             body.encode("utf-8") if isinstance(body, str) else bytes(body), bytes(signature),
         )
+
+
+def _level(lv: Any, i: int) -> EnclaveTcbLevel:
+    """One TCB level; the fast path reads fields directly and the slow path names what is wrong."""
+    try:
+        isvsvn, date, status = lv["tcb"]["isvsvn"], lv["tcbDate"], lv["tcbStatus"]
+        adv = lv.get("advisoryIDs", ())
+        if (type(isvsvn) is int and type(date) is str and type(status) is str
+                and (adv == () or type(adv) is list and (not adv or set(map(type, adv)) == _STR))):
+            return EnclaveTcbLevel(isvsvn, date, status, tuple(adv))
+    except (KeyError, TypeError, AttributeError):
+        pass
+    lw = f"enclaveIdentity.tcbLevels[{i}]"
+    tcb = get(lv, "tcb", dict, lw)
+    isvsvn = get(tcb, "isvsvn", int, lw)
+    adv = lv.get("advisoryIDs", []) if isinstance(lv, dict) else []
+    if not isinstance(adv, list) or not all(isinstance(a, str) for a in adv):
+        raise FormatError("advisoryIDs must be a list of strings", field=lw)
+    return EnclaveTcbLevel(isvsvn, get(lv, "tcbDate", str, lw), get(lv, "tcbStatus", str, lw), tuple(adv))
+
+
+_STR = {str}

@@ -45,16 +45,29 @@ class ChainMemo:
     memo holds every object it has an ``id`` of, so the ids stay valid for its lifetime.
     """
 
-    __slots__ = ("by_der", "der", "keys", "links", "cas", "chains", "tbs_fields")
+    __slots__ = ("by_pem", "by_der", "der", "tbs", "keys", "links", "cas", "chains", "tbs_fields")
 
     def __init__(self) -> None:
+        self.by_pem: dict[bytes, x509.Certificate] = {}
         self.by_der: dict[bytes, x509.Certificate] = {}
         self.der: dict[int, bytes] = {}
+        self.tbs: dict[int, bytes] = {}
         self.keys: dict[int, Any] = {}
         self.links: set[tuple[int, int]] = set()
         self.cas: dict[int, bool] = {}
         self.chains: dict[Any, CheckedChain] = {}
         self.tbs_fields: dict[int, TbsFields | None] = {}
+
+    def certificate_pem(self, body: bytes, what: str) -> x509.Certificate:
+        """The certificate whose PEM base64 text is ``body``."""
+        cert = self.by_pem.get(body)
+        if cert is None:
+            try:
+                der = binascii.a2b_base64(body)
+            except binascii.Error as e:
+                raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
+            cert = self.by_pem[body] = self.certificate(der, what)
+        return cert
 
     def certificate(self, der: bytes, what: str) -> x509.Certificate:
         cert = self.by_der.get(der)
@@ -73,17 +86,19 @@ class ChainMemo:
             key = self.keys[id(cert)] = cert.public_key()
         return key
 
-    def tbs(self, cert: x509.Certificate) -> bytes:
+    def signed_bytes(self, cert: x509.Certificate) -> bytes:
         """The exact signed TBSCertificate bytes: sliced from the DER we parsed when we have it."""
-        der = self.der.get(id(cert))
-        return tbs_of(der) if der is not None else cert.tbs_certificate_bytes
+        tbs = self.tbs.get(id(cert))
+        if tbs is None:
+            der = self.der.get(id(cert))
+            tbs = self.tbs[id(cert)] = tbs_of(der) if der is not None else cert.tbs_certificate_bytes
+        return tbs
 
     def fields(self, cert: x509.Certificate) -> TbsFields | None:
         """Raw subject and extensions, when the certificate came from DER this memo parsed."""
         key = id(cert)
         if key not in self.tbs_fields:
-            der = self.der.get(key)
-            self.tbs_fields[key] = read_tbs(tbs_of(der)) if der is not None else None
+            self.tbs_fields[key] = read_tbs(self.signed_bytes(cert)) if key in self.der else None
         return self.tbs_fields[key]
 
     def is_ca(self, cert: x509.Certificate) -> bool:
@@ -105,9 +120,9 @@ def tbs_of(der: bytes) -> bytes:
     return der[header:tbs_end]
 
 
-def _pem_ders(data: bytes, what: str) -> list[bytes]:
-    """The DER of each BEGIN..END CERTIFICATE block, in order (found with bytes.find and decoded with
-    binascii: chains are decoded on every cold verification, and a regex costs more than the parse)."""
+def pem_bodies(data: bytes) -> list[bytes]:
+    """The base64 text of each BEGIN..END CERTIFICATE block, in order (found with bytes.find: chains are
+    read on every cold verification, and a regex costs more than the parse)."""
     out = []
     pos = 0
     while True:
@@ -118,24 +133,21 @@ def _pem_ders(data: bytes, what: str) -> list[bytes]:
         if end < 0:
             return out
         pos = end + len(_PEM_END)
-        try:
-            out.append(binascii.a2b_base64(data[start + len(_PEM_BEGIN):end]))
-        except binascii.Error as e:
-            raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
+        out.append(data[start + len(_PEM_BEGIN):end])
 
 
 def load_pem_chain(text: str | bytes, what: str, memo: ChainMemo | None = None) -> tuple[x509.Certificate, ...]:
     """The certificates of a PEM chain, leaf first.
 
-    With ``memo`` a certificate appearing in several chains is parsed once and is the same object
-    everywhere, so links between objects are verified only once.
+    With ``memo`` a certificate appearing in several chains is decoded and parsed once and is the same
+    object everywhere, so links between objects are verified only once.
     """
     data = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
-    ders = _pem_ders(data, what)
-    if not ders:
+    bodies = pem_bodies(data)
+    if not bodies:
         raise CertificateChainError(f"{what}: no PEM certificate found")
     memo = memo if memo is not None else ChainMemo()
-    return tuple(memo.certificate(der, what) for der in ders)
+    return tuple(memo.certificate_pem(body, what) for body in bodies)
 
 
 def public_key_from_raw(xy: bytes, what: str) -> ec.EllipticCurvePublicKey:
@@ -226,7 +238,7 @@ def check_chain_signatures(
         if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or alg is None:
             raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} does not hold an ECDSA key")
         try:
-            issuer_key.verify(cert.signature, memo.tbs(cert), alg)
+            issuer_key.verify(cert.signature, memo.signed_bytes(cert), alg)
         except _CryptoInvalidSignature:
             raise InvalidSignature(f"{what}: signature of {cert.subject.rfc4514_string()} does not verify") from None
         memo.links.add(link)
