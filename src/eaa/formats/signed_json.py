@@ -148,6 +148,10 @@ def parse_time(value: Any, field: str) -> datetime:
 
 
 def get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if type(obj) is dict:  # the common case first: present and of exactly the wanted type
+        v = obj.get(key, _MISSING)
+        if type(v) is kind:
+            return v
     if not isinstance(obj, dict) or key not in obj:
         raise FormatError(f"missing {key!r}", field=f"{where}.{key}")
     v = obj[key]
@@ -156,6 +160,9 @@ def get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str
     if not isinstance(v, kind):
         raise FormatError(f"{key!r} has the wrong type", field=f"{where}.{key}")
     return v
+
+
+_MISSING = object()
 
 
 def get_hex(obj: dict[str, Any], key: str, size: int | None, where: str) -> bytes:

@@ -71,7 +71,10 @@ class TcbInfo:
             raise FormatError(f"unknown TCB info id {tee_id!r}", field="tcbInfo.id")
         if version == 2 and tee_id != "SGX":
             raise FormatError("TCB info v2 is SGX only", field="tcbInfo.id")
-        levels = tuple(_level(lv, version, tee_id, i) for i, lv in enumerate(get(obj, "tcbLevels", list, w)))
+        raw_levels = get(obj, "tcbLevels", list, w)
+        levels = _levels_fast(raw_levels, version, tee_id)
+        if levels is None:  # something is off: find it and name it
+            levels = tuple(_level(lv, version, tee_id, i) for i, lv in enumerate(raw_levels))
         if not levels:
             raise FormatError("TCB info has no TCB levels", field="tcbInfo.tcbLevels")
         module = None
@@ -128,39 +131,57 @@ def _advisories(obj: dict[str, Any], field: str) -> tuple[str, ...]:
 _svn_of = itemgetter("svn")
 
 
-def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
-    """One TCB level; the fast path reads fields directly and the slow path names what is wrong."""
+def _levels_fast(raw: list[Any], version: int, tee_id: str) -> tuple[TcbLevel, ...] | None:
+    """All levels of well-formed TCB info, or None for :func:`_level` to find what is wrong.
+
+    Reads fields directly and checks every SVN of every level in one pass: a cold verification parses
+    Intel's TCB info on every call, and per-field checks would cost more than the evaluation itself.
+    """
+    levels = []
+    svns: list[Any] = []
+    strings: list[Any] = []
     try:
-        tcb = lv["tcb"]
-        if version == 2:
-            sgx = tuple(map(tcb.__getitem__, _V2_KEYS))
-            tdx = None
-            svns: tuple[Any, ...] = sgx
-        else:
-            comps = tcb["sgxtcbcomponents"]
-            sgx = tuple(map(_svn_of, comps))
-            if tee_id == "TDX":
-                comps2 = tcb["tdxtcbcomponents"]
-                tdx = tuple(map(_svn_of, comps2))
-                svns = sgx + tdx
-                ok = type(comps) is list and type(comps2) is list and len(sgx) == 16 and len(tdx) == 16
-            else:
+        for lv in raw:
+            tcb = lv["tcb"]
+            if version == 2:
+                sgx = tuple(map(tcb.__getitem__, _V2_KEYS))
                 tdx = None
-                svns = sgx
-                ok = type(comps) is list and len(sgx) == 16
-            if not ok:
-                raise TypeError
-        pcesvn, status, date = tcb["pcesvn"], lv["tcbStatus"], lv["tcbDate"]
-        adv = lv.get("advisoryIDs", ())
-        if (set(map(type, svns)) != _INT or min(svns) < 0 or type(pcesvn) is not int or pcesvn < 0
-                or type(status) is not str or type(date) is not str or type(adv) is not list and adv != ()
-                or adv and set(map(type, adv)) != _STR):
-            raise TypeError
-        if len(date) < 10 or date[4] != "-" or date[7] != "-":
-            raise TypeError
-        return TcbLevel(sgx, pcesvn, tdx, date, status, tuple(adv))
+            else:
+                comps = tcb["sgxtcbcomponents"]
+                sgx = tuple(map(_svn_of, comps))
+                if type(comps) is not list or len(sgx) != 16:
+                    return None
+                if tee_id == "TDX":
+                    comps = tcb["tdxtcbcomponents"]
+                    tdx = tuple(map(_svn_of, comps))
+                    if type(comps) is not list or len(tdx) != 16:
+                        return None
+                    svns += tdx
+                else:
+                    tdx = None
+            pcesvn, status, date = tcb["pcesvn"], lv["tcbStatus"], lv["tcbDate"]
+            adv = lv.get("advisoryIDs", ())
+            if type(adv) is list:
+                strings += adv
+            elif adv != ():
+                return None
+            svns += sgx
+            svns.append(pcesvn)
+            strings.append(status)
+            if type(date) is not str or len(date) < 10 or date[4] != "-" or date[7] != "-":
+                return None
+            levels.append(TcbLevel(sgx, pcesvn, tdx, date, status, tuple(adv)))
     except (KeyError, TypeError, IndexError, AttributeError):
-        pass
+        return None
+    if svns and (set(map(type, svns)) != _INT or min(svns) < 0):
+        return None
+    if strings and set(map(type, strings)) != _STR:
+        return None
+    return tuple(levels)
+
+
+def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
+    """One TCB level, checked field by field so that the error names what is wrong."""
     w = f"tcbInfo.tcbLevels[{i}]"
     tcb = get(lv, "tcb", dict, w)
     if version == 2:

@@ -42,6 +42,11 @@ class TrustAnchor:
         return self.certificate.public_key()
 
     @cached_property
+    def window(self) -> tuple[x509.Certificate, Any, Any]:
+        """(certificate, not valid before, not valid after), as chains list their members' windows."""
+        return (self.certificate, self.certificate.not_valid_before_utc, self.certificate.not_valid_after_utc)
+
+    @cached_property
     def is_ca(self) -> bool:
         return is_ca(self.certificate)
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..errors import CertificateChainError, CrlError, FormatError, InvalidSignature, UntrustedRoot
-from ..formats.der import read_tlv
+from ..formats.der import read_header
 from ..formats.tbs import TbsFields, read_tbs
 from .trust import TrustAnchor, is_ca
 
@@ -45,7 +45,7 @@ class ChainMemo:
     memo holds every object it has an ``id`` of, so the ids stay valid for its lifetime.
     """
 
-    __slots__ = ("by_pem", "by_der", "der", "tbs", "keys", "links", "cas", "chains", "tbs_fields")
+    __slots__ = ("by_pem", "by_der", "der", "tbs", "keys", "links", "cas", "chains", "tbs_fields", "windows")
 
     def __init__(self) -> None:
         self.by_pem: dict[bytes, x509.Certificate] = {}
@@ -57,6 +57,7 @@ class ChainMemo:
         self.cas: dict[int, bool] = {}
         self.chains: dict[Any, CheckedChain] = {}
         self.tbs_fields: dict[int, TbsFields | None] = {}
+        self.windows: dict[int, Window] = {}
 
     def certificate_pem(self, body: bytes, what: str) -> x509.Certificate:
         """The certificate whose PEM base64 text is ``body``."""
@@ -101,6 +102,12 @@ class ChainMemo:
             self.tbs_fields[key] = read_tbs(self.signed_bytes(cert)) if key in self.der else None
         return self.tbs_fields[key]
 
+    def window(self, cert: x509.Certificate) -> Window:
+        w = self.windows.get(id(cert))
+        if w is None:
+            w = self.windows[id(cert)] = (cert, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return w
+
     def is_ca(self, cert: x509.Certificate) -> bool:
         ca = self.cas.get(id(cert))
         if ca is None:
@@ -112,12 +119,12 @@ class ChainMemo:
 
 def tbs_of(der: bytes) -> bytes:
     """The first element of a signed DER structure (the to-be-signed part of a certificate or CRL)."""
-    _, _, end = read_tlv(der, 0, "certificate")
-    if end != len(der) or der[0] != 0x30:
+    if len(der) < 4 or der[0] != 0x30:
         raise FormatError("certificate is not one DER SEQUENCE", field="certificate")
-    header = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)
-    _, _, tbs_end = read_tlv(der, header, "tbsCertificate")
-    return der[header:tbs_end]
+    header, end = read_header(der, 0, len(der), "certificate")
+    if end != len(der) or der[header] != 0x30:
+        raise FormatError("certificate is not one DER SEQUENCE", field="certificate")
+    return der[header:read_header(der, header, end, "tbsCertificate")[1]]
 
 
 def pem_bodies(data: bytes) -> list[bytes]:
@@ -242,7 +249,7 @@ def check_chain_signatures(
         except _CryptoInvalidSignature:
             raise InvalidSignature(f"{what}: signature of {cert.subject.rfc4514_string()} does not verify") from None
         memo.links.add(link)
-    windows = tuple((c, c.not_valid_before_utc, c.not_valid_after_utc) for c in (*chain, anchor.certificate))
+    windows = (*map(memo.window, chain), anchor.window)
     return CheckedChain(tuple(chain), anchor, windows)
 
 
@@ -294,4 +301,8 @@ def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None) 
         raise InvalidSignature(f"{what}: signature does not verify")
     if crl.next_update_utc is None:
         raise CrlError(f"{what} has no nextUpdate")
-    return CheckedCrl(crl.last_update_utc, crl.next_update_utc, frozenset(r.serial_number for r in crl))
+    revoked = frozenset(r.serial_number for r in crl) if len(crl) else _NONE_REVOKED
+    return CheckedCrl(crl.last_update_utc, crl.next_update_utc, revoked)
+
+
+_NONE_REVOKED: frozenset[int] = frozenset()
