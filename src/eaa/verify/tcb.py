@@ -8,6 +8,7 @@ All functions here are pure: parsed structures in, a status or a typed error out
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import ge
 
 from ..errors import CollateralInvalid, IdentityMismatch, TcbNotSupported
 from ..formats.enclave_identity import EnclaveIdentity, EnclaveTcbLevel
@@ -72,10 +73,8 @@ def check_qe_identity(qe_report: SgxReportBody, identity: EnclaveIdentity) -> En
     mask = identity.miscselect_mask
     if (qe_report.misc_select & mask) != (identity.miscselect & mask):
         raise IdentityMismatch("QE report MISCSELECT does not match the QE identity")
-    amask = identity.attributes_mask
-    if bytes(a & m for a, m in zip(qe_report.attributes, amask, strict=True)) != bytes(
-        a & m for a, m in zip(identity.attributes, amask, strict=True)
-    ):
+    amask = int.from_bytes(identity.attributes_mask, "little")
+    if int.from_bytes(qe_report.attributes, "little") & amask != int.from_bytes(identity.attributes, "little") & amask:
         raise IdentityMismatch("QE report ATTRIBUTES do not match the QE identity")
     for lv in sorted(identity.tcb_levels, key=lambda x: -x.isvsvn):
         if qe_report.isv_svn >= lv.isvsvn:
@@ -88,7 +87,8 @@ def _level_key(lv: TcbLevel) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
 
 
 def _sgx_matches(pck: PckExtensions, lv: TcbLevel) -> bool:
-    return pck.pce_svn >= lv.pcesvn and all(p >= t for p, t in zip(pck.tcb_components, lv.sgx_components, strict=True))
+    # Both sides hold exactly 16 components (the parsers check), so map() pairs them all.
+    return pck.pce_svn >= lv.pcesvn and all(map(ge, pck.tcb_components, lv.sgx_components))
 
 
 def _tdx_matches(tee_tcb_svn: bytes, lv: TcbLevel) -> bool:
@@ -96,7 +96,7 @@ def _tdx_matches(tee_tcb_svn: bytes, lv: TcbLevel) -> bool:
     if comps is None:
         return False
     start = 2 if tee_tcb_svn[1] > 0 else 0
-    return all(tee_tcb_svn[i] >= comps[i] for i in range(start, 16))
+    return all(map(ge, tee_tcb_svn[start:16], comps[start:16]))
 
 
 def sorted_levels(tcb_info: TcbInfo) -> list[TcbLevel]:
@@ -147,8 +147,8 @@ def check_tdx_module(tcb_info: TcbInfo, td: TdReportBody) -> TdxModuleIdentity |
         raise CollateralInvalid("TDX TCB info lacks tdxModule")
     if td.mrsigner_seam != ident.mrsigner:
         raise IdentityMismatch("TDX module MRSIGNER_SEAM does not match the TCB info")
-    mask = ident.attributes_mask
-    if bytes(a & m for a, m in zip(td.seam_attributes, mask, strict=True)) != bytes(a & m for a, m in zip(ident.attributes, mask, strict=True)):
+    mask = int.from_bytes(ident.attributes_mask, "little")
+    if int.from_bytes(td.seam_attributes, "little") & mask != int.from_bytes(ident.attributes, "little") & mask:
         raise IdentityMismatch("TDX module SEAM attributes do not match the TCB info")
     return None if major == 0 else ident
 
