@@ -98,7 +98,7 @@ _CONFIG_NAMES = {_RAW[f"{_P}.7.1"]: "dynamic_platform", _RAW[f"{_P}.7.2"]: "cach
                  _RAW[f"{_P}.7.3"]: "smt_enabled"}
 
 
-def _need(data: bytes, pairs: dict[bytes, _Entry], oid: str, tag: int, name: str) -> _Entry:
+def _need(pairs: dict[bytes, _Entry], oid: str, tag: int, name: str) -> _Entry:
     entry = pairs.get(_RAW[oid])
     if entry is None:
         raise FormatError(f"PCK SGX extension lacks {name} ({oid})", field=name)
@@ -114,6 +114,10 @@ def _int(data: bytes, entry: _Entry, name: str) -> int:
     return int.from_bytes(data[start:end], "big", signed=True)
 
 
+_PPID, _TCB, _PCEID, _FMSPC, _TYPE, _PLATFORM_ID, _CONFIG = (f"{_P}.{i}" for i in range(1, 8))
+_PCESVN, _CPUSVN = f"{_P}.2.17", f"{_P}.2.18"
+
+
 def parse_sgx_extension(der_value: bytes) -> PckExtensions:
     """Parse the DER value of the SGX extension (a SEQUENCE of {OID, value})."""
     data = bytes(der_value)
@@ -123,31 +127,32 @@ def parse_sgx_extension(der_value: bytes) -> PckExtensions:
     if end != len(data):
         raise FormatError("SGX extension is not one SEQUENCE", field="sgx_extension", offset=end)
     top = _pairs(data, body, end, "sgx_extension")
-    _, tcb_start, tcb_end = _need(data, top, f"{_P}.2", TAG_SEQUENCE, "tcb")
+    _, tcb_start, tcb_end = _need(top, _TCB, TAG_SEQUENCE, "tcb")
     tcb = _pairs(data, tcb_start, tcb_end, "tcb")
     comps = []
     for i, raw in enumerate(_TCB_COMPONENTS, 1):
         entry = tcb.get(raw)
-        if entry is None or entry[0] != TAG_INTEGER:
-            entry = _need(data, tcb, f"{_P}.2.{i}", TAG_INTEGER, f"tcb_comp{i:02d}_svn")
-        comps.append(_int(data, entry, "svn"))
-    pce_svn = _int(data, _need(data, tcb, f"{_P}.2.17", TAG_INTEGER, "pcesvn"), "pcesvn")
-    _, s, e = _need(data, tcb, f"{_P}.2.18", TAG_OCTET_STRING, "cpusvn")
+        if entry is None or entry[0] != TAG_INTEGER or entry[1] == entry[2]:
+            entry = _need(tcb, f"{_P}.2.{i}", TAG_INTEGER, f"tcb_comp{i:02d}_svn")
+            _int(data, entry, "svn")
+        comps.append(int.from_bytes(data[entry[1]:entry[2]], "big", signed=True))
+    pce_svn = _int(data, _need(tcb, _PCESVN, TAG_INTEGER, "pcesvn"), "pcesvn")
+    _, s, e = _need(tcb, _CPUSVN, TAG_OCTET_STRING, "cpusvn")
     cpu_svn = data[s:e]
-    _, s, e = _need(data, top, f"{_P}.3", TAG_OCTET_STRING, "pceid")
+    _, s, e = _need(top, _PCEID, TAG_OCTET_STRING, "pceid")
     pce_id = data[s:e]
-    _, s, e = _need(data, top, f"{_P}.4", TAG_OCTET_STRING, "fmspc")
+    _, s, e = _need(top, _FMSPC, TAG_OCTET_STRING, "fmspc")
     fmspc = data[s:e]
     if len(fmspc) != 6 or len(pce_id) != 2 or len(cpu_svn) != 16:
         raise FormatError("PCK SGX extension has a wrongly sized FMSPC, PCE-ID or CPUSVN", field="sgx_extension")
-    ppid = _value(data, top.get(_RAW[f"{_P}.1"]))
+    ppid = _value(data, top.get(_RAW[_PPID]))
     sgx_type = None
-    if _RAW[f"{_P}.5"] in top:
-        sgx_type = _int(data, _need(data, top, f"{_P}.5", TAG_ENUMERATED, "sgx_type"), "sgx_type")
-    pi = _value(data, top.get(_RAW[f"{_P}.6"]))
+    if _RAW[_TYPE] in top:
+        sgx_type = _int(data, _need(top, _TYPE, TAG_ENUMERATED, "sgx_type"), "sgx_type")
+    pi = _value(data, top.get(_RAW[_PLATFORM_ID]))
     config: dict[str, bool] = {}
-    if _RAW[f"{_P}.7"] in top:
-        _, s, e = _need(data, top, f"{_P}.7", TAG_SEQUENCE, "configuration")
+    if _RAW[_CONFIG] in top:
+        _, s, e = _need(top, _CONFIG, TAG_SEQUENCE, "configuration")
         for raw, (t, vs, ve) in _pairs(data, s, e, "configuration").items():
             if raw in _CONFIG_NAMES and t == TAG_BOOLEAN:
                 config[_CONFIG_NAMES[raw]] = data[vs:ve] != b"\x00"
