@@ -104,3 +104,26 @@ def test_tdx_levels_need_tdx_components() -> None:
     with pytest.raises(FormatError, match="tdxtcbcomponents") as ei:
         TcbInfo.from_body(json.dumps(obj), SIG)
     assert ei.value.field == "tcbInfo.tcbLevels[2].tdxtcbcomponents"
+
+
+@pytest.mark.parametrize("key, value, field", [
+    ("isvsvn", -1, "isvsvn"), ("isvsvn", "3", "isvsvn"), ("tcbStatus", None, "tcbStatus"),
+    ("advisoryIDs", [1], ""),
+])
+def test_a_defect_in_a_module_level_is_named(key: str, value: Any, field: str) -> None:
+    obj = _sgx()
+    obj["id"] = "TDX"
+    obj["tdxModule"] = {"mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "ff" * 8}
+    for lv in obj["tcbLevels"]:
+        lv["tcb"]["tdxtcbcomponents"] = [{"svn": 2} for _ in range(16)]
+    module_levels = [{"tcb": {"isvsvn": n}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "UpToDate"}
+                     for n in (5, 3)]
+    obj["tdxModuleIdentities"] = [{"id": "TDX_01", "mrsigner": "00" * 48, "attributes": "00" * 8,
+                                   "attributesMask": "ff" * 8, "tcbLevels": module_levels}]
+    assert [lv.isvsvn for lv in TcbInfo.from_body(json.dumps(obj), SIG).tdx_module_identities[0].tcb_levels] == [5, 3]
+    target = module_levels[1]["tcb"] if key == "isvsvn" else module_levels[1]
+    target[key] = value
+    with pytest.raises(FormatError) as ei:
+        TcbInfo.from_body(json.dumps(obj), SIG)
+    assert ei.value.field is not None and ei.value.field.startswith("tcbInfo.tdxModuleIdentities[0].tcbLevels[1]")
+    assert ei.value.field.endswith(field)

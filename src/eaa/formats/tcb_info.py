@@ -204,11 +204,22 @@ _V2_KEYS = tuple(f"sgxtcbcomp{n:02d}svn" for n in range(1, 17))
 
 def _module_identity(x: Any, i: int) -> TdxModuleIdentity:
     w = f"tcbInfo.tdxModuleIdentities[{i}]"
-    levels = []
-    for j, lv in enumerate(get(x, "tcbLevels", list, w)):
-        lw = f"{w}.tcbLevels[{j}]"
-        tcb = get(lv, "tcb", dict, lw)
-        levels.append(ModuleTcbLevel(_svn(get(tcb, "isvsvn", int, lw), f"{lw}.isvsvn"), get(lv, "tcbDate", str, lw),
-                                     get(lv, "tcbStatus", str, lw), _advisories(lv, lw)))
+    levels = tuple(_module_level(lv, f"{w}.tcbLevels", j) for j, lv in enumerate(get(x, "tcbLevels", list, w)))
     return TdxModuleIdentity(get(x, "id", str, w), get_hex(x, "mrsigner", 48, w), get_hex(x, "attributes", 8, w),
-                             get_hex(x, "attributesMask", 8, w), tuple(levels))
+                             get_hex(x, "attributesMask", 8, w), levels)
+
+
+def _module_level(lv: Any, where: str, j: int) -> ModuleTcbLevel:
+    """One module TCB level; the fast path reads fields directly and the slow path names what is wrong."""
+    try:
+        isvsvn, date, status = lv["tcb"]["isvsvn"], lv["tcbDate"], lv["tcbStatus"]
+        adv = lv.get("advisoryIDs", ())
+        if (type(isvsvn) is int and isvsvn >= 0 and type(date) is str and type(status) is str
+                and (adv == () or type(adv) is list and (not adv or set(map(type, adv)) == _STR))):
+            return ModuleTcbLevel(isvsvn, date, status, tuple(adv))
+    except (KeyError, TypeError, AttributeError):
+        pass
+    lw = f"{where}[{j}]"
+    tcb = get(lv, "tcb", dict, lw)
+    return ModuleTcbLevel(_svn(get(tcb, "isvsvn", int, lw), f"{lw}.isvsvn"), get(lv, "tcbDate", str, lw),
+                          get(lv, "tcbStatus", str, lw), _advisories(lv, lw))
