@@ -8,6 +8,7 @@ which real quote buffers carry as padding.
 from __future__ import annotations
 
 import binascii
+import struct
 from dataclasses import dataclass
 
 from ..errors import FormatError
@@ -22,6 +23,7 @@ from .report_body import (
 )
 
 HEADER_SIZE = 48
+_HEADER = struct.Struct("<HHIHH16s20s")  # version, att_key_type, tee_type, qe_svn, pce_svn, qe_vendor_id, user_data
 ATT_KEY_TYPE_ECDSA_P256 = 2
 TEE_TYPE_SGX = 0x00000000
 TEE_TYPE_TDX = 0x00000081
@@ -59,16 +61,11 @@ class QuoteHeader:
 
     @classmethod
     def parse(cls, r: Reader) -> "QuoteHeader":
-        start = r.pos
-        version = r.u16("version")
-        att_key_type = r.u16("att_key_type")
-        tee_type = r.u32("tee_type")
-        qe_svn = r.u16("qe_svn")
-        pce_svn = r.u16("pce_svn")
-        qe_vendor_id = r.take(16, "qe_vendor_id")
-        user_data = r.take(20, "user_data")
-        return cls(version, att_key_type, tee_type, qe_svn, pce_svn, qe_vendor_id, user_data,
-                   bytes(r.data[start:r.pos]))
+        if r.remaining() < HEADER_SIZE:  # field by field, to name the one that is cut short
+            r.u16("version"), r.u16("att_key_type"), r.u32("tee_type"), r.u16("qe_svn"), r.u16("pce_svn")
+            r.take(16, "qe_vendor_id"), r.take(20, "user_data")
+        raw = r.take(HEADER_SIZE, "header")
+        return cls(*_HEADER.unpack(raw), raw)
 
 
 @dataclass(frozen=True, slots=True)
