@@ -180,11 +180,11 @@ class QuoteVerifier:
                                memo)
         if qe_chain.anchor is not tcb_chain.anchor:
             raise CertificateChainError("TCB info and QE identity lead to different roots")
-        verify_raw_signature(_ec_key(tcb_chain.leaf, memo), c.tcb_info_signature, c.tcb_info.encode(), "TCB info")
-        tcb_info = TcbInfo.from_body(c.tcb_info, c.tcb_info_signature, authenticated=True)
-        verify_raw_signature(_ec_key(qe_chain.leaf, memo), c.qe_identity_signature, c.qe_identity.encode(),
-                             "QE identity")
-        qe_identity = EnclaveIdentity.from_body(c.qe_identity, c.qe_identity_signature, authenticated=True)
+        tcb_body, qe_body = c.tcb_info.encode(), c.qe_identity.encode()
+        verify_raw_signature(_ec_key(tcb_chain.leaf, memo), c.tcb_info_signature, tcb_body, "TCB info")
+        tcb_info = TcbInfo.from_body(tcb_body, c.tcb_info_signature, authenticated=True)
+        verify_raw_signature(_ec_key(qe_chain.leaf, memo), c.qe_identity_signature, qe_body, "QE identity")
+        qe_identity = EnclaveIdentity.from_body(qe_body, c.qe_identity_signature, authenticated=True)
         validate_statuses(tcb_info, qe_identity)
         windows = [*tcb_chain.windows, *qe_chain.windows,
                    ("TCB info", tcb_info.issue_date, tcb_info.next_update),
