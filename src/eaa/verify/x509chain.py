@@ -76,7 +76,7 @@ class ChainMemo:
             try:
                 cert = x509.load_der_x509_certificate(der)
             except ValueError as e:
-                raise FormatError(f"{what}: bad PEM certificate ({e})", field=what) from None
+                raise FormatError(f"{what}: bad certificate ({e})", field=what) from None
             self.by_der[der] = cert
             self.der[id(cert)] = der
         return cert
@@ -120,11 +120,11 @@ class ChainMemo:
 def tbs_of(der: bytes) -> bytes:
     """The first element of a signed DER structure (the to-be-signed part of a certificate or CRL)."""
     if len(der) < 4 or der[0] != 0x30:
-        raise FormatError("certificate is not one DER SEQUENCE", field="certificate")
-    header, end = read_header(der, 0, len(der), "certificate")
+        raise FormatError("signed structure is not one DER SEQUENCE", field="der")
+    header, end = read_header(der, 0, len(der), "der")
     if end != len(der) or der[header] != 0x30:
-        raise FormatError("certificate is not one DER SEQUENCE", field="certificate")
-    return der[header:read_header(der, header, end, "tbsCertificate")[1]]
+        raise FormatError("signed structure is not one DER SEQUENCE", field="der")
+    return der[header:read_header(der, header, end, "tbs")[1]]
 
 
 def pem_bodies(data: bytes) -> list[bytes]:
@@ -195,12 +195,13 @@ class CheckedChain:
         return self.certs[0] if self.certs else self.anchor.certificate
 
 
-def _find_anchor(last: x509.Certificate, anchors: Sequence[TrustAnchor], memo: ChainMemo) -> tuple[TrustAnchor | None, bool]:
+def _find_anchor(last: x509.Certificate, anchors: Sequence[TrustAnchor],
+                 memo: ChainMemo) -> tuple[TrustAnchor | None, bool]:
     """(anchor, whether ``last`` is a copy of it). A chain usually ends with a copy of the root, matched by
     its exact bytes; a re-issued root (same key, other bytes) is a certificate issued by the anchor."""
     der = memo.der.get(id(last))
     for a in anchors:
-        if der is not None and der == a.der or der is None and last == a.certificate:
+        if (der == a.der) if der is not None else (last == a.certificate):
             return a, True
     for a in anchors:
         if last.issuer == a.certificate.subject:
