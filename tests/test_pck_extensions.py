@@ -70,8 +70,10 @@ def test_long_form_lengths_parse_like_short_ones() -> None:
     assert parse_sgx_extension(top(padded_ppid, tcb(), PCEID, FMSPC)).ppid == b"\x11" * 16
 
 
-# Vectors whose quote carries its PCK chain (certification data type 5), with the FMSPC the manifest records.
-PCK_VECTORS = [v for v in manifest() if v.get("quote_info", {}).get("cd") == "5" and v["quote_info"].get("fmspc")]
+# Vectors whose quote carries its PCK chain (certification data type 5, or 6 nesting 5), with the FMSPC the
+# manifest records.
+PCK_VECTORS = [v for v in manifest()
+               if v.get("quote_info", {}).get("cd") in ("5", "6->5") and v["quote_info"].get("fmspc")]
 
 
 @pytest.mark.parametrize("vid", [v["id"] for v in PCK_VECTORS] or ["<no vectors>"])
