@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from eaa.cli.inclavared import build_parser as inclavared_parser
+from eaa.cli.pccs_server import build_parser as pccs_parser
 from eaa.cli.shelter import build_parser as shelter_parser
 from eaa.cli.enclave_tls_server import build_parser as server_parser
+from eaa.services.pccs.schedule import parse_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
@@ -78,7 +80,9 @@ def test_pccs_deployment() -> None:
     dep = find("Deployment", "eaa-pccs", [K8S / "pccs.yaml"])
     c = containers(dep)["eaa-pccs"]
     assert c["command"] == ["eaa-pccs"] and c["args"][0] == "serve"
-    assert "--insecure-http" not in c["args"] and "--cert" in c["args"] and "--key" in c["args"]
+    args = pccs_parser().parse_args(c["args"])  # the flags exist and parse
+    assert not args.insecure_http and args.cert and args.key and args.mode == "lazy"
+    assert parse_interval(args.refresh_every) == 86400
     assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     svc = find("Service", "eaa-pccs", [K8S / "pccs.yaml"])

@@ -6,8 +6,8 @@
   eaa-pccs import ./bundle.json --url https://pccs:8081      (through a running server; admin token)
   eaa-pccs export -o bundle.json --db pccs.sqlite3
 
-Modes: lazy (default) fetches misses from --upstream (Intel's PCS unless told otherwise) and AMD's KDS;
-offline serves imported data only. HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
+Modes: lazy (default) fetches misses from --upstream (Intel's PCS unless told otherwise) and AMD's KDS,
+and with --refresh-every refreshes the whole cache on a schedule; offline serves imported data only. HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
 The admin token (for import/export over HTTP) comes from --admin-token-file or $EAA_PCCS_ADMIN_TOKEN;
 the user token that POST /platforms then requires (open when none is set) from --user-token-file or
 $EAA_PCCS_USER_TOKEN.
@@ -72,6 +72,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--upstream-retries", type=int, default=2, metavar="N", help="retries (default 2)")
     s.add_argument("--min-refresh", type=float, default=600.0, metavar="S",
                    help="ask the upstream again at most this often for expired data (default 600)")
+    s.add_argument("--refresh-every", metavar="DURATION", default=None,
+                   help="lazy mode: refresh the whole cache from the upstream this often, as Intel's PCCS does "
+                        "on its RefreshSchedule (3600, 12h, 30d; default: only when a record expires)")
     s.add_argument("--admin-token-file", metavar="FILE",
                    help="enables /eaa/v1/import, /eaa/v1/export, GET /platforms and /refresh")
     s.add_argument("--user-token-file", metavar="FILE",
@@ -130,8 +133,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..services.pccs.server import PccsServer
     from ..services.pccs.setup import build_service, read_admin_token, read_import_source, read_user_token
 
+    from ..services.pccs.schedule import RefreshSchedule, parse_interval
+
     if not args.insecure_http and not (args.cert and args.key):
         raise ConfigError("HTTPS needs --cert and --key (or serve plain HTTP with --insecure-http)")
+    refresh_every = parse_interval(args.refresh_every) if args.refresh_every is not None else None
+    if refresh_every is not None and args.mode != "lazy":
+        raise ConfigError("--refresh-every needs --mode lazy: an offline PCCS has no upstream to refresh from")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     opts = _options(args, args.mode)
     opts.upstream = args.upstream or INTEL_PCS_URL
@@ -155,11 +163,14 @@ def run_serve(args: argparse.Namespace) -> int:
     host, port = args.listen
     server = PccsServer(app, host=host, port=port, certfile=args.cert, keyfile=args.key,
                         log_level=args.log_level, access_log=args.log_level == "debug")
+    schedule = RefreshSchedule(service, refresh_every).start() if refresh_every is not None else None
     print(f"eaa-pccs: {opts.mode.value} mode, serving {server.url} (store: {_safe_db(opts.db)})", file=sys.stderr,
           flush=True)
     try:
         server.serve_forever()
     finally:
+        if schedule is not None:
+            schedule.stop()
         service.store.close()
     return 0
 
