@@ -212,7 +212,7 @@ def make_service(db: str, *, mode: Mode, upstream_url: str | None = None, kds_ur
                  min_refresh: float = 600.0) -> PccsService:
     anchors = tuple(anchors or default_anchors())
     up = None
-    if mode is Mode.LAZY:
+    if mode is not Mode.OFFLINE:
         pcs = PcsClient(upstream_url, anchors=anchors, retries=1, retry_delay=0.01, timeout=5,
                         clock=clock, root_crl_from_dp=False) if upstream_url else None
         kds = KdsClient(kds_url, trusted_arks=trusted_arks, retries=1, retry_delay=0.01, timeout=5,

@@ -6,8 +6,9 @@
   eaa-pccs import ./bundle.json --url https://pccs:8081      (through a running server; admin token)
   eaa-pccs export -o bundle.json --db pccs.sqlite3
 
-Modes: lazy (default) fetches misses from --upstream (Intel's PCS unless told otherwise) and AMD's KDS,
-and with --refresh-every refreshes the whole cache on a schedule; offline serves imported data only. HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
+Modes: lazy (default) fetches misses from --upstream (Intel's PCS unless told otherwise) and AMD's KDS;
+req fetches Intel collateral only when a platform registers (POST /platforms); offline serves imported
+data only. With --refresh-every, lazy and req refresh the whole cache on a schedule. HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
 The admin token (for import/export over HTTP) comes from --admin-token-file or $EAA_PCCS_ADMIN_TOKEN;
 the user token that POST /platforms then requires (open when none is set) from --user-token-file or
 $EAA_PCCS_USER_TOKEN.
@@ -59,7 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--key", metavar="PEM", help="TLS private key of the service")
     s.add_argument("--insecure-http", action="store_true", help="serve plain HTTP (testing only)")
     _db_arg(s)
-    s.add_argument("--mode", choices=("lazy", "offline"), default="lazy", help="caching mode (default lazy)")
+    s.add_argument("--mode", choices=("lazy", "req", "offline"), default="lazy",
+                   help="caching mode (default lazy; req fetches only when a platform registers)")
     s.add_argument("--upstream", metavar="URL", default=None,
                    help="Intel PCS or another PCCS to fill misses from (default Intel's PCS)")
     s.add_argument("--kds-upstream", metavar="URL", default=None, help="AMD KDS (default kdsintf.amd.com)")
@@ -73,7 +75,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--min-refresh", type=float, default=600.0, metavar="S",
                    help="ask the upstream again at most this often for expired data (default 600)")
     s.add_argument("--refresh-every", metavar="DURATION", default=None,
-                   help="lazy mode: refresh the whole cache from the upstream this often, as Intel's PCCS does "
+                   help="lazy and req modes: refresh the whole cache from the upstream this often, as Intel's PCCS does "
                         "on its RefreshSchedule (3600, 12h, 30d; default: only when a record expires)")
     s.add_argument("--admin-token-file", metavar="FILE",
                    help="enables /eaa/v1/import, /eaa/v1/export, GET /platforms and /refresh")
@@ -138,8 +140,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if not args.insecure_http and not (args.cert and args.key):
         raise ConfigError("HTTPS needs --cert and --key (or serve plain HTTP with --insecure-http)")
     refresh_every = parse_interval(args.refresh_every) if args.refresh_every is not None else None
-    if refresh_every is not None and args.mode != "lazy":
-        raise ConfigError("--refresh-every needs --mode lazy: an offline PCCS has no upstream to refresh from")
+    if refresh_every is not None and args.mode == "offline":
+        raise ConfigError("--refresh-every needs --mode lazy or req: an offline PCCS has no upstream to refresh from")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     opts = _options(args, args.mode)
     opts.upstream = args.upstream or INTEL_PCS_URL

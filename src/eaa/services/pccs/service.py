@@ -1,7 +1,9 @@
 """The PCCS logic, independent of HTTP: parameter checks, cache lookups, LAZY fills, imports.
 
 Modes (as Intel's PCCS): LAZY serves from the store and, on a miss or once a record's
-``nextUpdate`` has passed, fetches from the upstream, validates, stores and serves; OFFLINE never
+``nextUpdate`` has passed, fetches from the upstream, validates, stores and serves; REQ fetches
+Intel collateral only when a platform is registered (POST /platforms) and otherwise serves only
+what it holds (AMD KDS data, which has no registration, is fetched on demand); OFFLINE never
 contacts anything and serves only what was imported. When the upstream is down a LAZY service still
 serves every record it holds (stale ones included: refusing them would turn an upstream outage into
 a verification outage; verifiers flag expired collateral themselves) and answers 503 only for data
@@ -61,6 +63,7 @@ _LOCK_STRIPES = 64
 
 class Mode(enum.Enum):
     LAZY = "lazy"
+    REQ = "req"
     OFFLINE = "offline"
 
 
@@ -136,8 +139,8 @@ class PccsService:
                  trusted_arks: Sequence[x509.Certificate] | None = None,
                  clock: Callable[[], float] = time.time, min_refresh: float = DEFAULT_MIN_REFRESH,
                  negative_ttl: float = DEFAULT_NEGATIVE_TTL, metrics: Metrics | None = None) -> None:
-        if mode is Mode.LAZY and upstream is None:
-            raise ValueError("LAZY mode needs an upstream")
+        if mode is not Mode.OFFLINE and upstream is None:
+            raise ValueError(f"{mode.name} mode needs an upstream")
         self.store = store
         self.mode = mode
         self.upstream = upstream
@@ -171,14 +174,25 @@ class PccsService:
         """Within ``nextUpdate``, or refreshed so recently that asking again would only load the upstream."""
         return rec.next_update is None or now < rec.next_update or now < rec.fetched_at + self.min_refresh
 
-    def _lookup(self, kind: str, key: str, what: str, fetch: Callable[[], Record], api: int = 0) -> Answer:
-        """A record from the store, else (LAZY) from the upstream; ``api`` scopes remembered upstream 404s."""
+    def _fills(self, fill: bool) -> bool:
+        """Whether a lookup may go to the upstream: always in LAZY mode, in REQ mode only when filling for a
+        platform registration (``fill``), never when OFFLINE."""
+        return self.mode is not Mode.OFFLINE and self.upstream is not None and (self.mode is Mode.LAZY or fill)
+
+    def _lookup(self, kind: str, key: str, what: str, fetch: Callable[[], Record], api: int = 0, *,
+                fill: bool = False) -> Answer:
+        """A record from the store, else from the upstream when :meth:`_fills`; ``api`` scopes remembered
+        upstream 404s."""
         rec = self._get(kind, key)
-        if rec is not None and (self.mode is Mode.OFFLINE or self.fresh(rec, self.clock())):
+        fills = self._fills(fill)
+        if rec is not None and (not fills or self.fresh(rec, self.clock())):
             self.metrics.cache.labels(kind, "hit").inc()
             return Answer(rec, "hit")
-        if self.mode is Mode.OFFLINE:
+        if not fills:
             self.metrics.cache.labels(kind, "miss").inc()
+            if self.mode is Mode.REQ:
+                raise NotFound(f"no cached {what}; this PCCS is in REQ mode and fetches collateral only when a "
+                               "platform is registered (POST /platforms)")
             raise NotFound(f"no cached {what}; this PCCS is OFFLINE (import the collateral with eaa-pccs import)")
         negative_key = f"{kind}\0{key}\0{api}"
         negative = self._negative.get(negative_key)
@@ -239,27 +253,29 @@ class PccsService:
         return self.upstream
 
     # ---- Intel API ----
-    def tcb_info(self, tee: str, api: int, fmspc: str | None, update: str | None) -> Answer:
+    # ``fill``: fetch on a miss even in REQ mode (a platform registration is being served).
+    def tcb_info(self, tee: str, api: int, fmspc: str | None, update: str | None, *, fill: bool = False) -> Answer:
         fm = hex_param(fmspc, "fmspc", 12)
         upd = update_param(update)
         return self._lookup(TCB, tcb_key(tee, api, fm, upd or "standard"), f"{tee.upper()} TCB info for FMSPC {fm}",
-                            lambda: self._up().tcb(tee, api, fm, upd), api)
+                            lambda: self._up().tcb(tee, api, fm, upd), api, fill=fill)
 
-    def identity(self, tee: str, which: str, api: int, update: str | None) -> Answer:
+    def identity(self, tee: str, which: str, api: int, update: str | None, *, fill: bool = False) -> Answer:
         upd = update_param(update)
         return self._lookup(IDENTITY, identity_key(tee, which, upd or "standard"),
-                            f"{tee.upper()} {which.upper()} identity", lambda: self._up().identity(tee, which, api, upd), api)
+                            f"{tee.upper()} {which.upper()} identity", lambda: self._up().identity(tee, which, api, upd),
+                            api, fill=fill)
 
-    def pck_crl(self, api: int, ca: str | None, encoding: str | None) -> Answer:
+    def pck_crl(self, api: int, ca: str | None, encoding: str | None, *, fill: bool = False) -> Answer:
         c = ca_param(ca)
         encoding_param(encoding)
-        return self._lookup(PCK_CRL, c, f"PCK {c} CA CRL", lambda: self._up().pck_crl(api, c), api)
+        return self._lookup(PCK_CRL, c, f"PCK {c} CA CRL", lambda: self._up().pck_crl(api, c), api, fill=fill)
 
-    def root_ca_crl(self, api: int) -> Answer:
-        return self._lookup(ROOT_CRL, "root", "root CA CRL", lambda: self._up().root_crl(api), api)
+    def root_ca_crl(self, api: int, *, fill: bool = False) -> Answer:
+        return self._lookup(ROOT_CRL, "root", "root CA CRL", lambda: self._up().root_crl(api), api, fill=fill)
 
     def pck_cert(self, api: int, qeid: str | None, cpusvn: str | None, pcesvn: str | None, pceid: str | None,
-                 encrypted_ppid: str | None) -> Answer:
+                 encrypted_ppid: str | None, *, fill: bool = False) -> Answer:
         q = hex_param(qeid, "qeid", max_digits=QEID_MAX_SIZE)
         cpu = hex_param(cpusvn, "cpusvn", 32)
         pce = hex_param(pcesvn, "pcesvn", 4)
@@ -273,7 +289,8 @@ class PccsService:
             if selected is not None:
                 self.metrics.cache.labels(PCK_CERT, "hit").inc()
                 return Answer(selected, "hit")
-        return self._lookup(PCK_CERT, key, what, lambda: self._up().pck_cert(api, q, cpu, pce, pid, enc), api)
+        return self._lookup(PCK_CERT, key, what, lambda: self._up().pck_cert(api, q, cpu, pce, pid, enc), api,
+                            fill=fill)
 
     def _select_pck_cert(self, qeid: str, pceid: str, cpusvn: str, pcesvn: str) -> Record | None:
         """The best cached PCK certificate of this platform for a raw TCB it has no exact entry for.
@@ -298,20 +315,24 @@ class PccsService:
         return best[1] if best else None
 
     # ---- platform registration and refresh (Intel PCCS admin routes) ----
-    def register_platform(self, api: int, body: object) -> dict[str, str]:
-        """Store a registration; in LAZY mode fetch its PCK certificate now, as Intel's PCCS does.
+    def register_platform(self, api: int, body: object) -> dict[str, object]:
+        """Store a registration and, unless OFFLINE, fetch its PCK certificate now, as Intel's PCCS does; in
+        REQ mode also the rest of the collateral its quotes will need, since nothing is fetched later.
 
         A failed fetch does not fail the registration (Intel's PCCS queues it): the platform is stored
-        as ``pending`` with the reason, and its certificate is fetched on the first ``/pckcert``.
+        as ``pending`` with the reason; registering it again retries.
         """
         if not isinstance(body, dict):
             raise BadRequest("the registration must be a JSON object")
         reg = Registration.parse(body)
         state, error = STATE_PENDING, ""
-        if self.mode is Mode.LAZY:
+        missing: list[str] = []
+        if self.mode is not Mode.OFFLINE:
             try:
-                self.pck_cert(api, reg.qe_id, reg.cpu_svn, reg.pce_svn, reg.pce_id, reg.enc_ppid)
+                pck = self.pck_cert(api, reg.qe_id, reg.cpu_svn, reg.pce_svn, reg.pce_id, reg.enc_ppid, fill=True)
                 state = STATE_CACHED
+                if self.mode is Mode.REQ:
+                    missing = self._fill_platform_collateral(api, pck.record)
             except ServiceError as e:
                 error = str(e)
                 log.warning("platform %s registered, PCK certificate not fetched: %s", reg.key, e)
@@ -319,7 +340,35 @@ class PccsService:
             self.store.put(reg.to_record(state=state, now=self.clock(), error=error))
         except Exception as e:  # noqa: BLE001 - an unstored registration must not be acknowledged
             raise StorageUnavailable(f"cannot store the registration: {e}") from None
-        return {"state": state, **({"error": error} if error else {})}
+        return {"state": state, **({"error": error} if error else {}), **({"missing": missing} if missing else {})}
+
+    def _fill_platform_collateral(self, api: int, pck: Record) -> list[str]:
+        """REQ mode: TCB info for the platform's FMSPC, its CA's CRL, the QE/QvE identities and the root CA
+        CRL, fetched now. Returns what could not be fetched. TDX collateral is fetched too; an FMSPC
+        that has none (an SGX-only platform) is not an error, nor is an upstream without a QvE identity
+        (only QvE-based verifiers need it)."""
+        fmspc, ca = pck.meta.get("fmspc", ""), pck.meta.get("ca_type", "").lower()
+        wanted: list[tuple[str, Callable[[], Answer], bool]] = [
+            ("SGX TCB info", lambda: self.tcb_info("sgx", api, fmspc, None, fill=True), False),
+            ("PCK CRL", lambda: self.pck_crl(api, ca, None, fill=True), False),
+            ("QE identity", lambda: self.identity("sgx", "qe", api, None, fill=True), False),
+            ("QvE identity", lambda: self.identity("sgx", "qve", api, None, fill=True), True),
+            ("root CA CRL", lambda: self.root_ca_crl(api, fill=True), False),
+            ("TDX TCB info", lambda: self.tcb_info("tdx", 4, fmspc, None, fill=True), True),
+            ("TD_QE identity", lambda: self.identity("tdx", "qe", 4, None, fill=True), True),
+        ]
+        missing = []
+        for what, fetch, optional in wanted:
+            try:
+                fetch()
+            except NotFound:
+                if not optional:
+                    missing.append(f"{what}: not found upstream")
+            except ServiceError as e:
+                missing.append(f"{what}: {e}")
+        if missing:
+            log.warning("platform with FMSPC %s registered, collateral missing: %s", fmspc, "; ".join(missing))
+        return missing
 
     def platforms(self) -> list[dict[str, object]]:
         try:
@@ -339,8 +388,9 @@ class PccsService:
 
     # ---- AMD KDS ----
     def _chain(self, key_type: str, product: str) -> tuple[Answer, KdsChain]:
+        # AMD data has no registration to wait for: REQ mode fetches it on demand, like LAZY.
         ans = self._lookup(KDS_CHAIN, kds_key(key_type, product), f"{product} {key_type.upper()} certificate chain",
-                           lambda: self._up().kds_chain(key_type, product))
+                           lambda: self._up().kds_chain(key_type, product), fill=True)
         try:
             chain = validate_cert_chain(ans.record.body, product, key_type, self.trusted_arks)
         except CorruptCollateral as e:  # stored data is validated on the way in; this is defence in depth
@@ -353,12 +403,12 @@ class PccsService:
     def kds_crl(self, key_type: str, product: str) -> Answer:
         p = product_param(product)
         rec = self._get(KDS_CRL, kds_key(key_type, p))
-        if rec is not None and (self.mode is Mode.OFFLINE or self.fresh(rec, self.clock())):
+        if rec is not None and (not self._fills(True) or self.fresh(rec, self.clock())):
             self.metrics.cache.labels(KDS_CRL, "hit").inc()
             return Answer(rec, "hit")
         _, chain = self._chain(key_type, p)
         return self._lookup(KDS_CRL, kds_key(key_type, p), f"{p} {key_type.upper()} CRL",
-                            lambda: self._up().kds_crl(key_type, p, chain))
+                            lambda: self._up().kds_crl(key_type, p, chain), fill=True)
 
     def kds_vcek(self, product: str, hwid: str, bl: str | None, tee: str | None, snp: str | None,
                  ucode: str | None, fmc: str | None) -> Answer:
@@ -379,12 +429,12 @@ class PccsService:
                      ucode=spl_param(ucode, "ucodeSPL"), fmc=fmc_v)
         key = vek_key(p, hw, tcb.query(p))
         rec = self._get(KDS_VEK, key)
-        if rec is not None and (self.mode is Mode.OFFLINE or self.fresh(rec, self.clock())):
+        if rec is not None and (not self._fills(True) or self.fresh(rec, self.clock())):
             self.metrics.cache.labels(KDS_VEK, "hit").inc()
             return Answer(rec, "hit")
         _, chain = self._chain("vcek", p)
         return self._lookup(KDS_VEK, key, f"{p} VCEK for hwid {hw[:16]}…",
-                            lambda: self._up().kds_vek(p, hw, tcb, chain))
+                            lambda: self._up().kds_vek(p, hw, tcb, chain), fill=True)
 
     # ---- import / export ----
     def validate_for_import(self, records: Iterable[Record]) -> list[Record]:

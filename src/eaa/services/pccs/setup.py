@@ -53,7 +53,7 @@ class ServiceOptions:
 def build_service(opts: ServiceOptions) -> PccsService:
     store = open_store(opts.db, pool_size=opts.pool_size)
     upstream = None
-    if opts.mode is Mode.LAZY:
+    if opts.mode is not Mode.OFFLINE:
         verify = tls_verify(not opts.upstream_insecure, opts.upstream_ca_file)
         common = dict(timeout=opts.upstream_timeout, retries=opts.upstream_retries,
                       retry_delay=opts.upstream_retry_delay, verify=verify, clock=opts.clock)
