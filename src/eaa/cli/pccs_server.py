@@ -78,7 +78,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="lazy and req modes: refresh the whole cache from the upstream this often, as Intel's PCCS does "
                         "on its RefreshSchedule (3600, 12h, 30d; default: only when a record expires)")
     s.add_argument("--admin-token-file", metavar="FILE",
-                   help="enables /eaa/v1/import, /eaa/v1/export, GET /platforms and /refresh")
+                   help="enables /eaa/v1/import, /eaa/v1/export, GET /platforms, /refresh and /platformcollateral")
     s.add_argument("--user-token-file", metavar="FILE",
                    help="token POST /platforms requires (header user-token; the admin token also works)")
     s.add_argument("--import", dest="imports", metavar="SRC", action="append", default=[],

@@ -26,6 +26,8 @@ from ...errors import EaaError
 from .errors import BadRequest, Forbidden, PayloadTooLarge, ServiceError, Unauthorized
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .platforms import CPU_SVN_SIZE, ENC_PPID_SIZE, PCE_ID_SIZE, PCE_SVN_SIZE, PLATFORM_MANIFEST_MAX, QE_ID_MAX
+from ...formats.signed_json import loads_strict
+from .platform_collateral import records_from_platform_collateral
 from .records import Record, parse_bundle, records_from_collateral, bundle_json
 from .service import Answer, PccsService, encoding_param
 
@@ -267,7 +269,38 @@ def _registration_router(service: PccsService, api: int, admin_token: str | None
         _check_admin(admin_token, admin_token_h)
         return JSONResponse(service.refresh(api, type, fmspc).to_json())
 
+    @r.put("/platformcollateral", summary="Upload PccsAdminTool's platform collateral document (admin)",
+           responses={**admin_auth, 413: _ERRORS[400] | {"description": "too large"},
+                      200: {"content": {JSON_TYPE: {}}}})
+    async def platform_collateral(request: Request,
+                                  admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+        _check_admin(admin_token, admin_token_h)
+        body = await _read_import(request)
+        try:
+            records = records_from_platform_collateral(loads_strict(body.decode("utf-8", "replace"), "document"),
+                                                       api, now=service.clock())
+        except EaaError as e:
+            raise BadRequest(f"cannot import the platform collateral: {e}") from None
+        from starlette.concurrency import run_in_threadpool
+
+        n = await run_in_threadpool(service.import_records, records)
+        return JSONResponse({"imported": n})
+
     return r
+
+
+async def _read_import(request: Request) -> bytes:
+    """The request body, refused (413) beyond MAX_IMPORT_SIZE whether or not Content-Length says so."""
+    size = request.headers.get("content-length")
+    if size is not None and (not size.isdigit() or int(size) > MAX_IMPORT_SIZE):
+        raise PayloadTooLarge(f"import documents are limited to {MAX_IMPORT_SIZE} bytes")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > MAX_IMPORT_SIZE:
+            raise PayloadTooLarge(f"import documents are limited to {MAX_IMPORT_SIZE} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
@@ -279,17 +312,9 @@ def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
             responses={**_ERRORS, **auth, 413: _ERRORS[400] | {"description": "too large"}})
     async def import_(request: Request, admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
         _check_admin(admin_token, admin_token_h)
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_IMPORT_SIZE):
-            raise PayloadTooLarge(f"import documents are limited to {MAX_IMPORT_SIZE} bytes")
-        chunks, total = [], 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > MAX_IMPORT_SIZE:
-                raise PayloadTooLarge(f"import documents are limited to {MAX_IMPORT_SIZE} bytes")
-            chunks.append(chunk)
+        body = await _read_import(request)
         try:
-            records = parse_import_body(b"".join(chunks), now=service.clock())
+            records = parse_import_body(body, now=service.clock())
         except EaaError as e:
             raise BadRequest(f"cannot import: {e}") from None
         from starlette.concurrency import run_in_threadpool
