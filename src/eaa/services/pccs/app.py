@@ -333,7 +333,8 @@ def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
 
 def create_app(service: PccsService, *, admin_token: str | None = None, user_token: str | None = None) -> FastAPI:
     """The ASGI application; ``admin_token`` enables /eaa/v1/import, /eaa/v1/export, GET /platforms,
-    /refresh and PUT /platformcollateral; ``user_token`` (if given) is required, besides the admin token, for POST /platforms."""
+    /refresh and PUT /platformcollateral; ``user_token`` (if given) is required, besides the admin token,
+    for POST /platforms."""
     app = FastAPI(title="eaa-pccs", version="1.0",
                   description="Provisioning Certificate Caching Service: Intel PCCS API v3/v4 (SGX, TDX) and AMD KDS",
                   docs_url=None, redoc_url=None)
