@@ -13,6 +13,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_pccs_support import (
     VectorCase,
     client_for,
@@ -25,11 +27,15 @@ from test_pccs_support import (
 
 from eaa.collateral.fetch import fetch_collateral_for_quote
 from eaa.collateral.validate import pck_ca_type, pck_certificate_info
+from eaa.errors import EaaError
 from eaa.formats.quote import parse_quote
 from eaa.services.pccs import Mode
-from eaa.services.pccs.records import PCK_CERT, PLATFORM
+from eaa.services.pccs.platform_collateral import records_from_platform_collateral
+from eaa.services.pccs.records import PCK_CERT, PLATFORM, Record
 from eaa.verify.dcap import QuoteVerifier
 from eaa.verify.x509chain import load_pem_chain, pem_bodies
+
+from _vectors import vectors_dir
 
 ADMIN = {"admin-token": "adm1n"}
 
@@ -155,3 +161,33 @@ def test_bad_documents_are_refused_whole(edit: Any, message: str, tmp_path: Path
         r = httpx.put(f"{srv.url}/sgx/certification/v4/platformcollateral", content=b"{not json", headers=ADMIN)
         assert r.status_code == 400 and "JSON" in error_json(r)["message"]
     assert list(svc.store.scan(PCK_CERT)) == [] and list(svc.store.scan(PLATFORM)) == []
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                     max_leaves=20)
+_FIELDS = ["platforms", "collaterals", "pck_certs", "tcbinfos", "certificates", "pckcacrl", "rootcacrl", "qeidentity",
+           "sgx_tcbinfo", "tcbinfo", "certs", "tcbm", "cert", "qe_id", "pce_id", "fmspc"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_document_is_a_typed_refusal_or_records(data: st.DataObject) -> None:
+    """Random values dropped anywhere into a valid document never escape as anything but a typed error."""
+    doc = copy.deepcopy(_DOC)
+    target: Any = doc
+    for _ in range(data.draw(st.integers(0, 3))):
+        if isinstance(target, dict) and target:
+            target = target[data.draw(st.sampled_from(sorted(target)))]
+        elif isinstance(target, list) and target:
+            target = target[data.draw(st.integers(0, len(target) - 1))]
+    if isinstance(target, dict):
+        target[data.draw(st.sampled_from(_FIELDS))] = data.draw(_json)
+    try:
+        records = records_from_platform_collateral(doc if data.draw(st.booleans()) else data.draw(_json), 4, now=0.0)
+    except EaaError:
+        return
+    assert all(isinstance(r, Record) for r in records)
+
+
+_DOC = document(vector_case("dcap-qvl/sgx_v3")) if vectors_dir() is not None else {}
