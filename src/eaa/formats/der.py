@@ -41,6 +41,8 @@ def read_header(data: bytes, pos: int, end: int, context: str) -> tuple[int, int
     if pos + 2 > end:
         raise FormatError("truncated DER element", field=context, offset=pos)
     length = data[pos + 1]
+    if length < 0x80 and pos + 2 + length <= end:  # short form, the common case
+        return pos + 2, pos + 2 + length
     pos += 2
     if length & 0x80:
         n = length & 0x7F

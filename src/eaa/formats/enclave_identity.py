@@ -50,7 +50,7 @@ class EnclaveIdentity:
         ident = get(obj, "id", str, w)
         if ident not in ("QE", "TD_QE", "QVE", "QAE"):
             raise FormatError(f"unknown enclave identity id {ident!r}", field=f"{w}.id")
-        levels = [_level(lv, i) for i, lv in enumerate(get(obj, "tcbLevels", list, w))]
+        levels = [isv_level(lv, f"{w}.tcbLevels[{i}]") for i, lv in enumerate(get(obj, "tcbLevels", list, w))]
         if len(signature) != 64:
             raise FormatError("enclave identity signature must be 64 bytes", field="signature")
         return cls(
@@ -65,23 +65,25 @@ class EnclaveIdentity:
         )
 
 
-def _level(lv: Any, i: int) -> EnclaveTcbLevel:
-    """One TCB level; the fast path reads fields directly and the slow path names what is wrong."""
+def isv_level(lv: Any, where: str) -> EnclaveTcbLevel:
+    """One ``{tcb: {isvsvn}, tcbDate, tcbStatus, advisoryIDs}`` level, the shape enclave identities and TDX
+    module identities share. The fast path reads fields directly; the slow path names what is wrong."""
     try:
         isvsvn, date, status = lv["tcb"]["isvsvn"], lv["tcbDate"], lv["tcbStatus"]
         adv = lv.get("advisoryIDs", ())
-        if (type(isvsvn) is int and type(date) is str and type(status) is str
+        if (type(isvsvn) is int and isvsvn >= 0 and type(date) is str and type(status) is str
                 and (adv == () or type(adv) is list and (not adv or set(map(type, adv)) == _STR))):
             return EnclaveTcbLevel(isvsvn, date, status, tuple(adv))
     except (KeyError, TypeError, AttributeError):
         pass
-    lw = f"enclaveIdentity.tcbLevels[{i}]"
-    tcb = get(lv, "tcb", dict, lw)
-    isvsvn = get(tcb, "isvsvn", int, lw)
-    adv = lv.get("advisoryIDs", []) if isinstance(lv, dict) else []
+    tcb = get(lv, "tcb", dict, where)
+    isvsvn = get(tcb, "isvsvn", int, where)
+    if isvsvn < 0:
+        raise FormatError("SVN must be a non-negative integer", field=f"{where}.isvsvn")
+    adv = lv.get("advisoryIDs", [])
     if not isinstance(adv, list) or not all(isinstance(a, str) for a in adv):
-        raise FormatError("advisoryIDs must be a list of strings", field=lw)
-    return EnclaveTcbLevel(isvsvn, get(lv, "tcbDate", str, lw), get(lv, "tcbStatus", str, lw), tuple(adv))
+        raise FormatError("advisoryIDs must be a list of strings", field=where)
+    return EnclaveTcbLevel(isvsvn, get(lv, "tcbDate", str, where), get(lv, "tcbStatus", str, where), tuple(adv))
 
 
 _STR = {str}

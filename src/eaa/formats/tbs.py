@@ -72,32 +72,21 @@ def _read(tbs: bytes) -> TbsFields | None:
             return None
         p, seq_end = read_header(tbs, start, stop, "extensions")
         while p < seq_end:
-            # Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }.
-            # Short-form lengths, which most extensions use, are read inline.
+            # Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
             if tbs[p] != TAG_SEQUENCE:
                 return None
-            n = tbs[p + 1]
-            if n < 0x80:
-                q, ext_end = p + 2, p + 2 + n
-            else:
-                q, ext_end = read_header(tbs, p, seq_end, "extension")
-            if ext_end > seq_end or tbs[q] != TAG_OID or tbs[q + 1] >= 0x80:
+            q, ext_end = read_header(tbs, p, seq_end, "extension")
+            if tbs[q] != TAG_OID:
                 return None
-            oid_start, oid_end = q + 2, q + 2 + tbs[q + 1]
-            q = oid_end
+            oid_start, q = read_header(tbs, q, ext_end, "extnID")
+            oid_end = q
             critical = False
             if tbs[q] == TAG_BOOLEAN:
-                if tbs[q + 1] != 1:
-                    return None
-                critical = tbs[q + 2] != 0
-                q += 3
+                b_start, q = read_header(tbs, q, ext_end, "critical")
+                critical = q - b_start == 1 and tbs[b_start] != 0
             if tbs[q] != TAG_OCTET_STRING:
                 return None
-            n = tbs[q + 1]
-            if n < 0x80:
-                v_start, v_end = q + 2, q + 2 + n
-            else:
-                v_start, v_end = read_header(tbs, q, ext_end, "extnValue")
+            v_start, v_end = read_header(tbs, q, ext_end, "extnValue")
             if v_end != ext_end:
                 return None
             oid = tbs[oid_start:oid_end]

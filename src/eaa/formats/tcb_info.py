@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import FormatError
+from .enclave_identity import EnclaveTcbLevel, isv_level
 from .signed_json import get, get_hex, load_body, parse_time, split_signed
 
 
@@ -21,12 +22,8 @@ class TcbLevel:
     advisory_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleTcbLevel:
-    isvsvn: int
-    tcb_date: str
-    status: str
-    advisory_ids: tuple[str, ...]
+# A TDX module TCB level has the shape of an enclave identity level: an ISV SVN, a date, a status.
+ModuleTcbLevel = EnclaveTcbLevel
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,22 +201,6 @@ _V2_KEYS = tuple(f"sgxtcbcomp{n:02d}svn" for n in range(1, 17))
 
 def _module_identity(x: Any, i: int) -> TdxModuleIdentity:
     w = f"tcbInfo.tdxModuleIdentities[{i}]"
-    levels = tuple(_module_level(lv, f"{w}.tcbLevels", j) for j, lv in enumerate(get(x, "tcbLevels", list, w)))
+    levels = tuple(isv_level(lv, f"{w}.tcbLevels[{j}]") for j, lv in enumerate(get(x, "tcbLevels", list, w)))
     return TdxModuleIdentity(get(x, "id", str, w), get_hex(x, "mrsigner", 48, w), get_hex(x, "attributes", 8, w),
                              get_hex(x, "attributesMask", 8, w), levels)
-
-
-def _module_level(lv: Any, where: str, j: int) -> ModuleTcbLevel:
-    """One module TCB level; the fast path reads fields directly and the slow path names what is wrong."""
-    try:
-        isvsvn, date, status = lv["tcb"]["isvsvn"], lv["tcbDate"], lv["tcbStatus"]
-        adv = lv.get("advisoryIDs", ())
-        if (type(isvsvn) is int and isvsvn >= 0 and type(date) is str and type(status) is str
-                and (adv == () or type(adv) is list and (not adv or set(map(type, adv)) == _STR))):
-            return ModuleTcbLevel(isvsvn, date, status, tuple(adv))
-    except (KeyError, TypeError, AttributeError):
-        pass
-    lw = f"{where}[{j}]"
-    tcb = get(lv, "tcb", dict, lw)
-    return ModuleTcbLevel(_svn(get(tcb, "isvsvn", int, lw), f"{lw}.isvsvn"), get(lv, "tcbDate", str, lw),
-                          get(lv, "tcbStatus", str, lw), _advisories(lv, lw))
