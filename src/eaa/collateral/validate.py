@@ -19,14 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import EaaError
 from ..formats.enclave_identity import EnclaveIdentity
-from ..formats.pck_extensions import SGX_EXTENSION_OID, parse_sgx_extension
+from ..formats.pck_extensions import parse_sgx_extension, sgx_extension_value
 from ..formats.tcb_info import TcbInfo
 from ..verify.trust import TrustAnchor
 from ..verify.x509chain import CheckedCrl, check_chain_signatures, check_crl, load_pem_chain, verify_raw_signature
 from .errors import CorruptCollateral
 
 T = TypeVar("T")
-_SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
 CA_TYPES = ("processor", "platform")
 IDENTITY_IDS = {("sgx", "qe"): "QE", ("tdx", "qe"): "TD_QE", ("sgx", "qve"): "QVE"}
 
@@ -150,13 +149,10 @@ class PckCertInfo:
 
 def pck_certificate_info(leaf: x509.Certificate) -> PckCertInfo:
     """Read FMSPC, PCE-ID, TCB and CA type from a PCK leaf (no signature check)."""
-    try:
-        ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
-    except x509.ExtensionNotFound:
-        raise CorruptCollateral("PCK certificate lacks the SGX extension") from None
-    except ValueError as e:
-        raise CorruptCollateral(f"PCK certificate extensions are malformed: {e}") from None
-    sgx = _checked("PCK certificate", lambda: parse_sgx_extension(ext.value.value))  # type: ignore[attr-defined]
+    raw = _checked("PCK certificate", lambda: sgx_extension_value(leaf))
+    if raw is None:
+        raise CorruptCollateral("PCK certificate lacks the SGX extension")
+    sgx = _checked("PCK certificate", lambda: parse_sgx_extension(raw))
     issuer_cn = leaf.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     name = str(issuer_cn[0].value).lower() if issuer_cn else ""
     ca = next((c for c in CA_TYPES if c in name), None)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from ..errors import FormatError
 from .der import (
     TAG_BOOLEAN,
@@ -24,6 +26,7 @@ from .der import (
 SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"
 _P = SGX_EXTENSION_OID
 SGX_TYPES = {0: "Standard", 1: "Scalable", 2: "ScalableWithIntegrity"}
+_SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,18 @@ def _int(data: bytes, entry: _Entry, name: str) -> int:
 
 _PPID, _TCB, _PCEID, _FMSPC, _TYPE, _PLATFORM_ID, _CONFIG = (f"{_P}.{i}" for i in range(1, 8))
 _PCESVN, _CPUSVN = f"{_P}.2.17", f"{_P}.2.18"
+
+
+def sgx_extension_value(cert: x509.Certificate) -> bytes | None:
+    """The raw DER of a certificate's SGX extension, or None when it has none; a certificate whose
+    extensions cryptography cannot read raises :class:`FormatError`."""
+    try:
+        ext = cert.extensions.get_extension_for_oid(_SGX_OID)
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError as e:
+        raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
+    return ext.value.value  # type: ignore[attr-defined,no-any-return]
 
 
 def parse_sgx_extension(der_value: bytes) -> PckExtensions:

@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..formats.der import encode_oid
 from ..formats.enclave_identity import EnclaveIdentity
-from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx_extension
+from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx_extension, sgx_extension_value
 from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quote
 from ..formats.report_body import SgxReportBody, TdReportBody
 from ..formats.tcb_info import TcbInfo
@@ -56,7 +56,6 @@ from .x509chain import (
 )
 
 T = TypeVar("T")
-_SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
 _SGX_OID_RAW = encode_oid(SGX_EXTENSION_OID)
 _CN = x509.NameOID.COMMON_NAME
 INTEL_PCK_SUBJECT_DER = x509.Name([
@@ -338,13 +337,10 @@ def _same_issuer(coll: _CollateralRecord, pck: _PckRecord) -> bool:
 
 
 def _sgx_extension(leaf: x509.Certificate) -> bytes:
-    try:
-        ext = leaf.extensions.get_extension_for_oid(_SGX_OID)
-    except x509.ExtensionNotFound:
-        raise CertificateChainError("PCK certificate lacks the SGX extension") from None
-    except ValueError as e:
-        raise FormatError(f"PCK certificate extensions are malformed: {e}", field="pck_certificate") from None
-    return ext.value.value  # type: ignore[attr-defined,no-any-return]
+    value = sgx_extension_value(leaf)
+    if value is None:
+        raise CertificateChainError("PCK certificate lacks the SGX extension")
+    return value
 
 
 def _ec_key(cert: x509.Certificate, memo: ChainMemo) -> ec.EllipticCurvePublicKey:
