@@ -43,18 +43,19 @@ def load_body(body: str | bytes, *, authenticated: bool, what: str) -> dict[str,
     Bytes whose signature was already verified cannot carry duplicate keys Intel did not sign, so
     they take the fast parser; anything else is parsed strictly.
     """
-    if authenticated:
-        obj = loads_fast(body, what)
-    else:
-        if isinstance(body, (bytes, bytearray)):
-            try:
-                body = bytes(body).decode("utf-8")
-            except UnicodeDecodeError:
-                raise FormatError(f"{what} is not UTF-8", field=what) from None
-        obj = loads_strict(body, what)
+    obj = loads_fast(body, what) if authenticated else loads_strict(utf8_text(body, what, what), what)
     if not isinstance(obj, dict):
         raise FormatError(f"{what} is not a JSON object", field=what)
     return obj
+
+
+def utf8_text(data: str | bytes | bytearray, what: str, field: str) -> str:
+    if not isinstance(data, (bytes, bytearray)):
+        return data
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{what} is not UTF-8", field=field) from None
 
 
 def loads_fast(text: str | bytes, what: str) -> Any:
@@ -110,11 +111,7 @@ def top_level_spans(text: str, what: str) -> dict[str, tuple[int, int]]:
 
 def split_signed(text: str | bytes, body_key: str) -> tuple[str, bytes]:
     """Return (exact inner object text, signature bytes) of a PCS response."""
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError:
-            raise FormatError(f"{body_key} response is not UTF-8", field=body_key) from None
+    text = utf8_text(text, f"{body_key} response", body_key)
     spans = top_level_spans(text, body_key)
     if body_key not in spans or "signature" not in spans:
         raise FormatError(f"response lacks {body_key!r} or 'signature'", field=body_key)
