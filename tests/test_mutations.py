@@ -19,7 +19,7 @@ from eaa.formats.quote import Quote, parse_quote
 from eaa.formats.tcb_info import TcbInfo
 from eaa.verify.dcap import QuoteVerifier, verify_quote
 
-from _vectors import anchors, collateral, get_vector, quote_bytes, verifiable
+from _vectors import anchors, collateral, get_vector, manifest, quote_bytes, verifiable
 
 
 def regions(q: Quote) -> dict[str, tuple[int, int]]:
@@ -192,3 +192,71 @@ def test_real_vector_never_verifies_against_the_simulated_root(sim_platform) -> 
     coll, _ = collateral(v)
     with pytest.raises(UntrustedRoot):
         verify_quote(quote_bytes(v), coll, at=v["verify_at"], trust_anchors=[sim_platform.anchor()])
+
+
+def _with_pck_chain() -> list[str]:
+    """Verifiable vectors whose quote carries its PCK chain (certification data 5, or 6 nesting 5)."""
+    ids = {v["id"] for v in manifest() if v.get("quote_info", {}).get("cd") in ("5", "6->5")}
+    return [vid for vid in verifiable() if vid in ids] or ["<none>"]
+
+
+@pytest.mark.parametrize("vid", _with_pck_chain())
+def test_pck_chain_text_changes_fail_or_change_nothing(vid: str) -> None:
+    """The PEM chain inside the quote is not signed as text, only as the certificates it decodes to: a
+    changed byte there must either fail verification or leave every decoded certificate as it was (or
+    only drop the chain's copy of the root, which the trust anchor stands in for)."""
+    import binascii
+
+    from eaa.formats.quote import CERT_PCK_CHAIN
+    from eaa.verify.x509chain import pem_bodies
+
+    v = get_vector(vid)
+    raw = quote_bytes(v)
+    cd = parse_quote(raw).certification_data
+    assert cd.cert_type == CERT_PCK_CHAIN
+    coll, crl = collateral(v)
+    at = v["verify_at"]
+    ver = QuoteVerifier(anchors(v), check_crl=crl)
+    original = ver.verify(raw, coll, at=at)
+    ders = [binascii.a2b_base64(b) for b in pem_bodies(cd.data)]
+    start = raw.index(cd.data)
+    rng = random.Random(0xC0DE)
+    sample = sorted({start, start + len(cd.data) - 1, *rng.sample(range(start, start + len(cd.data)), 150)})
+    for p in sample:
+        m = bytearray(raw)
+        m[p] ^= 0x01 if p % 2 else 0x20
+        try:
+            result = ver.verify(bytes(m), coll, at=at)
+        except EaaError:
+            continue
+        mutated = parse_quote(bytes(m)).certification_data.data
+        try:
+            now = [binascii.a2b_base64(b) for b in pem_bodies(mutated)]
+        except binascii.Error:
+            now = []
+        assert now in (ders, ders[:-1]) and result == original, f"a change at {p} verified with other certificates"
+
+
+@pytest.mark.parametrize("vid", [vid for vid in verifiable() if collateral(get_vector(vid))[1]] or ["<none>"])
+def test_collateral_changes_are_typed_failures(vid: str) -> None:
+    """Changed bytes in the issuer chains (as text) and the CRLs (as DER) fail with a typed error, or, for
+    text that decodes to the same certificates, change nothing; never anything else."""
+    v = get_vector(vid)
+    raw = quote_bytes(v)
+    coll, crl = collateral(v)
+    at = v["verify_at"]
+    ver = QuoteVerifier(anchors(v), check_crl=crl)
+    original = ver.verify(raw, coll, at=at)
+    rng = random.Random(0xC011)
+    for field in ("tcb_info_issuer_chain", "pck_crl_issuer_chain", "root_ca_crl", "pck_crl"):
+        value = getattr(coll, field)
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        for p in sorted(set(rng.sample(range(len(data)), min(len(data), 120))) | {0, len(data) - 1}):
+            m = bytearray(data)
+            m[p] ^= 0x01 if p % 2 else 0x20
+            changed = bytes(m).decode("latin-1") if isinstance(value, str) else bytes(m)
+            try:
+                result = ver.verify(raw, replace(coll, **{field: changed}), at=at)
+            except EaaError:
+                continue
+            assert isinstance(value, str) and result == original, f"{field}: a change at {p} still verified"

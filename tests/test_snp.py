@@ -192,6 +192,30 @@ def test_every_one_byte_change_fails(source: str) -> None:
             pytest.fail(f"a change at offset 0x{pos:x} verified")
 
 
+@pytest.mark.parametrize("source", ["snp-go-sev-guest/attestation.bin", "snp-trustee/test-vlek-report.bin"])
+def test_certificate_changes_are_typed_failures(source: str) -> None:
+    """Changed bytes in the VEK (DER) and its chain (PEM text) fail with a typed error or, for text that
+    decodes to the same certificates, change nothing; cryptography parses names and keys lazily, so this
+    is where an untyped error would escape."""
+    pair = next(p for f, p in PAIRS if f"{f}/{p['report']}" == source) if PAIRS else None
+    if pair is None:
+        read_report("snp-go-sev-guest", "attestation.bin")
+        pytest.fail(f"{source} not in the manifests")
+    report, vek, chain = _pair_files(source.split("/")[0], pair)
+    original = verify_snp_report(report, vek=vek, chain=chain, at=AT)
+    rng = random.Random(0x5E5)
+    for which, data in (("vek", vek), ("chain", chain)):
+        for pos in sorted(set(rng.sample(range(len(data)), min(len(data), 150))) | {0, len(data) - 1}):
+            d = bytearray(data)
+            d[pos] ^= 0x01 if pos % 2 else 0x20
+            args = {"vek": vek, "chain": chain, which: bytes(d)}
+            try:
+                result = verify_snp_report(report, at=AT, **args)
+            except EaaError:
+                continue
+            assert which == "chain" and result == original, f"{which}: a change at {pos} still verified"
+
+
 # ---------------- the generated PKI: each check made to fail ----------------
 
 @pytest.fixture(scope="module")

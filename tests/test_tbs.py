@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eaa.errors import FormatError
 from eaa.formats.der import encode_oid
 from eaa.formats.quote import parse_quote
 from eaa.formats.tbs import BASIC_CONSTRAINTS, TbsFields, read_tbs
@@ -158,3 +159,15 @@ def test_corrupted_real_tbs_never_raises(data: st.DataObject) -> None:
     cut = data.draw(st.integers(0, len(tbs)))
     fields = read_tbs(bytes(tbs[:cut]))
     assert fields is None or isinstance(fields, TbsFields)
+
+
+def test_signature_algorithms() -> None:
+    from eaa.formats.tbs import signature_algorithms
+
+    for cert in _sim_certs():
+        der_ = cert.public_bytes(Encoding.DER)
+        outer, inner = signature_algorithms(der_)
+        assert outer == inner == bytes.fromhex("300a06082a8648ce3d040302")
+    for bad in (b"", b"\x30\x00", b"\x30\x03\x02\x01\x00", der.sequence(tbs()), der.sequence(der.sequence(), der.sequence())):
+        with pytest.raises(FormatError):
+            signature_algorithms(bad)

@@ -180,6 +180,31 @@ def test_crl_signed_by_wrong_key(plat: SimPlatform) -> None:
         verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
 
 
+ECDSA_SHA256_ALG = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier ecdsa-with-SHA256
+
+
+def _outer_algorithm_changed(der: bytes) -> bytes:
+    """The same signed bytes with the unsigned signatureAlgorithm (the last one) switched to ECDSA-SHA384."""
+    at = der.rindex(ECDSA_SHA256_ALG)
+    assert der.count(ECDSA_SHA256_ALG) == 2 and at + len(ECDSA_SHA256_ALG) + 2 < len(der) < at + 200
+    return der[:at] + ECDSA_SHA256_ALG[:-1] + b"\x03" + der[at + len(ECDSA_SHA256_ALG):]
+
+
+def test_certificate_signature_algorithm_must_repeat_the_signed_one(plat: SimPlatform) -> None:
+    changed = x509.load_der_x509_certificate(_outer_algorithm_changed(leaf(plat).public_bytes(
+        serialization.Encoding.DER)))
+    with pytest.raises(errors.CertificateChainError, match="signature algorithm differs"):
+        verifier(plat).verify(quote_with_leaf(plat, changed), plat.collateral("sgx"), at=AT)
+
+
+def test_crl_signature_algorithm_must_repeat_the_signed_one(plat: SimPlatform) -> None:
+    c = plat.collateral("sgx")
+    assert c.pck_crl is not None
+    with pytest.raises(errors.FormatError, match="Inner and outer signature algorithms do not match"):
+        verifier(plat).verify(plat.make_sgx_quote(b"x"), replace(c, pck_crl=_outer_algorithm_changed(c.pck_crl)),
+                              at=AT)
+
+
 def test_revoked_intermediate(plat: SimPlatform) -> None:
     c = plat.collateral("sgx")
     crl = pki.make_crl(plat.root_certificate, plat._key("root_ca"), [plat.pck_ca_certificate.serial_number], 9, NOW)

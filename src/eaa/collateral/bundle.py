@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import CollateralMissing, FormatError
 from ..formats.signed_json import loads_strict, parse_signature_hex, split_signed
+from ..formats.x509_errors import PARSE_ERRORS
 
 MAX_COLLATERAL_FILE = 16 << 20
 
@@ -37,7 +38,7 @@ def crl_to_der(data: bytes | str | None, field: str) -> bytes | None:
 
         try:
             return x509.load_pem_x509_crl(text).public_bytes(_der_encoding())
-        except ValueError:
+        except PARSE_ERRORS:
             raise FormatError("CRL is not valid PEM", field=field) from None
     try:
         der = binascii.unhexlify(text)

@@ -15,6 +15,7 @@ from cryptography import x509
 
 from ..errors import ConfigError, UnsupportedCertificationData
 from ..formats.quote import CERT_PCK_CHAIN, Quote, parse_quote
+from ..formats.x509_errors import PARSE_ERRORS
 from ..verify.trust import TrustAnchor
 from .bundle import Collateral
 from .errors import CorruptCollateral
@@ -56,7 +57,7 @@ def fetch_collateral_for_quote(quote_bytes: bytes | Quote, client: PcsClient | N
             raise CorruptCollateral("the quote's certification data holds no PEM certificate")
         try:
             leaf = x509.load_pem_x509_certificate(pems[0])
-        except ValueError:
+        except PARSE_ERRORS:
             raise CorruptCollateral("the quote's PCK certificate is not valid PEM") from None
         info = pck_certificate_info(leaf)
         fmspc, ca = info.fmspc.hex(), info.ca_type

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 
 from ..errors import EaaError, FormatError
 from ..formats import snp_vek
+from ..formats.x509_errors import PARSE_ERRORS
 from .cache import Cached, MemoryCache
 from .errors import CorruptCollateral
 from .http import HttpGetter, HttpResponse
@@ -132,7 +133,7 @@ def load_der_certificate(der: bytes, what: str) -> x509.Certificate:
         warnings.simplefilter("ignore")
         try:
             return x509.load_der_x509_certificate(der)
-        except ValueError:
+        except PARSE_ERRORS:
             raise CorruptCollateral(f"{what} is not a DER certificate") from None
 
 
@@ -160,7 +161,7 @@ def validate_cert_chain(pem: bytes, product: str, key_type: str = "vcek",
     product = check_product(product)
     try:
         certs = x509.load_pem_x509_certificates(pem)
-    except ValueError:
+    except PARSE_ERRORS:
         raise CorruptCollateral("KDS cert_chain is not PEM certificates") from None
     if len(certs) != 2:
         raise CorruptCollateral(f"KDS cert_chain holds {len(certs)} certificates, expected 2 (ASK, ARK)")
@@ -207,7 +208,7 @@ def validate_crl(der: bytes, chain: KdsChain) -> x509.CertificateRevocationList:
     """A KDS CRL, signed by the product's ARK."""
     try:
         crl = x509.load_der_x509_crl(der)
-    except ValueError:
+    except PARSE_ERRORS:
         raise CorruptCollateral("KDS CRL is not DER") from None
     if crl.issuer != chain.ark.subject or not crl.is_signature_valid(chain.ark.public_key()):  # type: ignore[arg-type]
         raise CorruptCollateral("KDS CRL is not signed by the ARK")

@@ -21,6 +21,7 @@ from ..errors import EaaError
 from ..formats.enclave_identity import EnclaveIdentity
 from ..formats.pck_extensions import parse_sgx_extension, sgx_extension_value
 from ..formats.tcb_info import TcbInfo
+from ..formats.x509_errors import PARSE_ERRORS
 from ..verify.trust import TrustAnchor
 from ..verify.x509chain import CheckedCrl, check_chain_signatures, check_crl, load_pem_chain, verify_raw_signature
 from .errors import CorruptCollateral
@@ -117,7 +118,7 @@ def validate_root_ca_crl(der: bytes, anchors: Sequence[TrustAnchor]) -> CheckedC
     def run() -> CheckedCrl:
         try:
             issuer = x509.load_der_x509_crl(der).issuer
-        except ValueError:
+        except PARSE_ERRORS:
             raise CorruptCollateral("root CA CRL is not a DER CRL") from None
         for anchor in anchors:
             if anchor.certificate.subject == issuer:

@@ -21,6 +21,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from ..errors import FormatError
 from .der import TAG_INTEGER, TAG_OCTET_STRING, read_tlv
 from .snp_report import TURIN, TcbVersion, normalize_product
+from .x509_errors import PARSE_ERRORS
 
 AMD_OID = "1.3.6.1.4.1.3704.1"
 OID_STRUCT_VERSION = f"{AMD_OID}.1"
@@ -180,7 +181,7 @@ def load_vek_certificate(data: bytes | str) -> x509.Certificate:
             if raw.lstrip().startswith(b"-----BEGIN"):
                 return x509.load_pem_x509_certificate(raw)
             return x509.load_der_x509_certificate(raw)
-        except ValueError as e:
+        except PARSE_ERRORS as e:
             raise FormatError(f"VEK certificate is neither DER nor PEM ({e})", field="vek") from None
 
 

@@ -95,3 +95,26 @@ def _read(tbs: bytes) -> TbsFields | None:
             extensions[oid] = (critical, tbs[v_start:v_end])
             p = ext_end
     return TbsFields(subject, extensions)
+
+
+def signature_algorithms(der: bytes) -> tuple[bytes, bytes]:
+    """A certificate's (signatureAlgorithm after the signed part, signature field inside it), as DER.
+
+    RFC 5280 4.1.1.2 requires the two to be identical: the outer one is not covered by the signature, so
+    a verifier that looks only at the signed bytes would accept a changed copy.
+    """
+    if not der or der[0] != TAG_SEQUENCE:
+        raise FormatError("certificate is not a DER SEQUENCE", field="certificate")
+    start, end = read_header(der, 0, len(der), "certificate")
+    if start >= end or der[start] != TAG_SEQUENCE:
+        raise FormatError("certificate has no signed part", field="certificate")
+    pos, tbs_end = read_header(der, start, end, "tbsCertificate")
+    if tbs_end >= end or der[tbs_end] != TAG_SEQUENCE:
+        raise FormatError("certificate has no signatureAlgorithm", field="certificate")
+    outer = der[tbs_end:read_header(der, tbs_end, end, "signatureAlgorithm")[1]]
+    if pos < tbs_end and der[pos] == _TAG_VERSION:
+        pos = read_header(der, pos, tbs_end, "version")[1]
+    pos = read_header(der, pos, tbs_end, "serialNumber")[1]
+    if pos >= tbs_end or der[pos] != TAG_SEQUENCE:
+        raise FormatError("certificate has no signature field in its signed part", field="certificate")
+    return outer, der[pos:read_header(der, pos, tbs_end, "signature")[1]]

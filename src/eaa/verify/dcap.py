@@ -50,8 +50,11 @@ from .x509chain import (
     check_chain_signatures,
     check_crl,
     check_windows,
+    describe,
     load_pem_chain,
     public_key_from_raw,
+    public_key_of,
+    typed_certificate_errors,
     verify_raw_signature,
 )
 
@@ -214,6 +217,7 @@ class QuoteVerifier:
                                  tuple(revocable))
 
     # ---- the verification ----
+    @typed_certificate_errors
     def verify(self, quote: bytes | Quote, collateral: Collateral, *, at: datetime | int | float,
                strict: bool = False) -> VerificationResult:
         now = as_datetime(at)
@@ -253,7 +257,7 @@ class QuoteVerifier:
                 raise CrlError("PCK CRL issuer is not the issuer of the PCK certificate")
             for cert in (*pck.intermediates, *coll.revocable):
                 if coll.root_crl.is_revoked(cert.serial_number):
-                    raise CertificateChainError(f"{cert.subject.rfc4514_string()} is revoked by the root CA CRL")
+                    raise CertificateChainError(f"{describe(cert)} is revoked by the root CA CRL")
             pck_revoked = coll.pck_crl.is_revoked(pck.serial)
 
         # 4. QE report signature by the PCK key. One QE report serves every quote made with its attestation
@@ -333,7 +337,10 @@ def _same_issuer(coll: _CollateralRecord, pck: _PckRecord) -> bool:
         return False
     if crl_issuer is pck_ca or (coll.crl_issuer_fp and coll.crl_issuer_fp == pck.ca_fp):
         return True
-    return crl_issuer.subject == pck_ca.subject and crl_issuer.public_key() == pck_ca.public_key()
+    try:
+        return crl_issuer.subject == pck_ca.subject and public_key_of(crl_issuer) == public_key_of(pck_ca)
+    except ValueError:  # a name cryptography cannot parse is not the same name
+        return False
 
 
 def _sgx_extension(leaf: x509.Certificate) -> bytes:
@@ -346,7 +353,7 @@ def _sgx_extension(leaf: x509.Certificate) -> bytes:
 def _ec_key(cert: x509.Certificate, memo: ChainMemo) -> ec.EllipticCurvePublicKey:
     key = memo.public_key(cert)
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise CertificateChainError(f"{cert.subject.rfc4514_string()} does not hold an EC key")
+        raise CertificateChainError(f"{describe(cert)} does not hold an EC key")
     return key
 
 

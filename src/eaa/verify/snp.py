@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
@@ -79,7 +79,7 @@ from ..formats.snp_vek import (
 )
 from .result import UP_TO_DATE, VerificationResult
 from .trust import TrustAnchor
-from .x509chain import check_crl
+from .x509chain import check_crl, check_signature_algorithm, typed_certificate_errors
 
 if TYPE_CHECKING:
     from ..collateral.bundle import Collateral
@@ -232,6 +232,7 @@ def _pss_verify(child: x509.Certificate, parent: x509.Certificate, what: str) ->
                                     f"not by {parent.subject.rfc4514_string()}")
     if child.signature_algorithm_oid != x509.SignatureAlgorithmOID.RSASSA_PSS:
         raise CertificateChainError(f"{what}: not signed with RSASSA-PSS")
+    check_signature_algorithm(child.public_bytes(serialization.Encoding.DER), what)
     key = parent.public_key()
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
         raise CertificateChainError(f"{what}: issuer {_cn(parent)} does not hold an RSA key of at least "
@@ -302,6 +303,7 @@ class VekChain:
         return "ASVK" if self.kind == VLEK else "ASK"
 
 
+@typed_certificate_errors
 def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | float,
                     trust_anchors: Sequence[AnchorInput] | None = None, crl: bytes | None = None,
                     strict: bool = False) -> VekChain:
@@ -363,6 +365,7 @@ def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | fl
     return VekChain(vek_cert, kind, ask, ark, root.name, root.product, ext, earliest, expired, not_yet_valid)
 
 
+@typed_certificate_errors
 def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertInput,
                       at: datetime | int | float, trust_anchors: Sequence[AnchorInput] | None = None,
                       product: str | None = None, strict: bool = False, crl: bytes | None = None,

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import ConfigError
+from ..formats.x509_errors import PARSE_ERRORS
 
 INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
 SIMULATION_MARKER = "SIMULATION"
@@ -83,10 +84,10 @@ def anchor_from_pem(data: bytes, name: str | None = None) -> TrustAnchor:
     """An explicitly trusted root; a root naming itself a simulation is always marked simulated."""
     try:
         cert = x509.load_pem_x509_certificate(data)
-    except ValueError:
+    except PARSE_ERRORS:
         try:
             cert = x509.load_der_x509_certificate(data)
-        except ValueError:
+        except PARSE_ERRORS:
             raise ConfigError("trust root is neither a PEM nor a DER certificate") from None
     return TrustAnchor(cert, name or cert.subject.rfc4514_string(), simulated=is_simulation_certificate(cert))
 

@@ -9,21 +9,27 @@ and are re-checked on every call.
 from __future__ import annotations
 
 import binascii
+import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Callable, ParamSpec, Sequence, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..errors import CertificateChainError, CrlError, FormatError, InvalidSignature, UntrustedRoot
+from ..errors import CertificateChainError, CrlError, EaaError, FormatError, InvalidSignature, UntrustedRoot
 from ..formats.der import read_header
-from ..formats.tbs import TbsFields, read_tbs
+from ..formats.tbs import TbsFields, read_tbs, signature_algorithms
+from ..formats.x509_errors import PARSE_ERRORS
 from .trust import TrustAnchor, is_ca
 
+P = ParamSpec("P")
+R = TypeVar("R")
 _P256 = ec.SECP256R1()
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 # ECDSA signature algorithms by OID, so a link check needs no hash object built per certificate.
@@ -75,7 +81,7 @@ class ChainMemo:
         if cert is None:
             try:
                 cert = x509.load_der_x509_certificate(der)
-            except ValueError as e:
+            except PARSE_ERRORS as e:
                 raise FormatError(f"{what}: bad certificate ({e})", field=what) from None
             self.by_der[der] = cert
             self.der[id(cert)] = der
@@ -84,8 +90,12 @@ class ChainMemo:
     def public_key(self, cert: x509.Certificate) -> Any:
         key = self.keys.get(id(cert))
         if key is None:
-            key = self.keys[id(cert)] = cert.public_key()
+            key = self.keys[id(cert)] = public_key_of(cert)
         return key
+
+    def der_of(self, cert: x509.Certificate) -> bytes:
+        der = self.der.get(id(cert))
+        return der if der is not None else cert.public_bytes(Encoding.DER)
 
     def signed_bytes(self, cert: x509.Certificate) -> bytes:
         """The exact signed TBSCertificate bytes: sliced from the DER we parsed when we have it."""
@@ -113,8 +123,62 @@ class ChainMemo:
         if ca is None:
             fields = self.fields(cert)
             raw = fields.basic_constraints_ca() if fields is not None else None
-            ca = self.cas[id(cert)] = is_ca(cert) if raw is None else raw
+            if raw is None:
+                try:
+                    raw = is_ca(cert)
+                except ValueError as e:  # cryptography parses extensions on first use
+                    raise FormatError(f"{describe(cert)} has malformed extensions ({e})", field="certificate") from None
+            ca = self.cas[id(cert)] = raw
         return ca
+
+
+def typed_certificate_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Report a certificate that cryptography cannot read as a :class:`FormatError`.
+
+    cryptography parses names, keys and extensions on first use, so a malformed certificate surfaces
+    as a ValueError (or InvalidVersion, UnsupportedAlgorithm) deep inside whatever touched it first; a
+    verifier's callers must see a typed error instead, whichever check that was.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except EaaError:
+            raise
+        except (*PARSE_ERRORS, UnsupportedAlgorithm) as e:
+            raise FormatError(f"a certificate or CRL cannot be read ({e})", field="certificate") from None
+
+    return wrapper
+
+
+def check_signature_algorithm(der: bytes, what: str) -> None:
+    """RFC 5280 4.1.1.2: a certificate's unsigned signatureAlgorithm must repeat the signed one exactly
+    (cryptography checks this for CRLs when loading them, not for certificates)."""
+    outer, inner = signature_algorithms(der)
+    if outer != inner:
+        raise CertificateChainError(f"{what}: the signature algorithm differs from the one inside the signed part")
+
+
+def describe(cert: x509.Certificate) -> str:
+    """A certificate's subject for a message; cryptography parses names lazily, and an error message must
+    not itself fail on a malformed one."""
+    return describe_name(lambda: cert.subject, cert)
+
+
+def describe_name(name: Any, cert: x509.Certificate | None = None) -> str:
+    try:
+        return str(name().rfc4514_string())
+    except ValueError:
+        return f"a certificate with a malformed name (serial {cert.serial_number:#x})" if cert is not None \
+            else "a malformed name"
+
+
+def public_key_of(cert: x509.Certificate) -> Any:
+    try:
+        return cert.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:  # parsed on first use: malformed or unsupported
+        raise FormatError(f"{describe(cert)} has a malformed public key ({e})", field="certificate") from None
 
 
 def tbs_of(der: bytes) -> bytes:
@@ -204,12 +268,13 @@ def _find_anchor(last: x509.Certificate, anchors: Sequence[TrustAnchor],
         if (der == a.der) if der is not None else (last == a.certificate):
             return a, True
     for a in anchors:
-        if last.issuer == a.certificate.subject:
-            try:
-                last.verify_directly_issued_by(a.certificate)
-            except (ValueError, TypeError, _CryptoInvalidSignature):
+        try:
+            if last.issuer != a.certificate.subject:
                 continue
-            return a, False
+            last.verify_directly_issued_by(a.certificate)
+        except (ValueError, TypeError, UnsupportedAlgorithm, _CryptoInvalidSignature):
+            continue  # a name or key cryptography cannot read is not this anchor's
+        return a, False
     return None, False
 
 
@@ -228,7 +293,8 @@ def check_chain_signatures(
     chain = list(certs)
     anchor, is_copy = _find_anchor(chain[-1], anchors, memo)
     if anchor is None:
-        raise UntrustedRoot(f"{what}: chain does not lead to a trusted root ({chain[-1].issuer.rfc4514_string()})")
+        raise UntrustedRoot(f"{what}: chain does not lead to a trusted root "
+                            f"({describe_name(lambda: chain[-1].issuer)})")
     if is_copy:
         chain.pop()
     for i, cert in enumerate(chain):
@@ -238,17 +304,18 @@ def check_chain_signatures(
         if link in memo.links:
             continue
         if not (anchor.is_ca if last else memo.is_ca(issuer)):
-            raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} is not a CA")
+            raise CertificateChainError(f"{what}: {describe(issuer)} is not a CA")
         # The link is the issuer's key verifying this certificate's signature; names are not compared
         # (building them costs more than the check is worth when the key already decides).
         issuer_key = anchor.public_key if last else memo.public_key(issuer)
         alg = _ECDSA_BY_OID.get(cert.signature_algorithm_oid)
         if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or alg is None:
-            raise CertificateChainError(f"{what}: {issuer.subject.rfc4514_string()} does not hold an ECDSA key")
+            raise CertificateChainError(f"{what}: {describe(issuer)} does not hold an ECDSA key")
+        check_signature_algorithm(memo.der_of(cert), f"{what}: {describe(cert)}")
         try:
             issuer_key.verify(cert.signature, memo.signed_bytes(cert), alg)
         except _CryptoInvalidSignature:
-            raise InvalidSignature(f"{what}: signature of {cert.subject.rfc4514_string()} does not verify") from None
+            raise InvalidSignature(f"{what}: signature of {describe(cert)} does not verify") from None
         memo.links.add(link)
     windows = (*map(memo.window, chain), anchor.window)
     return CheckedChain(tuple(chain), anchor, windows)
@@ -260,7 +327,7 @@ def check_windows(windows: Sequence[Window], at: datetime, not_yet_valid: list[s
     earliest = None
     for item, not_before, not_after in windows:
         if at < not_before:
-            name = item if isinstance(item, str) else item.subject.rfc4514_string()
+            name = item if isinstance(item, str) else describe(item)
             not_yet_valid.append(f"{name} is not valid before {not_before:%Y-%m-%dT%H:%M:%SZ}")
         if earliest is None or not_after < earliest:
             earliest = not_after
@@ -280,11 +347,11 @@ class CheckedCrl:
 
 def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None) -> CheckedCrl:
     """A CRL signed by ``issuer`` (whose public key may be passed in when the caller already holds it)."""
-    try:
+    try:  # cryptography also refuses a CRL whose two signature algorithms differ (RFC 5280 5.1.1.2)
         crl = x509.load_der_x509_crl(der)
-    except ValueError:
-        raise FormatError(f"{what} is not a DER CRL", field=what) from None
-    key = issuer.public_key() if key is None else key
+    except PARSE_ERRORS as e:
+        raise FormatError(f"{what} is not a valid DER CRL ({e})", field=what) from None
+    key = public_key_of(issuer) if key is None else key
     alg = _ECDSA_BY_OID.get(crl.signature_algorithm_oid)
     if alg is not None and isinstance(key, ec.EllipticCurvePublicKey):
         # Over the exact TBSCertList bytes as received, rather than a re-encoding of them.
@@ -296,14 +363,20 @@ def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None) 
     else:
         valid = crl.is_signature_valid(key)
     if not valid:
-        if crl.issuer != issuer.subject:
-            raise CrlError(f"{what} is issued by {crl.issuer.rfc4514_string()}, "
-                           f"expected {issuer.subject.rfc4514_string()}")
+        try:
+            other_issuer = crl.issuer != issuer.subject
+        except ValueError:  # names are parsed on first use
+            other_issuer = True
+        if other_issuer:
+            raise CrlError(f"{what} is issued by {describe_name(lambda: crl.issuer)}, expected {describe(issuer)}")
         raise InvalidSignature(f"{what}: signature does not verify")
-    if crl.next_update_utc is None:
-        raise CrlError(f"{what} has no nextUpdate")
-    revoked = frozenset(r.serial_number for r in crl) if len(crl) else _NONE_REVOKED
-    return CheckedCrl(crl.last_update_utc, crl.next_update_utc, revoked)
+    try:  # the revoked entries are parsed on first use
+        if crl.next_update_utc is None:
+            raise CrlError(f"{what} has no nextUpdate")
+        revoked = frozenset(r.serial_number for r in crl) if len(crl) else _NONE_REVOKED
+        return CheckedCrl(crl.last_update_utc, crl.next_update_utc, revoked)
+    except ValueError as e:
+        raise FormatError(f"{what} is malformed ({e})", field=what) from None
 
 
 _NONE_REVOKED: frozenset[int] = frozenset()

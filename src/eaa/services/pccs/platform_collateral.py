@@ -22,6 +22,7 @@ from cryptography import x509
 
 from ...collateral.validate import pck_certificate_info
 from ...errors import EaaError
+from ...formats.x509_errors import PARSE_ERRORS
 from .errors import BadRequest
 from .platforms import PCE_ID_SIZE, QE_ID_MAX, STATE_CACHED, STATE_PENDING, Registration, check_hex
 from .records import (
@@ -140,7 +141,7 @@ def _pck_certs(entry: Mapping[str, Any], i: int, chains: Mapping[str, str],
         pem = unquote(_text(item.get("cert"), f"{where}.certs[{j}].cert"))
         try:
             ca = pck_certificate_info(x509.load_pem_x509_certificate(pem.encode("ascii"))).ca_type.upper()
-        except (ValueError, UnicodeEncodeError, EaaError) as e:
+        except (*PARSE_ERRORS, UnicodeEncodeError, EaaError) as e:
             raise BadRequest(f"{where}.certs[{j}].cert is not a PCK certificate: {e}") from None
         chain = chains.get(ca)
         if chain is None:
