@@ -193,7 +193,7 @@ def _outer_algorithm_changed(der: bytes) -> bytes:
 def test_certificate_signature_algorithm_must_repeat_the_signed_one(plat: SimPlatform) -> None:
     changed = x509.load_der_x509_certificate(_outer_algorithm_changed(leaf(plat).public_bytes(
         serialization.Encoding.DER)))
-    with pytest.raises(errors.CertificateChainError, match="signature algorithm differs"):
+    with pytest.raises(errors.CertificateChainError, match="signature algorithm of .* differs"):
         verifier(plat).verify(quote_with_leaf(plat, changed), plat.collateral("sgx"), at=AT)
 
 

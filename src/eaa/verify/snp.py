@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
@@ -232,7 +232,7 @@ def _pss_verify(child: x509.Certificate, parent: x509.Certificate, what: str) ->
                                     f"not by {parent.subject.rfc4514_string()}")
     if child.signature_algorithm_oid != x509.SignatureAlgorithmOID.RSASSA_PSS:
         raise CertificateChainError(f"{what}: not signed with RSASSA-PSS")
-    check_signature_algorithm(child.public_bytes(serialization.Encoding.DER), what)
+    check_signature_algorithm(child, what)
     key = parent.public_key()
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
         raise CertificateChainError(f"{what}: issuer {_cn(parent)} does not hold an RSA key of at least "

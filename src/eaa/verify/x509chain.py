@@ -152,10 +152,10 @@ def typed_certificate_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def check_signature_algorithm(der: bytes, what: str) -> None:
+def check_signature_algorithm(cert: x509.Certificate, what: str) -> None:
     """RFC 5280 4.1.1.2: a certificate's unsigned signatureAlgorithm must repeat the signed one exactly
     (cryptography checks this for CRLs when loading them, not for certificates)."""
-    outer, inner = signature_algorithms(der)
+    outer, inner = signature_algorithms(cert.public_bytes(Encoding.DER))
     if outer != inner:
         raise CertificateChainError(f"{what}: the signature algorithm differs from the one inside the signed part")
 
@@ -311,7 +311,10 @@ def check_chain_signatures(
         alg = _ECDSA_BY_OID.get(cert.signature_algorithm_oid)
         if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or alg is None:
             raise CertificateChainError(f"{what}: {describe(issuer)} does not hold an ECDSA key")
-        check_signature_algorithm(memo.der_of(cert), f"{what}: {describe(cert)}")
+        outer, inner = signature_algorithms(memo.der_of(cert))
+        if outer != inner:  # RFC 5280 4.1.1.2 (cryptography checks this for CRLs, not for certificates)
+            raise CertificateChainError(f"{what}: the signature algorithm of {describe(cert)} differs from the one "
+                                        "inside its signed part")
         try:
             issuer_key.verify(cert.signature, memo.signed_bytes(cert), alg)
         except _CryptoInvalidSignature:
