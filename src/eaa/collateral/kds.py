@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from ..errors import EaaError, FormatError
 from ..formats import snp_vek
 from ..formats.x509_errors import PARSE_ERRORS
+from ..verify.x509chain import typed_certificate_errors
 from .cache import Cached, MemoryCache
 from .errors import CorruptCollateral
 from .http import HttpGetter, HttpResponse
@@ -155,6 +156,7 @@ class KdsChain:
     pem: bytes
 
 
+@typed_certificate_errors
 def validate_cert_chain(pem: bytes, product: str, key_type: str = "vcek",
                         trusted_arks: Sequence[x509.Certificate] | None = None) -> KdsChain:
     """Check a KDS ``cert_chain`` response: ASK/ASVK then ARK, the ARK pinned, each signature valid."""
@@ -182,6 +184,7 @@ def validate_cert_chain(pem: bytes, product: str, key_type: str = "vcek",
     return KdsChain(ask, ark, pem)
 
 
+@typed_certificate_errors
 def validate_vek(der: bytes, chain: KdsChain, product: str, *, hwid: str | None = None,
                  tcb: SnpTcb | None = None) -> x509.Certificate:
     """Check a VCEK/VLEK: signed by the chain's ASK, and for the product, chip and TCB requested."""
@@ -204,6 +207,7 @@ def validate_vek(der: bytes, chain: KdsChain, product: str, *, hwid: str | None 
     return cert
 
 
+@typed_certificate_errors
 def validate_crl(der: bytes, chain: KdsChain) -> x509.CertificateRevocationList:
     """A KDS CRL, signed by the product's ARK."""
     try:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Callable, Sequence, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import EaaError
@@ -39,7 +40,7 @@ def _checked(what: str, fn: Callable[[], T]) -> T:
         raise
     except EaaError as e:
         raise CorruptCollateral(f"{what}: {e}") from e
-    except (ValueError, TypeError) as e:
+    except (*PARSE_ERRORS, TypeError, UnsupportedAlgorithm) as e:  # cryptography parses lazily
         raise CorruptCollateral(f"{what}: {e}") from e
 
 
