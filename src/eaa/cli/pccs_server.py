@@ -1,6 +1,7 @@
 """``eaa-pccs``: the collateral caching service (serve), and moving collateral in and out of it (import, export).
 
   eaa-pccs serve --cert server.pem --key server.key --db /var/lib/eaa-pccs/pccs.sqlite3
+  eaa-pccs serve --cert server.pem --key server.key --mode req --refresh-every 24h
   eaa-pccs serve --mode offline --insecure-http --listen 127.0.0.1:8081 --import ./collateral
   eaa-pccs import ./bundle.json --db pccs.sqlite3            (straight into the database)
   eaa-pccs import ./bundle.json --url https://pccs:8081      (through a running server; admin token)
@@ -8,7 +9,8 @@
 
 Modes: lazy (default) fetches misses from --upstream (Intel's PCS unless told otherwise) and AMD's KDS;
 req fetches Intel collateral only when a platform registers (POST /platforms); offline serves imported
-data only. With --refresh-every, lazy and req refresh the whole cache on a schedule. HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
+data only. With --refresh-every, lazy and req refresh the whole cache on a schedule.
+HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
 The admin token (for import/export over HTTP) comes from --admin-token-file or $EAA_PCCS_ADMIN_TOKEN;
 the user token that POST /platforms then requires (open when none is set) from --user-token-file or
 $EAA_PCCS_USER_TOKEN.
