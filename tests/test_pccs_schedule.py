@@ -47,10 +47,16 @@ def test_a_round_follows_newer_upstream_data(tmp_path: Path) -> None:
         assert summary is not None and summary.refreshed == 1 and not summary.failures
         newer = svc.store.get(IDENTITY, key)
         assert newer is not None and b'"issueDate":"2025' in newer.body
+        metrics = svc.metrics.render().decode()
+        assert 'eaa_pccs_scheduled_refreshes_total{outcome="ok"} 1.0' in metrics
+        stamp = next(line for line in metrics.splitlines()
+                     if line.startswith("eaa_pccs_last_complete_refresh_timestamp_seconds "))
+        assert float(stamp.split()[1]) == float(new.verify_at)  # the service's clock, an input
         up.fail_status = 503  # the upstream goes down: the round reports it, the cache keeps its data
         summary = schedule.run_once()
         assert summary is not None and len(summary.failures) == 1
         assert svc.store.get(IDENTITY, key) == newer and schedule.rounds == 2
+        assert 'eaa_pccs_scheduled_refreshes_total{outcome="partial"} 1.0' in svc.metrics.render().decode()
 
 
 def test_a_failed_round_is_logged_and_the_schedule_goes_on(tmp_path: Path,
@@ -68,6 +74,9 @@ def test_a_failed_round_is_logged_and_the_schedule_goes_on(tmp_path: Path,
     assert schedule.rounds >= 3, "the schedule stopped after a failed round"
     assert time.monotonic() - started < 5 and schedule._thread is not None and not schedule._thread.is_alive()
     assert "scheduled refresh failed: Conflict" in caplog.text
+    metrics = svc.metrics.render().decode()
+    assert 'eaa_pccs_scheduled_refreshes_total{outcome="failed"}' in metrics
+    assert "eaa_pccs_last_complete_refresh_timestamp_seconds 0.0" in metrics
 
 
 def test_stop_does_not_wait_for_the_interval(tmp_path: Path) -> None:

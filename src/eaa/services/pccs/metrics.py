@@ -1,8 +1,8 @@
 """Prometheus metrics of one eaa-pccs instance (its own registry, so several apps can share a process).
 
 They answer the operator's questions: is the cache doing its job (hits vs misses vs stale serves),
-is the upstream healthy (fetch outcomes, and how often it sent data that failed validation), and
-how fast and how often each route answers.
+is the upstream healthy (fetch outcomes, and how often it sent data that failed validation), does the
+scheduled refresh keep the cache current, and how fast and how often each route answers.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ class Metrics:
                                 ["kind", "outcome"], registry=r)
         self.records = Gauge("eaa_pccs_records", "Records in the store", registry=r)
         self.imported = Counter("eaa_pccs_imported_records", "Records written by imports", registry=r)
+        self.refresh_rounds = Counter("eaa_pccs_scheduled_refreshes",
+                                      "Scheduled refresh rounds by outcome (ok: every record refreshed or kept; "
+                                      "partial: some failed; failed: the round could not run)", ["outcome"],
+                                      registry=r)
+        self.last_refresh = Gauge("eaa_pccs_last_complete_refresh_timestamp_seconds",
+                                  "When a scheduled refresh last completed without a failure (alert on its age)",
+                                  registry=r)
 
     def render(self, count_records: Callable[[], int] | None = None) -> bytes:
         if count_records is not None:

@@ -43,16 +43,18 @@ def parse_interval(text: str) -> float:
 class RefreshSchedule:
     """Refreshes ``service``'s cache every ``interval`` seconds until stopped.
 
-    ``clock`` only stamps the log; the waiting is done on an event, so :meth:`stop` ends the thread at
-    once instead of after the current interval.
+    ``clock`` times a round for the log and ``wall_clock`` (the service's clock by default) stamps the
+    last complete round for the metrics; the waiting is done on an event, so :meth:`stop` ends the
+    thread at once instead of after the current interval.
     """
 
     def __init__(self, service: PccsService, interval: float, *, api: int = 4,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] | None = None) -> None:
         self.service = service
         self.interval = interval
         self.api = api
         self.clock = clock
+        self.wall_clock = wall_clock or service.clock
         self.rounds = 0
         self.last: RefreshSummary | None = None
         self._stop = threading.Event()
@@ -62,12 +64,17 @@ class RefreshSchedule:
         """One refresh round; its failure is logged, never raised."""
         started = self.clock()
         self.rounds += 1
+        metrics = self.service.metrics
         try:
             summary = self.service.refresh(self.api, None, None)
         except Exception as e:  # noqa: BLE001 - a failed round must not end the schedule
+            metrics.refresh_rounds.labels("failed").inc()
             log.warning("scheduled refresh failed: %s: %s", type(e).__name__, e)
             return None
         self.last = summary
+        metrics.refresh_rounds.labels("partial" if summary.failures else "ok").inc()
+        if not summary.failures:
+            metrics.last_refresh.set(self.wall_clock())
         log.info("scheduled refresh in %.1f s: %d refreshed, %d unchanged, %d kept, %d failed",
                  self.clock() - started, summary.refreshed, summary.unchanged, summary.kept, len(summary.failures))
         return summary
