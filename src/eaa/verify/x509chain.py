@@ -93,10 +93,6 @@ class ChainMemo:
             key = self.keys[id(cert)] = public_key_of(cert)
         return key
 
-    def der_of(self, cert: x509.Certificate) -> bytes:
-        der = self.der.get(id(cert))
-        return der if der is not None else cert.public_bytes(Encoding.DER)
-
     def signed_bytes(self, cert: x509.Certificate) -> bytes:
         """The exact signed TBSCertificate bytes: sliced from the DER we parsed when we have it."""
         tbs = self.tbs.get(id(cert))
@@ -152,12 +148,14 @@ def typed_certificate_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def check_signature_algorithm(cert: x509.Certificate, what: str) -> None:
+def check_signature_algorithm(cert: x509.Certificate, what: str, der: bytes | None = None) -> None:
     """RFC 5280 4.1.1.2: a certificate's unsigned signatureAlgorithm must repeat the signed one exactly
-    (cryptography checks this for CRLs when loading them, not for certificates)."""
-    outer, inner = signature_algorithms(cert.public_bytes(Encoding.DER))
+    (cryptography checks this for CRLs when loading them, not for certificates). ``der``: the
+    certificate's bytes when the caller already has them. The name is only built for the message."""
+    outer, inner = signature_algorithms(der if der is not None else cert.public_bytes(Encoding.DER))
     if outer != inner:
-        raise CertificateChainError(f"{what}: the signature algorithm differs from the one inside the signed part")
+        raise CertificateChainError(f"{what}: the signature algorithm of {describe(cert)} differs from the one "
+                                    "inside its signed part")
 
 
 def describe(cert: x509.Certificate) -> str:
@@ -311,10 +309,7 @@ def check_chain_signatures(
         alg = _ECDSA_BY_OID.get(cert.signature_algorithm_oid)
         if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or alg is None:
             raise CertificateChainError(f"{what}: {describe(issuer)} does not hold an ECDSA key")
-        outer, inner = signature_algorithms(memo.der_of(cert))
-        if outer != inner:  # RFC 5280 4.1.1.2 (cryptography checks this for CRLs, not for certificates)
-            raise CertificateChainError(f"{what}: the signature algorithm of {describe(cert)} differs from the one "
-                                        "inside its signed part")
+        check_signature_algorithm(cert, what, memo.der.get(id(cert)))
         try:
             issuer_key.verify(cert.signature, memo.signed_bytes(cert), alg)
         except _CryptoInvalidSignature:
