@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import FormatError
-from .signed_json import get, get_hex, load_body, parse_time, split_signed
+from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +77,9 @@ def isv_level(lv: Any, where: str) -> EnclaveTcbLevel:
     except (KeyError, TypeError, AttributeError):
         pass
     tcb = get(lv, "tcb", dict, where)
-    isvsvn = get(tcb, "isvsvn", int, where)
-    if isvsvn < 0:
-        raise FormatError("SVN must be a non-negative integer", field=f"{where}.isvsvn")
-    adv = lv.get("advisoryIDs", [])
-    if not isinstance(adv, list) or not all(isinstance(a, str) for a in adv):
-        raise FormatError("advisoryIDs must be a list of strings", field=where)
-    return EnclaveTcbLevel(isvsvn, get(lv, "tcbDate", str, where), get(lv, "tcbStatus", str, where), tuple(adv))
+    isvsvn = svn(get(tcb, "isvsvn", int, where), f"{where}.isvsvn")
+    return EnclaveTcbLevel(isvsvn, get(lv, "tcbDate", str, where), get(lv, "tcbStatus", str, where),
+                           advisory_ids(lv, where))
 
 
 _STR = {str}

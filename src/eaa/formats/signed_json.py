@@ -162,6 +162,21 @@ def get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str
 _MISSING = object()
 
 
+def svn(value: Any, field: str) -> int:
+    """A security version number: a non-negative integer (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise FormatError("SVN must be a non-negative integer", field=field)
+    return value
+
+
+def advisory_ids(level: dict[str, Any], field: str) -> tuple[str, ...]:
+    """A TCB level's ``advisoryIDs``: a list of strings, absent meaning none."""
+    adv = level.get("advisoryIDs", [])
+    if not isinstance(adv, list) or not all(isinstance(a, str) for a in adv):
+        raise FormatError("advisoryIDs must be a list of strings", field=field)
+    return tuple(adv)
+
+
 def get_hex(obj: dict[str, Any], key: str, size: int | None, where: str) -> bytes:
     s = get(obj, key, str, where)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import FormatError
 from .enclave_identity import EnclaveTcbLevel, isv_level
-from .signed_json import get, get_hex, load_body, parse_time, split_signed
+from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +95,6 @@ class TcbInfo:
         )
 
 
-def _svn(v: Any, field: str) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise FormatError("SVN must be a non-negative integer", field=field)
-    return v
-
-
 def _components(lst: Any, field: str) -> tuple[int, ...]:
     if not isinstance(lst, list) or len(lst) != 16:
         raise FormatError("expected 16 TCB components", field=field)
@@ -116,13 +110,6 @@ def _components(lst: Any, field: str) -> tuple[int, ...]:
 def _all_naturals(values: tuple[Any, ...]) -> bool:
     """Every value a non-negative int (not bool); C-level checks, as this runs for every TCB level."""
     return not values or (set(map(type, values)) == {int} and min(values) >= 0)
-
-
-def _advisories(obj: dict[str, Any], field: str) -> tuple[str, ...]:
-    adv = obj.get("advisoryIDs", [])
-    if not isinstance(adv, list) or not all(isinstance(a, str) for a in adv):
-        raise FormatError("advisoryIDs must be a list of strings", field=field)
-    return tuple(adv)
 
 
 _svn_of = itemgetter("svn")
@@ -182,7 +169,7 @@ def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
     w = f"tcbInfo.tcbLevels[{i}]"
     tcb = get(lv, "tcb", dict, w)
     if version == 2:
-        sgx = tuple(_svn(get(tcb, f"sgxtcbcomp{n:02d}svn", int, w), f"{w}.sgxtcbcomp{n:02d}svn")
+        sgx = tuple(svn(get(tcb, f"sgxtcbcomp{n:02d}svn", int, w), f"{w}.sgxtcbcomp{n:02d}svn")
                     for n in range(1, 17))
         tdx = None
     else:
@@ -191,7 +178,7 @@ def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
     status = get(lv, "tcbStatus", str, w)
     date = get(lv, "tcbDate", str, w)
     parse_time(date, f"{w}.tcbDate")
-    return TcbLevel(sgx, _svn(get(tcb, "pcesvn", int, w), f"{w}.pcesvn"), tdx, date, status, _advisories(lv, w))
+    return TcbLevel(sgx, svn(get(tcb, "pcesvn", int, w), f"{w}.pcesvn"), tdx, date, status, advisory_ids(lv, w))
 
 
 _INT = {int}
