@@ -224,11 +224,16 @@ class FakeOcclumDriver:
         return 0
 
 
-def occlum_tree(root: Path) -> Path:
+def device_tree(root: Path, name: str) -> Path:
+    """A root holding an empty ``dev/<name>``: the device node the attester opens (its ioctls are faked)."""
     (root / "dev").mkdir(parents=True, exist_ok=True)
-    dev = root / "dev" / "sgx"
+    dev = root / "dev" / name
     dev.write_bytes(b"")
     return dev
+
+
+def occlum_tree(root: Path) -> Path:
+    return device_tree(root, "sgx")
 
 
 def test_occlum_quote_through_ioctls(tmp_path: Path, sim: SimPlatform) -> None:
@@ -622,10 +627,7 @@ class FakeSevGuest:
 
 
 def sev_guest_tree(root: Path) -> Path:
-    (root / "dev").mkdir(parents=True, exist_ok=True)
-    dev = root / "dev" / "sev-guest"
-    dev.write_bytes(b"")
-    return dev
+    return device_tree(root, "sev-guest")
 
 
 def test_snp_falls_back_to_dev_sev_guest(tmp_path: Path) -> None:

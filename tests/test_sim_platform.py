@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -37,18 +37,7 @@ from eaa.sim.pki import raw_public_key
 from eaa.verify.trust import is_simulation_certificate
 from eaa.verify.x509chain import verify_raw_signature
 
-T0 = datetime(2031, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
-
-
-@pytest.fixture(autouse=True)
-def _never_the_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever a test forgets to pass, the default platform directory is a temporary one."""
-    monkeypatch.setenv("EAA_SIM_DIR", str(tmp_path / "default-sim"))
-
-
-@pytest.fixture(scope="module")
-def plat(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
-    return init_platform(tmp_path_factory.mktemp("sim") / "platform", now=T0)
+from _sim import T0, _never_the_real_home, plat  # noqa: F401 - shared fixtures
 
 
 def _all_certs(p: SimPlatform) -> list[x509.Certificate]:

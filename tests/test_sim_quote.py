@@ -32,20 +32,10 @@ from eaa.sim.quote import QE_AUTH_DATA
 from eaa.verify.dcap import verify_quote
 from eaa.verify.x509chain import public_key_from_raw, verify_raw_signature
 
-T0 = datetime(2031, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+from _sim import T0, _never_the_real_home, plat  # noqa: F401 - shared fixtures
+
 AT = T0 + timedelta(minutes=5)
 RD = bytes(range(64))
-
-
-@pytest.fixture(autouse=True)
-def _never_the_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever a test forgets to pass, the default platform directory is a temporary one."""
-    monkeypatch.setenv("EAA_SIM_DIR", str(tmp_path / "default-sim"))
-
-
-@pytest.fixture(scope="module")
-def plat(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
-    return init_platform(tmp_path_factory.mktemp("sim") / "platform", now=T0)
 
 
 def _verify(p: SimPlatform, raw: bytes, tee: str, **kw: object):  # type: ignore[no-untyped-def]
