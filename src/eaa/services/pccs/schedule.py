@@ -56,7 +56,6 @@ class RefreshSchedule:
         self.clock = clock
         self.wall_clock = wall_clock or service.clock
         self.rounds = 0
-        self.last: RefreshSummary | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -71,7 +70,6 @@ class RefreshSchedule:
             metrics.refresh_rounds.labels("failed").inc()
             log.warning("scheduled refresh failed: %s: %s", type(e).__name__, e)
             return None
-        self.last = summary
         metrics.refresh_rounds.labels("partial" if summary.failures else "ok").inc()
         if not summary.failures:
             metrics.last_refresh.set(self.wall_clock())
