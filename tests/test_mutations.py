@@ -237,7 +237,7 @@ def test_pck_chain_text_changes_fail_or_change_nothing(vid: str) -> None:
         assert now in (ders, ders[:-1]) and result == original, f"a change at {p} verified with other certificates"
 
 
-@pytest.mark.parametrize("vid", [vid for vid in verifiable() if collateral(get_vector(vid))[1]] or ["<none>"])
+@pytest.mark.parametrize("vid", verifiable())
 def test_collateral_changes_are_typed_failures(vid: str) -> None:
     """Changed bytes in the issuer chains (as text) and the CRLs (as DER) fail with a typed error, or, for
     text that decodes to the same certificates, change nothing; never anything else."""
@@ -250,6 +250,8 @@ def test_collateral_changes_are_typed_failures(vid: str) -> None:
     rng = random.Random(0xC011)
     for field in ("tcb_info_issuer_chain", "pck_crl_issuer_chain", "root_ca_crl", "pck_crl"):
         value = getattr(coll, field)
+        if not value or (field.endswith("crl") and not crl):
+            continue  # vectors whose source ships no CRLs are verified without them
         data = value.encode() if isinstance(value, str) else bytes(value)
         for p in sorted(set(rng.sample(range(len(data)), min(len(data), 120))) | {0, len(data) - 1}):
             m = bytearray(data)
