@@ -52,6 +52,7 @@ def _agree(cert: x509.Certificate) -> None:
     fields = read_tbs(tbs_of(cert.public_bytes(Encoding.DER)))
     assert fields is not None
     assert fields.subject == cert.subject.public_bytes()
+    assert fields.issuer == cert.issuer.public_bytes()
     theirs = {encode_oid(e.oid.dotted_string): e for e in cert.extensions}
     assert set(fields.extensions) == set(theirs)
     for oid, (critical, value) in fields.extensions.items():
@@ -60,10 +61,12 @@ def _agree(cert: x509.Certificate) -> None:
         raw = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else ext.value.public_bytes()
         assert value == raw
     try:
-        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        bcv = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        expected = (bcv.ca, bcv.path_length)
     except x509.ExtensionNotFound:
-        ca = False
-    assert fields.basic_constraints_ca() == ca
+        expected = (False, None)
+    assert fields.basic_constraints() == expected
+    assert fields.basic_constraints_ca() == expected[0]
 
 
 @pytest.mark.parametrize("name, der_", CERTS or [("<no vectors>", b"")])
@@ -78,25 +81,31 @@ def test_agrees_with_cryptography_on_simulated_certificates() -> None:
 
 
 def bc(value: bytes) -> TbsFields:
-    return TbsFields(b"", {BASIC_CONSTRAINTS: (True, value)})
+    return TbsFields(b"", b"", {BASIC_CONSTRAINTS: (True, value)})
 
 
 @pytest.mark.parametrize("value, expected", [
-    (der.sequence(der.boolean(True)), True),
-    (der.sequence(der.boolean(True), der.integer(0)), True),
-    (der.sequence(der.boolean(False)), False),
-    (der.sequence(), False),
-    (der.sequence(der.integer(3)), False),  # pathLenConstraint alone: cA defaults to FALSE
-    (b"\x30\x81\x03\x01\x01\xff", None),  # long-form length: left to cryptography
+    (der.sequence(der.boolean(True)), (True, None)),
+    (der.sequence(der.boolean(True), der.integer(0)), (True, 0)),
+    (der.sequence(der.boolean(True), der.integer(1)), (True, 1)),
+    (der.sequence(), (False, None)),
+    # Anything but plain DER is left to cryptography:
+    (der.sequence(der.boolean(False)), None),  # an explicit DEFAULT value
+    (b"\x30\x03\x01\x01\x01", None),  # TRUE encoded as 0x01 (BER, not DER)
+    (der.sequence(der.integer(3)), None),  # pathLenConstraint alone
+    (der.sequence(der.boolean(True), der.integer(200)), None),  # a two-byte INTEGER
+    (b"\x30\x06\x01\x01\xff\x02\x01\x80", None),  # a negative path length
+    (b"\x30\x81\x03\x01\x01\xff", None),  # long-form length
     (b"\x04\x00", None),
     (b"", None),
 ])
-def test_basic_constraints(value: bytes, expected: bool | None) -> None:
-    assert bc(value).basic_constraints_ca() is expected
+def test_basic_constraints(value: bytes, expected: tuple[bool, int | None] | None) -> None:
+    assert bc(value).basic_constraints() == expected
+    assert bc(value).basic_constraints_ca() is (None if expected is None else expected[0])
 
 
 def test_absent_basic_constraints_is_not_a_ca() -> None:
-    assert TbsFields(b"", {}).basic_constraints_ca() is False
+    assert TbsFields(b"", b"", {}).basic_constraints_ca() is False
 
 
 def test_unreadable_input_returns_none() -> None:
@@ -122,16 +131,19 @@ def ext(oid: str, value: bytes, critical: bool | None = None) -> bytes:
 
 
 def test_hand_built_tbs() -> None:
-    f = read_tbs(tbs(ext("2.5.29.19", der.sequence(der.boolean(True)), True), ext("1.2.3", b"v", False),
+    f = read_tbs(tbs(ext("2.5.29.19", der.sequence(der.boolean(True)), True), ext("1.2.3", b"v"),
                      ext("1.2.4", b"w")))
     assert f is not None and f.subject == der.sequence(der.octet_string(b"subject"))
     assert f.extensions == {BASIC_CONSTRAINTS: (True, der.sequence(der.boolean(True))),
                             encode_oid("1.2.3"): (False, b"v"), encode_oid("1.2.4"): (False, b"w")}
     assert f.basic_constraints_ca() is True
-    assert read_tbs(tbs()) == TbsFields(der.sequence(der.octet_string(b"subject")), {})
+    assert read_tbs(tbs()) == TbsFields(der.sequence(), der.sequence(der.octet_string(b"subject")), {})
 
 
 @pytest.mark.parametrize("data", [
+    tbs(ext("1.2.3", b"v", False)),  # critical FALSE written out: DER omits a DEFAULT value
+    tbs(der.sequence(der.oid("1.2.3"), b"\x01\x01\x01", der.octet_string(b"v"))),  # TRUE as 0x01: BER
+    tbs(der.sequence(der.oid("1.2.3"), b"\x04\x81\x01v")),  # a long-form length DER writes short
     tbs(ext("1.2.3", b"v"), ext("1.2.3", b"w")),  # duplicate extension
     tbs(der.sequence(der.integer(1), der.octet_string(b"v"))),  # extnID not an OID
     tbs(der.sequence(der.oid("1.2.3"), der.integer(1))),  # extnValue not an OCTET STRING

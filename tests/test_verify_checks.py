@@ -15,10 +15,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from eaa import errors
+from eaa.checks import Check
 from eaa.sim import pki, quote as simquote
 from eaa.sim.platform import FMSPC, SimPlatform, init_platform
 from eaa.policy import Policy
 from eaa.verify.dcap import QuoteVerifier
+
+from _checks import fails
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 AT = NOW + timedelta(days=1)
@@ -69,7 +72,7 @@ def leaf(p: SimPlatform, *, cn: str = pki.PCK_CN, fmspc: bytes = FMSPC, pce_id: 
     ext = pki.sgx_extension(pki.sgx_extension_der(
         ppid=b"\x00" * 16, tcb_components=p.params.tcb_components, pce_svn=p.params.pce_svn, cpu_svn=p.params.cpu_svn,
         pce_id=pce_id, fmspc=fmspc, sgx_type=0))
-    return pki.make_leaf(pki.name(cn, "t"), p._key("pck"), issuer or p.pck_ca_certificate,
+    return pki.make_leaf(pki.name(cn, p.params.platform_id), p._key("pck"), issuer or p.pck_ca_certificate,
                          p._key("pck" if issuer else "pck_ca"), 4242, NOW, [ext] if with_ext else [])
 
 
@@ -81,12 +84,12 @@ def test_baseline_verifies(plat: SimPlatform) -> None:
 
 
 def test_pck_leaf_must_be_a_pck_certificate(plat: SimPlatform) -> None:
-    with pytest.raises(errors.CertificateChainError, match="SGX PCK Certificate"):
+    with fails(Check.PCK_LEAF_SUBJECT, errors.CertificateChainError):
         verifier(plat).verify(quote_with_leaf(plat, leaf(plat, cn="Some Leaf")), plat.collateral("sgx"), at=AT)
 
 
 def test_pck_leaf_needs_sgx_extension(plat: SimPlatform) -> None:
-    with pytest.raises(errors.CertificateChainError, match="SGX extension"):
+    with fails(Check.PCK_LEAF_SUBJECT, errors.CertificateChainError):
         verifier(plat).verify(quote_with_leaf(plat, leaf(plat, with_ext=False)), plat.collateral("sgx"), at=AT)
 
 
@@ -94,45 +97,45 @@ def test_pck_chain_issuer_must_be_a_ca(plat: SimPlatform) -> None:
     """A certificate issued by the PCK leaf (not a CA) is refused even though every signature verifies."""
     pck = leaf(plat)
     quote = quote_with_leaf(plat, leaf(plat, issuer=pck), above=(pck,))
-    with pytest.raises(errors.CertificateChainError, match="is not a CA"):
+    with fails(Check.PCK_CHAIN, errors.CertificateChainError):
         verifier(plat).verify(quote, plat.collateral("sgx"), at=AT)
 
 
 def test_fmspc_mismatch(plat: SimPlatform) -> None:
-    with pytest.raises(errors.IdentityMismatch, match="FMSPC"):
+    with fails(Check.FMSPC, errors.IdentityMismatch):
         verifier(plat).verify(quote_with_leaf(plat, leaf(plat, fmspc=b"\x11" * 6)), plat.collateral("sgx"), at=AT)
 
 
 def test_pce_id_mismatch(plat: SimPlatform) -> None:
-    with pytest.raises(errors.IdentityMismatch, match="PCE-ID"):
+    with fails(Check.PCE_ID, errors.IdentityMismatch):
         verifier(plat).verify(quote_with_leaf(plat, leaf(plat, pce_id=b"\x01\x00")), plat.collateral("sgx"), at=AT)
 
 
 def test_tcb_info_for_other_tee(plat: SimPlatform) -> None:
     tdx = plat.collateral("tdx")
     coll = replace(plat.collateral("sgx"), tcb_info=tdx.tcb_info, tcb_info_signature=tdx.tcb_info_signature)
-    with pytest.raises(errors.CollateralInvalid, match="TCB info is for TDX"):
+    with fails(Check.TCB_INFO_TEE, errors.CollateralInvalid):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
 
 
 def test_qe_identity_for_other_tee(plat: SimPlatform) -> None:
     tdx = plat.collateral("tdx")
     coll = replace(plat.collateral("sgx"), qe_identity=tdx.qe_identity, qe_identity_signature=tdx.qe_identity_signature)
-    with pytest.raises(errors.CollateralInvalid, match="TD_QE"):
+    with fails(Check.QE_IDENTITY_ID, errors.CollateralInvalid):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("mrsigner", "ab" * 32, "MRSIGNER"),
-    ("isvprodid", 99, "ISVPRODID"),
-    ("miscselect", "01000000", "MISCSELECT"),
-    ("attributes", "ff" * 16, "ATTRIBUTES"),
+@pytest.mark.parametrize("field,value,check", [
+    ("mrsigner", "ab" * 32, Check.QE_MRSIGNER),
+    ("isvprodid", 99, Check.QE_ISVPRODID),
+    ("miscselect", "01000000", Check.QE_MISCSELECT),
+    ("attributes", "ff" * 16, Check.QE_ATTRIBUTES),
 ])
-def test_qe_identity_mismatch(plat: SimPlatform, field: str, value: object, match: str) -> None:
+def test_qe_identity_mismatch(plat: SimPlatform, field: str, value: object, check: Check) -> None:
     c = plat.collateral("sgx")
     body = edit_json(c.qe_identity, **{field: value})
     coll = replace(c, qe_identity=body, qe_identity_signature=resign(plat, body))
-    with pytest.raises(errors.IdentityMismatch, match=match):
+    with fails(check, errors.IdentityMismatch):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
 
 
@@ -141,7 +144,7 @@ def test_qe_below_every_level(plat: SimPlatform) -> None:
     body = edit_json(c.qe_identity, tcbLevels=[{"tcb": {"isvsvn": 60000}, "tcbDate": "2024-01-01T00:00:00Z",
                                                 "tcbStatus": "UpToDate"}])
     coll = replace(c, qe_identity=body, qe_identity_signature=resign(plat, body))
-    with pytest.raises(errors.TcbNotSupported):
+    with fails(Check.QE_TCB_LEVEL, errors.TcbNotSupported):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
 
 
@@ -150,7 +153,7 @@ def test_unknown_status_string_in_signed_tcb_info(plat: SimPlatform) -> None:
     obj = json.loads(c.tcb_info)
     obj["tcbLevels"][0]["tcbStatus"] = "Excellent"
     body = json.dumps(obj, separators=(",", ":"))
-    with pytest.raises(errors.CollateralInvalid, match="Excellent"):
+    with fails(Check.COLLATERAL_STATUS, errors.CollateralInvalid):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)),
                               at=AT)
 
@@ -158,9 +161,9 @@ def test_unknown_status_string_in_signed_tcb_info(plat: SimPlatform) -> None:
 def test_collateral_from_another_root(plat: SimPlatform, other: SimPlatform) -> None:
     q = plat.make_sgx_quote(b"x")
     both = QuoteVerifier([plat.anchor(), other.anchor()])
-    with pytest.raises(errors.CertificateChainError, match="different roots"):
+    with fails(Check.SAME_ROOT, errors.CertificateChainError):
         both.verify(q, other.collateral("sgx"), at=AT)
-    with pytest.raises(errors.UntrustedRoot):
+    with fails(Check.PCK_CHAIN, errors.UntrustedRoot):
         verifier(other).verify(q, other.collateral("sgx"), at=AT)
 
 
@@ -168,7 +171,7 @@ def test_pck_crl_from_another_issuer(plat: SimPlatform) -> None:
     c = plat.collateral("sgx")
     # A CRL correctly signed by the root, presented as the PCK CRL with the root as its issuer chain.
     coll = replace(c, pck_crl=c.root_ca_crl, pck_crl_issuer_chain=plat.root_pem.decode())
-    with pytest.raises(errors.EaaError):
+    with fails(Check.PCK_CRL_CHAIN_SHAPE, errors.CertificateChainError):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
 
 
@@ -176,7 +179,7 @@ def test_crl_signed_by_wrong_key(plat: SimPlatform) -> None:
     c = plat.collateral("sgx")
     forged = pki.make_crl(plat.pck_ca_certificate, plat._key("tcb_signing"), [], 9, NOW)
     coll = replace(c, pck_crl=forged.public_bytes(serialization.Encoding.DER))
-    with pytest.raises(errors.InvalidSignature):
+    with fails(Check.PCK_CRL_SIGNATURE, errors.InvalidSignature):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
 
 
@@ -193,7 +196,7 @@ def _outer_algorithm_changed(der: bytes) -> bytes:
 def test_certificate_signature_algorithm_must_repeat_the_signed_one(plat: SimPlatform) -> None:
     changed = x509.load_der_x509_certificate(_outer_algorithm_changed(leaf(plat).public_bytes(
         serialization.Encoding.DER)))
-    with pytest.raises(errors.CertificateChainError, match="signature algorithm of .* differs"):
+    with fails(Check.PCK_CHAIN, errors.CertificateChainError):
         verifier(plat).verify(quote_with_leaf(plat, changed), plat.collateral("sgx"), at=AT)
 
 
@@ -209,7 +212,7 @@ def test_revoked_intermediate(plat: SimPlatform) -> None:
     c = plat.collateral("sgx")
     crl = pki.make_crl(plat.root_certificate, plat._key("root_ca"), [plat.pck_ca_certificate.serial_number], 9, NOW)
     coll = replace(c, root_ca_crl=crl.public_bytes(serialization.Encoding.DER))
-    with pytest.raises(errors.CertificateChainError, match="revoked"):
+    with fails(Check.CA_REVOKED, errors.CertificateChainError):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), coll, at=AT)
 
 
@@ -223,7 +226,7 @@ def test_revoked_pck_gives_revoked_status(plat: SimPlatform) -> None:
 
 def test_missing_crls_need_no_crl_mode(plat: SimPlatform) -> None:
     c = plat.collateral("sgx").without_crls()
-    with pytest.raises(errors.CollateralMissing):
+    with fails(Check.CRL_MISSING, errors.CollateralMissing):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), c, at=AT)
     assert verifier(plat, check_crl=False).verify(plat.make_sgx_quote(b"x"), c, at=AT).status == "UpToDate"
 
@@ -232,7 +235,7 @@ def test_quote_signed_by_other_attestation_key(plat: SimPlatform, other: SimPlat
     q = bytearray(plat.make_sgx_quote(b"x"))
     q2 = other.make_sgx_quote(b"x")
     q[436:500] = q2[436:500]  # the other platform's quote signature over (nearly) the same bytes
-    with pytest.raises(errors.InvalidSignature):
+    with fails(Check.QUOTE_SIGNATURE, errors.InvalidSignature):
         verifier(plat).verify(bytes(q), plat.collateral("sgx"), at=AT)
 
 
@@ -241,7 +244,7 @@ def test_not_yet_valid_certificate(plat: SimPlatform) -> None:
     assert any("not valid before" in s for s in r.details["not_yet_valid"])
     with pytest.raises(errors.PolicyViolation, match="not yet valid"):
         Policy().appraise(r)
-    with pytest.raises(errors.CollateralExpired, match="not yet valid"):
+    with fails(Check.COLLATERAL_NOT_YET_VALID, errors.CollateralExpired):
         verifier(plat).verify(plat.make_sgx_quote(b"x"), plat.collateral("sgx"), at=NOW - timedelta(days=2),
                               strict=True)
 
@@ -260,7 +263,7 @@ def test_tdx_module_signer_mismatch(plat: SimPlatform) -> None:
         ident["mrsigner"] = "ab" * 48
     obj["tdxModule"]["mrsigner"] = "ab" * 48
     body = json.dumps(obj, separators=(",", ":"))
-    with pytest.raises(errors.IdentityMismatch, match="MRSIGNER_SEAM"):
+    with fails(Check.TDX_MODULE, errors.IdentityMismatch):
         verifier(plat).verify(plat.make_tdx_quote(b"x"), replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)),
                               at=AT)
 

@@ -3,6 +3,10 @@
 Every failure a user can meet is an :class:`EaaError` subclass carrying a stable ``code`` (a string
 tools can match on) and a stable process ``exit_code``, so command-line tools can map any failure
 to one line of text and a documented exit status without ever showing a traceback.
+
+``code`` says what kind of failure it is (its class); ``check`` names the one check that failed
+(:class:`eaa.checks.Check`, e.g. ``TCB_INFO_SIGNER``), so tools and tests can tell two signature failures
+apart without reading message text. Where no finer check applies, ``check`` is the code.
 """
 
 from __future__ import annotations
@@ -14,12 +18,17 @@ class EaaError(Exception):
     code: str = "ERROR"
     exit_code: int = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, check: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.check = str(check) if check is not None else self.code
 
     def __str__(self) -> str:
         return self.message
+
+    def to_dict(self) -> dict[str, str]:
+        """What ``--json`` output and the daemons' error replies carry."""
+        return {"code": self.code, "check": self.check, "message": self.message}
 
 
 class FormatError(EaaError, ValueError):
@@ -28,13 +37,14 @@ class FormatError(EaaError, ValueError):
     code = "FORMAT_ERROR"
     exit_code = 3
 
-    def __init__(self, message: str, *, field: str | None = None, offset: int | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, offset: int | None = None,
+                 check: str | None = None) -> None:
         where = []
         if field is not None:
             where.append(f"field {field}")
         if offset is not None:
             where.append(f"offset {offset}")
-        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+        super().__init__(f"{message} ({', '.join(where)})" if where else message, check=check)
         self.field = field
         self.offset = offset
 

@@ -2,8 +2,10 @@
 
 A cache that stores whatever an upstream returned turns one bad response into a lasting outage (or
 worse, into data served as if it were Intel's). So every response is checked here against the trust
-anchors first: issuer chains up to a trusted root, the signature over the exact signed JSON bytes,
-CRL signatures, and that the response is the one that was asked for (FMSPC, TEE, identity, CA).
+anchors first: issuer chains up to a trusted root with the shape and signer names Intel's QVL requires
+(:mod:`eaa.verify.roles`: TCB info only from the TCB Signing certificate, CRLs only from their CA), the
+signature over the exact signed JSON bytes, CRL signatures, and that the response is the one that was
+asked for (FMSPC, TEE, identity, CA).
 Validity windows are deliberately *not* checked: whether expired collateral is acceptable is the
 verifier's decision, taken at its own verification time.
 """
@@ -18,13 +20,15 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..checks import Check
 from ..errors import EaaError
 from ..formats.enclave_identity import EnclaveIdentity
 from ..formats.pck_extensions import parse_sgx_extension, sgx_extension_value
 from ..formats.tcb_info import TcbInfo
-from ..formats.x509_errors import PARSE_ERRORS
+from ..formats.x509_errors import NAME_ERRORS
+from ..verify.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from ..verify.trust import TrustAnchor
-from ..verify.x509chain import CheckedCrl, check_chain_signatures, check_crl, load_pem_chain, verify_raw_signature
+from ..verify.x509chain import ChainMemo, CheckedCrl, check_crl, crl_issuer_der, load_pem_chain, verify_raw_signature
 from .errors import CorruptCollateral
 
 T = TypeVar("T")
@@ -39,15 +43,21 @@ def _checked(what: str, fn: Callable[[], T]) -> T:
     except CorruptCollateral:
         raise
     except EaaError as e:
-        raise CorruptCollateral(f"{what}: {e}") from e
-    except (*PARSE_ERRORS, TypeError, UnsupportedAlgorithm) as e:  # cryptography parses lazily
+        raise CorruptCollateral(f"{what}: {e}", check=e.check) from e
+    except (*NAME_ERRORS, UnsupportedAlgorithm) as e:  # cryptography parses lazily
         raise CorruptCollateral(f"{what}: {e}") from e
 
 
-def _leaf_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
+def _role_chain(issuer_chain: str, anchors: Sequence[TrustAnchor], role: ChainRole,
+                memo: ChainMemo | None = None) -> RoleChain:
+    memo = memo if memo is not None else ChainMemo()
+    return check_role_chain(load_pem_chain(issuer_chain, role.what, memo), anchors, role, memo)
+
+
+def _leaf_key(cert: x509.Certificate, what: str, check: Check) -> ec.EllipticCurvePublicKey:
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise CorruptCollateral(f"{what}: the signing certificate does not hold an EC key")
+        raise CorruptCollateral(f"{what}: the signing certificate does not hold an EC key", check=check)
     return key
 
 
@@ -57,9 +67,9 @@ def validate_tcb_info(response: str | bytes, issuer_chain: str, anchors: Sequenc
 
     def run() -> TcbInfo:
         info = TcbInfo.from_response(response)
-        chain = check_chain_signatures(load_pem_chain(issuer_chain, "TCB info issuer chain"), anchors,
-                                       "TCB info issuer chain")
-        verify_raw_signature(_leaf_key(chain.leaf, "TCB info"), info.signature, info.body, "TCB info")
+        signer = _role_chain(issuer_chain, anchors, TCB_INFO).signer
+        verify_raw_signature(_leaf_key(signer, "TCB info", Check.TCB_INFO_SIGNER), info.signature, info.body,
+                             "TCB info", check=Check.TCB_INFO_SIGNATURE)
         if tee is not None and info.id != tee.upper():
             raise CorruptCollateral(f"TCB info is for {info.id}, {tee.upper()} was requested")
         if fmspc is not None:
@@ -77,10 +87,9 @@ def validate_enclave_identity(response: str | bytes, issuer_chain: str, anchors:
 
     def run() -> EnclaveIdentity:
         ident = EnclaveIdentity.from_response(response)
-        chain = check_chain_signatures(load_pem_chain(issuer_chain, "enclave identity issuer chain"), anchors,
-                                       "enclave identity issuer chain")
-        verify_raw_signature(_leaf_key(chain.leaf, "enclave identity"), ident.signature, ident.body,
-                             "enclave identity")
+        signer = _role_chain(issuer_chain, anchors, QE_IDENTITY).signer
+        verify_raw_signature(_leaf_key(signer, "enclave identity", Check.QE_IDENTITY_SIGNER), ident.signature,
+                             ident.body, "enclave identity", check=Check.QE_IDENTITY_SIGNATURE)
         if identity_id is not None and ident.id != identity_id:
             raise CorruptCollateral(f"enclave identity is {ident.id!r}, {identity_id!r} was requested")
         return ident
@@ -103,12 +112,13 @@ def validate_pck_crl(der: bytes, issuer_chain: str, anchors: Sequence[TrustAncho
     """Check a PCK CRL against its issuer chain; ``ca`` must match the issuing CA's kind."""
 
     def run() -> CheckedCrl:
-        chain = check_chain_signatures(load_pem_chain(issuer_chain, "PCK CRL issuer chain"), anchors,
-                                       "PCK CRL issuer chain")
-        if ca is not None and pck_ca_type(chain.leaf) != ca:
-            raise CorruptCollateral(f"PCK CRL is issued by {chain.leaf.subject.rfc4514_string()}, "
-                                    f"the {ca} CA was requested")
-        return check_crl(der, chain.leaf, "PCK CRL")
+        memo = ChainMemo()
+        chain = _role_chain(issuer_chain, anchors, PCK_CRL, memo)
+        if ca is not None and chain.ca_kind != ca:
+            raise CorruptCollateral(f"PCK CRL is issued by the {chain.ca_kind} CA, the {ca} CA was requested",
+                                    check=Check.PCK_CRL_ISSUER)
+        return check_crl(der, chain.signer, "PCK CRL", issuer_name=subject_der(memo, chain.signer),
+                         issuer_check=Check.PCK_CRL_ISSUER, signature_check=Check.PCK_CRL_SIGNATURE)
 
     return _checked("PCK CRL", run)
 
@@ -117,17 +127,16 @@ def validate_root_ca_crl(der: bytes, anchors: Sequence[TrustAnchor]) -> CheckedC
     """Check a root CA CRL: it must be signed by one of the trust anchors."""
 
     def run() -> CheckedCrl:
-        try:
-            issuer = x509.load_der_x509_crl(der).issuer
-        except PARSE_ERRORS:
-            raise CorruptCollateral("root CA CRL is not a DER CRL") from None
+        issuer = crl_issuer_der(der)
         for anchor in anchors:
-            if anchor.certificate.subject == issuer:
+            if anchor.names is not None and anchor.names.root == issuer:
                 try:
-                    return check_crl(der, anchor.certificate, "root CA CRL")
+                    return check_crl(der, anchor.certificate, "root CA CRL", anchor.public_key, issuer_name=issuer,
+                                     issuer_check=Check.ROOT_CA_CRL_ISSUER, signature_check=Check.ROOT_CA_CRL_SIGNATURE)
                 except EaaError:
                     continue  # another anchor with the same name may be the signer
-        raise CorruptCollateral(f"root CA CRL issuer {issuer.rfc4514_string()} is not a trusted root")
+        raise CorruptCollateral("root CA CRL is not issued and signed by a trusted root",
+                                check=Check.ROOT_CA_CRL_ISSUER)
 
     return _checked("root CA CRL", run)
 
@@ -167,11 +176,13 @@ def validate_pck_certificate(leaf_pem: str | bytes, issuer_chain: str, anchors: 
     """Check a PCK leaf (PCCS ``/pckcert`` body) against its issuer chain header."""
 
     def run() -> PckCertInfo:
-        leaves = load_pem_chain(leaf_pem, "PCK certificate")
+        memo = ChainMemo()
+        leaves = load_pem_chain(leaf_pem, "PCK certificate", memo)
         if len(leaves) != 1:
-            raise CorruptCollateral(f"PCK certificate response holds {len(leaves)} certificates, expected 1")
-        chain = load_pem_chain(issuer_chain, "PCK certificate issuer chain")
-        check_chain_signatures((leaves[0], *chain), anchors, "PCK certificate chain")
+            raise CorruptCollateral(f"PCK certificate response holds {len(leaves)} certificates, expected 1",
+                                    check=Check.PCK_CHAIN_SHAPE)
+        chain = load_pem_chain(issuer_chain, "PCK certificate issuer chain", memo)
+        check_role_chain((leaves[0], *chain), anchors, PCK, memo)
         return pck_certificate_info(leaves[0])
 
     return _checked("PCK certificate", run)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import FormatError
-from .der import TAG_BOOLEAN, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, encode_oid, read_header
+from .der import TAG_BOOLEAN, TAG_INTEGER, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, encode_oid, read_header
 
 BASIC_CONSTRAINTS = encode_oid("2.5.29.19")
 _TAG_VERSION = 0xA0
@@ -21,20 +21,36 @@ _TAG_EXTENSIONS = 0xA3
 
 @dataclass(frozen=True, slots=True)
 class TbsFields:
+    issuer: bytes  # DER of the issuer Name
     subject: bytes  # DER of the subject Name
     extensions: dict[bytes, tuple[bool, bytes]]  # raw OID -> (critical, extnValue contents)
 
-    def basic_constraints_ca(self) -> bool | None:
-        """The cA flag, False when the extension is absent; None if its value is not a plain SEQUENCE."""
+    def basic_constraints(self) -> tuple[bool, int | None] | None:
+        """(cA, pathLenConstraint): (False, None) when the extension is absent; None when its value is
+        not the plain DER ``SEQUENCE { BOOLEAN TRUE, INTEGER }`` shape (the caller asks cryptography)."""
         ext = self.extensions.get(BASIC_CONSTRAINTS)
         if ext is None:
-            return False
+            return False, None
         value = ext[1]
         if len(value) < 2 or value[0] != TAG_SEQUENCE or value[1] != len(value) - 2:
             return None
-        if len(value) == 2 or value[2] != TAG_BOOLEAN:  # cA DEFAULT FALSE, maybe pathLenConstraint alone
-            return False
-        return len(value) >= 5 and value[3] == 1 and value[4] != 0
+        if len(value) == 2:
+            return False, None
+        if value[2] != TAG_BOOLEAN:  # cA DEFAULT FALSE, pathLenConstraint alone: leave it to cryptography
+            return None
+        if len(value) < 5 or value[3] != 1 or value[4] != 0xFF:  # DER: an explicit cA is TRUE, encoded 0xFF
+            return None
+        if len(value) == 5:
+            return True, None
+        # pathLenConstraint INTEGER (0..MAX): one short, minimal, non-negative content byte is all CAs use.
+        if len(value) != 8 or value[5] != TAG_INTEGER or value[6] != 1 or value[7] & 0x80:
+            return None
+        return True, value[7]
+
+    def basic_constraints_ca(self) -> bool | None:
+        """The cA flag, False when the extension is absent; None if it is not in plain DER."""
+        bc = self.basic_constraints()
+        return None if bc is None else bc[0]
 
 
 def read_tbs(tbs: bytes) -> TbsFields | None:
@@ -45,48 +61,63 @@ def read_tbs(tbs: bytes) -> TbsFields | None:
         return None
 
 
+def _der_header(data: bytes, pos: int, end: int, context: str) -> tuple[int, int]:
+    """:func:`read_header`, refusing a long-form length that DER would have written shorter."""
+    start, stop = read_header(data, pos, end, context)
+    if data[pos + 1] & 0x80 and (stop - start < 0x80 or data[pos + 2] == 0):
+        raise FormatError("DER length not in its shortest form", field=context, offset=pos + 1)
+    return start, stop
+
+
 def _read(tbs: bytes) -> TbsFields | None:
     if not tbs or tbs[0] != TAG_SEQUENCE:
         return None
-    pos, end = read_header(tbs, 0, len(tbs), "tbsCertificate")
+    pos, end = _der_header(tbs, 0, len(tbs), "tbsCertificate")
     if end != len(tbs):
         return None
     if tbs[pos] == _TAG_VERSION:
-        pos = read_header(tbs, pos, end, "version")[1]
-    # serialNumber, signature, issuer, validity; then subject.
-    for _ in range(4):
-        pos = read_header(tbs, pos, end, "tbsCertificate")[1]
+        pos = _der_header(tbs, pos, end, "version")[1]
+    # serialNumber, signature; then issuer, validity and subject.
+    for _ in range(2):
+        pos = _der_header(tbs, pos, end, "tbsCertificate")[1]
     if tbs[pos] != TAG_SEQUENCE:
         return None
-    subject_end = read_header(tbs, pos, end, "subject")[1]
+    issuer_end = _der_header(tbs, pos, end, "issuer")[1]
+    issuer = tbs[pos:issuer_end]
+    pos = _der_header(tbs, issuer_end, end, "validity")[1]
+    if tbs[pos] != TAG_SEQUENCE:
+        return None
+    subject_end = _der_header(tbs, pos, end, "subject")[1]
     subject = tbs[pos:subject_end]
-    pos = read_header(tbs, subject_end, end, "subjectPublicKeyInfo")[1]
+    pos = _der_header(tbs, subject_end, end, "subjectPublicKeyInfo")[1]
     extensions: dict[bytes, tuple[bool, bytes]] = {}
     while pos < end:
         tag = tbs[pos]
-        start, stop = read_header(tbs, pos, end, "tbsCertificate")
+        start, stop = _der_header(tbs, pos, end, "tbsCertificate")
         pos = stop
         if tag != _TAG_EXTENSIONS:
             continue  # issuerUniqueID / subjectUniqueID
         if tbs[start] != TAG_SEQUENCE:
             return None
-        p, seq_end = read_header(tbs, start, stop, "extensions")
+        p, seq_end = _der_header(tbs, start, stop, "extensions")
         while p < seq_end:
             # Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
             if tbs[p] != TAG_SEQUENCE:
                 return None
-            q, ext_end = read_header(tbs, p, seq_end, "extension")
+            q, ext_end = _der_header(tbs, p, seq_end, "extension")
             if tbs[q] != TAG_OID:
                 return None
-            oid_start, q = read_header(tbs, q, ext_end, "extnID")
+            oid_start, q = _der_header(tbs, q, ext_end, "extnID")
             oid_end = q
             critical = False
             if tbs[q] == TAG_BOOLEAN:
-                b_start, q = read_header(tbs, q, ext_end, "critical")
-                critical = q - b_start == 1 and tbs[b_start] != 0
+                b_start, q = _der_header(tbs, q, ext_end, "critical")
+                if q - b_start != 1 or tbs[b_start] != 0xFF:
+                    return None  # DER: critical DEFAULT FALSE is omitted when false, and TRUE is 0xFF
+                critical = True
             if tbs[q] != TAG_OCTET_STRING:
                 return None
-            v_start, v_end = read_header(tbs, q, ext_end, "extnValue")
+            v_start, v_end = _der_header(tbs, q, ext_end, "extnValue")
             if v_end != ext_end:
                 return None
             oid = tbs[oid_start:oid_end]
@@ -94,7 +125,7 @@ def _read(tbs: bytes) -> TbsFields | None:
                 return None  # a duplicate extension: let cryptography reject it
             extensions[oid] = (critical, tbs[v_start:v_end])
             p = ext_end
-    return TbsFields(subject, extensions)
+    return TbsFields(issuer, subject, extensions)
 
 
 def signature_algorithms(der: bytes) -> tuple[bytes, bytes]:

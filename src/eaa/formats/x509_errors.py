@@ -1,12 +1,14 @@
 """What ``cryptography`` raises for a certificate or CRL it cannot read.
 
 Mostly ``ValueError``, but an unknown version field is ``x509.InvalidVersion``, which derives from
-``Exception`` only: a parser that catches ``ValueError`` alone lets a one-byte change in a chain escape
-as an untyped error.
+``Exception`` only, and so is ``x509.DuplicateExtension`` (raised when extensions are first read): a
+parser that catches ``ValueError`` alone lets a one-byte change in a chain escape as an untyped error.
+Names whose attribute values cannot be rendered as text raise ``TypeError`` (:data:`NAME_ERRORS`).
 """
 
 from __future__ import annotations
 
 from cryptography import x509
 
-PARSE_ERRORS: tuple[type[Exception], ...] = (ValueError, x509.InvalidVersion)
+PARSE_ERRORS: tuple[type[Exception], ...] = (ValueError, x509.InvalidVersion, x509.DuplicateExtension)
+NAME_ERRORS: tuple[type[Exception], ...] = (*PARSE_ERRORS, TypeError)

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..checks import Check
 from ..collateral.bundle import Collateral
 from ..errors import (
     CertificateChainError,
@@ -40,6 +41,7 @@ from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quo
 from ..formats.report_body import SgxReportBody, TdReportBody
 from ..formats.tcb_info import TcbInfo
 from .result import REVOKED, VerificationResult
+from .roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from .tcb import check_qe_identity, evaluate_tcb, validate_statuses
 from .trust import TrustAnchor, default_anchors
 from .x509chain import (
@@ -47,7 +49,6 @@ from .x509chain import (
     CheckedChain,
     CheckedCrl,
     Window,
-    check_chain_signatures,
     check_crl,
     check_windows,
     describe,
@@ -60,14 +61,6 @@ from .x509chain import (
 
 T = TypeVar("T")
 _SGX_OID_RAW = encode_oid(SGX_EXTENSION_OID)
-_CN = x509.NameOID.COMMON_NAME
-INTEL_PCK_SUBJECT_DER = x509.Name([
-    x509.NameAttribute(_CN, "Intel SGX PCK Certificate"),
-    x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "Intel Corporation"),
-    x509.NameAttribute(x509.NameOID.LOCALITY_NAME, "Santa Clara"),
-    x509.NameAttribute(x509.NameOID.STATE_OR_PROVINCE_NAME, "CA"),
-    x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "US"),
-]).public_bytes()
 
 
 def as_datetime(at: datetime | int | float) -> datetime:
@@ -139,37 +132,33 @@ class QuoteVerifier:
         self._cache = _Lru(cache_size)
 
     # ---- time-independent pieces, cached under their exact bytes ----
-    def _chain(self, pem: str | bytes, what: str, memo: ChainMemo) -> CheckedChain:
-        """Chains repeat within one quote's collateral (TCB info and QE identity share one): check each once."""
-        chain = memo.chains.get(pem)
+    def _chain(self, pem: str | bytes, role: ChainRole, memo: ChainMemo) -> RoleChain:
+        """Chains repeat within one quote's collateral (TCB info and QE identity share one): check each once
+        per role it plays."""
+        key = (pem, role.signer)
+        chain = memo.chains.get(key)
         if chain is None:
-            chain = memo.chains[pem] = check_chain_signatures(load_pem_chain(pem, what, memo), self.anchors, what,
-                                                              memo)
+            chain = memo.chains[key] = check_role_chain(load_pem_chain(pem, role.what, memo), self.anchors, role,
+                                                        memo)
         return chain
 
     def _pck_record(self, pem: str | bytes, memo: ChainMemo) -> _PckRecord:
         return self._cache.get_or(("pck", pem), lambda: self._make_pck_record(pem, memo))
 
     def _make_pck_record(self, pem: str | bytes, memo: ChainMemo) -> _PckRecord:
-        chain = self._chain(pem, "PCK certificate chain", memo)
-        if len(chain.certs) < 2:
-            raise CertificateChainError("PCK certificate chain must hold the PCK leaf and its CA")
-        leaf = chain.certs[0]
-        # Intel's PCK subject is compared as DER (QVL compares the whole name); other subjects, such as
-        # the simulator's, by their common name.
-        fields = memo.fields(leaf)
-        if (fields is None or fields.subject != INTEL_PCK_SUBJECT_DER) and not any(
-                "SGX PCK Certificate" in str(a.value) for a in leaf.subject.get_attributes_for_oid(_CN)):
-            raise CertificateChainError("PCK leaf certificate is not an SGX PCK Certificate")
+        # [PCK leaf, PCK Processor/Platform CA, root], each named as its role (eaa.verify.roles).
+        chain = self._chain(pem, PCK, memo).chain
+        leaf, ca = chain.certs
         key = memo.public_key(leaf)
         if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise CertificateChainError("PCK certificate does not hold an EC key")
+            raise CertificateChainError("PCK certificate does not hold an EC key", check=Check.PCK_LEAF_SUBJECT)
+        fields = memo.fields(leaf)
         sgx = fields.extensions.get(_SGX_OID_RAW) if fields is not None else None
         cached = self._cache.size > 0
-        return _PckRecord(chain, leaf, key, leaf.serial_number, chain.certs[1],
-                          chain.certs[1].fingerprint(hashes.SHA256()) if cached else b"",
+        return _PckRecord(chain, leaf, key, leaf.serial_number, ca,
+                          ca.fingerprint(hashes.SHA256()) if cached else b"",
                           parse_sgx_extension(sgx[1] if sgx is not None else _sgx_extension(leaf)),
-                          chain.certs[1:], leaf.fingerprint(hashes.SHA256()) if cached else b"")
+                          (ca,), leaf.fingerprint(hashes.SHA256()) if cached else b"")
 
     def _collateral_record(self, c: Collateral, memo: ChainMemo) -> _CollateralRecord:
         return self._cache.get_or(("coll", self.check_crl, c), lambda: self._make_collateral_record(c, memo))
@@ -177,15 +166,17 @@ class QuoteVerifier:
     def _make_collateral_record(self, c: Collateral, memo: ChainMemo) -> _CollateralRecord:
         if not c.tcb_info or not c.qe_identity:
             raise CollateralMissing("collateral lacks TCB info or QE identity")
-        tcb_chain = self._chain(c.tcb_info_issuer_chain, "TCB info issuer chain", memo)
-        qe_chain = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, "QE identity issuer chain",
-                               memo)
+        # Signed by the TCB Signing certificate directly under the root, and by no other (eaa.verify.roles).
+        tcb_chain = self._chain(c.tcb_info_issuer_chain, TCB_INFO, memo).chain
+        qe_chain = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, QE_IDENTITY, memo).chain
         if qe_chain.anchor is not tcb_chain.anchor:
-            raise CertificateChainError("TCB info and QE identity lead to different roots")
+            raise CertificateChainError("TCB info and QE identity lead to different roots", check=Check.SAME_ROOT)
         tcb_body, qe_body = c.tcb_info.encode(), c.qe_identity.encode()
-        verify_raw_signature(_ec_key(tcb_chain.leaf, memo), c.tcb_info_signature, tcb_body, "TCB info")
+        verify_raw_signature(_ec_key(tcb_chain.leaf, memo, Check.TCB_INFO_SIGNER), c.tcb_info_signature, tcb_body,
+                             "TCB info", check=Check.TCB_INFO_SIGNATURE)
         tcb_info = TcbInfo.from_body(tcb_body, c.tcb_info_signature, authenticated=True)
-        verify_raw_signature(_ec_key(qe_chain.leaf, memo), c.qe_identity_signature, qe_body, "QE identity")
+        verify_raw_signature(_ec_key(qe_chain.leaf, memo, Check.QE_IDENTITY_SIGNER), c.qe_identity_signature,
+                             qe_body, "QE identity", check=Check.QE_IDENTITY_SIGNATURE)
         qe_identity = EnclaveIdentity.from_body(qe_body, c.qe_identity_signature, authenticated=True)
         validate_statuses(tcb_info, qe_identity)
         windows = [*tcb_chain.windows, *qe_chain.windows,
@@ -196,21 +187,27 @@ class QuoteVerifier:
         crl_issuer = None
         if self.check_crl:
             if not c.root_ca_crl or not c.pck_crl:
-                raise CollateralMissing("collateral lacks the root CA CRL or the PCK CRL (use --no-crl to skip)")
+                raise CollateralMissing("collateral lacks the root CA CRL or the PCK CRL (use --no-crl to skip)",
+                                        check=Check.CRL_MISSING)
             if not c.pck_crl_issuer_chain:
-                raise CollateralMissing("collateral lacks the PCK CRL issuer chain")
+                raise CollateralMissing("collateral lacks the PCK CRL issuer chain", check=Check.CRL_MISSING)
             anchor = tcb_chain.anchor
-            root_crl = check_crl(c.root_ca_crl, anchor.certificate, "root CA CRL", anchor.public_key)
-            crl_chain = self._chain(c.pck_crl_issuer_chain, "PCK CRL issuer chain", memo)
+            assert anchor.names is not None  # the role checks refused a root without role names
+            root_crl = check_crl(c.root_ca_crl, anchor.certificate, "root CA CRL", anchor.public_key,
+                                 issuer_name=anchor.names.root, issuer_check=Check.ROOT_CA_CRL_ISSUER,
+                                 signature_check=Check.ROOT_CA_CRL_SIGNATURE)
+            crl_chain = self._chain(c.pck_crl_issuer_chain, PCK_CRL, memo).chain
             if crl_chain.anchor is not anchor:
-                raise CertificateChainError("PCK CRL issuer chain leads to a different root")
-            pck_crl = check_crl(c.pck_crl, crl_chain.leaf, "PCK CRL", memo.public_key(crl_chain.leaf))
+                raise CertificateChainError("PCK CRL issuer chain leads to a different root", check=Check.SAME_ROOT)
             crl_issuer = crl_chain.leaf
+            pck_crl = check_crl(c.pck_crl, crl_issuer, "PCK CRL", memo.public_key(crl_issuer),
+                                issuer_name=subject_der(memo, crl_issuer), issuer_check=Check.PCK_CRL_ISSUER,
+                                signature_check=Check.PCK_CRL_SIGNATURE)
             windows += [*crl_chain.windows, ("root CA CRL", root_crl.this_update, root_crl.next_update),
                         ("PCK CRL", pck_crl.this_update, pck_crl.next_update)]
             revocable += crl_chain.certs
             if root_crl.is_revoked(anchor.certificate.serial_number):
-                raise CertificateChainError("the root CA is revoked by its own CRL")
+                raise CertificateChainError("the root CA is revoked by its own CRL", check=Check.ROOT_CA_REVOKED)
         return _CollateralRecord(tcb_chain.anchor, tcb_info, qe_identity, tuple(windows), root_crl, pck_crl,
                                  crl_issuer, crl_issuer.fingerprint(hashes.SHA256())
                                  if crl_issuer is not None and self._cache.size > 0 else b"",
@@ -226,7 +223,7 @@ class QuoteVerifier:
 
         # 0. Quote header: Intel QE, ECDSA P-256 (the parser already checked version and key type).
         if q.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
-            raise IdentityMismatch(f"unknown QE vendor ID {q.header.qe_vendor_id.hex()}")
+            raise IdentityMismatch(f"unknown QE vendor ID {q.header.qe_vendor_id.hex()}", check=Check.QE_VENDOR_ID)
 
         # 1. PCK certificate chain: from the quote (type 5) or supplied with the collateral (types 1-4).
         cd = q.certification_data
@@ -246,7 +243,8 @@ class QuoteVerifier:
         #      CRLs signed by their issuers. All to the same root as the PCK chain.
         coll = self._collateral_record(collateral, memo)
         if coll.anchor is not anchor:
-            raise CertificateChainError("collateral and PCK certificate chain lead to different roots")
+            raise CertificateChainError("collateral and PCK certificate chain lead to different roots",
+                                        check=Check.SAME_ROOT)
         not_yet_valid: list[str] = []
         expiries = [check_windows(pck.chain.windows, now, not_yet_valid),
                     check_windows(coll.windows, now, not_yet_valid)]
@@ -254,10 +252,11 @@ class QuoteVerifier:
         if self.check_crl:
             assert coll.root_crl is not None and coll.pck_crl is not None
             if not _same_issuer(coll, pck):
-                raise CrlError("PCK CRL issuer is not the issuer of the PCK certificate")
+                raise CrlError("PCK CRL issuer is not the issuer of the PCK certificate", check=Check.PCK_CRL_ISSUER)
             for cert in (*pck.intermediates, *coll.revocable):
                 if coll.root_crl.is_revoked(cert.serial_number):
-                    raise CertificateChainError(f"{describe(cert)} is revoked by the root CA CRL")
+                    raise CertificateChainError(f"{describe(cert)} is revoked by the root CA CRL",
+                                                check=Check.CA_REVOKED)
             pck_revoked = coll.pck_crl.is_revoked(pck.serial)
 
         # 4. QE report signature by the PCK key. One QE report serves every quote made with its attestation
@@ -265,34 +264,37 @@ class QuoteVerifier:
         qe = q.signature_data.qe
         self._cache.get_or(
             ("qe-report", pck.fingerprint, qe.qe_report.raw, qe.qe_report_signature),
-            lambda: verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report") or True)
+            lambda: verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report",
+                                         check=Check.QE_REPORT_SIGNATURE) or True)
 
         # 5. QE report data binds the attestation key and QE auth data.
         expected = hashlib.sha256(q.signature_data.attestation_key + qe.qe_auth_data).digest()
         if qe.qe_report.report_data[:32] != expected:
-            raise IdentityMismatch("QE report data does not bind the attestation key")
+            raise IdentityMismatch("QE report data does not bind the attestation key", check=Check.QE_REPORT_DATA)
 
         # 6. QE identity: the right identity for this TEE, then signer, product, masked fields, TCB level.
         qe_identity = coll.qe_identity
         want_qe = "TD_QE" if q.is_tdx else "QE"
         if qe_identity.id != want_qe:
-            raise CollateralInvalid(f"QE identity is {qe_identity.id!r}, a {q.tee.upper()} quote needs {want_qe!r}")
+            raise CollateralInvalid(f"QE identity is {qe_identity.id!r}, a {q.tee.upper()} quote needs {want_qe!r}",
+                                    check=Check.QE_IDENTITY_ID)
         qe_level = check_qe_identity(qe.qe_report, qe_identity)
 
         # 7. Quote signature by the attestation key over header and body.
-        att_key = public_key_from_raw(q.signature_data.attestation_key, "attestation key")
-        verify_raw_signature(att_key, q.signature_data.signature, q.signed_data, "quote")
+        att_key = public_key_from_raw(q.signature_data.attestation_key, "attestation key", check=Check.ATTESTATION_KEY)
+        verify_raw_signature(att_key, q.signature_data.signature, q.signed_data, "quote", check=Check.QUOTE_SIGNATURE)
 
         # 8. Platform TCB: FMSPC, PCE-ID, TEE type, then TCB level, TDX module, relaunch; merged with the QE.
         tcb_info = coll.tcb_info
         ext = pck.ext
         if ext.fmspc != tcb_info.fmspc:
-            raise IdentityMismatch(f"PCK FMSPC {ext.fmspc.hex()} does not match TCB info FMSPC {tcb_info.fmspc.hex()}")
+            raise IdentityMismatch(f"PCK FMSPC {ext.fmspc.hex()} does not match TCB info FMSPC {tcb_info.fmspc.hex()}",
+                                   check=Check.FMSPC)
         if ext.pce_id != tcb_info.pce_id:
-            raise IdentityMismatch("PCK PCE-ID does not match the TCB info")
+            raise IdentityMismatch("PCK PCE-ID does not match the TCB info", check=Check.PCE_ID)
         want_tcb = "TDX" if q.is_tdx else "SGX"
         if tcb_info.id != want_tcb:
-            raise CollateralInvalid(f"TCB info is for {tcb_info.id}, the quote is {want_tcb}")
+            raise CollateralInvalid(f"TCB info is for {tcb_info.id}, the quote is {want_tcb}", check=Check.TCB_INFO_TEE)
         tcb = evaluate_tcb(tcb_info, ext, q.body, qe_level)
         status = REVOKED if pck_revoked else tcb.status
 
@@ -301,9 +303,11 @@ class QuoteVerifier:
         earliest = min(expiries)
         expired = earliest <= now
         if expired and strict:
-            raise CollateralExpired(f"collateral expired at {earliest:%Y-%m-%dT%H:%M:%SZ}")
+            raise CollateralExpired(f"collateral expired at {earliest:%Y-%m-%dT%H:%M:%SZ}",
+                                    check=Check.COLLATERAL_EXPIRED)
         if not_yet_valid and strict:
-            raise CollateralExpired(f"collateral not yet valid: {not_yet_valid[0]}")
+            raise CollateralExpired(f"collateral not yet valid: {not_yet_valid[0]}",
+                                    check=Check.COLLATERAL_NOT_YET_VALID)
         return VerificationResult(
             tee=q.tee,
             status=status,
@@ -346,14 +350,14 @@ def _same_issuer(coll: _CollateralRecord, pck: _PckRecord) -> bool:
 def _sgx_extension(leaf: x509.Certificate) -> bytes:
     value = sgx_extension_value(leaf)
     if value is None:
-        raise CertificateChainError("PCK certificate lacks the SGX extension")
+        raise CertificateChainError("PCK certificate lacks the SGX extension", check=Check.PCK_LEAF_SUBJECT)
     return value
 
 
-def _ec_key(cert: x509.Certificate, memo: ChainMemo) -> ec.EllipticCurvePublicKey:
+def _ec_key(cert: x509.Certificate, memo: ChainMemo, check: Check) -> ec.EllipticCurvePublicKey:
     key = memo.public_key(cert)
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise CertificateChainError(f"{describe(cert)} does not hold an EC key")
+        raise CertificateChainError(f"{describe(cert)} does not hold an EC key", check=check)
     return key
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from operator import ge
 
+from ..checks import Check
 from ..errors import CollateralInvalid, IdentityMismatch, TcbNotSupported
 from ..formats.enclave_identity import EnclaveIdentity, EnclaveTcbLevel
 from ..formats.pck_extensions import PckExtensions
@@ -54,32 +55,34 @@ def _union(*lists: tuple[str, ...]) -> tuple[str, ...]:
 def validate_statuses(tcb_info: TcbInfo, qe_identity: EnclaveIdentity) -> None:
     for lv in tcb_info.tcb_levels:
         if lv.status not in TCB_INFO_STATUSES:
-            raise CollateralInvalid(f"TCB info has unknown tcbStatus {lv.status!r}")
+            raise CollateralInvalid(f"TCB info has unknown tcbStatus {lv.status!r}", check=Check.COLLATERAL_STATUS)
     for ident in tcb_info.tdx_module_identities:
         for mlv in ident.tcb_levels:
             if mlv.status not in TDX_MODULE_STATUSES:
-                raise CollateralInvalid(f"TDX module identity {ident.id} has unknown tcbStatus {mlv.status!r}")
+                raise CollateralInvalid(f"TDX module identity {ident.id} has unknown tcbStatus {mlv.status!r}",
+                                        check=Check.COLLATERAL_STATUS)
     for qlv in qe_identity.tcb_levels:
         if qlv.status not in QE_IDENTITY_STATUSES:
-            raise CollateralInvalid(f"QE identity has unknown tcbStatus {qlv.status!r}")
+            raise CollateralInvalid(f"QE identity has unknown tcbStatus {qlv.status!r}", check=Check.COLLATERAL_STATUS)
 
 
 def check_qe_identity(qe_report: SgxReportBody, identity: EnclaveIdentity) -> EnclaveTcbLevel:
     """QVL EnclaveReportVerifier: signer, product, masked MISCSELECT/ATTRIBUTES, then the QE TCB level."""
     if qe_report.mr_signer != identity.mrsigner:
-        raise IdentityMismatch("QE report MRSIGNER does not match the QE identity")
+        raise IdentityMismatch("QE report MRSIGNER does not match the QE identity", check=Check.QE_MRSIGNER)
     if qe_report.isv_prod_id != identity.isvprodid:
-        raise IdentityMismatch("QE report ISVPRODID does not match the QE identity")
+        raise IdentityMismatch("QE report ISVPRODID does not match the QE identity", check=Check.QE_ISVPRODID)
     mask = identity.miscselect_mask
     if (qe_report.misc_select & mask) != (identity.miscselect & mask):
-        raise IdentityMismatch("QE report MISCSELECT does not match the QE identity")
+        raise IdentityMismatch("QE report MISCSELECT does not match the QE identity", check=Check.QE_MISCSELECT)
     amask = int.from_bytes(identity.attributes_mask, "little")
     if int.from_bytes(qe_report.attributes, "little") & amask != int.from_bytes(identity.attributes, "little") & amask:
-        raise IdentityMismatch("QE report ATTRIBUTES do not match the QE identity")
+        raise IdentityMismatch("QE report ATTRIBUTES do not match the QE identity", check=Check.QE_ATTRIBUTES)
     for lv in sorted(identity.tcb_levels, key=lambda x: -x.isvsvn):
         if qe_report.isv_svn >= lv.isvsvn:
             return lv
-    raise TcbNotSupported(f"QE ISVSVN {qe_report.isv_svn} is below every QE identity TCB level")
+    raise TcbNotSupported(f"QE ISVSVN {qe_report.isv_svn} is below every QE identity TCB level",
+                          check=Check.QE_TCB_LEVEL)
 
 
 def _level_key(lv: TcbLevel) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
@@ -126,7 +129,8 @@ def match_platform_level(tcb_info: TcbInfo, pck: PckExtensions, tee_tcb_svn: byt
     sgx_level, tdx_level = match_levels(tcb_info, pck, tee_tcb_svn)
     level = sgx_level if tee_tcb_svn is None else tdx_level
     if level is None:
-        raise TcbNotSupported("no TCB level in the TCB info matches the platform (TCB not supported)")
+        raise TcbNotSupported("no TCB level in the TCB info matches the platform (TCB not supported)",
+                              check=Check.TCB_LEVEL)
     return level
 
 
@@ -135,7 +139,7 @@ def find_module_identity(tcb_info: TcbInfo, major: int) -> TdxModuleIdentity:
     for ident in tcb_info.tdx_module_identities:
         if ident.id.upper() == want:
             return ident
-    raise IdentityMismatch(f"TDX module mismatch: the TCB info has no identity {want}")
+    raise IdentityMismatch(f"TDX module mismatch: the TCB info has no identity {want}", check=Check.TDX_MODULE)
 
 
 def check_tdx_module(tcb_info: TcbInfo, td: TdReportBody) -> TdxModuleIdentity | None:
@@ -144,12 +148,12 @@ def check_tdx_module(tcb_info: TcbInfo, td: TdReportBody) -> TdxModuleIdentity |
     major = td.tee_tcb_svn[1]
     ident = tcb_info.tdx_module if major == 0 else find_module_identity(tcb_info, major)
     if ident is None:
-        raise CollateralInvalid("TDX TCB info lacks tdxModule")
+        raise CollateralInvalid("TDX TCB info lacks tdxModule", check=Check.TDX_MODULE)
     if td.mrsigner_seam != ident.mrsigner:
-        raise IdentityMismatch("TDX module MRSIGNER_SEAM does not match the TCB info")
+        raise IdentityMismatch("TDX module MRSIGNER_SEAM does not match the TCB info", check=Check.TDX_MODULE)
     mask = int.from_bytes(ident.attributes_mask, "little")
     if int.from_bytes(td.seam_attributes, "little") & mask != int.from_bytes(ident.attributes, "little") & mask:
-        raise IdentityMismatch("TDX module SEAM attributes do not match the TCB info")
+        raise IdentityMismatch("TDX module SEAM attributes do not match the TCB info", check=Check.TDX_MODULE)
     return None if major == 0 else ident
 
 
@@ -164,7 +168,8 @@ def module_status(ident: TdxModuleIdentity | None, isvsvn: int) -> StatusWithAdv
     for lv in _module_levels(ident):
         if isvsvn >= lv.isvsvn:
             return StatusWithAdvisory(lv.status, lv.advisory_ids, lv.tcb_date)
-    raise TcbNotSupported(f"TDX module ISVSVN {isvsvn} is below every level of {ident.id}")
+    raise TcbNotSupported(f"TDX module ISVSVN {isvsvn} is below every level of {ident.id}",
+                          check=Check.TDX_MODULE_TCB_LEVEL)
 
 
 def converge_out_of_date(platform: str, other: str) -> str:
@@ -204,14 +209,14 @@ def check_for_relaunch(tee_tcb_svn2: bytes, tcb_info: TcbInfo, sgx_status: str, 
     levels = sorted_levels(tcb_info)
     latest = levels[0].tdx_components
     if latest is None:
-        raise TcbNotSupported("the TCB info has no TDX TCB level")
+        raise TcbNotSupported("the TCB info has no TDX TCB level", check=Check.TCB_LEVEL)
     if tee_tcb_svn2[1] == 0:
         ready = tee_tcb_svn2[0] >= latest[0] and tee_tcb_svn2[2] >= latest[2]
     else:
         ident2 = find_module_identity(tcb_info, tee_tcb_svn2[1])
         module_levels = _module_levels(ident2)
         if not module_levels:
-            raise TcbNotSupported(f"TDX module identity {ident2.id} has no TCB level")
+            raise TcbNotSupported(f"TDX module identity {ident2.id} has no TCB level", check=Check.TDX_MODULE_TCB_LEVEL)
         ready = tee_tcb_svn2[0] >= module_levels[0].isvsvn and tee_tcb_svn2[2] >= latest[2]
     if not ready:
         return tdx_status
@@ -233,7 +238,8 @@ def evaluate_tcb(tcb_info: TcbInfo, pck: PckExtensions, body: SgxReportBody | Td
     ident = check_tdx_module(tcb_info, body)
     sgx_level, tdx_level = match_levels(tcb_info, pck, body.tee_tcb_svn)
     if sgx_level is None or tdx_level is None:
-        raise TcbNotSupported("no TCB level in the TCB info matches the platform (TCB not supported)")
+        raise TcbNotSupported("no TCB level in the TCB info matches the platform (TCB not supported)",
+                              check=Check.TCB_LEVEL)
     mod = module_status(ident, body.tee_tcb_svn[0])
     status = converge_out_of_date(tdx_level.status, mod.status)
     advisories = _union(tdx_level.advisory_ids, mod.advisory_ids)

@@ -20,8 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..errors import ConfigError
-from ..formats.x509_errors import PARSE_ERRORS
+from ..errors import ConfigError, FormatError
+from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS
+from .pki_names import PkiNames, pki_names
 
 INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
 SIMULATION_MARKER = "SIMULATION"
@@ -52,6 +53,14 @@ class TrustAnchor:
         return is_ca(self.certificate)
 
     @cached_property
+    def names(self) -> PkiNames | None:
+        """Who may sign what under this root (None: its name does not say, so nothing is accepted)."""
+        try:
+            return pki_names(self.certificate.subject)
+        except PARSE_ERRORS:
+            return None
+
+    @cached_property
     def names_simulation(self) -> bool:
         return is_simulation_certificate(self.certificate)
 
@@ -61,14 +70,25 @@ class TrustAnchor:
 
 
 def is_ca(cert: x509.Certificate) -> bool:
+    return basic_constraints(cert)[0]
+
+
+def basic_constraints(cert: x509.Certificate) -> tuple[bool, int | None]:
+    """(cA, pathLenConstraint); cryptography reads extensions on first use, so a malformed one is typed here."""
     try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
-        return False
+        return False, None
+    except PARSE_ERRORS as e:
+        raise FormatError(f"certificate has malformed extensions ({e})", field="certificate") from None
+    return bool(bc.ca), bc.path_length
 
 
 def is_simulation_certificate(cert: x509.Certificate) -> bool:
-    return SIMULATION_MARKER in cert.subject.rfc4514_string().upper()
+    try:
+        return SIMULATION_MARKER in cert.subject.rfc4514_string().upper()
+    except NAME_ERRORS:
+        raise FormatError("certificate has a malformed subject name", field="certificate") from None
 
 
 @lru_cache(maxsize=1)

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ..errors import CertificateChainError, CrlError, EaaError, FormatError, InvalidSignature, UntrustedRoot
 from ..formats.der import read_header
 from ..formats.tbs import TbsFields, read_tbs, signature_algorithms
-from ..formats.x509_errors import PARSE_ERRORS
+from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS
 from .trust import TrustAnchor, is_ca
 
 P = ParamSpec("P")
@@ -119,12 +119,7 @@ class ChainMemo:
         if ca is None:
             fields = self.fields(cert)
             raw = fields.basic_constraints_ca() if fields is not None else None
-            if raw is None:
-                try:
-                    raw = is_ca(cert)
-                except ValueError as e:  # cryptography parses extensions on first use
-                    raise FormatError(f"{describe(cert)} has malformed extensions ({e})", field="certificate") from None
-            ca = self.cas[id(cert)] = raw
+            ca = self.cas[id(cert)] = is_ca(cert) if raw is None else raw
         return ca
 
 
@@ -148,14 +143,15 @@ def typed_certificate_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def check_signature_algorithm(cert: x509.Certificate, what: str, der: bytes | None = None) -> None:
+def check_signature_algorithm(cert: x509.Certificate, what: str, der: bytes | None = None, *,
+                              check: str | None = None) -> None:
     """RFC 5280 4.1.1.2: a certificate's unsigned signatureAlgorithm must repeat the signed one exactly
     (cryptography checks this for CRLs when loading them, not for certificates). ``der``: the
     certificate's bytes when the caller already has them. The name is only built for the message."""
     outer, inner = signature_algorithms(der if der is not None else cert.public_bytes(Encoding.DER))
     if outer != inner:
         raise CertificateChainError(f"{what}: the signature algorithm of {describe(cert)} differs from the one "
-                                    "inside its signed part")
+                                    "inside its signed part", check=check)
 
 
 def describe(cert: x509.Certificate) -> str:
@@ -167,7 +163,7 @@ def describe(cert: x509.Certificate) -> str:
 def describe_name(name: Any, cert: x509.Certificate | None = None) -> str:
     try:
         return str(name().rfc4514_string())
-    except ValueError:
+    except NAME_ERRORS:
         return f"a certificate with a malformed name (serial {cert.serial_number:#x})" if cert is not None \
             else "a malformed name"
 
@@ -219,25 +215,26 @@ def load_pem_chain(text: str | bytes, what: str, memo: ChainMemo | None = None) 
     return tuple(memo.certificate_pem(body, what) for body in bodies)
 
 
-def public_key_from_raw(xy: bytes, what: str) -> ec.EllipticCurvePublicKey:
+def public_key_from_raw(xy: bytes, what: str, *, check: str | None = None) -> ec.EllipticCurvePublicKey:
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + xy)
     except ValueError:
-        raise InvalidSignature(f"{what} is not a valid P-256 point") from None
+        raise InvalidSignature(f"{what} is not a valid P-256 point", check=check) from None
 
 
-def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes, what: str) -> None:
+def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes, what: str, *,
+                         check: str | None = None) -> None:
     """ECDSA-P256-SHA256 with a raw r||s signature, as quotes and Intel's JSON collateral carry them."""
     if len(signature) != 64:
-        raise InvalidSignature(f"{what}: signature must be 64 bytes")
+        raise InvalidSignature(f"{what}: signature must be 64 bytes", check=check)
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     try:
         key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)
     except _CryptoInvalidSignature:
-        raise InvalidSignature(f"{what}: signature does not verify") from None
+        raise InvalidSignature(f"{what}: signature does not verify", check=check) from None
     except (ValueError, TypeError):
-        raise InvalidSignature(f"{what}: malformed signature") from None
+        raise InvalidSignature(f"{what}: malformed signature", check=check) from None
 
 
 # (what: a certificate or a name, not valid before, not valid after)
@@ -251,6 +248,7 @@ class CheckedChain:
     certs: tuple[x509.Certificate, ...]  # leaf first, anchor excluded
     anchor: TrustAnchor
     windows: tuple[Window, ...]  # (certificate, not_before, not_after) incl. anchor
+    with_root: bool = True  # the chain as given ended with (a copy of) the root
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -270,29 +268,31 @@ def _find_anchor(last: x509.Certificate, anchors: Sequence[TrustAnchor],
             if last.issuer != a.certificate.subject:
                 continue
             last.verify_directly_issued_by(a.certificate)
-        except (ValueError, TypeError, UnsupportedAlgorithm, _CryptoInvalidSignature):
+            reissued_root = last.subject == last.issuer and memo.public_key(last) == a.public_key
+        except (*NAME_ERRORS, UnsupportedAlgorithm, _CryptoInvalidSignature, FormatError):
             continue  # a name or key cryptography cannot read is not this anchor's
-        return a, False
+        return a, reissued_root
     return None, False
 
 
 def check_chain_signatures(
     certs: Sequence[x509.Certificate], anchors: Sequence[TrustAnchor], what: str,
-    memo: ChainMemo | None = None,
+    memo: ChainMemo | None = None, *, check: str | None = None,
 ) -> CheckedChain:
-    """Verify each link up to a trusted anchor.
+    """Verify each link up to a trusted anchor; ``check`` is the identifier its errors carry.
 
-    ``memo`` must be the one :func:`load_pem_chain` filled (it keeps one object per certificate);
-    links already verified in it are not verified again.
+    Only keys and CA flags are checked here; which certificate may hold which place is the business of
+    :mod:`eaa.verify.roles`. ``memo`` must be the one :func:`load_pem_chain` filled (it keeps one object
+    per certificate); links already verified in it are not verified again.
     """
     if not certs:
-        raise CertificateChainError(f"{what}: empty certificate chain")
+        raise CertificateChainError(f"{what}: empty certificate chain", check=check)
     memo = memo if memo is not None else ChainMemo()
     chain = list(certs)
     anchor, is_copy = _find_anchor(chain[-1], anchors, memo)
     if anchor is None:
         raise UntrustedRoot(f"{what}: chain does not lead to a trusted root "
-                            f"({describe_name(lambda: chain[-1].issuer)})")
+                            f"({describe_name(lambda: chain[-1].issuer)})", check=check)
     if is_copy:
         chain.pop()
     for i, cert in enumerate(chain):
@@ -302,21 +302,21 @@ def check_chain_signatures(
         if link in memo.links:
             continue
         if not (anchor.is_ca if last else memo.is_ca(issuer)):
-            raise CertificateChainError(f"{what}: {describe(issuer)} is not a CA")
-        # The link is the issuer's key verifying this certificate's signature; names are not compared
-        # (building them costs more than the check is worth when the key already decides).
+            raise CertificateChainError(f"{what}: {describe(issuer)} is not a CA", check=check)
+        # The link is the issuer's key verifying this certificate's signature; names are compared by
+        # the role checks (eaa.verify.roles), on the DER they already hold.
         issuer_key = anchor.public_key if last else memo.public_key(issuer)
         alg = _ECDSA_BY_OID.get(cert.signature_algorithm_oid)
         if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or alg is None:
-            raise CertificateChainError(f"{what}: {describe(issuer)} does not hold an ECDSA key")
-        check_signature_algorithm(cert, what, memo.der.get(id(cert)))
+            raise CertificateChainError(f"{what}: {describe(issuer)} does not hold an ECDSA key", check=check)
+        check_signature_algorithm(cert, what, memo.der.get(id(cert)), check=check)
         try:
             issuer_key.verify(cert.signature, memo.signed_bytes(cert), alg)
         except _CryptoInvalidSignature:
-            raise InvalidSignature(f"{what}: signature of {describe(cert)} does not verify") from None
+            raise InvalidSignature(f"{what}: signature of {describe(cert)} does not verify", check=check) from None
         memo.links.add(link)
     windows = (*map(memo.window, chain), anchor.window)
-    return CheckedChain(tuple(chain), anchor, windows)
+    return CheckedChain(tuple(chain), anchor, windows, is_copy)
 
 
 def check_windows(windows: Sequence[Window], at: datetime, not_yet_valid: list[str]) -> datetime:
@@ -343,12 +343,23 @@ class CheckedCrl:
         return serial in self.revoked
 
 
-def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None) -> CheckedCrl:
-    """A CRL signed by ``issuer`` (whose public key may be passed in when the caller already holds it)."""
+def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None, *,
+              issuer_name: bytes | None = None, issuer_check: str | None = None,
+              signature_check: str | None = None) -> CheckedCrl:
+    """A CRL issued by ``issuer``: its issuer name is the certificate's subject (``issuer_name``, its DER,
+    when the caller already holds it) and the certificate's key (``key``, likewise) signed it."""
     try:  # cryptography also refuses a CRL whose two signature algorithms differ (RFC 5280 5.1.1.2)
         crl = x509.load_der_x509_crl(der)
     except PARSE_ERRORS as e:
         raise FormatError(f"{what} is not a valid DER CRL ({e})", field=what) from None
+    if issuer_name is None:
+        try:
+            issuer_name = issuer.subject.public_bytes()
+        except NAME_ERRORS:
+            raise FormatError(f"the issuer of {what} has a malformed name", field=what) from None
+    if crl_issuer_der(der) != issuer_name:
+        raise CrlError(f"{what} is issued by {describe_name(lambda: crl.issuer)}, expected {describe(issuer)}",
+                       check=issuer_check)
     key = public_key_of(issuer) if key is None else key
     alg = _ECDSA_BY_OID.get(crl.signature_algorithm_oid)
     if alg is not None and isinstance(key, ec.EllipticCurvePublicKey):
@@ -361,20 +372,27 @@ def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None) 
     else:
         valid = crl.is_signature_valid(key)
     if not valid:
-        try:
-            other_issuer = crl.issuer != issuer.subject
-        except ValueError:  # names are parsed on first use
-            other_issuer = True
-        if other_issuer:
-            raise CrlError(f"{what} is issued by {describe_name(lambda: crl.issuer)}, expected {describe(issuer)}")
-        raise InvalidSignature(f"{what}: signature does not verify")
+        raise InvalidSignature(f"{what}: signature does not verify", check=signature_check)
     try:  # the revoked entries are parsed on first use
         if crl.next_update_utc is None:
-            raise CrlError(f"{what} has no nextUpdate")
+            raise CrlError(f"{what} has no nextUpdate", check=issuer_check)
         revoked = frozenset(r.serial_number for r in crl) if len(crl) else _NONE_REVOKED
         return CheckedCrl(crl.last_update_utc, crl.next_update_utc, revoked)
     except ValueError as e:
         raise FormatError(f"{what} is malformed ({e})", field=what) from None
+
+
+def crl_issuer_der(der: bytes) -> bytes:
+    """The issuer Name of a DER CRL, as its exact bytes: TBSCertList is ``SEQUENCE { version INTEGER
+    OPTIONAL, signature AlgorithmIdentifier, issuer Name, ... }``."""
+    tbs = tbs_of(der)
+    pos, end = read_header(tbs, 0, len(tbs), "tbsCertList")
+    if pos < end and tbs[pos] == 0x02:  # version
+        pos = read_header(tbs, pos, end, "version")[1]
+    pos = read_header(tbs, pos, end, "signature")[1]
+    if pos >= end or tbs[pos] != 0x30:
+        raise FormatError("CRL has no issuer name", field="tbsCertList")
+    return tbs[pos:read_header(tbs, pos, end, "issuer")[1]]
 
 
 _NONE_REVOKED: frozenset[int] = frozenset()
