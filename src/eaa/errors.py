@@ -26,6 +26,11 @@ class EaaError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def tag(self) -> str:
+        """``[CODE]``, followed by the check when it says more, as one-line messages print it."""
+        return f"[{self.code}]" if self.check == self.code else f"[{self.code}] {self.check}"
+
     def to_dict(self) -> dict[str, str]:
         """What ``--json`` output and the daemons' error replies carry."""
         return {"code": self.code, "check": self.check, "message": self.message}

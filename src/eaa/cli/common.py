@@ -19,7 +19,7 @@ def run_main(prog: str, fn: Callable[[], int]) -> int:
     try:
         return fn()
     except EaaError as e:
-        print(f"{prog}: error [{e.code}]: {e}", file=sys.stderr)
+        print(f"{prog}: error {e.tag}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -160,7 +160,7 @@ def _render_table(reports: list[Any]) -> list[str]:
         w = r.workload
         meas = (w.measurements.get("mrenclave") or w.measurements.get("mrtd") or "")[:16] if w else ""
         rows.append((r.address, "ok" if r.ok else "FAILED", w.tee if w else "-", w.status if w else "-",
-                     meas or "-", "" if r.ok else f"[{r.error_code}] {r.error}"))
+                     meas or "-", "" if r.ok else f"{_tag(r)} {r.error}"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return ["  ".join(c.ljust(widths[i]) if i < 5 else c for i, c in enumerate(row)).rstrip() for row in rows]
 
@@ -197,7 +197,7 @@ def run_remoteattestation(args: argparse.Namespace) -> int:
         print("Remote attestation is successful.")
         return 0
     failed = [r for r in reports if not r.ok]
-    reason = (f"[{failed[0].error_code}] {failed[0].error}" if len(reports) == 1
+    reason = (f"{_tag(failed[0])} {failed[0].error}" if len(reports) == 1
               else f"{len(failed)} of {len(reports)} nodes failed: " + ", ".join(r.address for r in failed))
     print(f"Remote attestation failed with err: {reason}", file=sys.stderr)
     return 1
@@ -243,3 +243,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _tag(r: Any) -> str:
+    """``[CODE]``, or ``[CODE] CHECK`` when the failed check says more (as errors print it)."""
+    return f"[{r.error_code}]" if r.error_check in (None, r.error_code) else f"[{r.error_code}] {r.error_check}"

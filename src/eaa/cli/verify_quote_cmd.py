@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..collateral.bundle import Collateral, load_collateral
-from ..errors import ConfigError, FormatError
+from ..errors import ConfigError, EaaError, FormatError
 from ..formats.quote import MAX_QUOTE_SIZE, Quote, decode_quote_text, parse_quote
 from ..verify.dcap import QuoteVerifier
 from ..verify.registry import default_collateral
@@ -85,6 +85,16 @@ def render_text(result: VerificationResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except EaaError as e:
+        if not args.json:
+            raise
+        print(json.dumps({"ok": False, "error": e.to_dict()}, sort_keys=True, indent=1))
+        return e.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     raw = read_quote(args.quote)
     quote = parse_quote(raw)
     anchors = resolve_trust(args.trust_root, args.trust_sim)

@@ -41,6 +41,7 @@ class NodeReport:
     ok: bool
     error_code: str | None = None
     error: str | None = None
+    error_check: str | None = None  # the check that failed (eaa.checks), when one did
     inclavared: VerificationResult | None = None
     inclavared_evidence: str | None = None
     workload: VerificationResult | None = None
@@ -57,6 +58,7 @@ class NodeReport:
             "address": self.address,
             "ok": self.ok,
             "error_code": self.error_code,
+            "error_check": self.error_check,
             "error": self.error,
             "simulated": self.simulated,
             "inclavared": self.inclavared.to_dict() if self.inclavared else None,
@@ -93,9 +95,10 @@ class Shelter:
             self._attest(address, report)
             report.ok = True
         except EaaError as e:
-            report.error_code, report.error = e.code, str(e)
+            report.error_code, report.error, report.error_check = e.code, str(e), e.check
         except Exception as e:  # noqa: BLE001 - one node's surprise must not hide the others' results
             report.error_code, report.error = "INTERNAL", f"{type(e).__name__}: {e}"
+            report.error_check = "INTERNAL"
         return report
 
     def _attest(self, address: str, report: NodeReport) -> None:

@@ -456,7 +456,8 @@ class PccsService:
                             chain = validate_cert_chain(stored.body, product, key_type, self.trusted_arks)
                 checked = validate_record(rec, self.anchors, self.trusted_arks, chain)
             except (EaaError, ValueError) as e:
-                raise BadRequest(f"record {rec.kind} {rec.key!r} rejected: {e}") from None
+                raise BadRequest(f"record {rec.kind} {rec.key!r} rejected: {e}",
+                                 check=e.check if isinstance(e, EaaError) else None) from None
             if checked.kind == KDS_CHAIN:
                 key_type, product = checked.key.split("/")
                 chains[(key_type, product)] = validate_cert_chain(checked.body, product, key_type, self.trusted_arks)
