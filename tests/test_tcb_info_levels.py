@@ -127,3 +127,129 @@ def test_a_defect_in_a_module_level_is_named(key: str, value: Any, field: str) -
         TcbInfo.from_body(json.dumps(obj), SIG)
     assert ei.value.field is not None and ei.value.field.startswith("tcbInfo.tdxModuleIdentities[0].tcbLevels[1]")
     assert ei.value.field.endswith(field)
+
+
+# ---- property: on any level, valid or defective, the one-pass reader never accepts what the careful one
+# refuses, and when both accept they read the same values ----
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from eaa.formats.enclave_identity import isv_level  # noqa: E402
+
+_JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=False, width=16),
+                       st.text(max_size=6), st.just([]), st.just({}))
+_GOOD_DATES = ["2024-03-13T00:00:00Z", "2024-03-13T00:00:00.5Z", "2024-03-13t00:00:00z", "2024-03-13T00:00:00+01:00",
+               "2024-02-29T23:59:59Z"]
+_BAD_DATES = ["2024-03-13", "2024-03-13T00:00:00", "20240313T000000Z", "2024-02-30T00:00:00Z", "2024-13-01T00:00:00Z",
+              "2024-03-13T24:00:00Z", "2024-03-13T00:00:00ZZ", "2024-03-13 00:00:00Z", "\u0662\u0660\u0662\u0664-03-13T00:00:00Z",
+              "", "yesterday"]
+_DATES = st.one_of(st.sampled_from(_GOOD_DATES + _BAD_DATES), _JSON_LEAF)
+_SVN = st.one_of(st.integers(0, 255), _JSON_LEAF)
+
+
+@st.composite
+def _levels(draw: st.DrawFn, tdx: bool) -> list[Any]:
+    """Well-formed levels, then (most of the time) one defect or one odd but valid value somewhere."""
+    def comps() -> list[Any]:
+        return [{"svn": draw(st.integers(0, 255))} for _ in range(16)]
+
+    levels: list[Any] = []
+    for _ in range(draw(st.integers(1, 3))):
+        tcb: dict[str, Any] = {"sgxtcbcomponents": comps(), "pcesvn": draw(st.integers(0, 20))}
+        if tdx:
+            tcb["tdxtcbcomponents"] = comps()
+        lv: dict[str, Any] = {"tcb": tcb, "tcbDate": draw(st.sampled_from(_GOOD_DATES)), "tcbStatus": "UpToDate"}
+        if draw(st.booleans()):
+            lv["advisoryIDs"] = draw(st.lists(st.text(max_size=4), max_size=2))
+        levels.append(lv)
+    if draw(st.integers(0, 4)) == 0:
+        return levels  # untouched
+    i = draw(st.integers(0, len(levels) - 1))
+    lv = levels[i]
+    where = draw(st.sampled_from(["svn", "comp", "comps", "ncomps", "pcesvn", "tdx", "date", "status", "adv",
+                                  "adv-item", "delete", "delete-tcb-key", "level"]))
+    comps_key = "tdxtcbcomponents" if tdx and where == "tdx" else "sgxtcbcomponents"
+    if where in ("svn", "tdx"):
+        lv["tcb"][comps_key][draw(st.integers(0, 15))]["svn"] = draw(_SVN)
+    elif where == "comp":
+        lv["tcb"]["sgxtcbcomponents"][draw(st.integers(0, 15))] = draw(_JSON_LEAF)
+    elif where == "comps":
+        lv["tcb"]["sgxtcbcomponents"] = draw(_JSON_LEAF)
+    elif where == "ncomps":
+        lv["tcb"]["sgxtcbcomponents"] = lv["tcb"]["sgxtcbcomponents"][:draw(st.sampled_from([0, 15]))]
+    elif where == "pcesvn":
+        lv["tcb"]["pcesvn"] = draw(_SVN)
+    elif where == "date":
+        lv["tcbDate"] = draw(_DATES)
+    elif where == "status":
+        lv["tcbStatus"] = draw(st.one_of(st.text(max_size=5), _JSON_LEAF))
+    elif where == "adv":
+        lv["advisoryIDs"] = draw(_JSON_LEAF)
+    elif where == "adv-item":
+        lv["advisoryIDs"] = ["INTEL-SA-1", draw(_JSON_LEAF)]
+    elif where == "delete":
+        del lv[draw(st.sampled_from(sorted(lv)))]
+    elif where == "delete-tcb-key":
+        del lv["tcb"][draw(st.sampled_from(sorted(lv["tcb"])))]
+    else:
+        levels[i] = draw(_JSON_LEAF)
+    return levels
+
+
+def _careful(levels: list[Any], tee: str) -> tuple[Any, ...] | None:
+    try:
+        return tuple(_level(lv, 3, tee, i) for i, lv in enumerate(levels))
+    except FormatError:
+        return None
+
+
+@settings(max_examples=250, deadline=None, derandomize=True)
+@given(st.sampled_from(["SGX", "TDX"]).flatmap(lambda tee: st.tuples(st.just(tee), _levels(tee == "TDX"))))
+def test_fast_reader_never_accepts_what_the_careful_one_refuses(case: tuple[str, list[Any]]) -> None:
+    tee, levels = case
+    fast = _levels_fast(levels, 3, tee)
+    careful = _careful(levels, tee)
+    if careful is None:
+        assert fast is None
+    elif fast is not None:
+        assert fast == careful
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.fixed_dictionaries({"tcb": st.one_of(st.fixed_dictionaries({"isvsvn": _SVN}), _JSON_LEAF),
+                              "tcbDate": _DATES, "tcbStatus": st.one_of(st.just("UpToDate"), _JSON_LEAF)},
+                             optional={"advisoryIDs": st.one_of(st.lists(st.text(max_size=3), max_size=2),
+                                                                _JSON_LEAF)}))
+def test_identity_level_fast_path_checks_what_the_careful_path_does(level: dict[str, Any]) -> None:
+    """isv_level tries a direct read first; it must refuse exactly what the field-by-field read refuses."""
+    try:
+        got = isv_level(level, "w")
+    except FormatError:
+        got = None
+    date_ok = isinstance(level.get("tcbDate"), str) and _valid_date(level["tcbDate"])
+    tcb = level.get("tcb")
+    svn_ok = isinstance(tcb, dict) and type(tcb.get("isvsvn")) is int and tcb["isvsvn"] >= 0
+    adv = level.get("advisoryIDs", [])
+    adv_ok = isinstance(adv, list) and all(isinstance(a, str) for a in adv)
+    assert (got is not None) == (date_ok and svn_ok and isinstance(level["tcbStatus"], str) and adv_ok)
+
+
+def _valid_date(value: str) -> bool:
+    from eaa.formats.signed_json import parse_time
+
+    try:
+        parse_time(value, "x")
+    except FormatError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("date", ["2024-03-13", "2024-02-30T00:00:00Z", "2024-03-13T00:00:00", "x"])
+def test_tcb_date_must_be_a_real_rfc3339_time(date: str) -> None:
+    obj = _sgx()
+    for lv in obj["tcbLevels"]:
+        lv["tcbDate"] = date
+    assert _levels_fast(obj["tcbLevels"], 3, "SGX") is None
+    with pytest.raises(FormatError) as ei:
+        TcbInfo.from_body(json.dumps(obj), SIG)
+    assert ei.value.field == "tcbInfo.tcbLevels[0].tcbDate"

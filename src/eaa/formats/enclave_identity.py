@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import FormatError
-from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn
+from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn, valid_times
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +72,16 @@ def isv_level(lv: Any, where: str) -> EnclaveTcbLevel:
         isvsvn, date, status = lv["tcb"]["isvsvn"], lv["tcbDate"], lv["tcbStatus"]
         adv = lv.get("advisoryIDs", ())
         if (type(isvsvn) is int and isvsvn >= 0 and type(date) is str and type(status) is str
-                and (adv == () or type(adv) is list and (not adv or set(map(type, adv)) == _STR))):
+                and (adv == () or type(adv) is list and (not adv or set(map(type, adv)) == _STR))
+                and valid_times((date,))):
             return EnclaveTcbLevel(isvsvn, date, status, tuple(adv))
     except (KeyError, TypeError, AttributeError):
         pass
     tcb = get(lv, "tcb", dict, where)
     isvsvn = svn(get(tcb, "isvsvn", int, where), f"{where}.isvsvn")
-    return EnclaveTcbLevel(isvsvn, get(lv, "tcbDate", str, where), get(lv, "tcbStatus", str, where),
-                           advisory_ids(lv, where))
+    date = get(lv, "tcbDate", str, where)
+    parse_time(date, f"{where}.tcbDate")
+    return EnclaveTcbLevel(isvsvn, date, get(lv, "tcbStatus", str, where), advisory_ids(lv, where))
 
 
 _STR = {str}

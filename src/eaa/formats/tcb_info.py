@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import FormatError
 from .enclave_identity import EnclaveTcbLevel, isv_level
-from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn
+from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn, valid_times
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,7 @@ def _levels_fast(raw: list[Any], version: int, tee_id: str) -> tuple[TcbLevel, .
     levels = []
     svns: list[Any] = []
     strings: list[Any] = []
+    dates: list[Any] = []
     try:
         for lv in raw:
             tcb = lv["tcb"]
@@ -152,14 +153,15 @@ def _levels_fast(raw: list[Any], version: int, tee_id: str) -> tuple[TcbLevel, .
             svns += sgx
             svns.append(pcesvn)
             strings.append(status)
-            if type(date) is not str or len(date) < 10 or date[4] != "-" or date[7] != "-":
-                return None
+            dates.append(date)
             levels.append(TcbLevel(sgx, pcesvn, tdx, date, status, tuple(adv)))
     except (KeyError, TypeError, IndexError, AttributeError):
         return None
     if svns and (set(map(type, svns)) != _INT or min(svns) < 0):
         return None
     if strings and set(map(type, strings)) != _STR:
+        return None
+    if not valid_times(dates):
         return None
     return tuple(levels)
 
