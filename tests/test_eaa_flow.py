@@ -132,7 +132,7 @@ def test_tdx_workload(env: dict[str, str]) -> None:
         bad = ref.with_name("bad-tdx.json")
         bad.write_text(json.dumps({"reference": {"mrtd": "00" * 48}}))
         rc, _, err = shelter(env, "--addr", n.addr, "--trust-sim", "--reference", str(bad))
-        assert rc == 1 and "mrtd mismatch" in err
+        assert rc == 1 and "mrtd mismatch" in err and "[POLICY_VIOLATION] POLICY_REFERENCE" in err, err
     finally:
         n.stop()
 

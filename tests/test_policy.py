@@ -96,3 +96,39 @@ def test_with_reference_overrides() -> None:
     p = Policy(reference=ReferenceValues.from_mapping({"mrenclave": "aa" * 32})).with_reference(
         ReferenceValues.from_mapping({"mrenclave": MRE}))
     p.appraise(result())
+
+
+# ---- Enclave-TLS policy hooks fail closed: only True accepts ----
+
+from typing import Any  # noqa: E402
+
+from eaa.tls.policy import apply_policy  # noqa: E402
+
+
+class _Appraiser:
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+
+    def appraise(self, result: VerificationResult) -> Any:
+        return self.outcome
+
+
+def _raises(result: VerificationResult) -> bool:
+    raise ValueError("bug in a policy hook")
+
+
+@pytest.mark.parametrize("policy", [lambda r: None, lambda r: False, lambda r: 1, lambda r: "yes", lambda r: [True],
+                                    _Appraiser(None), _Appraiser("ok"), _raises])
+def test_policy_callback_must_return_true(policy: Any) -> None:
+    with pytest.raises(PolicyViolation):
+        apply_policy(policy, result())
+
+
+def test_policy_callback_returning_true_accepts() -> None:
+    apply_policy(lambda r: True, result())
+    apply_policy(_Appraiser(True), result())
+
+
+def test_policy_without_a_hook_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        apply_policy(object(), result())

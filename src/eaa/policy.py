@@ -7,19 +7,36 @@ Verification answers "is this genuine evidence, and what is its TCB status?"; ap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .checks import Check
 from .errors import ConfigError, PolicyViolation, Revoked
 from .verify.result import ALL_STATUSES, REVOKED, SW_HARDENING_NEEDED, UP_TO_DATE, VerificationResult
 
 DEFAULT_ACCEPTED = frozenset({UP_TO_DATE, SW_HARDENING_NEEDED})
 _HEX_FIELDS = {"mrenclave": 32, "mrsigner": 32, "mrtd": 48, "rtmr0": 48, "rtmr1": 48, "rtmr2": 48, "rtmr3": 48,
-               "measurement": 48}
+               "measurement": 48, "mr_servicetd": 48}
 MAX_POLICY_FILE = 1 << 20
+
+# TD attributes (TDX module ABI; go-tdx-guest validate.go, dcap-qvl validate_attrs). Only DEBUG,
+# SEPT_VE_DISABLE, PKS and PERFMON may be set ("tdAttributesFixed0"); anything else is refused unless the
+# policy names it. DEBUG has its own setting (allow_debug).
+TD_ATTRIBUTE_BITS = {"DEBUG": 0, "HGS_PLUS_PROF": 4, "PERF_PROF": 5, "PMT_PROF": 6, "SEPT_VE_DISABLE": 28,
+                     "MIGRATABLE": 29, "PKS": 30, "KL": 31, "PERFMON": 63}
+TD_ATTRIBUTES_FIXED0 = 1 << 0 | 1 << 28 | 1 << 30 | 1 << 63
+TD_SEPT_VE_DISABLE = 1 << 28
+# XFAM: bits of xfamFixed1 must be set, bits outside xfamFixed0 must be clear (go-tdx-guest validate.go).
+XFAM_FIXED1 = 0x00000003
+XFAM_FIXED0 = 0x0006DBE7
+# SGX ATTRIBUTES.FLAGS (SDK arch.h): an application enclave has no business with the provisioning key, and
+# KSS changes what its identity means (ISVEXTPRODID, ISVFAMILYID, CONFIGID).
+SGX_FLAGS_PROVISION_KEY = 0x10
+SGX_FLAGS_KSS = 0x80
 
 
 def _hex_list(name: str, value: Any) -> tuple[str, ...]:
@@ -78,20 +95,26 @@ class ReferenceValues:
 
     def mismatches(self, result: VerificationResult) -> list[str]:
         """Every way the result differs from these values (empty: it matches)."""
+        return [message for _, message in self.findings(result)]
+
+    def findings(self, result: VerificationResult) -> list[tuple[Check, str]]:
+        """Each mismatch with the check it fails."""
         out = []
         m = result.measurements
         for key, allowed in self.values.items():
             got = m.get(key)
+            check = Check.MR_SERVICETD if key == "mr_servicetd" else Check.POLICY_REFERENCE
             if got is None:
-                out.append(f"{key} is not measured by {result.tee} evidence")
+                out.append((check, f"{key} is not measured by {result.tee} evidence"))
             elif got.lower() not in allowed:
-                out.append(f"{key} mismatch: got {got}, expected {' or '.join(allowed)}")
+                out.append((check, f"{key} mismatch: got {got}, expected {' or '.join(allowed)}"))
         if self.isv_prod_id is not None and m.get("isv_prod_id") != self.isv_prod_id:
-            out.append(f"isv_prod_id mismatch: got {m.get('isv_prod_id')}, expected {self.isv_prod_id}")
+            out.append((Check.POLICY_REFERENCE,
+                        f"isv_prod_id mismatch: got {m.get('isv_prod_id')}, expected {self.isv_prod_id}"))
         if self.min_isv_svn is not None:
             svn = m.get("isv_svn")
             if not isinstance(svn, int) or svn < self.min_isv_svn:
-                out.append(f"isv_svn {svn} is below the minimum {self.min_isv_svn}")
+                out.append((Check.POLICY_REFERENCE, f"isv_svn {svn} is below the minimum {self.min_isv_svn}"))
         return out
 
     def to_toml(self) -> str:
@@ -117,13 +140,23 @@ class Policy:
     allow_debug: bool = False
     allow_expired_collateral: bool = False
     reference: ReferenceValues = field(default_factory=ReferenceValues)
+    # TDX: TD attribute bits allowed beyond DEBUG/SEPT_VE_DISABLE/PKS/PERFMON; SEPT_VE_DISABLE required
+    # (without it the host can inject #VE on EPT violations); XFAM within its fixed bits.
+    allow_td_attribute_bits: frozenset[int] = frozenset()
+    require_sept_ve_disable: bool = True
+    check_xfam: bool = True
+    # SGX ATTRIBUTES.FLAGS.
+    allow_sgx_provision_key: bool = False
+    allow_sgx_kss: bool = False
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "Policy":
         pol = data.get("policy", data)
         if not isinstance(pol, Mapping):
             raise ConfigError("policy must be a table/object")
-        known = {"accepted_statuses", "allow_debug", "allow_expired_collateral", "reference"}
+        flags = ("allow_debug", "allow_expired_collateral", "require_sept_ve_disable", "check_xfam",
+                 "allow_sgx_provision_key", "allow_sgx_kss")
+        known = {"accepted_statuses", "reference", "allow_td_attribute_bits", *flags}
         unknown = set(pol) - known
         if unknown:
             raise ConfigError(f"unknown policy keys: {', '.join(sorted(unknown))}")
@@ -133,12 +166,13 @@ class Policy:
         for s in statuses:
             if s not in ALL_STATUSES:
                 raise ConfigError(f"unknown TCB status {s!r} in accepted_statuses")
-        for flag in ("allow_debug", "allow_expired_collateral"):
-            if not isinstance(pol.get(flag, False), bool):
+        for flag in flags:
+            if flag in pol and not isinstance(pol[flag], bool):
                 raise ConfigError(f"{flag} must be true or false")
         ref_data = pol.get("reference", data.get("reference") if pol is not data else None) or {}
-        return cls(frozenset(statuses), pol.get("allow_debug", False), pol.get("allow_expired_collateral", False),
-                   ReferenceValues.from_mapping(ref_data))
+        return cls(frozenset(statuses), reference=ReferenceValues.from_mapping(ref_data),
+                   allow_td_attribute_bits=_td_bits(pol.get("allow_td_attribute_bits", [])),
+                   **{flag: pol[flag] for flag in flags if flag in pol})
 
     @classmethod
     def load(cls, path: str | Path) -> "Policy":
@@ -147,34 +181,70 @@ class Policy:
     def with_reference(self, reference: ReferenceValues) -> "Policy":
         merged = dict(self.reference.values)
         merged.update(reference.values)
-        return Policy(self.accepted_statuses, self.allow_debug, self.allow_expired_collateral,
-                      ReferenceValues(merged,
-                                      reference.isv_prod_id if reference.isv_prod_id is not None
-                                      else self.reference.isv_prod_id,
-                                      reference.min_isv_svn if reference.min_isv_svn is not None
-                                      else self.reference.min_isv_svn))
+        return dataclasses.replace(self, reference=ReferenceValues(
+            merged,
+            reference.isv_prod_id if reference.isv_prod_id is not None else self.reference.isv_prod_id,
+            reference.min_isv_svn if reference.min_isv_svn is not None else self.reference.min_isv_svn))
 
     def violations(self, result: VerificationResult) -> list[str]:
+        return [message for _, message in self.findings(result)]
+
+    def findings(self, result: VerificationResult) -> list[tuple[Check, str]]:
+        """Every reason to reject ``result``, each with the check it fails (empty: acceptable)."""
         out = []
         if result.status not in self.accepted_statuses:
-            out.append(f"TCB status {result.status} is not accepted"
-                       f" (accepted: {', '.join(sorted(self.accepted_statuses))})")
+            out.append((Check.POLICY_STATUS, f"TCB status {result.status} is not accepted"
+                        f" (accepted: {', '.join(sorted(self.accepted_statuses))})"))
         if result.debug and not self.allow_debug:
-            out.append("debug enclave/TD is not accepted")
+            out.append((Check.POLICY_DEBUG, "debug enclave/TD is not accepted"))
         if result.collateral_expired and not self.allow_expired_collateral:
-            out.append("collateral has expired")
+            out.append((Check.POLICY_EXPIRED_COLLATERAL, "collateral has expired"))
         if result.details.get("not_yet_valid") and not self.allow_expired_collateral:
-            out.append("collateral is not yet valid (is this clock behind?)")
-        out += self.reference.mismatches(result)
+            out.append((Check.POLICY_EXPIRED_COLLATERAL, "collateral is not yet valid (is this clock behind?)"))
+        if result.tee == "tdx":
+            out += self._td_findings(result.measurements)
+        elif result.tee == "sgx":
+            out += self._sgx_findings(result.measurements)
+        out += self.reference.findings(result)
+        return out
+
+    def _td_findings(self, m: Mapping[str, Any]) -> list[tuple[Check, str]]:
+        out = []
+        attributes = _le_int(m, "td_attributes")
+        if attributes is not None:
+            allowed = TD_ATTRIBUTES_FIXED0 | sum(1 << b for b in self.allow_td_attribute_bits)
+            extra = attributes & ~allowed
+            if extra:
+                out.append((Check.TD_ATTRIBUTES_RESERVED, f"TD attributes set bits the policy does not allow: "
+                            f"{', '.join(_td_bit_name(b) for b in range(64) if extra >> b & 1)}"))
+            if self.require_sept_ve_disable and not attributes & TD_SEPT_VE_DISABLE:
+                out.append((Check.SEPT_VE_DISABLE, "the TD does not set SEPT_VE_DISABLE"))
+        xfam = _le_int(m, "xfam")
+        if self.check_xfam and xfam is not None and (xfam & XFAM_FIXED1 != XFAM_FIXED1 or xfam & ~XFAM_FIXED0):
+            out.append((Check.XFAM_FIXED_BITS, f"XFAM {xfam:#x} is outside its fixed bits"))
+        servicetd = m.get("mr_servicetd")
+        if isinstance(servicetd, str) and "mr_servicetd" not in self.reference.values and servicetd.strip("0"):
+            out.append((Check.MR_SERVICETD, "MR_SERVICETD is not zero and no reference value names it"))
+        return out
+
+    def _sgx_findings(self, m: Mapping[str, Any]) -> list[tuple[Check, str]]:
+        out = []
+        flags = _le_int(m, "attributes", 8)
+        if flags is None:
+            return out
+        if flags & SGX_FLAGS_PROVISION_KEY and not self.allow_sgx_provision_key:
+            out.append((Check.SGX_PROVISION_KEY, "the enclave has access to the provisioning key"))
+        if flags & SGX_FLAGS_KSS and not self.allow_sgx_kss:
+            out.append((Check.SGX_KSS, "the enclave uses key separation and sharing (KSS)"))
         return out
 
     def appraise(self, result: VerificationResult) -> None:
-        """Raise one typed error naming every violation, or return when the result is acceptable."""
-        problems = self.violations(result)
+        """Raise one typed error naming every violation (its check: the first one's), or return when the
+        result is acceptable."""
+        problems = self.findings(result)
         if problems:
             cls = Revoked if result.status == REVOKED else PolicyViolation
-            raise cls("; ".join(problems))
-
+            raise cls("; ".join(message for _, message in problems), check=problems[0][0])
 
     def check(self, result: VerificationResult) -> None:
         """The Enclave-TLS hook. A result of ``nullverifier`` (tee "none") exists only when that verifier
@@ -184,7 +254,36 @@ class Policy:
         self.appraise(result)
 
     def without_reference(self) -> "Policy":
-        return Policy(self.accepted_statuses, self.allow_debug, self.allow_expired_collateral)
+        return dataclasses.replace(self, reference=ReferenceValues())
+
+
+def _td_bits(value: Any) -> frozenset[int]:
+    """``allow_td_attribute_bits``: bit names (``MIGRATABLE``) or numbers (0-63)."""
+    if not isinstance(value, list):
+        raise ConfigError("allow_td_attribute_bits must be a list of bit names or numbers")
+    bits = set()
+    for v in value:
+        if isinstance(v, str) and v.upper() in TD_ATTRIBUTE_BITS:
+            bits.add(TD_ATTRIBUTE_BITS[v.upper()])
+        elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 64:
+            bits.add(v)
+        else:
+            raise ConfigError(f"allow_td_attribute_bits: {v!r} is neither a TD attribute name "
+                              f"({', '.join(TD_ATTRIBUTE_BITS)}) nor a bit number 0-63")
+    return frozenset(bits)
+
+
+def _td_bit_name(bit: int) -> str:
+    return next((name for name, b in TD_ATTRIBUTE_BITS.items() if b == bit), f"bit {bit}")
+
+
+def _le_int(m: Mapping[str, Any], key: str, size: int | None = None) -> int | None:
+    """A little-endian integer measurement given as hex (the first ``size`` bytes of it)."""
+    value = m.get(key)
+    if not isinstance(value, str):
+        return None
+    raw = bytes.fromhex(value)
+    return int.from_bytes(raw[:size] if size else raw, "little")
 
 
 def load_document(path: str | Path) -> dict[str, Any]:

@@ -236,6 +236,11 @@ def run_mrenclave(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tag(r: Any) -> str:
+    """``[CODE]``, or ``[CODE] CHECK`` when the failed check says more (as errors print it)."""
+    return f"[{r.error_code}]" if r.error_check in (None, r.error_code) else f"[{r.error_code}] {r.error_check}"
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger("eaa").addHandler(logging.NullHandler())
     return dispatch(PROG, build_parser(), argv)
@@ -243,8 +248,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _tag(r: Any) -> str:
-    """``[CODE]``, or ``[CODE] CHECK`` when the failed check says more (as errors print it)."""
-    return f"[{r.error_code}]" if r.error_check in (None, r.error_code) else f"[{r.error_code}] {r.error_check}"
