@@ -18,7 +18,8 @@ import cbor2
 
 from ..attest.evidence import SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA
 from ..collateral.bundle import Collateral, crl_to_der
-from ..errors import CollateralInvalid, EaaError, UnsupportedQuoteFormat
+from ..errors import CollateralInvalid, EaaError, FormatError, UnsupportedQuoteFormat
+from ..formats.x509_errors import PARSE_ERRORS
 from .errors import EvidenceFormatError, UnknownEvidenceTag, UnsupportedEvidenceType
 
 OID_TAGGED_EVIDENCE = "2.23.133.5.4.9"
@@ -161,7 +162,10 @@ def _crl_pem(der: bytes | None) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    return _z(x509.load_der_x509_crl(der).public_bytes(Encoding.PEM))
+    try:
+        return _z(x509.load_der_x509_crl(der).public_bytes(Encoding.PEM))
+    except PARSE_ERRORS as e:
+        raise FormatError(f"a CRL to endorse is not DER ({e})", field="endorsements") from None
 
 
 def encode_endorsements(collateral: Collateral, *, version: int = ENDORSEMENTS_VERSION_SGX) -> bytes:

@@ -20,6 +20,7 @@ from ...collateral.kds import KDS_URL, KdsClient
 from ...collateral.pcs import INTEL_PCS_URL, PcsClient
 from ...collateral.http import tls_verify
 from ...errors import ConfigError
+from ...formats.x509_errors import PARSE_ERRORS
 from ...verify.trust import TrustAnchor, anchor_from_file, default_anchors
 from .records import Record, parse_bundle, records_from_collateral
 from .service import DEFAULT_MIN_REFRESH, Mode, PccsService
@@ -88,7 +89,7 @@ def load_arks(paths: Sequence[str]) -> list[x509.Certificate] | None:
             raise ConfigError(f"cannot read {p}: {e.strerror}") from None
         try:
             out.extend(x509.load_pem_x509_certificates(data))
-        except ValueError:
+        except PARSE_ERRORS:
             raise ConfigError(f"{p} holds no PEM certificate") from None
     return out
 
