@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test bench demo clean
+.PHONY: test bench demo fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/tls_handshake.py
 	$(BIN)/python bench/eaa_flow.py
 	test ! -f bench/pccs.py || $(BIN)/python bench/pccs.py
+
+# Coverage-guided fuzzing of every reader of untrusted bytes (fuzz/targets.py); FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,fuzz]'
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
