@@ -17,8 +17,12 @@ test: $(STAMP)
 demo: $(STAMP)
 	bash scripts/demo.sh
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/verify_quote.py
 	$(BIN)/python bench/tls_handshake.py
 	$(BIN)/python bench/eaa_flow.py

@@ -111,8 +111,10 @@ class PeerVerifier:
         if isinstance(verifier, str) and verifier:
             verifiers.get(verifier)  # unknown names fail now, not at the first handshake
         self.policy = policy
+        # A disabled peer cache disables the verifiers' own caches too: "verify every handshake in full".
         self._options = dict(trust_anchors=trust_anchors, trust_simulation=trust_simulation,
-                             collateral_source=collateral, check_crl=check_crl, sim_dir=sim_dir, strict=strict)
+                             collateral_source=collateral, check_crl=check_crl, sim_dir=sim_dir, strict=strict,
+                             **({"cache_size": 0} if cache_size <= 0 else {}))
         self._at = _utc(at) if at is not None else None
         self._clock = clock
         self._instances: dict[str, Verifier] = {}

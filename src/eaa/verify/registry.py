@@ -131,7 +131,8 @@ class DcapVerifier:
     def __init__(self, name: str, tees: tuple[str, ...], evidence_types: tuple[str, ...], *,
                  trust_anchors: Sequence[TrustAnchor] | None = None, trust_simulation: bool = False,
                  collateral_source: CollateralSource = None, check_crl: bool = True,
-                 sim_dir: str | os.PathLike[str] | None = None, strict: bool = False, **_: Any) -> None:
+                 sim_dir: str | os.PathLike[str] | None = None, strict: bool = False, cache_size: int = 256,
+                 **_: Any) -> None:
         try:
             from . import dcap
         except ImportError as e:  # pragma: no cover - only while the package is incomplete
@@ -151,7 +152,7 @@ class DcapVerifier:
             if all(a.der != sim.der for a in anchors):
                 anchors.append(sim)
         self.trust_anchors = tuple(anchors)
-        self._qv = dcap.QuoteVerifier(self.trust_anchors, check_crl=check_crl)
+        self._qv = dcap.QuoteVerifier(self.trust_anchors, check_crl=check_crl, cache_size=cache_size)
 
     def _collateral(self, quote: Any, raw: bytes) -> Collateral:
         c = _collateral_from(self.collateral_source, quote.tee, raw)
