@@ -292,3 +292,34 @@ def test_simulated_quote_without_collateral_needs_trust(plat: SimPlatform, monke
     with pytest.raises(errors.UntrustedRoot, match="SIMULATION"):
         v.verify_evidence(plat.make_sgx_quote(b"x"), evidence_type="sgx_ecdsa", report_data_hash=None,
                           collateral=None, at=AT)
+
+
+def test_warm_verifier_rechecks_time_and_signature_every_call(plat: SimPlatform) -> None:
+    """A reused verifier caches only what depends on bytes; times are checked on every call."""
+    v = verifier(plat)
+    q, c = plat.make_sgx_quote(b"x"), plat.collateral("sgx")
+    assert not v.verify(q, c, at=AT).collateral_expired
+    late = plat.collateral_expires + timedelta(days=1)
+    assert v.verify(q, c, at=late).collateral_expired
+    with fails(Check.COLLATERAL_EXPIRED, errors.CollateralExpired):
+        v.verify(q, c, at=late, strict=True)
+    with fails(Check.COLLATERAL_NOT_YET_VALID, errors.CollateralExpired):
+        v.verify(q, c, at=NOW - timedelta(days=2), strict=True)
+    assert v.verify(q, c, at=AT).status == "UpToDate"
+
+
+def test_warm_verifier_reports_a_cached_tcb_failure_each_time(plat: SimPlatform) -> None:
+    v = verifier(plat)
+    q = quote_with_leaf(plat, leaf(plat, fmspc=b"\x11" * 6))
+    for _ in range(3):
+        with fails(Check.FMSPC, errors.IdentityMismatch):
+            v.verify(q, plat.collateral("sgx"), at=AT)
+
+
+def test_bad_quote_signature_is_reported_before_a_tcb_failure(plat: SimPlatform) -> None:
+    """Step order holds with caching: a quote whose signature and FMSPC are both wrong fails the signature."""
+    q = bytearray(quote_with_leaf(plat, leaf(plat, fmspc=b"\x11" * 6)))
+    q[440] ^= 1  # inside the quote signature
+    for _ in range(2):
+        with fails(Check.QUOTE_SIGNATURE, errors.InvalidSignature):
+            verifier(plat).verify(bytes(q), plat.collateral("sgx"), at=AT)

@@ -16,7 +16,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence, TypeVar
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -30,19 +31,20 @@ from ..errors import (
     CollateralInvalid,
     CollateralMissing,
     CrlError,
+    EaaError,
     FormatError,
     IdentityMismatch,
     UnsupportedCertificationData,
 )
 from ..formats.der import encode_oid
-from ..formats.enclave_identity import EnclaveIdentity
+from ..formats.enclave_identity import EnclaveIdentity, EnclaveTcbLevel
 from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx_extension, sgx_extension_value
 from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quote
 from ..formats.report_body import SgxReportBody, TdReportBody
 from ..formats.tcb_info import TcbInfo
 from .result import REVOKED, VerificationResult
 from .roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
-from .tcb import check_qe_identity, evaluate_tcb, validate_statuses
+from .tcb import StatusWithAdvisory, check_qe_identity, evaluate_tcb, validate_statuses
 from .trust import TrustAnchor, default_anchors
 from .x509chain import (
     ChainMemo,
@@ -217,8 +219,63 @@ class QuoteVerifier:
     @typed_certificate_errors
     def verify(self, quote: bytes | Quote, collateral: Collateral, *, at: datetime | int | float,
                strict: bool = False) -> VerificationResult:
+        """Steps 0-6 and 8 depend only on bytes and are prepared once per (quote, collateral); the checks
+        that depend on the time (validity windows, strict expiry) and the quote signature run every call."""
         now = as_datetime(at)
-        q = quote if isinstance(quote, Quote) else parse_quote(quote)
+        if isinstance(quote, Quote):
+            p = self._cache.get_or(("quote", quote.raw, collateral), lambda: self._prepare(quote, collateral))
+        else:
+            raw = bytes(quote)
+            p = self._cache.get_or(("quote", raw, collateral), lambda: self._prepare(parse_quote(raw), collateral))
+        q = p.quote
+
+        not_yet_valid: list[str] = []
+        expiries = [check_windows(p.pck.chain.windows, now, not_yet_valid),
+                    check_windows(p.coll.windows, now, not_yet_valid)]
+
+        # 7. Quote signature by the attestation key over header and body.
+        verify_raw_signature(p.attestation_key, q.signature_data.signature, q.signed_data, "quote",
+                             check=Check.QUOTE_SIGNATURE)
+        if isinstance(p.tcb, EaaError):  # step 8 failed: reported after the signature, as the steps are ordered
+            raise _fresh(p.tcb)
+        tcb, tcb_info, ext = p.tcb, p.coll.tcb_info, p.pck.ext
+
+        # 9. Collateral time: expiry is flagged as Intel's QvE does (QVL never checks issue dates); in
+        #    strict mode expired or not-yet-valid collateral is an error.
+        earliest = min(expiries)
+        expired = earliest <= now
+        if expired and strict:
+            raise CollateralExpired(f"collateral expired at {earliest:%Y-%m-%dT%H:%M:%SZ}",
+                                    check=Check.COLLATERAL_EXPIRED)
+        if not_yet_valid and strict:
+            raise CollateralExpired(f"collateral not yet valid: {not_yet_valid[0]}",
+                                    check=Check.COLLATERAL_NOT_YET_VALID)
+        anchor = p.pck.chain.anchor
+        return VerificationResult(
+            tee=q.tee,
+            status=REVOKED if p.pck_revoked else tcb.status,
+            advisory_ids=tcb.advisory_ids,
+            measurements=p.measurements,
+            report_data=q.body.report_data,
+            fmspc=ext.fmspc.hex(),
+            tcb_date=tcb.tcb_date,
+            collateral_expired=expired,
+            simulated=anchor.simulated or anchor.names_simulation,
+            debug=q.body.debug,
+            earliest_expiration=earliest,
+            details={
+                "quote_version": q.header.version,
+                "body_type": q.body_type,
+                "qe_status": p.qe_level.status,
+                "qe_isvsvn": q.signature_data.qe.qe_report.isv_svn,
+                "pce_svn": ext.pce_svn,
+                "tcb_evaluation_data_number": tcb_info.tcb_evaluation_data_number,
+                "root": anchor.name,
+                **({"not_yet_valid": not_yet_valid} if not_yet_valid else {}),
+            },
+        )
+
+    def _prepare(self, q: Quote, collateral: Collateral) -> _Prepared:
         memo = ChainMemo()
 
         # 0. Quote header: Intel QE, ECDSA P-256 (the parser already checked version and key type).
@@ -245,9 +302,6 @@ class QuoteVerifier:
         if coll.anchor is not anchor:
             raise CertificateChainError("collateral and PCK certificate chain lead to different roots",
                                         check=Check.SAME_ROOT)
-        not_yet_valid: list[str] = []
-        expiries = [check_windows(pck.chain.windows, now, not_yet_valid),
-                    check_windows(coll.windows, now, not_yet_valid)]
         pck_revoked = False
         if self.check_crl:
             assert coll.root_crl is not None and coll.pck_crl is not None
@@ -280,57 +334,50 @@ class QuoteVerifier:
                                     check=Check.QE_IDENTITY_ID)
         qe_level = check_qe_identity(qe.qe_report, qe_identity)
 
-        # 7. Quote signature by the attestation key over header and body.
+        # 7. (every call) The attestation key the quote signature is checked with.
         att_key = public_key_from_raw(q.signature_data.attestation_key, "attestation key", check=Check.ATTESTATION_KEY)
-        verify_raw_signature(att_key, q.signature_data.signature, q.signed_data, "quote", check=Check.QUOTE_SIGNATURE)
 
         # 8. Platform TCB: FMSPC, PCE-ID, TEE type, then TCB level, TDX module, relaunch; merged with the QE.
-        tcb_info = coll.tcb_info
-        ext = pck.ext
-        if ext.fmspc != tcb_info.fmspc:
-            raise IdentityMismatch(f"PCK FMSPC {ext.fmspc.hex()} does not match TCB info FMSPC {tcb_info.fmspc.hex()}",
-                                   check=Check.FMSPC)
-        if ext.pce_id != tcb_info.pce_id:
-            raise IdentityMismatch("PCK PCE-ID does not match the TCB info", check=Check.PCE_ID)
-        want_tcb = "TDX" if q.is_tdx else "SGX"
-        if tcb_info.id != want_tcb:
-            raise CollateralInvalid(f"TCB info is for {tcb_info.id}, the quote is {want_tcb}", check=Check.TCB_INFO_TEE)
-        tcb = evaluate_tcb(tcb_info, ext, q.body, qe_level)
-        status = REVOKED if pck_revoked else tcb.status
+        #    A failure here is kept and reported after the quote signature, in step order.
+        try:
+            tcb: StatusWithAdvisory | EaaError = _platform_tcb(q, pck.ext, coll.tcb_info, qe_level)
+        except EaaError as e:
+            tcb = e
+        return _Prepared(q, pck, coll, pck_revoked, qe_level, att_key, tcb, MappingProxyType(_measurements(q.body)))
 
-        # 9. Collateral time: expiry is flagged as Intel's QvE does (QVL never checks issue dates); in
-        #    strict mode expired or not-yet-valid collateral is an error.
-        earliest = min(expiries)
-        expired = earliest <= now
-        if expired and strict:
-            raise CollateralExpired(f"collateral expired at {earliest:%Y-%m-%dT%H:%M:%SZ}",
-                                    check=Check.COLLATERAL_EXPIRED)
-        if not_yet_valid and strict:
-            raise CollateralExpired(f"collateral not yet valid: {not_yet_valid[0]}",
-                                    check=Check.COLLATERAL_NOT_YET_VALID)
-        return VerificationResult(
-            tee=q.tee,
-            status=status,
-            advisory_ids=tcb.advisory_ids,
-            measurements=_measurements(q.body),
-            report_data=q.body.report_data,
-            fmspc=ext.fmspc.hex(),
-            tcb_date=tcb.tcb_date,
-            collateral_expired=expired,
-            simulated=anchor.simulated or anchor.names_simulation,
-            debug=q.body.debug,
-            earliest_expiration=earliest,
-            details={
-                "quote_version": q.header.version,
-                "body_type": q.body_type,
-                "qe_status": qe_level.status,
-                "qe_isvsvn": qe.qe_report.isv_svn,
-                "pce_svn": ext.pce_svn,
-                "tcb_evaluation_data_number": tcb_info.tcb_evaluation_data_number,
-                "root": anchor.name,
-                **({"not_yet_valid": not_yet_valid} if not_yet_valid else {}),
-            },
-        )
+
+def _fresh(e: EaaError) -> EaaError:
+    """A new exception object equal to a cached one (one raised object must not be shared by threads)."""
+    copy = e.__class__.__new__(e.__class__)
+    copy.__dict__.update(e.__dict__)
+    copy.args = e.args
+    return copy
+
+
+def _platform_tcb(q: Quote, ext: PckExtensions, tcb_info: TcbInfo, qe_level: EnclaveTcbLevel) -> StatusWithAdvisory:
+    if ext.fmspc != tcb_info.fmspc:
+        raise IdentityMismatch(f"PCK FMSPC {ext.fmspc.hex()} does not match TCB info FMSPC {tcb_info.fmspc.hex()}",
+                               check=Check.FMSPC)
+    if ext.pce_id != tcb_info.pce_id:
+        raise IdentityMismatch("PCK PCE-ID does not match the TCB info", check=Check.PCE_ID)
+    want_tcb = "TDX" if q.is_tdx else "SGX"
+    if tcb_info.id != want_tcb:
+        raise CollateralInvalid(f"TCB info is for {tcb_info.id}, the quote is {want_tcb}", check=Check.TCB_INFO_TEE)
+    return evaluate_tcb(tcb_info, ext, q.body, qe_level)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything about one (quote, collateral) pair that does not depend on the time."""
+
+    quote: Quote
+    pck: _PckRecord
+    coll: _CollateralRecord
+    pck_revoked: bool
+    qe_level: EnclaveTcbLevel
+    attestation_key: ec.EllipticCurvePublicKey
+    tcb: StatusWithAdvisory | EaaError  # step 8's outcome
+    measurements: Mapping[str, Any]
 
 
 def _same_issuer(coll: _CollateralRecord, pck: _PckRecord) -> bool:

@@ -26,7 +26,8 @@ ALL_STATUSES = (
 
 
 def _freeze(m: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(m))
+    """A read-only copy; a read-only view is kept as it is (the verifier shares one per prepared quote)."""
+    return m if isinstance(m, MappingProxyType) else MappingProxyType(dict(m))
 
 
 @dataclass(frozen=True)
