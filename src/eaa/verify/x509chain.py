@@ -137,7 +137,7 @@ def typed_certificate_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except EaaError:
             raise
-        except (*PARSE_ERRORS, UnsupportedAlgorithm) as e:
+        except (*NAME_ERRORS, UnsupportedAlgorithm) as e:  # a name compared or printed fails with TypeError
             raise FormatError(f"a certificate or CRL cannot be read ({e})", field="certificate") from None
 
     return wrapper
