@@ -105,13 +105,17 @@ class PeerVerifier:
         sim_dir: Any = None,
         cache_size: int = 256,
         cache_ttl: float = 600.0,
+        verifier_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.named_verifier = verifier.name if verifier is not None and not isinstance(verifier, str) else verifier
         self._given = verifier if verifier is not None and not isinstance(verifier, str) else None
         if isinstance(verifier, str) and verifier:
             verifiers.get(verifier)  # unknown names fail now, not at the first handshake
         self.policy = policy
-        self._options = dict(trust_anchors=trust_anchors, trust_simulation=trust_simulation,
+        # Options for verifiers of one kind only (e.g. sev_snp's product and KDS URL) go with the common ones;
+        # every factory ignores what it does not know.
+        self._options = dict(verifier_options or {})
+        self._options.update(trust_anchors=trust_anchors, trust_simulation=trust_simulation,
                              collateral_source=collateral, check_crl=check_crl, sim_dir=sim_dir, strict=strict)
         self._at = _utc(at) if at is not None else None
         self._clock = clock
@@ -264,4 +268,5 @@ def make_peer_verifier(config: Any) -> PeerVerifier:
         verifier=config.verifier or None, policy=config.policy, trust_anchors=config.trust_anchors,
         trust_simulation=config.trust_simulation, collateral=config.collateral, at=config.at, clock=config.clock,
         check_crl=config.check_crl, strict=config.strict, sim_dir=config.sim_dir,
-        cache_size=config.verify_cache_size, cache_ttl=config.verify_cache_ttl)
+        cache_size=config.verify_cache_size, cache_ttl=config.verify_cache_ttl,
+        verifier_options=config.verifier_options)
