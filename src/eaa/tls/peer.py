@@ -37,12 +37,17 @@ from ..verify.result import VerificationResult
 from ..verify.trust import TrustAnchor
 from . import cert as certs
 from .claims import decode_claims
-from .dice import OID_ENDORSEMENT_MANIFEST, OID_TAGGED_EVIDENCE, decode_endorsements, decode_evidence
+from .dice import (
+    OID_ENDORSEMENT_MANIFEST,
+    OID_TAGGED_EVIDENCE,
+    check_verifiable,
+    decode_endorsements,
+    decode_evidence,
+)
 from .errors import (
     CriticalExtension,
     EvidenceTypeMismatch,
     MissingEvidence,
-    UnsupportedEvidenceType,
 )
 from .peercert import PeerCertificate, parse_certificate
 from .policy import PolicyLike, apply_policy
@@ -227,8 +232,6 @@ class PeerVerifier:
             ext, evidence_type = legacy[0]
             if ext.critical:
                 raise CriticalExtension(f"the evidence extension {ext.oid} is marked critical")
-            if evidence_type in ("sev", "csv"):
-                raise UnsupportedEvidenceType(f"{evidence_type} evidence is not supported")
             evidence = ext.value
             # RSA: SHA256 of the PKCS#1 RSAPublicKey (enclave-tls 0.6); EC (its 0.6.4 ECC mode): of the SPKI
             is_rsa = isinstance(cert.public_key(), rsa.RSAPublicKey)
@@ -236,6 +239,7 @@ class PeerVerifier:
             cert_format = certs.LEGACY
 
         name = self.named_verifier or verifier_for_evidence(evidence_type)
+        check_verifiable(evidence_type, name)
         verifier = self.verifier(name)
         if name != "nullverifier" and evidence_type not in verifier.evidence_types:
             raise EvidenceTypeMismatch(f"verifier {name} does not verify {evidence_type} evidence")
