@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 from test_pccs_support import fake_upstream, make_service, running
-from test_snp_support import NOW, PSS, VekSpec, build_report, der, make_pki, pem
+from test_snp_support import NOW, PSS, der
+from test_snp_verifier import pki, signed  # noqa: F401  (the generated Milan PKI and a report it signs)
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from eaa.collateral.kds import KdsClient
 from eaa.errors import CertificateChainError, CollateralMissing, InvalidSignature
@@ -25,7 +25,7 @@ from eaa.verify.snp import SnpCollateral
 AT = NOW
 
 
-def _crl(pki, revoked=(), signer=None) -> bytes:  # type: ignore[no-untyped-def]
+def _crl(pki, revoked=(), signer=None) -> bytes:  # type: ignore[no-untyped-def]  # noqa: F811
     b = (x509.CertificateRevocationListBuilder().issuer_name(pki.ark.subject)
          .last_update(AT - dt.timedelta(days=1)).next_update(AT + dt.timedelta(days=30)))
     for serial in revoked:
@@ -34,26 +34,14 @@ def _crl(pki, revoked=(), signer=None) -> bytes:  # type: ignore[no-untyped-def]
     return b.sign(signer or pki.ark_key, hashes.SHA384(), rsa_padding=PSS).public_bytes(serialization.Encoding.DER)
 
 
-@pytest.fixture(scope="module")
-def pki():  # type: ignore[no-untyped-def]
-    return make_pki("Milan")
-
-
-@pytest.fixture(scope="module")
-def signed(pki):  # type: ignore[no-untyped-def]
-    key = ec.generate_private_key(ec.SECP384R1())
-    cert, _ = pki.vek(VekSpec(key=key))
-    return cert, build_report(key, version=4)
-
-
 def _verify(report: bytes, **kw):  # type: ignore[no-untyped-def]
     kw.setdefault("kds", False)
     v = verifiers.select("sev_snp", **kw)
     return v.verify_evidence(report, evidence_type="sev_snp", report_data_hash=None, collateral=None, at=AT)
 
 
-def test_a_crl_is_required_by_default_and_the_opt_out_is_recorded(pki, signed) -> None:  # type: ignore[no-untyped-def]
-    cert, report = signed
+def test_a_crl_is_required_by_default_and_the_opt_out_is_recorded(pki, signed) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    cert, _, report = signed
     source = SnpCollateral.of(vek=cert, chain=pki.chain)
     with pytest.raises(CollateralMissing, match="no CRL of ARK-Milan.*--no-crl"):
         _verify(report, amd_anchors=[pki.ark], collateral_source=source)
@@ -62,7 +50,7 @@ def test_a_crl_is_required_by_default_and_the_opt_out_is_recorded(pki, signed) -
 
 
 def test_given_crl(pki, signed) -> None:  # type: ignore[no-untyped-def]
-    cert, report = signed
+    cert, _, report = signed
     ok = _verify(report, amd_anchors=[pki.ark], collateral_source=SnpCollateral.of(cert, pki.chain, _crl(pki, [7])))
     assert ok.details["revocation"].startswith("checked: the ASK is not on the CRL of ARK-Milan")
     with pytest.raises(CertificateChainError, match="revoked"):
@@ -75,7 +63,7 @@ def test_given_crl(pki, signed) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_crl_files(pki, signed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    cert, report = signed
+    cert, _, report = signed
     d = tmp_path / "amd"
     d.mkdir()
     (d / "vcek.der").write_bytes(der(cert))
@@ -104,7 +92,7 @@ def _kds_transport(pki, crl: bytes, hits: list[str]) -> httpx.MockTransport:  # 
 
 
 def test_crl_from_the_kds(pki, signed) -> None:  # type: ignore[no-untyped-def]
-    cert, report = signed
+    cert, _, report = signed
     source = SnpCollateral.of(vek=cert, chain=pki.chain)
     hits: list[str] = []
     kds = KdsClient("https://kds.test", retries=0, trusted_arks=[pki.ark],
@@ -120,7 +108,7 @@ def test_crl_from_the_kds(pki, signed) -> None:  # type: ignore[no-untyped-def]
 def test_crl_from_eaa_pccs_through_the_pccs_setting(pki, signed, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """EAA_PCCS_URL names eaa-pccs for Intel data; the sev_snp verifier asks it for AMD's CRL on the KDS paths."""
-    cert, report = signed
+    cert, _, report = signed
     source = SnpCollateral.of(vek=cert, chain=pki.chain)
     revoking = _crl(pki, [pki.ask.serial_number])
     routes = {"/vcek/v1/Milan/crl": lambda q: (200, revoking, {}),

@@ -22,7 +22,9 @@ _HEX_FIELDS = {"mrenclave": 32, "mrsigner": 32, "mrtd": 48, "rtmr0": 48, "rtmr1"
 MAX_POLICY_FILE = 1 << 20
 
 
-def _hex_list(name: str, value: Any) -> tuple[str, ...]:
+def _hex_list(name: str, value: Any, size: int | None = None) -> tuple[str, ...]:
+    """Lower-case hex values of ``size`` bytes (default: the reference value's own size)."""
+    size = _HEX_FIELDS[name] if size is None else size
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise ConfigError(f"reference value {name} must be a hex string or a list of them")
@@ -33,8 +35,8 @@ def _hex_list(name: str, value: Any) -> tuple[str, ...]:
             raw = bytes.fromhex(v)
         except ValueError:
             raise ConfigError(f"reference value {name} is not hex: {v!r}") from None
-        if len(raw) != _HEX_FIELDS[name]:
-            raise ConfigError(f"reference value {name} must be {_HEX_FIELDS[name]} bytes, got {len(raw)}")
+        if len(raw) != size:
+            raise ConfigError(f"reference value {name} must be {size} bytes, got {len(raw)}")
         out.append(v)
     return tuple(out)
 
@@ -283,19 +285,8 @@ def _flags(name: str, value: Any, known: Mapping[str, int], extra: tuple[str, ..
 
 
 def _digests(name: str, value: Any) -> tuple[str, ...]:
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise ConfigError(f"snp.{name} must be a list of hex SHA-384 digests")
-    out = []
-    for v in values:
-        v = v.lower().removeprefix("0x")
-        try:
-            if len(bytes.fromhex(v)) != 48:
-                raise ValueError
-        except ValueError:
-            raise ConfigError(f"snp.{name} entries must be 48-byte hex digests") from None
-        out.append(v)
-    return tuple(out)
+    """SHA-384 key digests (ID_KEY_DIGEST / AUTHOR_KEY_DIGEST form)."""
+    return _hex_list(f"snp.{name}", value, 48)
 
 
 def _version(value: Any) -> tuple[int, int] | None:

@@ -64,7 +64,7 @@ from ..formats.snp_vek import (
 from ..verify.trust import TrustAnchor
 from . import der
 from .measure import tdx_measure
-from .platform import PlatformExists, default_sim_dir, write_state
+from .platform import PlatformExists, default_sim_dir, read_state, write_state
 
 SUBDIR = "snp"
 FORMAT_VERSION = 1
@@ -83,7 +83,6 @@ PRODUCT_NAMES = {"Milan": "Milan-B0", "Genoa": "Genoa-B0", "Turin": "Turin"}
 DEFAULT_TCB = {"bl": 4, "tee": 0, "snp": 22, "ucode": 213, "fmc": 1}
 DEFAULT_POLICY = POLICY_RESERVED_ONE | POLICY_SMT
 _NAMES = ("ark", "ask", "vcek")
-_MAX_FILE = 1 << 20
 
 
 def _name(cn: str, platform_id: str) -> x509.Name:
@@ -249,19 +248,8 @@ class SimSnpPlatform:
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> "SimSnpPlatform":
         d = Path(directory)
-        files = {}
-        for name in (PLATFORM_FILE, "crl.der", *(f"{n}.key" for n in _NAMES), *(f"{n}.pem" for n in _NAMES)):
-            p = d / name
-            try:
-                if p.stat().st_size > _MAX_FILE:
-                    raise FormatError(f"{p} is too large for a simulated platform file")
-                files[name] = p.read_bytes()
-            except FileNotFoundError:
-                raise ConfigError(f"the simulated SEV-SNP platform in {d} is incomplete ({name} is missing); "
-                                  "regenerate it with 'eaa sim init --force'") from None
-            except OSError as e:
-                raise ConfigError(f"cannot read {p}: {e.strerror}") from None
-        return cls(d, files)
+        names = (PLATFORM_FILE, "crl.der", *(f"{n}.key" for n in _NAMES), *(f"{n}.pem" for n in _NAMES))
+        return cls(d, read_state(d, names, "simulated SEV-SNP platform"))
 
     # ---- trust and collateral ----
     @property

@@ -3,7 +3,7 @@
 Read :func:`verify_snp_report` top to bottom: each numbered step is one check with its own typed
 error (shared/docs/tee-interfaces.md §2; the same checks as go-sev-guest ``verify/`` and trustee):
 
-1. the report parses (version 2/3/5, reserved bytes zero, policy bit 17 set, ECDSA P-384);
+1. the report parses (version 2 to 5, reserved bytes zero, policy bit 17 set, ECDSA P-384);
 2. it was requested by the guest (VMPL 0-3) and is signed at all (SIGNER_INFO signing key not "none");
 3. the VEK certificate is the kind SIGNER_INFO names (VCEK or VLEK) and holds a P-384 key;
 4. the chain: the ARK is trusted (one of AMD's pinned ARKs, or a caller-given anchor) and self-signed,
@@ -21,9 +21,9 @@ error (shared/docs/tee-interfaces.md §2; the same checks as go-sev-guest ``veri
 Status semantics. Unlike Intel, AMD publishes no signed TCB status for SNP: the KDS only issues VEKs
 (and revokes ASKs through its CRL). So ``UpToDate`` here means exactly "genuine AMD hardware signed this
 report with a key AMD issued for the report's REPORTED_TCB, and nothing in the chain is revoked or
-inconsistent". It says nothing about whether that TCB is the newest: a caller that needs minimum
-firmware levels must compare ``measurements["reported_tcb_spl"]`` with its own values (the reference-value
-policy of :mod:`eaa.policy` does not do that yet).
+inconsistent". It says nothing about whether that TCB is the newest or consistent with CURRENT/COMMITTED_TCB:
+those are go-sev-guest's ``validate`` checks, which :class:`eaa.policy.SnpPolicy` (``[policy.snp]``)
+applies to the result.
 
 Revocation. AMD revokes ASKs/ASVKs through a CRL signed by the ARK (the KDS ``crl`` of each product).
 :func:`verify_snp_report` checks one when given and, with ``require_crl``, fails without one; the
