@@ -111,8 +111,10 @@ def test_crl_from_eaa_pccs_through_the_pccs_setting(pki, signed, tmp_path: Path,
     cert, _, report = signed
     source = SnpCollateral.of(vek=cert, chain=pki.chain)
     revoking = _crl(pki, [pki.ask.serial_number])
-    routes = {"/vcek/v1/Milan/crl": lambda q: (200, revoking, {}),
-              "/vcek/v1/Milan/cert_chain": lambda q: (200, pki.chain, {})}
+    crls = [revoking]
+    routes = {"/vcek/v1/Milan/crl": lambda q: (200, crls[0], {}),
+              "/vcek/v1/Milan/cert_chain": lambda q: (200, pki.chain, {}),
+              f"/vcek/v1/Milan/{bytes(range(64)).hex()}": lambda q: (200, der(cert), {})}
     with fake_upstream(routes) as amd:
         svc = make_service(str(tmp_path / "pccs.sqlite3"), mode=Mode.LAZY, kds_url=amd.url, trusted_arks=[pki.ark])
         with running(svc) as srv:
@@ -122,6 +124,15 @@ def test_crl_from_eaa_pccs_through_the_pccs_setting(pki, signed, tmp_path: Path,
             with pytest.raises(CertificateChainError, match="revoked"):
                 _verify(report, amd_anchors=[pki.ark], collateral_source=source, kds=None)
             assert amd.hits["/vcek/v1/Milan/crl"] == 1  # eaa-pccs fetched it from "AMD" and cached it
+    # Nothing on disk at all: the VCEK, the chain and the CRL all come through eaa-pccs.
+    crls[0] = _crl(pki, [12345])
+    with fake_upstream(routes) as amd:
+        svc = make_service(str(tmp_path / "pccs2.sqlite3"), mode=Mode.LAZY, kds_url=amd.url, trusted_arks=[pki.ark])
+        with running(svc) as srv:
+            monkeypatch.setenv("EAA_PCCS_URL", f"{srv.url}/sgx/certification/v4/")
+            res = _verify(report, amd_anchors=[pki.ark], kds=None)
+            assert res.status == "UpToDate" and res.details["revocation"].startswith("checked")
+            assert res.details["collateral_source"] == f"AMD KDS {srv.url} (VCEK, cert_chain, crl)"
 
 
 def test_crl_of_the_simulated_platform(tmp_path: Path) -> None:

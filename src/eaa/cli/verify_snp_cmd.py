@@ -18,7 +18,7 @@ from ..errors import CollateralMissing, ConfigError, FormatError
 from ..formats.snp_report import REPORT_SIZE
 from ..verify.result import VerificationResult
 from ..verify.trust import anchor_from_pem
-from .common import parse_time, result_lines
+from .common import SIMULATION_WARNING, parse_time, result_lines
 
 MAX_FILE = 1 << 20
 
@@ -70,6 +70,9 @@ def render_text(result: VerificationResult) -> str:
              f"{result.details.get('product', '?')}), status {result.status}"]
     lines += result_lines(result, ("measurement", "host_data", "policy", "vmpl", "guest_svn", "reported_tcb"),
                           "the guest policy allows debugging: its memory is not confidential.")
+    lines.append(f"REVOCATION: {result.details.get('revocation')}")
+    if result.simulated:
+        lines.append(SIMULATION_WARNING)
     return "\n".join(lines)
 
 
