@@ -150,11 +150,10 @@ class Policy:
     def with_reference(self, reference: ReferenceValues) -> "Policy":
         merged = dict(self.reference.values)
         merged.update(reference.values)
-        return replace(self, reference=ReferenceValues(merged,
-                                      reference.isv_prod_id if reference.isv_prod_id is not None
-                                      else self.reference.isv_prod_id,
-                                                       reference.min_isv_svn if reference.min_isv_svn is not None
-                                                       else self.reference.min_isv_svn))
+        return replace(self, reference=ReferenceValues(
+            merged,
+            reference.isv_prod_id if reference.isv_prod_id is not None else self.reference.isv_prod_id,
+            reference.min_isv_svn if reference.min_isv_svn is not None else self.reference.min_isv_svn))
 
     def violations(self, result: VerificationResult) -> list[str]:
         out = []
