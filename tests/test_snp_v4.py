@@ -69,3 +69,18 @@ def test_v4_through_eaa_verify_snp(sim: SimSnpPlatform, v4: bytes, tmp_path: Pat
     assert "REVOCATION: checked" in out and "simulated evidence" in out
     assert main([*base, "--crl", str(tmp_path / "crl.der")]) == 4  # the simulated ARK is not trusted by default
     assert "simulated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("product", "version"), [("Genoa", 3), ("Turin", 5), ("Milan", 2)])
+def test_other_products_and_versions(tmp_path: Path, product: str, version: int) -> None:
+    """The simulated platform as each product line: Turin's TCB layout and 8-byte hwID, v2 without CPUID
+    (the product then comes from the VCEK, and a KDS fetch would default to Milan)."""
+    sim = init_snp_platform(tmp_path / "sim", product=product, report_version=version, now=T0)
+    report = sim.report(b"\x05" * 64, sim.guest(measurement=b"\x50" * 48))
+    res = verify_snp_report(report, vek=sim.vcek, chain=sim.chain_pem, at=AT, trust_anchors=[sim.anchor()],
+                            crl=sim.crl, require_crl=True)
+    assert res.details["product"] == product and res.details["report_version"] == version
+    assert res.details["product_source"] == ("report CPUID" if version >= 3 else "VEK certificate")
+    assert ("fmc" in res.measurements["reported_tcb_spl"]) is (product == "Turin")
+    if version == 5:
+        assert res.measurements["launch_mit_vector"] == 0
