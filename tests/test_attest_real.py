@@ -610,6 +610,8 @@ class FakeSevGuest:
         self.requests: list[tuple[bytes, int]] = []
 
     def __call__(self, fd: int, request: int, arg: Any) -> int:
+        if request == sev_guest.SNP_GET_EXT_REPORT:  # a kernel without it (tests/test_snp_ext_report.py has one)
+            raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
         assert request == sev_guest.SNP_GET_REPORT and isinstance(arg, SnpGuestRequestIoctl)
         assert arg.msg_version == 1
         req = SnpReportReq.from_buffer_copy(ctypes.string_at(arg.req_data, ctypes.sizeof(SnpReportReq)))

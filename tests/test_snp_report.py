@@ -173,7 +173,7 @@ def _set(d: bytearray, off: int, value: int, size: int) -> bytes:
     return bytes(d)
 
 
-@pytest.mark.parametrize("version", [2, 3, 5])
+@pytest.mark.parametrize("version", [2, 3, 4, 5])
 def test_generated_versions_parse(version: int) -> None:
     r = SnpReport.parse(bytes(_report(version=version, mit=(7, 8))))
     assert r.version == version
@@ -181,7 +181,7 @@ def test_generated_versions_parse(version: int) -> None:
     assert r.product == (None if version == 2 else MILAN)
 
 
-@pytest.mark.parametrize("version", [0, 1, 4, 6, 0x02000000])
+@pytest.mark.parametrize("version", [0, 1, 6, 0x02000000])
 def test_other_versions_are_rejected(version: int) -> None:
     with pytest.raises(FormatError, match="version"):
         SnpReport.parse(_set(_report(), 0, version, 4))
@@ -190,6 +190,7 @@ def test_other_versions_are_rejected(version: int) -> None:
 @pytest.mark.parametrize(("version", "offset", "ok"), [
     (2, 0x188, False), (3, 0x188, True), (3, 0x18A, True), (3, 0x18B, False), (5, 0x18B, False),
     (3, 0x19F, False), (2, 0x04C, False), (3, 0x1EB, False), (3, 0x1EF, False),
+    (4, 0x188, True), (4, 0x18B, False), (4, 0x1F8, False), (4, 0x29F, False),
     (3, 0x1F8, False), (5, 0x1F8, True), (5, 0x207, True), (5, 0x208, False), (3, 0x29F, False),
     (3, 0x2A0 + 48, False), (3, 0x2E8 + 71, False), (3, 0x330, False), (3, 0x49F, False),
 ])

@@ -32,7 +32,9 @@ AT = NOW
 
 
 def _select(**kw):  # type: ignore[no-untyped-def]
+    """No network, and (unless a test is about it) no revocation: tests/test_snp_revocation.py covers CRLs."""
     kw.setdefault("kds", False)
+    kw.setdefault("check_crl", False)
     return verifiers.select("sev_snp", **kw)
 
 
@@ -67,10 +69,11 @@ def test_registered_with_its_priority_and_ignores_other_options(pki, signed) -> 
     assert entry.priority == 42
     cert, _, report = signed
     v = _select(amd_anchors=[pki.ark], collateral_source=SnpCollateral.of(vek=der(cert), chain=pki.chain),
-                trust_simulation=True, check_crl=True, sim_dir="/nowhere", something_else=1)
+                strict=False, something_else=1)
     assert isinstance(v, SevSnpVerifier) and v.evidence_types == ("sev_snp",)
     res = _verify(v, report, rd_hash=b"\xab" * 32)
     assert res.status == "UpToDate" and res.details["collateral_source"] == "explicit"
+    assert res.details["revocation"].startswith("not checked: disabled")
     with pytest.raises(ReportDataMismatch):
         _verify(v, report, rd_hash=b"\xac" * 32)
     with pytest.raises(FormatError):
@@ -191,16 +194,20 @@ def _virtee_kds(hits: list[str]) -> KdsClient:
 
 
 def test_kds_fetches_the_vcek_and_chain() -> None:
-    report = read_report("snp-virtee-sev", "report_milan.hex")  # v2: the product must be named
+    report = read_report("snp-virtee-sev", "report_milan.hex")  # v2: go-sev-guest's default product, Milan
     hits: list[str] = []
     kds = _virtee_kds(hits)
-    with pytest.raises(CollateralMissing, match="name the product"):
-        _verify(_select(kds=kds), report)
-    res = _verify(_select(kds=kds, product="Milan"), report)
+    res = _verify(_select(kds=kds), report)
     assert res.status == "UpToDate" and "AMD KDS https://kds.test (VCEK, cert_chain)" in res.details["collateral_source"]
+    assert res.details["product"] == "Milan"
     assert len(hits) == 2
+    with pytest.raises(CollateralMissing):  # named Genoa: the KDS has no Genoa VCEK for it
+        _verify(_select(kds=kds, product="Genoa"), report)
+    res = _verify(_select(kds=kds, product="Milan"), report)
+    assert res.details["product_source"] == "given"
+    hits.clear()
     _verify(_select(collateral_source=kds, product="Milan", kds=None), report)  # a client as the source; cached
-    assert len(hits) == 2
+    assert hits == []
 
 
 def test_kds_completes_a_partial_cert_table() -> None:

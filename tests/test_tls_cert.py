@@ -282,8 +282,8 @@ def test_certificate_times_are_checked():
 # ---------------- registries ----------------
 def test_registries_have_the_original_names_and_priorities():
     pri = {e.name: e.priority for e in verifiers.ordered()}
-    assert pri == {"nullverifier": 0, "sgx_la": 15, "tdx_ecdsa": 42, "sev_snp": 42, "sgx_ecdsa": 52,
-                   "sgx_ecdsa_qve": 53}
+    assert pri == {"nullverifier": 0, "sgx_la": 15, "csv": 20, "sev": 35, "tdx_ecdsa": 42, "sev_snp": 42,
+                   "sgx_ecdsa": 52, "sgx_ecdsa_qve": 53}
     assert verifiers.names()[:2] == ["sgx_ecdsa_qve", "sgx_ecdsa"]
     assert {e.name: (e.priority, e.auto) for e in tls_wrappers.ordered()} == {"openssl": (25, True),
                                                                               "nulltls": (0, False)}

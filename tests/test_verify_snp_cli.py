@@ -18,8 +18,9 @@ def _args(**over: str) -> list[str]:
     a = {"report": str(d / "attestation.bin"), "--vek": str(d / "vcek.testcer"),
          "--chain": str(d / "ask_ark_milan.pem")}
     a.update(over)
+    crl = [] if "--crl" in a or "--kds-url" in a else ["--no-crl"]  # the real chain's CRL is not among the vectors
     return ["verify-snp", a.pop("report"), *[x for k, v in a.items() for x in (k, v)], "--at", AT, "--product",
-            "Milan"]
+            "Milan", *crl]
 
 
 def test_verifies_a_real_report(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,6 +28,17 @@ def test_verifies_a_real_report(capsys: pytest.CaptureFixture[str]) -> None:
     r = json.loads(capsys.readouterr().out)
     assert r["tee"] == "sev-snp" and r["status"] == "UpToDate"
     assert r["measurements"]["measurement"].startswith("b07af962")
+    assert r["details"]["revocation"] == "not checked: disabled (--no-crl)"
+
+
+def test_revocation_is_checked_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --crl or --no-crl the CRL is fetched; a KDS that cannot be reached fails the verification."""
+    from _procs import free_port
+
+    assert main(_args(**{"--kds-url": f"http://127.0.0.1:{free_port()}"})) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert main(_args() + ["--crl", "x.der"]) == 2  # --crl and --no-crl together
 
 
 def test_hex_report_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

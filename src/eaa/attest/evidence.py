@@ -17,6 +17,22 @@ SEV_SNP = "sev_snp"
 SGX_LA = "sgx_la"
 NULL = "nullattester"
 
+# Evidence types eaa parses (a peer is accepted under a named nullverifier, with its claims, as rats-tls
+# accepts it) but cannot verify, and why. rats-tls names: "sev", "csv"; 60001 has no rats-tls type.
+SEV = "sev"
+CSV = "csv"
+TEE_REPORT = "tee_report"
+UNVERIFIABLE = {
+    SEV: "SEV(-ES) evidence cannot be verified: its attestation report has no user data, so it cannot bind "
+         "the TLS key or a nonce (rats-tls's sev verifier skips that check); name nullverifier to accept the "
+         "peer's claims unverified",
+    CSV: "Hygon CSV evidence cannot be verified here: its SM2-signed report and Hygon's HRK/HSK/CEK/PEK chain "
+         "are not implemented; name nullverifier to accept the peer's claims unverified",
+    TEE_REPORT: "an Intel TEE report (TDX report or SGX report type 2) is not signed by a quoting enclave and "
+                "can only be checked on the platform that made it (rats-tls refuses it too); name nullverifier "
+                "to accept the peer's claims unverified",
+}
+
 
 @dataclass(frozen=True)
 class Evidence:

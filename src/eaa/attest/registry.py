@@ -22,6 +22,11 @@ def _register_optional() -> None:
         from ..sim import attesters as _sim  # noqa: F401  (registers sim_sgx_ecdsa, sim_tdx_ecdsa)
     except ImportError:
         pass
+    try:
+        from ..sim.snp_attester import sim_sev_snp_factory
+    except ImportError:
+        return
+    attesters.register("sim_sev_snp", 42, sim_sev_snp_factory, auto=False)
 
 
 _register_optional()

@@ -3,7 +3,13 @@
 ``SNP_GET_REPORT`` sends MSG_REPORT_REQ to the AMD secure processor over the encrypted guest
 channel (Linux ``include/uapi/linux/sev-guest.h``; shared/docs/tee-interfaces.md §1d). The
 response buffer is MSG_REPORT_RSP: a 32-byte header (status, report size) and the 1184-byte
-ATTESTATION_REPORT. This path gets no certificate table (that needs SNP_GET_EXT_REPORT).
+ATTESTATION_REPORT.
+
+``SNP_GET_EXT_REPORT`` asks the same and also has the hypervisor copy its certificate table (VCEK or
+VLEK, ASK, ARK; the layout of :mod:`eaa.attest.snp_certs`) into a guest buffer. The buffer is whole
+pages; when it is too small the call fails with the VMM error INVALID_LEN and ``certs_len`` set to the
+size needed, and is repeated once with that size (go-sev-guest ``client.getExtendedReport`` does the
+same). Kernels without it answer ENOTTY/EINVAL, and the plain report is used.
 """
 
 from __future__ import annotations
@@ -21,6 +27,12 @@ from .evidence import REPORT_DATA_SIZE
 
 DEVICE = "/dev/sev-guest"
 SNP_GET_REPORT = 0xC0205300  # _IOWR('S', 0x0, struct snp_guest_request_ioctl)
+SNP_GET_EXT_REPORT = 0xC0205302  # _IOWR('S', 0x2, struct snp_guest_request_ioctl)
+PAGE_SIZE = 4096
+DEFAULT_CERTS_LEN = 4 * PAGE_SIZE
+MAX_CERTS_LEN = 64 * PAGE_SIZE  # the kernel's SEV_FW_BLOB_MAX_SIZE is 4 pages; leave room, but bound it
+VMM_ERR_INVALID_LEN = 1
+_UNSUPPORTED = (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP)
 MSG_VERSION = 1
 SNP_REPORT_SIZE = 0x4A0
 RESP_HEADER_SIZE = 0x20
@@ -46,7 +58,18 @@ class SnpReportResp(ctypes.Structure):
     _fields_ = [("data", ctypes.c_uint8 * 4000)]
 
 
+class SnpExtReportReq(ctypes.Structure):
+    """``struct snp_ext_report_req``: the report request, then where and how much certificate data to copy."""
+
+    _fields_ = [("data", SnpReportReq), ("certs_address", ctypes.c_uint64), ("certs_len", ctypes.c_uint32)]
+
+
 assert ctypes.sizeof(SnpGuestRequestIoctl) == 32 and ctypes.sizeof(SnpReportReq) == 96
+assert ctypes.sizeof(SnpExtReportReq) == 112
+
+
+class ExtReportUnsupported(TeeInterfaceError):
+    """The kernel has no SNP_GET_EXT_REPORT (or refuses it); SNP_GET_REPORT still works."""
 
 
 class SevGuestUnavailable(ConfigError):
@@ -69,15 +92,51 @@ class SevGuestDevice:
 
     def report(self, report_data: bytes, vmpl: int = 0) -> bytes:
         """The raw 1184-byte ATTESTATION_REPORT over ``report_data`` (64 bytes) at ``vmpl``."""
-        if len(report_data) != REPORT_DATA_SIZE:
-            raise ValueError("report data must be exactly 64 bytes")
+        req = self._report_req(report_data, vmpl)
+        resp = SnpReportResp()
         fd = open_device(self.device, os.O_RDWR)
         try:
-            req = SnpReportReq(user_data=(ctypes.c_uint8 * REPORT_DATA_SIZE).from_buffer_copy(report_data), vmpl=vmpl)
-            resp = SnpReportResp()
-            self._request(fd, req, resp)
+            self._request(fd, SNP_GET_REPORT, req, resp)
         finally:
             os.close(fd)
+        return self._report_from(resp)
+
+    def ext_report(self, report_data: bytes, vmpl: int = 0, certs_len: int = DEFAULT_CERTS_LEN) -> tuple[bytes, bytes]:
+        """SNP_GET_EXT_REPORT: the report and the hypervisor's certificate table (all zero when it has none).
+
+        Raises :class:`ExtReportUnsupported` when the kernel lacks the ioctl.
+        """
+        req = SnpExtReportReq(data=self._report_req(report_data, vmpl))
+        resp = SnpReportResp()
+        fd = open_device(self.device, os.O_RDWR)
+        try:
+            for attempt in range(2):
+                if certs_len % PAGE_SIZE or not 0 < certs_len <= MAX_CERTS_LEN:
+                    raise TeeInterfaceError(f"SNP certificate buffer of {certs_len} bytes is not 1 to "
+                                            f"{MAX_CERTS_LEN // PAGE_SIZE} whole pages")
+                certs = ctypes.create_string_buffer(certs_len)
+                req.certs_address, req.certs_len = ctypes.addressof(certs), certs_len
+                try:
+                    self._request(fd, SNP_GET_EXT_REPORT, req, resp)
+                except _InvalidLength:
+                    if attempt:
+                        raise TeeInterfaceError("SNP_GET_EXT_REPORT: the hypervisor's certificates do not fit "
+                                                "the size it asked for") from None
+                    certs_len = req.certs_len  # the kernel wrote the size needed
+                    continue
+                return self._report_from(resp), certs.raw
+        finally:
+            os.close(fd)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _report_req(report_data: bytes, vmpl: int) -> SnpReportReq:
+        if len(report_data) != REPORT_DATA_SIZE:
+            raise ValueError("report data must be exactly 64 bytes")
+        return SnpReportReq(user_data=(ctypes.c_uint8 * REPORT_DATA_SIZE).from_buffer_copy(report_data), vmpl=vmpl)
+
+    @staticmethod
+    def _report_from(resp: SnpReportResp) -> bytes:
         raw = bytes(resp.data)
         status = int.from_bytes(raw[0:4], "little")
         size = int.from_bytes(raw[4:8], "little")
@@ -88,12 +147,13 @@ class SevGuestDevice:
             raise TeeInterfaceError(f"SNP firmware returned a {size}-byte report; expected {SNP_REPORT_SIZE}")
         return raw[RESP_HEADER_SIZE:RESP_HEADER_SIZE + SNP_REPORT_SIZE]
 
-    def _request(self, fd: int, req: SnpReportReq, resp: SnpReportResp) -> None:
+    def _request(self, fd: int, command: int, req: ctypes.Structure, resp: SnpReportResp) -> None:
+        name = "SNP_GET_EXT_REPORT" if command == SNP_GET_EXT_REPORT else "SNP_GET_REPORT"
         for attempt in range(IOCTL_RETRIES + 1):
             arg = SnpGuestRequestIoctl(msg_version=MSG_VERSION, req_data=ctypes.addressof(req),
                                        resp_data=ctypes.addressof(resp))
             try:
-                self._ioctl(fd, SNP_GET_REPORT, arg)
+                self._ioctl(fd, command, arg)
                 return
             except OSError as e:
                 fw_error, vmm_error = arg.exitinfo2 & 0xFFFFFFFF, arg.exitinfo2 >> 32
@@ -101,6 +161,14 @@ class SevGuestDevice:
                 if busy and attempt < IOCTL_RETRIES:
                     time.sleep(self._retry_delay)
                     continue
+                if command == SNP_GET_EXT_REPORT and vmm_error == VMM_ERR_INVALID_LEN:
+                    raise _InvalidLength() from None
                 detail = os.strerror(e.errno) if e.errno else str(e)
-                raise TeeInterfaceError(f"SNP_GET_REPORT failed: {detail} (firmware error {fw_error:#x}, "
+                if command == SNP_GET_EXT_REPORT and e.errno in _UNSUPPORTED and not arg.exitinfo2:
+                    raise ExtReportUnsupported(f"{name} is not supported here: {detail}") from None
+                raise TeeInterfaceError(f"{name} failed: {detail} (firmware error {fw_error:#x}, "
                                         f"VMM error {vmm_error:#x})") from None
+
+
+class _InvalidLength(Exception):
+    """SNP_GET_EXT_REPORT: the certificate buffer is too small (``certs_len`` now holds the size needed)."""

@@ -2,7 +2,10 @@
 
 configfs-tsm (provider ``sev_guest``) is preferred: its ``outblob`` is the raw 1184-byte
 ATTESTATION_REPORT and its ``auxblob`` the host's certificate table. Kernels without configfs-tsm
-fall back to the ``/dev/sev-guest`` SNP_GET_REPORT ioctl (no certificate table).
+use ``/dev/sev-guest``: SNP_GET_EXT_REPORT, which also returns the host's certificate table, or
+SNP_GET_REPORT where the kernel lacks it. When configfs-tsm returns no certificates (kernels whose
+configfs-tsm has no auxblob support) and ``/dev/sev-guest`` is there too, the report is taken with
+SNP_GET_EXT_REPORT instead, so the host's certificates are not lost.
 
 Evidence is the raw report (type ``sev_snp``) with ``collateral=None``: the certificates are not
 DCAP collateral. They are exposed instead by :meth:`SevSnpAttester.collect`, which returns an
@@ -23,7 +26,7 @@ from ._io import IoctlFunc
 from .configfs_tsm import PROVIDER_SEV, ConfigfsTsm, TsmUnavailable
 from .errors import EvidenceMismatch
 from .evidence import SEV_SNP, Evidence, pad_report_data
-from .sev_guest import SNP_REPORT_SIZE, SevGuestDevice, SevGuestUnavailable
+from .sev_guest import SNP_REPORT_SIZE, ExtReportUnsupported, SevGuestDevice, SevGuestUnavailable
 from .snp_certs import SnpCertTable, parse_cert_table
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,11 @@ class SevSnpAttester:
                 self.device = SevGuestDevice(root, ioctl=ioctl)
             except SevGuestUnavailable as dev_error:
                 raise ConfigError(f"sev_snp: {tsm_error}; and {dev_error}") from None
+            return
+        try:  # the certificate fallback for configfs-tsm without certificates
+            self.device = SevGuestDevice(root, ioctl=ioctl)
+        except SevGuestUnavailable:
+            self.device = None
 
     @property
     def backend(self) -> str:
@@ -89,20 +97,28 @@ class SevSnpAttester:
     def collect(self, report_data: bytes) -> SnpAttestation:
         """A fresh report over ``report_data`` plus the host's certificate table (when it gave one)."""
         rd = pad_report_data(report_data)
-        certs = SnpCertTable()
+        table = b""
+        report = None
+        source = self.backend
         if self.tsm is not None:
             tsm_report = self.tsm.report(rd, read_auxblob=True)
-            report = tsm_report.outblob
-            if tsm_report.auxblob:
-                try:
-                    certs = parse_cert_table(tsm_report.auxblob)
-                except FormatError as e:  # host-supplied and optional: the verifier can fetch from AMD KDS
-                    log.warning("ignoring the host's malformed SNP certificate table: %s", e)
-                    certs = SnpCertTable((), tsm_report.auxblob)
-        else:
-            assert self.device is not None
-            report = self.device.report(rd, 0 if self.vmpl is None else self.vmpl)
-        check_snp_report(report, rd, self.vmpl, self.backend)
+            report, table = tsm_report.outblob, tsm_report.auxblob or b""
+        if self.device is not None and not table.strip(b"\x00"):
+            try:
+                report, table = self.device.ext_report(rd, 0 if self.vmpl is None else self.vmpl)
+                source = "/dev/sev-guest (SNP_GET_EXT_REPORT)"
+            except ExtReportUnsupported:
+                if report is None:
+                    report = self.device.report(rd, 0 if self.vmpl is None else self.vmpl)
+        assert report is not None
+        certs = SnpCertTable()
+        if table.strip(b"\x00"):
+            try:
+                certs = parse_cert_table(table)
+            except FormatError as e:  # host-supplied and optional: the verifier can fetch from AMD KDS
+                log.warning("ignoring the host's malformed SNP certificate table: %s", e)
+                certs = SnpCertTable((), table)
+        check_snp_report(report, rd, self.vmpl, source)
         self.certificates = certs
         return SnpAttestation(Evidence(SEV_SNP, report, rd), certs)
 

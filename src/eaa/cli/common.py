@@ -74,3 +74,24 @@ def result_lines(result: Any, keys: tuple[str, ...], debug_warning: str) -> list
 
 def trust_sim_requested(flag: bool) -> bool:
     return flag or os.environ.get("EAA_TRUST_SIMULATION", "") in ("1", "true", "yes")
+
+
+def add_snp_arguments(p: argparse.ArgumentParser) -> None:
+    """The sev_snp verifier's flags (shelter, inclavared, enclave-tls-server/-client)."""
+    p.add_argument("--snp-product", choices=("Milan", "Genoa", "Turin"),
+                   help="SEV-SNP product line of peers whose reports do not say (v2; default Milan, as go-sev-guest)")
+    p.add_argument("--kds-url", metavar="URL",
+                   help="AMD KDS or eaa-pccs base URL for SEV-SNP certificates and CRLs (default: the PCCS of "
+                        "EAA_PCCS_URL / sgx_default_qcnl.conf, else https://kdsintf.amd.com)")
+
+
+def snp_verifier_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options :func:`add_snp_arguments` sets, as the sev_snp verifier takes them."""
+    options: dict[str, Any] = {}
+    if getattr(args, "snp_product", None):
+        options["product"] = args.snp_product
+    if getattr(args, "kds_url", None):
+        from ..collateral.qcnl import check_url
+
+        options["kds"] = check_url(args.kds_url, "--kds-url")
+    return options

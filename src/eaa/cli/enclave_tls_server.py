@@ -14,7 +14,14 @@ import sys
 from typing import Any
 
 from ..errors import ConfigError
-from .common import SIMULATION_WARNING, parse_time, run_main, trust_sim_requested
+from .common import (
+    SIMULATION_WARNING,
+    add_snp_arguments,
+    parse_time,
+    run_main,
+    snp_verifier_options,
+    trust_sim_requested,
+)
 
 PROG = "enclave-tls-server"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR,
@@ -69,6 +76,7 @@ def add_common_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:
                    help="file measured into the simulated enclave's MRENCLAVE/MRTD (sim attesters; repeatable; "
                         "server default: its own program files)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect, handshake and each read")
+    add_snp_arguments(p)
 
 
 def _claims(items: list[str]) -> dict[str, bytes]:
@@ -105,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         at=parse_time(args.at) if args.at else None,
         check_crl=not args.no_crl,
         attester_options=options,
+        verifier_options=snp_verifier_options(args),
         timeout=args.timeout,
     )
 

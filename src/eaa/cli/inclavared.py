@@ -15,7 +15,14 @@ import threading
 from typing import Any
 
 from ..errors import ConfigError
-from .common import SIMULATION_WARNING, parse_time, run_main, trust_sim_requested
+from .common import (
+    SIMULATION_WARNING,
+    add_snp_arguments,
+    parse_time,
+    run_main,
+    snp_verifier_options,
+    trust_sim_requested,
+)
 from .enclave_tls_server import LOG_LEVELS, setup_logging
 
 PROG = "inclavared"
@@ -48,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-root", action="append", default=[], metavar="PEM", help="extra trusted root CA")
     p.add_argument("--no-crl", action="store_true", help="do not check CRLs")
     p.add_argument("--at", metavar="TIME", help="verification time (unix seconds or ISO-8601; default now)")
+    add_snp_arguments(p)
     return p
 
 
@@ -70,7 +78,7 @@ def build_config(args: argparse.Namespace) -> Any:
     common: dict[str, Any] = dict(attester=args.attester or None, tls=args.tls or None, crypto=args.crypto or None,
                                   trust_anchors=anchors, trust_simulation=trust_sim, collateral=args.collateral,
                                   at=at, check_crl=not args.no_crl, timeout=args.timeout,
-                                  attester_options=options)
+                                  attester_options=options, verifier_options=snp_verifier_options(args))
     server_tls = TlsConfig(mutual=False, **common)  # as the original: shelter is not asked for evidence
     upstream_tls = TlsConfig(verifier=args.verifier or None, mutual=args.mutual, policy=policy,
                              max_message=4 << 20, **common)

@@ -16,7 +16,14 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..policy import Policy, ReferenceValues, reference_from_pairs
-from .common import SIMULATION_WARNING, dispatch, parse_time, trust_sim_requested
+from .common import (
+    SIMULATION_WARNING,
+    add_snp_arguments,
+    dispatch,
+    parse_time,
+    snp_verifier_options,
+    trust_sim_requested,
+)
 from .enclave_tls_server import LOG_LEVELS, setup_logging
 
 PROG = "shelter"
@@ -61,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--no-crl", action="store_true", help="do not check CRLs")
     ra.add_argument("--at", metavar="TIME", help="verification time (unix seconds or ISO-8601; default now)")
     ra.add_argument("--max-parallel", type=int, default=16, help="nodes attested at once (default 16)")
+    add_snp_arguments(ra)
     ra.set_defaults(func=run_remoteattestation)
 
     mr = sub.add_parser("mrenclave", help="compute reference values",
@@ -70,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--sigstruct", metavar="FILE", help="SIGSTRUCT file (1808 bytes; Gramine .sig)")
     src.add_argument("--enclave", metavar="FILE", help="Intel SGX SDK signed enclave (.signed.so)")
     src.add_argument("--sim", nargs="+", metavar="PATH", help="files the simulated TEE measures")
-    mr.add_argument("--tee", choices=("sgx", "tdx"), default="sgx", help="with --sim: MRENCLAVE or MRTD")
+    mr.add_argument("--tee", choices=("sgx", "tdx", "snp"), default="sgx",
+                    help="with --sim: MRENCLAVE, MRTD or the SEV-SNP MEASUREMENT")
     mr.add_argument("--sim-dir", metavar="DIR", help="with --sim: the simulated platform (for MRSIGNER)")
     mr.add_argument("-o", "--output", metavar="FILE", help="write a reference file (.json, else TOML)")
     mr.set_defaults(func=run_mrenclave)
@@ -116,6 +125,7 @@ def _options(args: argparse.Namespace) -> Any:
         crypto=args.crypto or None, mutual=args.mutual, policy=policy.without_reference(),
         trust_anchors=anchors, trust_simulation=trust_sim_requested(args.trust_sim), collateral=args.collateral,
         at=at, check_crl=not args.no_crl, timeout=args.timeout, max_message=4 << 20,
+        verifier_options=snp_verifier_options(args),
     )
     opts = ShelterOptions(tls=tls, policy=policy, v1=args.v1, timeout=args.timeout)
     if at is not None:
@@ -126,7 +136,8 @@ def _options(args: argparse.Namespace) -> Any:
 def _identity_lines(label: str, result: Any, evidence: str | None) -> list[str]:
     lines = [f"{label}: {evidence or 'no'} evidence verified, TEE {result.tee}, TCB status {result.status}"
              + (f", advisories {', '.join(result.advisory_ids)}" if result.advisory_ids else "")]
-    for k in ("mrenclave", "mrsigner", "isv_prod_id", "isv_svn", "mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"):
+    for k in ("mrenclave", "mrsigner", "isv_prod_id", "isv_svn", "mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3",
+              "measurement"):
         if k in result.measurements:
             lines.append(f"  {k.upper()}: {result.measurements[k]}")
     if result.collateral_expired:
@@ -158,7 +169,8 @@ def _render_table(reports: list[Any]) -> list[str]:
     rows = [("NODE", "RESULT", "TEE", "STATUS", "MEASUREMENT", "ERROR")]
     for r in reports:
         w = r.workload
-        meas = (w.measurements.get("mrenclave") or w.measurements.get("mrtd") or "")[:16] if w else ""
+        meas = (w.measurements.get("mrenclave") or w.measurements.get("mrtd") or w.measurements.get("measurement")
+                or "")[:16] if w else ""
         rows.append((r.address, "ok" if r.ok else "FAILED", w.tee if w else "-", w.status if w else "-",
                      meas or "-", "" if r.ok else f"{_tag(r)} {r.error}"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
@@ -224,6 +236,8 @@ def run_mrenclave(args: argparse.Namespace) -> int:
         if args.tee == "sgx":
             values = {"mrenclave": measure_files(args.sim).hex()}
             values["mrsigner"] = load_platform(args.sim_dir).mrsigner.hex()
+        elif args.tee == "snp":
+            values = {"measurement": tdx_measure(args.sim).hex()}
         else:
             values = {"mrtd": tdx_measure(args.sim).hex()}
     ref = ReferenceValues.from_mapping(values)

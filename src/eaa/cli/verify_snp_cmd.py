@@ -1,7 +1,11 @@
 """``eaa verify-snp``: verify an AMD SEV-SNP attestation report against its VCEK/VLEK and AMD's chain.
 
 Exit codes as ``eaa verify-quote``: 0 verified, 2 usage, 3 malformed, 4 signature/chain/identity
-failure, 6 certificates missing, 7 expired or not yet valid (with --strict).
+failure, 6 certificates or CRL missing, 7 expired or not yet valid (with --strict).
+
+Revocation is checked by default: AMD's CRL comes from --crl, else from --kds-url (default: the PCCS
+configured for Intel data, which eaa-pccs answers from its KDS cache, else AMD's KDS). --no-crl skips
+it, and the result says so.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from ..errors import CollateralMissing, ConfigError, FormatError
 from ..formats.snp_report import REPORT_SIZE
 from ..verify.result import VerificationResult
 from ..verify.trust import anchor_from_pem
-from .common import parse_time, result_lines
+from .common import SIMULATION_WARNING, parse_time, result_lines
 
 MAX_FILE = 1 << 20
 
@@ -26,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--vek", metavar="FILE", required=True, help="the VCEK or VLEK certificate (DER or PEM)")
     p.add_argument("--chain", metavar="FILE", required=True,
                    help="ASK (or ASVK) and ARK, PEM, as AMD's KDS cert_chain serves them")
-    p.add_argument("--crl", metavar="FILE", help="AMD's CRL for the chain (DER)")
+    p.add_argument("--crl", metavar="FILE", help="AMD's CRL for the chain (DER or PEM)")
+    p.add_argument("--no-crl", action="store_true", help="do not check revocation (recorded in the result)")
+    p.add_argument("--kds-url", metavar="URL", help="where to fetch AMD's CRL when --crl is not given")
     p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), help="needed only for v2 reports")
     p.add_argument("--trust-root", metavar="PEM", action="append", default=[],
                    help="trust this ARK instead of AMD's pinned ones (repeatable)")
@@ -64,6 +70,9 @@ def render_text(result: VerificationResult) -> str:
              f"{result.details.get('product', '?')}), status {result.status}"]
     lines += result_lines(result, ("measurement", "host_data", "policy", "vmpl", "guest_svn", "reported_tcb"),
                           "the guest policy allows debugging: its memory is not confidential.")
+    lines.append(f"REVOCATION: {result.details.get('revocation')}")
+    if result.simulated:
+        lines.append(SIMULATION_WARNING)
     return "\n".join(lines)
 
 
@@ -71,15 +80,45 @@ def run(args: argparse.Namespace) -> int:
     from ..verify.snp import verify_snp_report
 
     report = decode_report(_read(args.report, "report"))
+    vek = _read(args.vek, "VEK certificate")
+    crl = None
+    if args.crl and args.no_crl:
+        raise ConfigError("give --crl or --no-crl, not both")
+    if args.crl:
+        crl = _read(args.crl, "CRL")
+    elif not args.no_crl:
+        crl = _fetch_crl(report, vek, args)
     result = verify_snp_report(
         report,
-        vek=_read(args.vek, "VEK certificate"),
+        vek=vek,
         chain=_read(args.chain, "certificate chain"),
-        crl=_read(args.crl, "CRL") if args.crl else None,
+        crl=crl,
         at=parse_time(args.at),
         trust_anchors=[anchor_from_pem(_read(p, "trust root"), p) for p in args.trust_root] or None,
         product=args.product,
         strict=args.strict,
+        require_crl=not args.no_crl,
+        revocation="not checked: disabled (--no-crl)" if args.no_crl else None,
     )
     print(json.dumps(result.to_dict(), sort_keys=True, indent=1) if args.json else render_text(result))
     return 0
+
+
+def _fetch_crl(report: bytes, vek: bytes, args: argparse.Namespace) -> bytes:
+    """AMD's CRL for the report's product and signing key kind, from the KDS or the PCCS."""
+    from ..collateral.kds import KdsClient
+    from ..formats.snp_report import SnpReport
+    from ..formats.snp_vek import VLEK, load_vek_certificate, vek_extensions, vek_kind
+    from ..verify.snp import DEFAULT_V2_PRODUCT, default_kds_url
+
+    r = SnpReport.parse(report)
+    cert = load_vek_certificate(vek)
+    product = args.product or r.product or vek_extensions(cert).product or DEFAULT_V2_PRODUCT
+    url, verify = (args.kds_url, True) if args.kds_url else default_kds_url()
+    client = KdsClient(url, verify=verify,
+                       trusted_arks=None if not args.trust_root else
+                       [anchor_from_pem(_read(p, "trust root"), p).certificate for p in args.trust_root])
+    try:
+        return client.crl(product, "vlek" if vek_kind(cert) == VLEK else "vcek")
+    finally:
+        client.close()

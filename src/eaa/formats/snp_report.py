@@ -1,4 +1,4 @@
-"""The AMD SEV-SNP ATTESTATION_REPORT (1184 bytes, little-endian), versions 2, 3 and 5.
+"""The AMD SEV-SNP ATTESTATION_REPORT (1184 bytes, little-endian), versions 2 to 5.
 
 Layout: AMD SEV-SNP firmware ABI, as go-sev-guest ``abi/abi.go`` and virtee/sev read it
 (shared/docs/tee-interfaces.md §2). The parser is strict on purpose: a report is signed by the
@@ -9,6 +9,10 @@ forgery, and rejecting them early gives a precise error (field and offset) inste
 A TCB_VERSION is kept as its raw 64-bit value in the report, because its byte layout depends on
 the product line (Turin moved the fields), which a version 2 report does not even state; decode it
 with :meth:`TcbVersion.decode` once the product is known.
+
+Versions: 2 is the original layout; 3 adds the CPUID family/model/stepping at 0x188; 4 (firmware
+1.55.31 and later) keeps version 3's layout byte for byte (virtee/sev maps both to one variant,
+go-sev-guest accepts 2..5); 5 adds LAUNCH_MIT_VECTOR and CURRENT_MIT_VECTOR at 0x1F8/0x200.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ SIGNATURE_OFFSET = 0x2A0
 SIG_COMPONENT_SIZE = 72  # R and S, little-endian, zero-padded from 48 bytes (P-384)
 P384_SIZE = 48
 
-SUPPORTED_VERSIONS = (2, 3, 5)
+SUPPORTED_VERSIONS = (2, 3, 4, 5)
 SIG_ALGO_ECDSA_P384_SHA384 = 1
 
 MILAN = "Milan"
@@ -69,6 +73,7 @@ _MBZ_COMMON = (
 _MBZ_BY_VERSION = {
     2: ((0x188, 0x1A0, "reserved1"), (0x1F8, 0x2A0, "reserved2")),
     3: ((0x18B, 0x1A0, "reserved1"), (0x1F8, 0x2A0, "reserved2")),
+    4: ((0x18B, 0x1A0, "reserved1"), (0x1F8, 0x2A0, "reserved2")),
     5: ((0x18B, 0x1A0, "reserved1"), (0x208, 0x2A0, "reserved2")),
 }
 

@@ -230,6 +230,23 @@ def write_state(sim_dir: Path, files: Mapping[str, bytes], *, force: bool = Fals
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def read_state(d: Path, names: Iterable[str], what: str) -> dict[str, bytes]:
+    """The named files of a state directory; a missing or oversized one is a typed error naming it."""
+    files: dict[str, bytes] = {}
+    for name in names:
+        p = d / name
+        try:
+            if p.stat().st_size > _MAX_STATE_FILE:
+                raise FormatError(f"{p} is too large for a {what} file")
+            files[name] = p.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"the {what} in {d} is incomplete ({name} is missing); "
+                              "regenerate it with 'eaa sim init --force'") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read {p}: {e.strerror}") from None
+    return files
+
+
 def init_platform(sim_dir: str | os.PathLike[str] | None = None, *, tcb: str = "uptodate", force: bool = False,
                   now: datetime | None = None, seed: bytes | None = None) -> "SimPlatform":
     """Generate a new platform into ``sim_dir`` (default :func:`default_sim_dir`) and load it.
@@ -374,18 +391,7 @@ class SimPlatform:
         names = [PLATFORM_FILE, "root_ca_crl.der", "pck_crl.der"]
         names += [f"{n}.key" for n in KEY_NAMES] + [f"{n}.pem" for n in CERT_NAMES]
         names += [f for pair in _COLLATERAL_FILES.values() for f in pair]
-        files: dict[str, bytes] = {}
-        for name in names:
-            p = d / name
-            try:
-                if p.stat().st_size > _MAX_STATE_FILE:
-                    raise FormatError(f"{p} is too large for a simulated platform file")
-                files[name] = p.read_bytes()
-            except FileNotFoundError:
-                raise ConfigError(f"the simulated platform in {d} is incomplete ({name} is missing); "
-                                  "regenerate it with 'eaa sim init --force'") from None
-            except OSError as e:
-                raise ConfigError(f"cannot read {p}: {e.strerror}") from None
+        files = read_state(d, names, "simulated platform")
         return cls(d, PlatformParams.from_json(files[PLATFORM_FILE]), files)
 
     # ---- PKI ----

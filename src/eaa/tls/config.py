@@ -48,6 +48,7 @@ class TlsConfig:
     strict: bool = False  # expired collateral is an error rather than a flag
     sim_dir: str | os.PathLike[str] | None = None
     attester_options: Mapping[str, Any] = field(default_factory=dict)  # e.g. measure_paths for sim attesters
+    verifier_options: Mapping[str, Any] = field(default_factory=dict)  # e.g. product, kds for sev_snp
     timeout: float = DEFAULT_TIMEOUT  # seconds, for connect, handshake and every send/recv
     max_message: int = DEFAULT_MAX_MESSAGE  # upper bound of one recv
     verify_cache_size: int = 256
@@ -67,6 +68,7 @@ class TlsConfig:
             claims[k] = v.encode() if isinstance(v, str) else bytes(v)
         object.__setattr__(self, "custom_claims", MappingProxyType(claims))
         object.__setattr__(self, "attester_options", MappingProxyType(dict(self.attester_options)))
+        object.__setattr__(self, "verifier_options", MappingProxyType(dict(self.verifier_options)))
         if self.trust_anchors is not None:
             object.__setattr__(self, "trust_anchors", tuple(self.trust_anchors))
 

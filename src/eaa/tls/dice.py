@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import cbor2
 
-from ..attest.evidence import SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA
+from ..attest.evidence import CSV, SEV, SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA, TEE_REPORT, UNVERIFIABLE
 from ..collateral.bundle import Collateral, crl_to_der
 from ..errors import CollateralInvalid, EaaError, FormatError, UnsupportedQuoteFormat
 from ..formats.x509_errors import PARSE_ERRORS
@@ -35,7 +35,8 @@ TAG_MIN, TAG_MAX = TAG_SGX_TDX_QUOTE, TAG_CSV
 
 EVIDENCE_TAGS = {SGX_ECDSA: TAG_SGX_TDX_QUOTE, TDX_ECDSA: TAG_SGX_TDX_QUOTE, SGX_LA: TAG_SGX_LA_REPORT,
                  SEV_SNP: TAG_SEV_SNP}
-_UNSUPPORTED_TAGS = {TAG_TEE_REPORT: "Intel TEE report", TAG_SEV: "SEV(-ES)", TAG_CSV: "CSV"}
+
+_OTHER_TAGS = {TAG_TEE_REPORT: TEE_REPORT, TAG_SEV: SEV, TAG_CSV: CSV}
 
 MAX_EVIDENCE_SIZE = 1 << 20
 ENDORSEMENTS_VERSION_SGX = 3
@@ -84,6 +85,13 @@ def _loads(data: bytes, what: str) -> object:
 
 
 # ---------- evidence extension ----------
+def check_verifiable(evidence_type: str, verifier: str) -> None:
+    """Evidence eaa cannot verify is accepted only by a named nullverifier; any other verifier refuses it."""
+    why = UNVERIFIABLE.get(evidence_type)
+    if why is not None and verifier != "nullverifier":
+        raise UnsupportedEvidenceType(why)
+
+
 def encode_evidence(tag: int, evidence: bytes, claims: bytes) -> bytes:
     return cbor2.dumps(cbor2.CBORTag(tag, [bytes(evidence), bytes(claims)]))
 
@@ -121,8 +129,8 @@ def evidence_type_for_tag(tag: int, evidence: bytes) -> str:
         return SGX_LA
     if tag == TAG_SEV_SNP:
         return SEV_SNP
-    if tag in _UNSUPPORTED_TAGS:
-        raise UnsupportedEvidenceType(f"{_UNSUPPORTED_TAGS[tag]} evidence (CBOR tag {tag:#x}) is not supported")
+    if tag in _OTHER_TAGS:
+        return _OTHER_TAGS[tag]
     raise UnknownEvidenceTag(f"unknown evidence CBOR tag {tag} ({tag:#x})")
 
 
@@ -132,7 +140,7 @@ def decode_evidence(value: bytes) -> TaggedEvidence:
     major, tag, _, pos = read_head(value, 0, "evidence extension")
     if major != 6:
         raise EvidenceFormatError("evidence extension is not a CBOR tag")
-    if not TAG_MIN <= tag <= TAG_MAX or (tag not in EVIDENCE_TAGS.values() and tag not in _UNSUPPORTED_TAGS):
+    if not TAG_MIN <= tag <= TAG_MAX or (tag not in EVIDENCE_TAGS.values() and tag not in _OTHER_TAGS):
         raise UnknownEvidenceTag(f"unknown evidence CBOR tag {tag} ({tag:#x})")
     body = _loads(value[pos:], "evidence extension")
     if not isinstance(body, (list, tuple)) or len(body) != 2:

@@ -37,12 +37,17 @@ from ..verify.result import VerificationResult
 from ..verify.trust import TrustAnchor
 from . import cert as certs
 from .claims import decode_claims
-from .dice import OID_ENDORSEMENT_MANIFEST, OID_TAGGED_EVIDENCE, decode_endorsements, decode_evidence
+from .dice import (
+    OID_ENDORSEMENT_MANIFEST,
+    OID_TAGGED_EVIDENCE,
+    check_verifiable,
+    decode_endorsements,
+    decode_evidence,
+)
 from .errors import (
     CriticalExtension,
     EvidenceTypeMismatch,
     MissingEvidence,
-    UnsupportedEvidenceType,
 )
 from .peercert import PeerCertificate, parse_certificate
 from .policy import PolicyLike, apply_policy
@@ -105,14 +110,18 @@ class PeerVerifier:
         sim_dir: Any = None,
         cache_size: int = 256,
         cache_ttl: float = 600.0,
+        verifier_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.named_verifier = verifier.name if verifier is not None and not isinstance(verifier, str) else verifier
         self._given = verifier if verifier is not None and not isinstance(verifier, str) else None
         if isinstance(verifier, str) and verifier:
             verifiers.get(verifier)  # unknown names fail now, not at the first handshake
         self.policy = policy
-        # A disabled peer cache disables the verifiers' own caches too: "verify every handshake in full".
-        self._options = dict(trust_anchors=trust_anchors, trust_simulation=trust_simulation,
+        # Options for verifiers of one kind only (e.g. sev_snp's product and KDS URL) go with the common ones;
+        # every factory ignores what it does not know. A disabled peer cache disables the verifiers' own
+        # caches too: "verify every handshake in full".
+        self._options = dict(verifier_options or {})
+        self._options.update(trust_anchors=trust_anchors, trust_simulation=trust_simulation,
                              collateral_source=collateral, check_crl=check_crl, sim_dir=sim_dir, strict=strict,
                              **({"cache_size": 0} if cache_size <= 0 else {}))
         self._at = _utc(at) if at is not None else None
@@ -225,8 +234,6 @@ class PeerVerifier:
             ext, evidence_type = legacy[0]
             if ext.critical:
                 raise CriticalExtension(f"the evidence extension {ext.oid} is marked critical")
-            if evidence_type in ("sev", "csv"):
-                raise UnsupportedEvidenceType(f"{evidence_type} evidence is not supported")
             evidence = ext.value
             # RSA: SHA256 of the PKCS#1 RSAPublicKey (enclave-tls 0.6); EC (its 0.6.4 ECC mode): of the SPKI
             is_rsa = isinstance(cert.public_key(), rsa.RSAPublicKey)
@@ -234,6 +241,7 @@ class PeerVerifier:
             cert_format = certs.LEGACY
 
         name = self.named_verifier or verifier_for_evidence(evidence_type)
+        check_verifiable(evidence_type, name)
         verifier = self.verifier(name)
         if name != "nullverifier" and evidence_type not in verifier.evidence_types:
             raise EvidenceTypeMismatch(f"verifier {name} does not verify {evidence_type} evidence")
@@ -266,4 +274,5 @@ def make_peer_verifier(config: Any) -> PeerVerifier:
         verifier=config.verifier or None, policy=config.policy, trust_anchors=config.trust_anchors,
         trust_simulation=config.trust_simulation, collateral=config.collateral, at=config.at, clock=config.clock,
         check_crl=config.check_crl, strict=config.strict, sim_dir=config.sim_dir,
-        cache_size=config.verify_cache_size, cache_ttl=config.verify_cache_ttl)
+        cache_size=config.verify_cache_size, cache_ttl=config.verify_cache_ttl,
+        verifier_options=config.verifier_options)

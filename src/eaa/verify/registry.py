@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, Union
 
-from ..attest.evidence import NULL, SGX_ECDSA, SGX_LA, TDX_ECDSA
+from ..attest.evidence import NULL, SGX_ECDSA, SGX_LA, TDX_ECDSA, UNVERIFIABLE
 from ..collateral.bundle import Collateral, load_collateral
 from ..errors import CollateralMissing, ConfigError, IdentityMismatch, UnsupportedEvidence, UntrustedRoot
 from ..registry import Registry
@@ -53,8 +53,21 @@ class Verifier(Protocol):
         ...
 
 
+def unverified_claims(evidence_type: str, evidence: bytes) -> dict[str, Any]:
+    """What rats-tls hands its callback from evidence no verifier checked: CSV's VM ID, version, measure and
+    policy (rats-tls ``tls_wrapper_verify_certificate_extension``); nothing for other types."""
+    if evidence_type == "csv" and evidence:
+        from ..formats.csv_report import parse_csv_report
+
+        return parse_csv_report(evidence).claims()
+    return {}
+
+
 class NullVerifier:
-    """Checks nothing. Chosen only by name; the result says so (tee "none", status NotVerified/NoEvidence)."""
+    """Checks nothing. Chosen only by name; the result says so (tee "none", status NotVerified/NoEvidence).
+
+    Claims rats-tls reads from unverified evidence (CSV) are in ``measurements``; the status says they
+    are not verified, which no policy accepts together with reference values."""
 
     name = "nullverifier"
     evidence_types: tuple[str, ...] = ()
@@ -65,8 +78,9 @@ class NullVerifier:
     def verify_evidence(self, evidence: bytes, *, evidence_type: str = NULL, report_data_hash: bytes | None = None,
                         collateral: Collateral | None = None, at: datetime | None = None) -> VerificationResult:
         return VerificationResult(
-            tee="none", status=NO_EVIDENCE if not evidence else NOT_VERIFIED, advisory_ids=(), measurements={},
-            report_data=b"", details={"verifier": self.name, "evidence_type": evidence_type})
+            tee="none", status=NO_EVIDENCE if not evidence else NOT_VERIFIED, advisory_ids=(),
+            measurements=unverified_claims(evidence_type, evidence), report_data=b"",
+            details={"verifier": self.name, "evidence_type": evidence_type})
 
 
 def check_report_data(report_data: bytes, expected: bytes | None) -> None:
@@ -191,6 +205,15 @@ verifiers.register("sgx_la", 15, lambda **kw: UnsupportedVerifier(
     "sgx_la", SGX_LA, "local-attestation reports can only be checked by the quoting enclave on the same "
     "platform; not supported", **kw))
 verifiers.register("tdx_ecdsa", 42, lambda **kw: DcapVerifier("tdx_ecdsa", ("tdx",), (TDX_ECDSA,), **kw))
+
+
+def _unverifiable(name: str, priority: int) -> None:
+    """rats-tls's csv (20) and sev (35) verifiers, by name: they refuse with the reason eaa cannot verify."""
+    verifiers.register(name, priority, lambda **kw: UnsupportedVerifier(name, name, UNVERIFIABLE[name], **kw))
+
+
+_unverifiable("csv", 20)
+_unverifiable("sev", 35)
 
 
 def _sev_snp(**kw: Any) -> Verifier:

@@ -3,7 +3,7 @@
 Read :func:`verify_snp_report` top to bottom: each numbered step is one check with its own typed
 error (shared/docs/tee-interfaces.md §2; the same checks as go-sev-guest ``verify/`` and trustee):
 
-1. the report parses (version 2/3/5, reserved bytes zero, policy bit 17 set, ECDSA P-384);
+1. the report parses (version 2 to 5, reserved bytes zero, policy bit 17 set, ECDSA P-384);
 2. it was requested by the guest (VMPL 0-3) and is signed at all (SIGNER_INFO signing key not "none");
 3. the VEK certificate is the kind SIGNER_INFO names (VCEK or VLEK) and holds a P-384 key;
 4. the chain: the ARK is trusted (one of AMD's pinned ARKs, or a caller-given anchor) and self-signed,
@@ -21,9 +21,14 @@ error (shared/docs/tee-interfaces.md §2; the same checks as go-sev-guest ``veri
 Status semantics. Unlike Intel, AMD publishes no signed TCB status for SNP: the KDS only issues VEKs
 (and revokes ASKs through its CRL). So ``UpToDate`` here means exactly "genuine AMD hardware signed this
 report with a key AMD issued for the report's REPORTED_TCB, and nothing in the chain is revoked or
-inconsistent". It says nothing about whether that TCB is the newest: a caller that needs minimum
-firmware levels must compare ``measurements["reported_tcb_spl"]`` with its own values (the reference-value
-policy of :mod:`eaa.policy` does not do that yet).
+inconsistent". It says nothing about whether that TCB is the newest or consistent with CURRENT/COMMITTED_TCB:
+those are go-sev-guest's ``validate`` checks, which :class:`eaa.policy.SnpPolicy` (``[policy.snp]``)
+applies to the result.
+
+Revocation. AMD revokes ASKs/ASVKs through a CRL signed by the ARK (the KDS ``crl`` of each product).
+:func:`verify_snp_report` checks one when given and, with ``require_crl``, fails without one; the
+``sev_snp`` verifier requires it unless ``check_crl=False`` (``--no-crl``). Either way the result says
+what was done in ``details["revocation"]``.
 
 Certificates come from a collateral source, because SNP evidence carries none: explicit ones, the cert
 table the host hands the guest (configfs-tsm ``auxblob``), a file or directory of certificates, or
@@ -78,7 +83,8 @@ from ..formats.snp_vek import (
     vek_kind,
 )
 from .result import UP_TO_DATE, VerificationResult
-from .trust import TrustAnchor
+from ..formats.x509_errors import PARSE_ERRORS
+from .trust import TrustAnchor, is_simulation_certificate
 from .x509chain import check_crl, check_signature_algorithm, typed_certificate_errors
 
 if TYPE_CHECKING:
@@ -94,6 +100,9 @@ _MAX_CERT_FILE = 1 << 20
 
 CertInput = Union[bytes, str, x509.Certificate, Sequence[Union[bytes, str, x509.Certificate]]]
 AnchorInput = Union[TrustAnchor, x509.Certificate]
+CrlInput = Union[bytes, Sequence[bytes], None]
+DEFAULT_V2_PRODUCT = "Milan"  # go-sev-guest abi.DefaultSevProduct(): what a v2 report is taken to be
+NO_CRL_HINT = "use --no-crl (check_crl=False) to skip revocation checking"
 
 
 # ---------------- collateral: the certificates for one report ----------------
@@ -111,6 +120,36 @@ def _certs(value: CertInput | None) -> tuple[x509.Certificate, ...]:
     return tuple(out)
 
 
+def _crl_der(data: bytes) -> bytes | None:
+    """The DER of ``data`` when it is one CRL (DER or PEM), else None."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN X509 CRL-----"):
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            return x509.load_pem_x509_crl(data).public_bytes(Encoding.DER)
+        if data[:1] == b"\x30":
+            x509.load_der_x509_crl(data)
+            return bytes(data)
+    except PARSE_ERRORS:
+        return None
+    return None
+
+
+def _crls(value: CrlInput) -> tuple[bytes, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return (bytes(value),) if value else ()
+    return tuple(bytes(v) for v in value if v)
+
+
+def _crl_issuer(der: bytes) -> x509.Name | None:
+    try:
+        return x509.load_der_x509_crl(der).issuer
+    except (*PARSE_ERRORS, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class SnpCollateral:
     """Certificates that may verify a report: candidate VEKs and a pool of ASK/ASVK/ARK certificates.
@@ -121,16 +160,16 @@ class SnpCollateral:
 
     veks: tuple[x509.Certificate, ...] = ()
     chain: tuple[x509.Certificate, ...] = ()
-    crl: bytes | None = None  # AMD's CRL for the product (DER), optional
+    crls: tuple[bytes, ...] = ()  # AMD CRLs (DER); the one the chain's ARK issued is used
     source: str = "explicit"
 
     @classmethod
-    def of(cls, vek: CertInput | None = None, chain: CertInput | None = None, crl: bytes | None = None,
+    def of(cls, vek: CertInput | None = None, chain: CertInput | None = None, crl: CrlInput = None,
            source: str = "explicit") -> "SnpCollateral":
         """From DER/PEM bytes or certificates; the VEK(s) and the chain may also be mixed in either."""
         pool = _certs(vek) + _certs(chain)
         veks = tuple(c for c in pool if vek_kind(c) is not None)
-        return cls(veks, tuple(c for c in pool if vek_kind(c) is None), crl, source)
+        return cls(veks, tuple(c for c in pool if vek_kind(c) is None), _crls(crl), source)
 
     @classmethod
     def from_cert_table(cls, table: SnpCertTable) -> "SnpCollateral":
@@ -142,22 +181,36 @@ class SnpCollateral:
     def from_path(cls, path: str | os.PathLike[str]) -> "SnpCollateral":
         """Certificates from a file (PEM bundle or one DER) or every certificate file of a directory.
 
-        Files that hold no certificate are skipped, so a directory shared with DCAP collateral works.
+        Files that hold no certificate are skipped, so a directory shared with DCAP collateral works;
+        files holding a CRL (DER or PEM) are AMD CRL candidates (the one the chain's ARK signed is used).
         """
         p = Path(path)
         files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
         pool: list[x509.Certificate] = []
+        crls: list[bytes] = []
         for f in files:
             try:
                 if f.stat().st_size > _MAX_CERT_FILE:
                     continue
-                pool.extend(_certs(f.read_bytes()))
-            except (OSError, FormatError):
+                data = f.read_bytes()
+            except OSError:
                 continue
-        return cls.of(chain=pool, source=f"file {p}")
+            crl = _crl_der(data)
+            if crl is not None:
+                crls.append(crl)
+                continue
+            try:
+                pool.extend(_certs(data))
+            except FormatError:
+                continue
+        return cls.of(chain=pool, crl=crls, source=f"file {p}")
+
+    @property
+    def crl(self) -> bytes | None:
+        return self.crls[0] if self.crls else None
 
     def merged(self, other: "SnpCollateral") -> "SnpCollateral":
-        return SnpCollateral(self.veks + other.veks, self.chain + other.chain, self.crl or other.crl,
+        return SnpCollateral(self.veks + other.veks, self.chain + other.chain, self.crls + other.crls,
                              f"{self.source} + {other.source}")
 
     def select_vek(self, report: SnpReport, product: str | None) -> x509.Certificate | None:
@@ -197,24 +250,30 @@ class _Root:
     cert: x509.Certificate
     name: str
     product: str | None  # known for AMD's pinned ARKs
+    simulated: bool = False
 
 
 def _anchor_cert(a: AnchorInput) -> x509.Certificate:
     return a.certificate if isinstance(a, TrustAnchor) else a
 
 
-def _trusted_root(ark: x509.Certificate, anchors: Sequence[AnchorInput] | None) -> _Root:
+def _trusted_root(ark: x509.Certificate, anchors: Sequence[AnchorInput] | None, also_pinned: bool = False) -> _Root:
+    """The ARK as a trust anchor: AMD's pinned ARKs (``anchors`` None, or ``also_pinned``), or a given one."""
     fp = ark.fingerprint(_SHA256)
     pinned = _PINNED_ARKS.get(fp)
-    if anchors is None:
-        if pinned is None:
-            raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} is not one of AMD's pinned ARKs "
-                                f"({', '.join(PRODUCTS)})")
+    if pinned is not None and (anchors is None or also_pinned):
         return _Root(ark, f"AMD ARK-{pinned} (pinned)", pinned)
-    for a in anchors:
+    for a in anchors or ():
         if _anchor_cert(a).fingerprint(_SHA256) == fp:
             name = a.name if isinstance(a, TrustAnchor) else ark.subject.rfc4514_string()
-            return _Root(ark, name, pinned)
+            simulated = a.simulated if isinstance(a, TrustAnchor) else is_simulation_certificate(ark)
+            return _Root(ark, name, pinned, simulated or is_simulation_certificate(ark))
+    if is_simulation_certificate(ark):
+        raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} belongs to a SIMULATION platform, whose root is "
+                            "not trusted (use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)")
+    if anchors is None:
+        raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} is not one of AMD's pinned ARKs "
+                            f"({', '.join(PRODUCTS)})")
     raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} is not among the given trust anchors")
 
 
@@ -297,6 +356,8 @@ class VekChain:
     earliest_expiration: datetime
     expired: bool
     not_yet_valid: tuple[str, ...] = ()  # "<certificate> is not valid before <time>" for each
+    revocation: str = "not checked: no CRL given"
+    simulated: bool = False  # the ARK is a simulated platform's root
 
     @property
     def intermediate_name(self) -> str:
@@ -305,12 +366,14 @@ class VekChain:
 
 @typed_certificate_errors
 def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | float,
-                    trust_anchors: Sequence[AnchorInput] | None = None, crl: bytes | None = None,
-                    strict: bool = False) -> VekChain:
+                    trust_anchors: Sequence[AnchorInput] | None = None, crl: CrlInput = None,
+                    strict: bool = False, require_crl: bool = False, also_pinned: bool = False) -> VekChain:
     """Check a VCEK/VLEK certificate up to a trusted ARK: kind, P-384 key, RSASSA-PSS links, validity, CRL.
 
     Used alone to vet certificates (e.g. a chain without a report); :func:`verify_snp_report` adds the
     bindings to one report. Product names are checked there, where the product line is known.
+    ``crl``: AMD CRLs; the one the ARK issued is checked. ``require_crl``: fail when there is none.
+    ``also_pinned``: trust AMD's pinned ARKs besides ``trust_anchors`` (e.g. with a simulated root).
     """
     now = _as_datetime(at)
     veks = _certs(vek)
@@ -337,7 +400,7 @@ def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | fl
     if ark is None:
         raise CertificateChainError(f"the chain holds no ARK that issued the {intermediate} "
                                     f"({ask.issuer.rfc4514_string()})")
-    root = _trusted_root(ark, trust_anchors)
+    root = _trusted_root(ark, trust_anchors, also_pinned)
     _require_ca(ark, "ARK")
     _require_ca(ask, intermediate)
     _pss_verify(ark, ark, "ARK (self-signed)")
@@ -350,11 +413,19 @@ def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | fl
     windows = [(kind, vek_cert.not_valid_before_utc, vek_cert.not_valid_after_utc),
                (intermediate, ask.not_valid_before_utc, ask.not_valid_after_utc),
                ("ARK", ark.not_valid_before_utc, ark.not_valid_after_utc)]
-    if crl is not None:
-        checked = check_crl(crl, ark, "AMD CRL")
+    crls = _crls(crl)
+    own = [c for c in crls if _crl_issuer(c) == ark.subject] or crls[:1]
+    if own:
+        checked = check_crl(own[0], ark, "AMD CRL")
         if checked.is_revoked(ask.serial_number):
             raise CertificateChainError(f"the {intermediate} {ask.subject.rfc4514_string()} is revoked by AMD's CRL")
         windows.append(("AMD CRL", checked.this_update, checked.next_update))
+        revocation = f"checked: the {intermediate} is not on the CRL of {_cn(ark)} (next update " \
+                     f"{checked.next_update:%Y-%m-%dT%H:%M:%SZ})"
+    elif require_crl:
+        raise CollateralMissing(f"no CRL of {_cn(ark)} to check the {intermediate} against ({NO_CRL_HINT})")
+    else:
+        revocation = "not checked: no CRL given"
     not_yet_valid = tuple(f"{name} is not valid before {nb:%Y-%m-%dT%H:%M:%SZ}" for name, nb, _ in windows if now < nb)
     earliest = min(na for _, _, na in windows)
     expired = earliest <= now
@@ -362,21 +433,24 @@ def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | fl
         raise CollateralExpired(f"the {kind} certificate chain expired at {earliest:%Y-%m-%dT%H:%M:%SZ}")
     if not_yet_valid and strict:
         raise CollateralExpired(f"the {kind} certificate chain is not yet valid: {not_yet_valid[0]}")
-    return VekChain(vek_cert, kind, ask, ark, root.name, root.product, ext, earliest, expired, not_yet_valid)
+    return VekChain(vek_cert, kind, ask, ark, root.name, root.product, ext, earliest, expired, not_yet_valid,
+                    revocation, root.simulated)
 
 
 @typed_certificate_errors
 def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertInput,
                       at: datetime | int | float, trust_anchors: Sequence[AnchorInput] | None = None,
-                      product: str | None = None, strict: bool = False, crl: bytes | None = None,
-                      collateral_source: str = "explicit") -> VerificationResult:
+                      product: str | None = None, strict: bool = False, crl: CrlInput = None,
+                      collateral_source: str = "explicit", require_crl: bool = False,
+                      revocation: str | None = None, also_pinned: bool = False) -> VerificationResult:
     """Verify one SEV-SNP report against its VEK certificate and chain (see the module docstring).
 
     ``vek``: the VCEK/VLEK (DER or PEM). ``chain``: the ASK/ASVK and ARK (PEM, as the KDS serves them; the
     ARK may be left out when it is among ``trust_anchors``). ``trust_anchors``: AMD ARK certificates to
     trust instead of AMD's pinned ARKs (for tests and private roots). ``product``: Milan/Genoa/Turin, needed
-    only to cross-check a v2 report, whose CPUID fields are absent. ``crl``: AMD's CRL, checked when given.
-    ``strict``: an expired or not yet valid certificate (or CRL) fails instead of being flagged.
+    only to cross-check a v2 report, whose CPUID fields are absent. ``crl``: AMD's CRL(s), checked when given;
+    ``require_crl``: fail without one; ``revocation``: what to record when revocation checking was switched
+    off on purpose. ``strict``: an expired or not yet valid certificate (or CRL) fails instead of being flagged.
     """
     # 1. The report's format.
     r = report if isinstance(report, SnpReport) else SnpReport.parse(report)
@@ -385,7 +459,8 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
     signer = _signer(r)
 
     # 3-5. The VEK certificate and its chain to a trusted ARK, valid at ``at``.
-    vc = check_vek_chain(vek, chain, at=at, trust_anchors=trust_anchors, crl=crl, strict=strict)
+    vc = check_vek_chain(vek, chain, at=at, trust_anchors=trust_anchors, crl=crl, strict=strict,
+                         require_crl=require_crl, also_pinned=also_pinned)
     kind, ext = vc.kind, vc.extensions
     if kind != signer:
         raise IdentityMismatch(f"the report says it is signed by a {signer} (SIGNER_INFO), the certificate is a {kind}")
@@ -436,7 +511,7 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
         measurements=_measurements(r, line),
         report_data=r.report_data,
         collateral_expired=vc.expired,
-        simulated=False,
+        simulated=vc.simulated,
         debug=r.debug,
         earliest_expiration=vc.earliest_expiration,
         details={
@@ -449,6 +524,7 @@ def verify_snp_report(report: bytes | SnpReport, *, vek: CertInput, chain: CertI
             "csp_id": ext.csp_id,
             "root": vc.root_name,
             "collateral_source": collateral_source,
+            "revocation": revocation if revocation is not None and not _crls(crl) else vc.revocation,
             **({"not_yet_valid": list(vc.not_yet_valid)} if vc.not_yet_valid else {}),
             "status_meaning": "signed by a genuine AMD key for the reported TCB; SNP has no TCB status collateral",
         },
@@ -518,6 +594,26 @@ def _measurements(r: SnpReport, product: str) -> dict[str, Any]:
 # a file or directory, a KDS client, or a function (tee, report bytes) -> any of these (or None).
 SnpCollateralSource = Union[SnpCollateral, SnpCertTable, KdsClient, str, "os.PathLike[str]",
                             Callable[[str, bytes], Any], None]
+_INTEL_PCS_HOSTS = ("api.trustedservices.intel.com",)
+
+
+def default_kds_url() -> tuple[str, Any]:
+    """Where AMD data is fetched when no KDS URL is given: the PCCS Intel data comes from (EAA_PCCS_URL or
+    qcnl ``pccs_url``; eaa-pccs serves AMD's ``/vcek/v1/...`` paths from its KDS cache), else AMD's KDS.
+
+    Returns the base URL and the TLS verification setting the QCNL configuration asks for.
+    """
+    from urllib.parse import urlsplit
+
+    from ..collateral.http import tls_verify
+    from ..collateral.pcs import split_service_url
+    from ..collateral.qcnl import load_qcnl
+
+    config = load_qcnl()
+    if config is None or urlsplit(config.pccs_url).hostname in _INTEL_PCS_HOSTS:
+        return KDS_URL, True
+    base, _ = split_service_url(config.pccs_url)
+    return base, tls_verify(config.use_secure_cert)
 
 
 class SevSnpVerifier:
@@ -526,9 +622,12 @@ class SevSnpVerifier:
     Options: ``amd_anchors`` (AMD ARK certificates to trust instead of the pinned ones; ``trust_anchors``
     are used only for the ARK-named certificates among them, as they usually hold Intel roots),
     ``collateral_source`` (see :data:`SnpCollateralSource`; sources meant for DCAP are ignored), ``kds``
-    (a :class:`KdsClient`, a KDS/eaa-pccs base URL, or False for no network; default AMD's KDS),
-    ``product`` (for v2 reports), ``strict`` (expired or not yet valid certificates fail). Other options are
-    ignored.
+    (a :class:`KdsClient`, a KDS/eaa-pccs base URL, or False for no network; default: the configured PCCS,
+    else AMD's KDS, see :func:`default_kds_url`), ``product`` (Milan/Genoa/Turin; a v2 report that does
+    not say is taken as go-sev-guest's default, Milan), ``check_crl`` (default True: AMD's CRL must be
+    found and checked; False records the opt-out in the result), ``trust_simulation``/``sim_dir`` (also
+    trust the simulated SNP platform's ARK and use its certificates), ``strict`` (expired or not yet valid
+    certificates fail). Other options are ignored.
     """
 
     name = "sev_snp"
@@ -537,7 +636,8 @@ class SevSnpVerifier:
     def __init__(self, *, amd_anchors: Sequence[AnchorInput] | None = None,
                  trust_anchors: Sequence[AnchorInput] | None = None, collateral_source: SnpCollateralSource = None,
                  kds: KdsClient | str | bool | None = None, product: str | None = None, strict: bool = False,
-                 **_: Any) -> None:
+                 check_crl: bool = True, trust_simulation: bool = False,
+                 sim_dir: str | os.PathLike[str] | None = None, **_: Any) -> None:
         if amd_anchors is not None:
             self.anchors: tuple[AnchorInput, ...] | None = tuple(amd_anchors)
         else:
@@ -549,11 +649,26 @@ class SevSnpVerifier:
         except FormatError as e:
             raise ConfigError(f"sev_snp: {e}") from None
         self.strict = strict
+        self.check_crl = check_crl
         if kds is not None and not isinstance(kds, (KdsClient, str, bool)):
             raise ConfigError(f"kds must be a KdsClient, a URL or a boolean, not {type(kds).__name__}")
         self._kds_option = kds
         self._kds: KdsClient | None = kds if isinstance(kds, KdsClient) else None
         self._kds_lock = threading.Lock()
+        self.trust_simulation = trust_simulation
+        self.sim_dir = sim_dir
+        self._sim: Any = None
+        if trust_simulation:
+            from ..sim.snp import load_snp_platform
+
+            self._sim = load_snp_platform(sim_dir)
+
+    # ---- trust ----
+    def _anchors(self) -> tuple[Sequence[AnchorInput] | None, bool]:
+        """(anchors, also_pinned) for verification: the simulated ARK joins AMD's, never replaces them."""
+        if self._sim is None:
+            return self.anchors, False
+        return (*(self.anchors or ()), self._sim.anchor()), self.anchors is None
 
     # ---- collateral ----
     def _kds_client(self) -> KdsClient | None:
@@ -563,9 +678,12 @@ class SevSnpVerifier:
             return None
         with self._kds_lock:  # one client (and its cache) per verifier, however many threads verify
             if self._kds is None:
-                url = self._kds_option if isinstance(self._kds_option, str) else KDS_URL
+                if isinstance(self._kds_option, str):
+                    url, verify = self._kds_option, True
+                else:
+                    url, verify = default_kds_url()
                 arks = [_anchor_cert(a) for a in self.anchors] if self.anchors is not None else None
-                self._kds = KdsClient(url, trusted_arks=arks)
+                self._kds = KdsClient(url, trusted_arks=arks, verify=verify)
             return self._kds
 
     def _from_source(self, source: Any, report: bytes) -> SnpCollateral | None:
@@ -593,11 +711,33 @@ class SevSnpVerifier:
         anchors = [_anchor_cert(a) for a in self.anchors] if self.anchors is not None else []
         return _find_issuer(ask, pool) is not None or any(a.subject == ask.issuer for a in anchors)
 
+    def _simulated(self, report: SnpReport) -> SnpCollateral | None:
+        """The simulated platform's certificates, when it is trusted and this report is its chip's.
+
+        A report of the simulated chip is refused at once when the simulation is not trusted, rather than
+        asking AMD's KDS for a chip that does not exist.
+        """
+        if self._sim is None:
+            from ..sim.snp import load_snp_platform
+
+            try:
+                sim = load_snp_platform(self.sim_dir, create=False)
+            except EaaError:
+                return None
+            if report.chip_id == sim.chip_id:
+                raise UntrustedRoot("the report comes from the simulated SEV-SNP platform, whose ARK is not trusted "
+                                    "(use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)")
+            return None
+        if report.chip_id != self._sim.chip_id:
+            return None
+        return self._sim.collateral()  # type: ignore[no-any-return]
+
     def collateral_for(self, report: SnpReport, collateral: Any = None) -> SnpCollateral:
-        """Certificates for ``report``: those given, then the configured source, then (VCEK and chains) KDS."""
+        """Certificates and CRL for ``report``: those given, the configured source, the trusted simulated
+        platform, then (VCEK, chains and CRLs) the KDS or the PCCS serving AMD's paths."""
         have = SnpCollateral(source="none")
-        for source in (collateral, self.collateral_source):
-            found = self._from_source(source, report.raw)
+        for found in (*(self._from_source(s, report.raw) for s in (collateral, self.collateral_source)),
+                      self._simulated(report)):
             if found is not None:
                 have = found if have.source == "none" else have.merged(found)
         signer = _signer(report).lower()
@@ -608,16 +748,20 @@ class SevSnpVerifier:
                 product = vek_extensions(vek).product
             except EaaError:
                 pass
-        if vek is not None and self._has_chain(vek, have.chain):
-            return SnpCollateral((vek,), have.chain, have.crl, have.source)
+        if product is None and not report.cpuid_fam_id:
+            product = DEFAULT_V2_PRODUCT
+        need_crl = self.check_crl and not have.crls
+        if vek is not None and self._has_chain(vek, have.chain) and not need_crl:
+            return SnpCollateral((vek,), have.chain, have.crls, have.source)
         kds = self._kds_client()
         if vek is not None and (kds is None or product is None):  # verification will say what is missing
-            return SnpCollateral((vek,), have.chain, have.crl, have.source)
+            return SnpCollateral((vek,), have.chain, have.crls, have.source)
         if kds is None or product is None:
-            why = "no KDS is configured" if kds is None else "name the product (a v2 report does not say it)"
+            why = "no KDS is configured" if kds is None else "name the product"
             raise CollateralMissing(f"no {signer.upper()} certificate chain for this SEV-SNP report: none came with "
                                     f"it ({have.source}) and it cannot be fetched: {why}")
         fetched = []
+        chain: tuple[x509.Certificate, ...] = ()
         if vek is None:
             if signer == "vlek":
                 raise CollateralMissing("no VLEK certificate for this SEV-SNP report: VLEKs come only from the "
@@ -625,10 +769,16 @@ class SevSnpVerifier:
             tcb = SnpTcb.from_reported_tcb(report.reported_tcb, product)
             vek = load_vek_certificate(kds.vcek(product, report.chip_id, tcb))
             fetched.append("VCEK")
-        chain = kds.cert_chain(product, signer)
-        fetched.append("cert_chain")
+        if not self._has_chain(vek, have.chain):
+            kds_chain = kds.cert_chain(product, signer)
+            chain = (kds_chain.ask, kds_chain.ark)
+            fetched.append("cert_chain")
+        crls = have.crls
+        if need_crl:
+            crls = (kds.crl(product, signer),)
+            fetched.append("crl")
         source = f"AMD KDS {kds.base_url} ({', '.join(fetched)})"
-        return SnpCollateral((vek,), (chain.ask, chain.ark) + have.chain, have.crl,
+        return SnpCollateral((vek,), chain + have.chain, crls,
                              source if have.source == "none" else f"{have.source} + {source}")
 
     # ---- the verifier interface ----
@@ -642,5 +792,9 @@ class SevSnpVerifier:
         report = SnpReport.parse(evidence)
         check_report_data(report.report_data, report_data_hash)
         c = self.collateral_for(report, collateral)
-        return verify_snp_report(report, vek=c.veks[0], chain=c.chain, at=at, trust_anchors=self.anchors,
-                                 product=self.product, strict=self.strict, crl=c.crl, collateral_source=c.source)
+        anchors, also_pinned = self._anchors()
+        return verify_snp_report(report, vek=c.veks[0], chain=c.chain, at=at, trust_anchors=anchors,
+                                 product=self.product, strict=self.strict, crl=c.crls if self.check_crl else None,
+                                 collateral_source=c.source, require_crl=self.check_crl, also_pinned=also_pinned,
+                                 revocation=None if self.check_crl else "not checked: disabled (check_crl=False, "
+                                                                        "--no-crl)")
