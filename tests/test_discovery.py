@@ -252,6 +252,12 @@ def _loopback_pods(port: int) -> dict[str, Any]:
     return pods
 
 
+def _reference(tmp_path: Path) -> str:
+    path = tmp_path / "reference.toml"
+    path.write_text(f'[reference]\nmrenclave = "{"ab" * 32}"\n')
+    return str(path)
+
+
 def test_shelter_attests_every_discovered_node(pki: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     from _procs import free_port
@@ -260,7 +266,8 @@ def test_shelter_attests_every_discovered_node(pki: Any, tmp_path: Path, monkeyp
     with serving(FakeApi(pki, pods=_loopback_pods(port))) as api:
         monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "config")))
         rc = shelter_main(["remoteattestation", "--kubernetes", "--namespace", "eaa-system",
-                           "--selector", "k8s-app=inclavared", "--timeout", "2", "--output", "json"])
+                           "--selector", "k8s-app=inclavared", "--timeout", "2", "--output", "json",
+                           "--reference", _reference(tmp_path)])
     out = json.loads(capsys.readouterr().out)
     assert rc == 1 and out["ok"] is False
     rows = {n["address"]: n["error_code"] for n in out["nodes"]}
@@ -278,7 +285,7 @@ def test_shelter_text_output_names_the_failed_nodes(pki: Any, tmp_path: Path, mo
     port = free_port()
     with serving(FakeApi(pki, pods=_loopback_pods(port))) as api:
         monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "config")))
-        rc = shelter_main(["remoteattestation", "--kubernetes", "--timeout", "2"])
+        rc = shelter_main(["remoteattestation", "--kubernetes", "--timeout", "2", "--reference", _reference(tmp_path)])
     cap = capsys.readouterr()
     assert rc == 1
     assert cap.out.splitlines()[0].split() == ["NODE", "RESULT", "TEE", "STATUS", "MEASUREMENT", "ERROR"]
@@ -290,9 +297,34 @@ def test_shelter_discovery_errors_are_one_line(pki: Any, tmp_path: Path, monkeyp
                                                capsys: pytest.CaptureFixture[str]) -> None:
     with serving(FakeApi(pki)) as api:
         monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "config")))
-        rc = shelter_main(["remoteattestation", "--kubernetes", "--selector", "k8s-app=nothing"])
+        rc = shelter_main(["remoteattestation", "--kubernetes", "--selector", "k8s-app=nothing",
+                           "--reference", _reference(tmp_path)])
     assert rc == 2
     assert capsys.readouterr().err.strip() == ("shelter: error [CONFIG_ERROR]: no pods match 'k8s-app=nothing' in "
                                                f"namespace 'eaa-system' ({api.url})")
-    assert shelter_main(["remoteattestation", "--namespace", "eaa-system"]) == 2
+    assert shelter_main(["remoteattestation", "--namespace", "eaa-system", "--reference", _reference(tmp_path)]) == 2
     assert "need --kubernetes" in capsys.readouterr().err
+
+
+def test_tls_server_name_is_the_name_verified(api: FakeApi, tmp_path: Path) -> None:
+    """kubeconfig's tls-server-name: the certificate is checked for that name, not the URL's host."""
+    good = api.kubeconfig(tmp_path / "good", extra_cluster={"tls-server-name": "kubernetes.default.svc"})
+    assert [p.address for p in discover(load_credentials({"KUBECONFIG": str(good)}))] == NODES
+    bad = api.kubeconfig(tmp_path / "bad", extra_cluster={"tls-server-name": "kubernetes.example"})
+    with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+        discover(load_credentials({"KUBECONFIG": str(bad)}))
+
+
+def test_unreadable_credential_files(api: FakeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = api.kubeconfig(tmp_path / "config", extra_user={"tokenFile": "missing-token"})
+    doc = json.loads(path.read_text())
+    del doc["users"][0]["user"]["token"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="cannot read token file"):
+        load_credentials({"KUBECONFIG": str(path)})
+    monkeypatch.setattr(discovery, "MAX_CONFIG_FILE", 64)
+    with pytest.raises(ConfigError, match="larger than 64 bytes"):
+        load_credentials({"KUBECONFIG": str(api.kubeconfig(tmp_path / "big"))})
+    (tmp_path / "notyaml").write_text("clusters: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_credentials({"KUBECONFIG": str(tmp_path / "notyaml")})

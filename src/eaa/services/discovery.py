@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..attest._io import read_bounded
+from ..attest.errors import TeeInterfaceError
 from ..errors import ConfigError, ProtocolError, TransportError
 
 DEFAULT_SELECTOR = "k8s-app=inclavared"
@@ -111,15 +113,12 @@ def load_credentials(env: Mapping[str, str] | None = None, home: Path | None = N
                       "service account")
 
 
-def _read(path: Path, what: str, limit: int = MAX_CONFIG_FILE) -> bytes:
+def _read(path: Path, what: str) -> bytes:
+    """A whole credentials file, bounded; a missing or oversized one is a configuration error."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as e:
-        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
-    if len(data) > limit:
-        raise ConfigError(f"{what} {path} is too large")
-    return data
+        return read_bounded(path, MAX_CONFIG_FILE, what)
+    except TeeInterfaceError as e:
+        raise ConfigError(str(e)) from None
 
 
 def in_cluster_credentials(env: Mapping[str, str], service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> ApiCredentials:
