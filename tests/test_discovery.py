@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,6 @@ def test_the_system_store_does_not_know_a_private_cluster_ca(api: FakeApi, tmp_p
 @pytest.mark.parametrize("cluster, user, message", [
     ({"insecure-skip-tls-verify": True}, {}, "insecure-skip-tls-verify"),
     ({"proxy-url": "http://127.0.0.1:3128"}, {}, "proxy-url is not supported"),
-    ({}, {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "aws"}}, r"credential plugins \(exec\)"),
     ({}, {"auth-provider": {"name": "gcp"}}, "auth providers"),
     ({}, {"username": "admin", "password": "pw"}, "basic authentication"),
     ({}, {"client-key-data": "@@@"}, "client-key-data is not base64"),
@@ -328,3 +328,72 @@ def test_unreadable_credential_files(api: FakeApi, tmp_path: Path, monkeypatch: 
     (tmp_path / "notyaml").write_text("clusters: [")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_credentials({"KUBECONFIG": str(tmp_path / "notyaml")})
+
+
+PLUGIN = """import json, os, sys
+info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
+assert info["spec"]["interactive"] is False and sys.argv[1:] == ["token", "--cluster", "eaa"], (info, sys.argv)
+mode = os.environ["PLUGIN_MODE"]
+status = {"token": os.environ["PLUGIN_TOKEN"]} if mode == "token" else {}
+if mode == "cert":
+    status = {"clientCertificateData": open(os.environ["PLUGIN_CERT"]).read(),
+              "clientKeyData": open(os.environ["PLUGIN_KEY"]).read()}
+if mode == "fail":
+    sys.exit(3)
+print("not json" if mode == "garbage" else json.dumps({"apiVersion": info["apiVersion"], "kind": "ExecCredential",
+                                                       "status": status}))
+"""
+
+
+def _plugin(tmp_path: Path, mode: str, pki: Any, api_version: str = "client.authentication.k8s.io/v1") -> dict[str, Any]:
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    script = tmp_path / "bin" / "kube-login"
+    script.write_text(f"#!{sys.executable}\n{PLUGIN}")
+    script.chmod(0o755)
+    (tmp_path / "c.pem").write_bytes(pki.client_cert_pem)
+    (tmp_path / "k.pem").write_bytes(pki.client_key_pem)
+    env = {"PLUGIN_MODE": mode, "PLUGIN_TOKEN": TOKEN, "PLUGIN_CERT": str(tmp_path / "c.pem"),
+           "PLUGIN_KEY": str(tmp_path / "k.pem")}
+    return {"exec": {"apiVersion": api_version, "command": "./bin/kube-login", "args": ["token", "--cluster", "eaa"],
+                     "env": [{"name": k, "value": v} for k, v in env.items()], "interactiveMode": "Never"}}
+
+
+def _exec_kubeconfig(api: FakeApi, tmp_path: Path, user: dict[str, Any]) -> Path:
+    path = api.kubeconfig(tmp_path / "config", extra_user=user)
+    doc = json.loads(path.read_text())
+    doc["users"][0]["user"].pop("token", None)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("api_version", ["client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"])
+def test_exec_credential_plugin_token(api: FakeApi, pki: Any, tmp_path: Path, api_version: str) -> None:
+    path = _exec_kubeconfig(api, tmp_path, _plugin(tmp_path, "token", pki, api_version))
+    creds = load_credentials({"KUBECONFIG": str(path)})  # the command is relative to the kubeconfig's directory
+    assert creds.token == TOKEN
+    assert [p.address for p in discover(creds)] == NODES
+
+
+def test_exec_credential_plugin_client_certificate(pki: Any, tmp_path: Path) -> None:
+    with serving(FakeApi(pki, token=None, require_client_cert=True)) as api:
+        creds = load_credentials({"KUBECONFIG": str(_exec_kubeconfig(api, tmp_path, _plugin(tmp_path, "cert", pki)))})
+        assert creds.client_cert_pem == pki.client_cert_pem and creds.token is None
+        assert [p.address for p in discover(creds)] == NODES
+
+
+@pytest.mark.parametrize("mode, change, message", [
+    ("fail", {}, r"credential plugin 'kube-login' failed \(exit 3\)"),
+    ("garbage", {}, "did not print an client.authentication.k8s.io/v1 ExecCredential"),
+    ("empty", {}, "neither a token nor a client certificate"),
+    ("token", {"command": "./bin/missing", "installHint": "install kube-login"}, "not found \\(install kube-login"),
+    ("token", {"apiVersion": "client.authentication.k8s.io/v1alpha1"}, "is not one of"),
+    ("token", {"interactiveMode": "Always"}, "needs a terminal"),
+    ("token", {"command": ""}, "exec has no command"),
+])
+def test_exec_credential_plugin_failures(api: FakeApi, pki: Any, tmp_path: Path, mode: str, change: dict[str, Any],
+                                         message: str) -> None:
+    user = _plugin(tmp_path, mode, pki)
+    user["exec"].update(change)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_credentials({"KUBECONFIG": str(_exec_kubeconfig(api, tmp_path, user))})
+    assert TOKEN not in str(e.value)

@@ -4,7 +4,8 @@ inclavared runs as a DaemonSet with ``hostNetwork``, so a pod's ``status.hostIP`
 shelter dials. The pods are listed with one plain HTTPS request per page
 (``GET /api/v1/namespaces/NS/pods?labelSelector=...``), with the credentials kubectl would use:
 the files in ``$KUBECONFIG`` (merged as kubectl merges them: the first file to define a name wins),
-else ``~/.kube/config``, else the in-cluster service account.
+else ``~/.kube/config``, else the in-cluster service account. A kubeconfig user authenticates with a
+bearer token, a client certificate, or a credential plugin (``exec``, run as client-go runs it).
 
 The pod list decides which nodes get attested, so this fails closed: the API server's certificate is
 always verified (a kubeconfig that says ``insecure-skip-tls-verify`` is refused), a matching pod that
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import ssl
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +41,10 @@ MAX_PAGE_BYTES = 32 << 20
 PAGE_LIMIT = 500
 MAX_PAGES = 200
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
+EXEC_TIMEOUT = 60.0
+MAX_EXEC_OUTPUT = 1 << 20
 _UNSUPPORTED_USER = {
-    "exec": "credential plugins (exec)",
     "auth-provider": "auth providers",
     "username": "basic authentication",
     "password": "basic authentication",
@@ -208,16 +212,69 @@ def kubeconfig_credentials(paths: list[Path], context: str | None = None) -> Api
     token = user.get("token") if isinstance(user.get("token"), str) else None
     if not token and user.get("tokenFile"):
         token = _read(_resolve(user, "tokenFile"), "token file").decode("ascii", "replace").strip() or None
+    cert, key = _pem(user, "client-certificate", "client certificate"), _pem(user, "client-key", "client key")
+    if not (token or cert or key) and user.get("exec"):
+        token, cert, key = exec_credential(user["exec"], user["_dir"], f"kubeconfig {where}")
     namespace = ctx.get("namespace") if isinstance(ctx.get("namespace"), str) else ""
     return ApiCredentials(
         server=server.rstrip("/"), namespace=namespace or "default",
         source=f"kubeconfig {where} (context {current})",
         ca_pem=_pem(cluster, "certificate-authority", "CA certificate"),
-        token=token,
-        client_cert_pem=_pem(user, "client-certificate", "client certificate"),
-        client_key_pem=_pem(user, "client-key", "client key"),
+        token=token, client_cert_pem=cert, client_key_pem=key,
         tls_server_name=cluster.get("tls-server-name") or None,
     )
+
+
+def exec_credential(spec: Any, base_dir: Path, where: str) -> tuple[str | None, bytes | None, bytes | None]:
+    """Run a kubeconfig credential plugin (``user.exec``, as EKS, GKE and AKS configure) the way client-go
+    does, non-interactively, and take the token or client certificate from its ExecCredential."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("command"), str) or not spec["command"]:
+        raise ConfigError(f"{where}: exec has no command")
+    api = spec.get("apiVersion")
+    if api not in EXEC_API_VERSIONS:
+        raise ConfigError(f"{where}: exec apiVersion {str(api)[:80]!r} is not one of {', '.join(EXEC_API_VERSIONS)}")
+    if spec.get("interactiveMode") == "Always":
+        raise ConfigError(f"{where}: the credential plugin needs a terminal (interactiveMode Always)")
+    command = spec["command"]
+    if os.sep in command and not os.path.isabs(command):
+        command = str(base_dir / command)  # relative to the kubeconfig file, as client-go resolves it
+    args = [str(a) for a in spec.get("args") or []]
+    env = dict(os.environ)
+    for item in spec.get("env") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{where}: malformed exec env entry")
+        env[item["name"]] = str(item.get("value", ""))
+    env["KUBERNETES_EXEC_INFO"] = json.dumps({"apiVersion": api, "kind": "ExecCredential",
+                                              "spec": {"interactive": False}})
+    name = Path(spec["command"]).name
+    try:
+        r = subprocess.run([command, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=EXEC_TIMEOUT)
+    except FileNotFoundError:
+        hint = f" ({str(spec['installHint'])[:200]})" if spec.get("installHint") else ""
+        raise ConfigError(f"{where}: credential plugin {name!r} not found{hint}") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot run credential plugin {name!r}: {e.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{where}: credential plugin {name!r} did not finish in {EXEC_TIMEOUT:g}s") from None
+    if r.returncode != 0:
+        raise ConfigError(f"{where}: credential plugin {name!r} failed (exit {r.returncode})")
+    try:
+        if len(r.stdout) > MAX_EXEC_OUTPUT:
+            raise ValueError
+        cred = json.loads(r.stdout)
+        status = cred["status"]
+        if cred.get("kind") != "ExecCredential" or cred.get("apiVersion") != api or not isinstance(status, dict):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{where}: credential plugin {name!r} did not print an {api} ExecCredential") from None
+    token = status.get("token") if isinstance(status.get("token"), str) and status["token"] else None
+    cert, key = (status.get(k) for k in ("clientCertificateData", "clientKeyData"))
+    pems = (cert.encode(), key.encode()) if isinstance(cert, str) and isinstance(key, str) and cert and key else \
+        (None, None)
+    if token is None and pems[0] is None:
+        raise ConfigError(f"{where}: credential plugin {name!r} gave neither a token nor a client certificate")
+    return token, *pems
 
 
 def _resolve(entry: dict[str, Any], key: str) -> Path:
