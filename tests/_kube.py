@@ -198,7 +198,7 @@ def serving(api: FakeApi, host: str = "127.0.0.1") -> Iterator[FakeApi]:
     srv.daemon_threads = True
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     api.url = f"https://{host}:{srv.server_address[1]}"
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
         yield api

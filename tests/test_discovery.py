@@ -397,3 +397,14 @@ def test_exec_credential_plugin_failures(api: FakeApi, pki: Any, tmp_path: Path,
     with pytest.raises(ConfigError, match=message) as e:
         load_credentials({"KUBECONFIG": str(_exec_kubeconfig(api, tmp_path, user))})
     assert TOKEN not in str(e.value)
+
+
+def test_pod_addresses() -> None:
+    item = recorded_pods()["items"][0]
+    item["status"]["hostIP"] = "fd00::11"
+    assert discovery.pod_from_item(item).address == "tcp://[fd00::11]:1236"
+    del item["spec"]["containers"][0]["ports"]  # the seed's DaemonSet declares no port: inclavared's 1236
+    item["status"]["hostIP"] = "192.0.2.11"
+    assert discovery.pod_from_item(item).address == "tcp://192.0.2.11:1236"
+    item["spec"]["containers"][0]["ports"] = [{"name": "attestation", "containerPort": 7000}]
+    assert discovery.pod_from_item(item).address == "tcp://192.0.2.11:7000"
