@@ -238,6 +238,25 @@ def test_pods_that_are_not_running_are_not_left_out(pki: Any, tmp_path: Path) ->
     assert pods[1].problem == "pod inclavared-m4q9z on node cn-hangzhou.192.0.2.12 is Pending, not Running"
     assert pods[2].problem == "pod inclavared-bd8wr on node cn-hangzhou.192.0.2.13 is terminating"
     assert pods[0].problem == ""
+    addresses, uncovered = discovery.nodes_to_attest(pods)
+    assert addresses == [NODES[0]] and uncovered == pods[1:]
+
+
+def test_a_node_whose_pod_is_being_replaced_is_attested_through_the_new_one() -> None:
+    items = recorded_pods()["items"][:3]
+    old = json.loads(json.dumps(items[0]))
+    old["metadata"]["name"] = "inclavared-old01"
+    old["metadata"]["deletionTimestamp"] = "2026-11-30T09:00:00Z"
+    pending = json.loads(json.dumps(items[1]))
+    pending["metadata"]["name"] = "inclavared-new01"
+    pending["status"] = {"phase": "Pending"}
+    unscheduled = json.loads(json.dumps(pending))
+    unscheduled["metadata"]["name"] = "inclavared-new02"
+    del unscheduled["spec"]["nodeName"]
+    pods = [discovery.pod_from_item(i) for i in (*items, old, pending, unscheduled)]
+    addresses, uncovered = discovery.nodes_to_attest(pods)
+    assert addresses == NODES  # each node once
+    assert [p.name for p in uncovered] == ["inclavared-new02"]  # a pod on no node yet covers nothing
 
 
 def _loopback_pods(port: int) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def _addresses(args: argparse.Namespace) -> list[str]:
 
 
 def _kubernetes_nodes(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
-    """The addresses of the running inclavared pods, and a failed report for each pod that is not."""
+    """The addresses of the nodes running inclavared, and a failed report for each node whose pod is not."""
     if not args.kubernetes:
         if args.namespace or args.selector:
             raise ConfigError("--namespace and --selector need --kubernetes")
@@ -116,9 +116,9 @@ def _kubernetes_nodes(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
 
     pods = discovery.discover(discovery.load_credentials(), args.namespace,
                               args.selector or discovery.DEFAULT_SELECTOR, timeout=args.timeout)
-    addrs = list(dict.fromkeys(p.address for p in pods if p.attestable))
+    addrs, uncovered = discovery.nodes_to_attest(pods)
     return addrs, [NodeReport(p.address if p.host_ip else f"pod/{p.name}", ok=False, error_code="POD_NOT_RUNNING",
-                              error=p.problem) for p in pods if not p.attestable]
+                              error=p.problem) for p in uncovered]
 
 
 def _options(args: argparse.Namespace) -> Any:

@@ -431,3 +431,11 @@ def discover(creds: ApiCredentials, namespace: str | None = None, selector: str 
     if not pods:
         raise ConfigError(f"no pods match {selector!r} in namespace {ns!r} ({creds.server})")
     return pods
+
+
+def nodes_to_attest(pods: list[InclavaredPod]) -> tuple[list[str], list[InclavaredPod]]:
+    """The address of every node with a running pod, and the pods that leave their node uncovered: a node
+    whose pod is being replaced is attested through the running one, any other node's pod fails."""
+    covered = {p.node for p in pods if p.attestable}
+    addresses = list(dict.fromkeys(p.address for p in pods if p.attestable))
+    return addresses, [p for p in pods if not p.attestable and not (p.node and p.node in covered)]
