@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--at", metavar="TIME", help="verification time (unix seconds or ISO-8601; default now)")
     ra.add_argument("--max-parallel", type=int, default=16, help="nodes attested at once (default 16)")
     add_snp_arguments(ra)
+    ra.add_argument("--kubernetes", action="store_true",
+                    help="also attest every node with an inclavared pod, found through the Kubernetes API "
+                         "($KUBECONFIG, ~/.kube/config or the in-cluster service account)")
+    ra.add_argument("--namespace", metavar="NS", help="with --kubernetes: the pods' namespace (default: the "
+                                                      "context's or service account's, else default)")
+    ra.add_argument("--selector", metavar="LABELS", help="with --kubernetes: the pods' label selector "
+                                                         "(default k8s-app=inclavared)")
     ra.set_defaults(func=run_remoteattestation)
 
     mr = sub.add_parser("mrenclave", help="compute reference values",
@@ -105,6 +112,22 @@ def _addresses(args: argparse.Namespace) -> list[str]:
         if not (a.startswith("tcp://") or a.startswith("unix://")):
             raise ConfigError(f"warning: specify tcp or unix socket address with error format: {a!r}")
     return addrs
+
+
+def _kubernetes_nodes(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
+    """The addresses of the nodes running inclavared, and a failed report for each node whose pod is not."""
+    if not args.kubernetes:
+        if args.namespace or args.selector:
+            raise ConfigError("--namespace and --selector need --kubernetes")
+        return [], []
+    from ..services import discovery
+    from ..services.shelter import NodeReport
+
+    pods = discovery.discover(discovery.load_credentials(), args.namespace,
+                              args.selector or discovery.DEFAULT_SELECTOR, timeout=args.timeout)
+    addrs, uncovered = discovery.nodes_to_attest(pods)
+    return addrs, [NodeReport(p.address if p.host_ip else f"pod/{p.name}", ok=False, error_code="POD_NOT_RUNNING",
+                              error=p.problem) for p in uncovered]
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -182,15 +205,18 @@ def run_remoteattestation(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     addrs = _addresses(args)
+    found, not_running = _kubernetes_nodes(args)
+    addrs += [a for a in found if a not in addrs]
     shelter = Shelter(_options(args))
-    if not addrs:
+    if not addrs and not not_running:
         print(f"tcp sock address is {DEFAULT_ADDR[len('tcp://'):]}")
         reports = [shelter.attest(DEFAULT_ADDR)]
         if not reports[0].ok and reports[0].error_code == "TRANSPORT_ERROR":
             print("Try to connect default tcp socket failed then retry with default unix socket.")
             reports = [shelter.attest(DEFAULT_UNIX_ADDR)]
     else:
-        reports = shelter.attest_many(addrs, max_workers=max(1, args.max_parallel))
+        reports = shelter.attest_many(addrs, max_workers=max(1, args.max_parallel)) if addrs else []
+        reports += not_running
     ok = all(r.ok for r in reports)
     if args.output == "json":
         print(json.dumps({"ok": ok, "nodes": [r.to_dict() for r in reports]}, sort_keys=True, indent=1))
