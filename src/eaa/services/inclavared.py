@@ -28,7 +28,7 @@ from ..verify.registry import Verifier, verifier_for_evidence
 from . import protocol
 from .address import Address, dial, listen
 from .limits import ServerLimits
-from .server import ConnectionServer, describe_endpoint
+from .server import ConnectionServer, describe_endpoint, peer_name
 
 log = logging.getLogger("eaa.inclavared")
 
@@ -165,7 +165,7 @@ class Inclavared:
 
     def handle(self, session: TlsSession, request: bytes | EaaError) -> None:
         """Answer one request (or the framing error it caused) and log its real result, once."""
-        peer = _peer_name(session.address)
+        peer = peer_name(session.address)
         start = time.monotonic()
         version, outcome = "?", "ok"
         try:
@@ -224,8 +224,3 @@ class Inclavared:
                 except OSError:
                     pass
 
-
-def _peer_name(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return "unix"

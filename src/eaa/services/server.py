@@ -37,7 +37,7 @@ from collections import OrderedDict, deque
 from typing import Any, Callable, Protocol
 
 from ..errors import EaaError
-from ..tls.errors import HandshakeAbandoned, TlsTimeout
+from ..tls.errors import HandshakeAbandoned
 from ..tls.session import EnclaveTls, TlsSession
 from ..tls.wrappers import WAIT_READ, Channel, Handshake
 from .limits import ServerLimits
@@ -96,9 +96,17 @@ class Service(Protocol):
         ...
 
 
-def log_connection_error(peer: Any, e: BaseException) -> None:
+def peer_name(address: Any) -> str:
+    """``ip:port`` of a TCP peer, ``unix`` for a Unix-socket peer."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return "unix"
+
+
+def log_connection_error(address: Any, e: BaseException) -> None:
     """How a failed connection is logged: probes at DEBUG, peers' failures at WARNING, bugs at ERROR."""
-    if isinstance(e, (HandshakeAbandoned, TlsTimeout)):  # port probes and readiness checks do this
+    peer = peer_name(address)
+    if isinstance(e, HandshakeAbandoned):  # port probes and readiness checks do this
         log.debug("peer=%s closed before a request: %s", peer, e)
     elif isinstance(e, EaaError):
         log.warning("peer=%s [%s] %s", peer, e.code, e)
@@ -127,9 +135,7 @@ class _Conn:
 
     @property
     def peer(self) -> str:
-        if isinstance(self.addr, tuple) and len(self.addr) >= 2:
-            return f"{self.addr[0]}:{self.addr[1]}"
-        return "unix"
+        return peer_name(self.addr)
 
 
 _SERVED = object()  # a worker's job was the request: the connection is finished
@@ -194,6 +200,7 @@ class ConnectionServer:
         self._deadlines: deque[_Conn] = deque()  # in accept order, so in deadline order
         self._counters = _Counters(limits.report_every)
         self._verifies_peers = endpoint.peer_verifier is not None
+        self._accept_paused = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -253,6 +260,8 @@ class ConnectionServer:
             conn = self._done.popleft()
             if conn.step is not _SERVED:
                 self._close(conn)
+        for s in (self._wake_r, self._wake_w):
+            s.close()
 
     def _close_listener(self) -> None:
         try:
@@ -262,10 +271,6 @@ class ConnectionServer:
 
     def _close_all(self) -> None:
         self._counters.flush(self.clock())
-        try:
-            self._selector.unregister(self.sock)
-        except (KeyError, ValueError, OSError):
-            pass
         self._close_listener()
         for conn in list(self._open):
             if not conn.busy:
@@ -301,15 +306,27 @@ class ConnectionServer:
                 return
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # Out of descriptors: free one; the kernel keeps the client queued meanwhile.
+                    # Out of descriptors: free one, or stop accepting for a moment (the kernel keeps
+                    # the clients queued meanwhile) rather than spin on a listener that stays readable.
                     if not self._shed_one(self._idle, "shed (descriptors exhausted)"):
-                        log.warning("cannot accept: %s", e.strerror or e)
+                        self._counters.add("accept paused (descriptors exhausted)", self.clock())
+                        self._pause_accepting()
                     return
                 if e.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
                 log.warning("accept failed: %s", e.strerror or e)
                 return
             self._admit(sock, addr)
+
+    def _pause_accepting(self) -> None:
+        if not self._accept_paused:
+            self._accept_paused = True
+            self._selector.unregister(self.sock)
+
+    def _resume_accepting(self) -> None:
+        if self._accept_paused:
+            self._accept_paused = False
+            self._selector.register(self.sock, selectors.EVENT_READ, None)
 
     def _admit(self, sock: socket.socket, addr: Any) -> None:
         now = self.clock()
@@ -335,11 +352,10 @@ class ConnectionServer:
         except Exception as e:  # noqa: BLE001
             self._fail(conn, e)
             return
-        self._mark_idle(conn, WAIT_READ)
-        self._progress(conn)
+        self._mark_idle(conn, WAIT_READ)  # the handshake starts when the peer's first bytes arrive
 
     def _refuse(self, sock: socket.socket, addr: Any, what: str) -> None:
-        log.debug("peer=%s %s", addr, what)
+        log.debug("peer=%s %s", peer_name(addr), what)
         self._counters.add(what, self.clock())
         try:
             sock.close()
@@ -486,6 +502,7 @@ class ConnectionServer:
             conn = self._deadlines.popleft()
             if not conn.closed and not conn.busy:  # a busy one is checked when it comes back (_resume)
                 self._expire(conn, now)
+        self._resume_accepting()
         if now >= self._counters.next_report:
             self._counters.flush(now)
 
@@ -561,4 +578,4 @@ class ConnectionServer:
 
 
 __all__ = ["ConnectionServer", "ServerLimits", "Service", "describe_endpoint", "log_connection_error",
-           "raise_fd_limit"]
+           "peer_name", "raise_fd_limit"]
