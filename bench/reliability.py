@@ -20,7 +20,6 @@ import errno
 import os
 import random
 import selectors
-import signal
 import socket
 import ssl
 import statistics
@@ -34,6 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(1, str(ROOT / "bench"))
+
+from eaa_flow import free_port, stop_processes, wait_port  # noqa: E402
 
 
 def client_hello() -> bytes:
@@ -189,25 +191,6 @@ class Slowloris:
             self.stats.open_now = {k: self.count(k) for k in self.want}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"a server exited early with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
-
-
 def attest(env: dict[str, str], addr: str, reference: Path) -> tuple[bool, float, str]:
     """One whole ``shelter remoteattestation`` process: success, seconds, and its error when it failed."""
     t0 = time.perf_counter()
@@ -302,13 +285,7 @@ def main() -> int:
     finally:
         if attacker is not None:
             attacker.stop()
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
 
 
 if __name__ == "__main__":

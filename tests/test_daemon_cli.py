@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import socket
 import ssl
@@ -18,11 +17,10 @@ import pytest
 from eaa.errors import EaaError, ProtocolError
 from eaa.services.inclavared import Inclavared, InclavaredConfig
 from eaa.services.protocol import make_request
-from eaa.sim import init_platform
 from eaa.tls import TlsConfig
 from eaa.tls.testing import FakeAttester, FakeVerifier
 
-from _procs import Proc, free_port, run
+from _procs import Proc, free_port, run, sim_env
 
 SERVER = "eaa.cli.enclave_tls_server"
 INCLAVARED = "eaa.cli.inclavared"
@@ -30,14 +28,7 @@ INCLAVARED = "eaa.cli.inclavared"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    d = tmp_path_factory.mktemp("daemons")
-    init_platform(d / "sim")
-    e = dict(os.environ)
-    e.pop("EAA_TRUST_SIMULATION", None)
-    e.pop("EAA_DEBUG", None)
-    e["EAA_SIM_DIR"] = str(d / "sim")
-    e["EAA_TEST_DIR"] = str(d)
-    return e
+    return sim_env(tmp_path_factory.mktemp("daemons"))
 
 
 BAD_LIMITS = [

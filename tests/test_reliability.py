@@ -7,7 +7,6 @@ timeout, with no retry. ``make reliability`` prints the times (bench/reliability
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from pathlib import Path
@@ -19,10 +18,10 @@ import eaa
 from eaa.policy import Policy, ReferenceValues
 from eaa.services.server import raise_fd_limit
 from eaa.services.shelter import Shelter, ShelterOptions
-from eaa.sim import init_platform, measure_files
+from eaa.sim import measure_files
 from eaa.tls import TlsConfig
 
-from _procs import Proc, free_port, run
+from _procs import Proc, free_port, run, sim_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from reliability import Slowloris  # noqa: E402
@@ -37,10 +36,7 @@ PROGRAM = [str(Path(eaa.__file__).parent / rel) for rel in ("services/workload.p
 def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], int, Path]]:
     raise_fd_limit(IDLE + RECONNECTING + 2048)  # this process holds the attacker's sockets; children inherit
     d = tmp_path_factory.mktemp("reliability")
-    init_platform(d / "sim")
-    env = dict(os.environ)
-    env.pop("EAA_TRUST_SIMULATION", None)
-    env["EAA_SIM_DIR"] = str(d / "sim")
+    env = sim_env(d)
     wport, iport = free_port(), free_port()
     workload = Proc("eaa.cli.enclave_tls_server", ["--ip", "127.0.0.1", "--port", str(wport), "--mutual",
                                                    "--attester", "sim_sgx_ecdsa", "--trust-sim"],

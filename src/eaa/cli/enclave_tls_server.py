@@ -160,18 +160,26 @@ def run(args: argparse.Namespace) -> int:
     log.info("using %s", describe_endpoint(endpoint))
     log.info("listening on %s:%d (%s, %s)", host, port, "mutual" if config.mutual else "one-way",
              config.cert_format)
+    return serve_until_signalled(server, log)
+
+
+def serve_until_signalled(daemon: Any, log: logging.Logger) -> int:
+    """Serve until SIGTERM or SIGINT, then close cleanly: exit 0 for SIGTERM, 130 for SIGINT.
+
+    ``daemon`` has ``serve_forever()``, ``stop()`` (safe in a signal handler) and ``shutdown()``.
+    """
     received: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
         received.append(signum)
-        server.stop()
+        daemon.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        server.serve_forever()
+        daemon.serve_forever()
     finally:
-        server.shutdown(wait=5.0)
+        daemon.shutdown()
     log.info("stopped%s", f" (signal {received[0]})" if received else "")
     return 130 if received and received[0] == signal.SIGINT else 0
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from typing import Any
 
 from ..errors import ConfigError
 from .common import SIMULATION_WARNING, parse_time, run_main, trust_sim_requested
-from .enclave_tls_server import LOG_LEVELS, setup_logging
+from .enclave_tls_server import LOG_LEVELS, serve_until_signalled, setup_logging
 from ..services.limits import add_limit_arguments
 
 PROG = "inclavared"
@@ -106,22 +105,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("using %s", daemon.describe())
     log.info("listening on %s, workload %s (%s)", f"{host}:{port}" if port else host, cfg.xfer or "-",
              "mutual" if cfg.upstream_tls.mutual else "one-way")
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        received.append(signum)
-        daemon.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        daemon.serve_forever()
-    finally:
-        daemon.shutdown()
-    if received:
-        log.info("signal %d: shut down", received[0])
-    log.info("stopped")
-    return 130 if received and received[0] == signal.SIGINT else 0
+    return serve_until_signalled(daemon, log)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import EaaError, IdentityMismatch, ProtocolError, TransportError
 from ..policy import Policy

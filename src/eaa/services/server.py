@@ -165,7 +165,11 @@ class _Counters:
 
 
 class ConnectionServer:
-    """Serve ``service`` on a listening socket with one waiting thread and ``limits.workers`` workers."""
+    """Serve ``service`` on a listening socket with one waiting thread and ``limits.workers`` workers.
+
+    It raises the process's soft descriptor limit to fit ``max_connections`` (a daemon owns its
+    process); when the hard limit is lower, it serves fewer connections and says so.
+    """
 
     def __init__(self, endpoint: EnclaveTls, sock: socket.socket, service: Service,
                  limits: ServerLimits = ServerLimits(), *,
