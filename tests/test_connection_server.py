@@ -84,11 +84,21 @@ def records() -> Iterator[Records]:
     logger.propagate = old_propagate
 
 
+class Clock:
+    """The server's clock, moved by the test (deadlines and idle times follow it, not the wall)."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @contextlib.contextmanager
-def running(limits: ServerLimits, service: Echo | None = None) -> Iterator[ConnectionServer]:
+def running(limits: ServerLimits, service: Echo | None = None, clock=time.monotonic) -> Iterator[ConnectionServer]:
     endpoint = EnclaveTls(TlsConfig(attester=FakeAttester()), server=True)
     sock = listen(Address("tcp", host="127.0.0.1", port=0), backlog=limits.backlog)
-    server = ConnectionServer(endpoint, sock, service or Echo(), limits)
+    server = ConnectionServer(endpoint, sock, service or Echo(), limits, clock=clock)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -174,20 +184,26 @@ def test_total_limit_sheds_the_least_recently_active_idle_connection(records):
     assert "shedding load" in records.text(logging.WARNING) and "shed (total limit)" in records.text()
 
 
-def test_per_source_limit_sheds_that_source_only(records):
-    with running(ServerLimits(max_per_source=3)) as server:
+def test_per_source_limit_refuses_a_flood_and_sheds_long_idle_connections(records):
+    clock = Clock()
+    with running(ServerLimits(max_per_source=3), clock=clock) as server:
         other = raw(server, "127.0.0.3")
         attacker = []
-        for i in range(6):
+        for i in range(3):
             attacker.append(raw(server, "127.0.0.2"))
-            assert wait_for(lambda: server.connections == min(i + 1, 3) + 1)
-        assert all(closed_by_server(s) for s in attacker[:3])
-        assert all(still_open(s) for s in attacker[3:])
-        assert still_open(other)
-        assert ask(server) == b"hello\n"
-        for s in [other, *attacker]:
+            assert wait_for(lambda: server.connections == i + 2)
+        flood = raw(server, "127.0.0.2")  # the address's connections are all fresh: the newcomer goes
+        assert closed_by_server(flood)
+        assert all(still_open(s) for s in attacker)
+        clock.now += 2.0  # now they have been idle for a while: the least recently active one goes
+        newcomer = raw(server, "127.0.0.2")
+        assert closed_by_server(attacker[0])
+        assert all(still_open(s) for s in [*attacker[1:], newcomer, other])
+        assert ask(server) == b"hello\n"  # another address is not limited by this one
+        for s in [other, flood, newcomer, *attacker]:
             s.close()
-    assert "shed (per-source limit)" in records.text(logging.WARNING)
+    text = records.text(logging.WARNING)
+    assert "refused (per-source limit)" in text and "shed (per-source limit)" in text
 
 
 def test_handshake_deadline_closes_silent_and_half_done_connections(records):

@@ -13,7 +13,9 @@ Limits, all configurable (:class:`~.limits.ServerLimits`, flags from :mod:`.limi
   this many seconds of being accepted, or it is closed (a client that finished its handshake gets
   the service's timeout reply first).
 - ``max_per_source``: connections from one client address; one more sheds that address's least
-  recently active idle connection (the newest is the most likely to be a real client).
+  recently active connection if it has been idle for a second, else the newcomer is refused. An
+  address that floods connections so only churns through refusals (cheap: accept and close), and
+  connections of that address that are making progress are not displaced by the flood.
 - ``max_connections``: connections in all; one more sheds the least recently active idle
   connection. Only when every connection is busy (its request is being served) is the new one refused.
 - ``backlog``: the kernel's queue of connections not yet accepted.
@@ -47,6 +49,7 @@ log = logging.getLogger("eaa.server")
 ACCEPT_BURST = 64  # connections accepted per readiness event, so the loop keeps serving the others
 SWEEP_INTERVAL = 0.1  # seconds between deadline checks
 FD_RESERVE = 64  # descriptors kept for upstream connections, files and the listener
+SOURCE_SHED_MIN_IDLE = 1.0  # seconds: a newcomer over its address's limit only displaces one idle this long
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -116,7 +119,7 @@ def log_connection_error(address: Any, e: BaseException) -> None:
 
 class _Conn:
     __slots__ = ("sock", "addr", "source", "deadline", "handshake", "channel", "session", "buf", "request", "busy",
-                 "closed", "events", "step")
+                 "closed", "events", "step", "active_at")
 
     def __init__(self, sock: socket.socket, addr: Any, source: str | None, deadline: float) -> None:
         self.sock = sock
@@ -132,6 +135,7 @@ class _Conn:
         self.busy = False  # queued for or running in a worker: never shed, never timed out
         self.closed = False
         self.events = 0  # registered with the selector for these
+        self.active_at = 0.0  # when the peer last made progress (the loop's clock)
 
     @property
     def peer(self) -> str:
@@ -336,8 +340,9 @@ class ConnectionServer:
         now = self.clock()
         source = addr[0] if isinstance(addr, tuple) and addr else None
         if source is not None and self._source_count.get(source, 0) >= self.limits.max_per_source:
-            if not self._shed_one(self._by_source.get(source, OrderedDict()), "shed (per-source limit)"):
-                self._refuse(sock, addr, "refused (per-source limit, all busy)")
+            if not self._shed_one(self._by_source.get(source, OrderedDict()), "shed (per-source limit)",
+                                  min_idle=SOURCE_SHED_MIN_IDLE):
+                self._refuse(sock, addr, "refused (per-source limit)")
                 return
         if len(self._open) >= self.max_connections and not self._shed_one(self._idle, "shed (total limit)"):
             self._refuse(sock, addr, "refused (total limit, all busy)")
@@ -351,12 +356,8 @@ class ConnectionServer:
         if source is not None:
             self._source_count[source] = self._source_count.get(source, 0) + 1
         self._deadlines.append(conn)
-        try:
-            conn.handshake = self.endpoint.endpoint.start_handshake(sock)
-        except Exception as e:  # noqa: BLE001
-            self._fail(conn, e)
-            return
-        self._mark_idle(conn, WAIT_READ)  # the handshake starts when the peer's first bytes arrive
+        sock.setblocking(False)
+        self._mark_idle(conn, WAIT_READ)  # the TLS state is made when the peer's first bytes arrive
 
     def _refuse(self, sock: socket.socket, addr: Any, what: str) -> None:
         log.debug("peer=%s %s", peer_name(addr), what)
@@ -366,9 +367,12 @@ class ConnectionServer:
         except OSError:
             pass
 
-    def _shed_one(self, idle: "OrderedDict[_Conn, None]", what: str) -> bool:
-        """Close the least recently active connection of ``idle``; False when there is none."""
+    def _shed_one(self, idle: "OrderedDict[_Conn, None]", what: str, min_idle: float = 0.0) -> bool:
+        """Close the least recently active connection of ``idle`` if it has been idle for ``min_idle``
+        seconds; False when there is none."""
         for conn in idle:
+            if self.clock() - conn.active_at < min_idle:
+                return False
             log.debug("peer=%s %s", conn.peer, what)
             self._counters.add(what, self.clock())
             self._close(conn)
@@ -384,6 +388,7 @@ class ConnectionServer:
             else:
                 self._selector.register(conn.sock, events, conn)
             conn.events = events
+        conn.active_at = self.clock()
         self._idle[conn] = None
         self._idle.move_to_end(conn)
         if conn.source is not None:
@@ -412,6 +417,8 @@ class ConnectionServer:
             return
         try:
             if conn.session is None:
+                if conn.handshake is None:  # silent peers and probes never cost a TLS object
+                    conn.handshake = self.endpoint.endpoint.start_handshake(conn.sock)
                 if self._verifies_peers:  # the step may verify the peer's evidence: a worker's job
                     self._unmark(conn)
                     conn.busy = True
