@@ -10,7 +10,8 @@ must succeed; then the unloaded runs are repeated, because the machine may have 
 quieter meanwhile. The script prints each time, the medians and each loaded time's ratio to the
 median of all unloaded runs. Target: every loaded attestation within 2x that median.
 
-Run: ``python bench/reliability.py [--idle N] [--reconnecting N] [--runs N]``.
+Run: ``python bench/reliability.py [--idle N] [--reconnecting N] [--runs N] [--sources N]
+[--target inclavared|workload]`` (``--target workload`` holds the mutual-TLS workload's port instead).
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ class Slowloris:
                         data = conn.sock.recv(4096)
                     except OSError:
                         data = b""
-                    if not data:  # inclavared closed it (deadline, shedding)
+                    if not data:  # the server closed it (deadline, shedding, refusal)
                         self.stats.closed_by_server += 1
                         self._drop(conn)
             now = time.monotonic()
@@ -206,6 +207,8 @@ def main() -> int:
     ap.add_argument("--reconnecting", type=int, default=500, help="trickling, reconnecting connections (default 500)")
     ap.add_argument("--runs", type=int, default=20, help="sequential attestations per phase (default 20)")
     ap.add_argument("--sources", type=int, default=8, help="attacker source addresses 127.0.0.2.. (default 8)")
+    ap.add_argument("--target", choices=("inclavared", "workload"), default="inclavared",
+                    help="whose port the attacker holds (default inclavared, shelter's side)")
     args = ap.parse_args()
 
     from eaa.services.server import raise_fd_limit
@@ -252,8 +255,8 @@ def main() -> int:
         before = unloaded_phase()
 
         sources = tuple(f"127.0.0.{2 + i}" for i in range(args.sources))
-        attacker = Slowloris("127.0.0.1", iport, idle=args.idle, reconnecting=args.reconnecting,
-                             sources=sources).start()
+        attacker = Slowloris("127.0.0.1", iport if args.target == "inclavared" else wport, idle=args.idle,
+                             reconnecting=args.reconnecting, sources=sources).start()
         held = attacker.wait_open()
         loaded, failures = [], []
         for _ in range(args.runs):
@@ -268,9 +271,10 @@ def main() -> int:
         after = unloaded_phase()  # the machine may be busier or quieter than before: measure again
         base = statistics.median(before + after)
 
-        print(f"attacker: {args.idle} idle + {args.reconnecting} reconnecting slowloris connections from "
-              f"{len(sources)} addresses; {held} connected before the first run, open at the end: {open_now}; "
-              f"{stats.opened} opened, {stats.closed_by_server} closed by inclavared, {stats.refused} refused")
+        print(f"attacker on {args.target}: {args.idle} idle + {args.reconnecting} reconnecting slowloris "
+              f"connections from {len(sources)} addresses; {held} connected before the first run, open at the "
+              f"end: {open_now}; {stats.opened} opened, {stats.closed_by_server} closed by {args.target}, "
+              f"{stats.refused} refused")
         print(f"{'run':>3} {'before s':>9} {'loaded s':>9} {'after s':>8} {'loaded/unloaded median':>23}")
         for i, (b, ld, a) in enumerate(zip(before, loaded, after), 1):
             print(f"{i:3d} {b:9.3f} {ld:9.3f} {a:8.3f} {ld / base:23.2f}")

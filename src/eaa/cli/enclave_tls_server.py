@@ -70,7 +70,9 @@ def add_common_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
                    help="file measured into the simulated enclave's MRENCLAVE/MRTD (sim attesters; repeatable; "
                         "server default: its own program files)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect, handshake and each read")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds for each send (the handshake and the request: --handshake-timeout)" if server
+                   else "seconds for connect, handshake and each read")
 
 
 def _claims(items: list[str]) -> dict[str, bytes]:
