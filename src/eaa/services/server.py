@@ -4,8 +4,9 @@ A thread per connection lets idle or slow peers (slowloris) hold every thread wh
 wait. Here one thread waits for all connections at once (``selectors``): it accepts without
 blocking, drives each TLS handshake a step at a time as bytes arrive, and reads the request. Only
 a complete request (or a request that broke the service's framing) goes to a bounded pool of
-worker threads, which runs the service's handler. So work is bounded by ``workers`` and waiting
-connections only cost a file descriptor and a little memory.
+worker threads, which runs the service's handler; so do the handshake steps of a mutual-TLS
+server, because they verify the client's evidence. So work is bounded by ``workers`` and waiting
+connections only cost a file descriptor and a little memory (no TLS state before their first byte).
 
 Limits, all configurable (:class:`~.limits.ServerLimits`, flags from :mod:`.limits`):
 
