@@ -142,6 +142,11 @@ class _Conn:
     def peer(self) -> str:
         return peer_name(self.addr)
 
+    def release(self) -> None:
+        """Drop the TLS state of a closed connection: the deadline queue keeps the rest a while."""
+        self.handshake = self.channel = self.session = None
+        self.buf, self.request = b"", None
+
 
 _SERVED = object()  # a worker's job was the request: the connection is finished
 
@@ -508,6 +513,7 @@ class ConnectionServer:
                 conn.sock.close()
             except OSError:
                 pass
+        conn.release()
 
     def _sweep(self, now: float) -> None:
         while self._deadlines and self._deadlines[0].deadline <= now:
@@ -558,6 +564,7 @@ class ConnectionServer:
                 continue
             conn.closed = True
             self._forget(conn)
+            conn.release()
 
     # ---- worker threads ----
     def _worker(self) -> None:
