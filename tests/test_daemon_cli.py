@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -219,3 +221,25 @@ def test_framing_error_passed_as_request_is_typed(daemon, audit):
     session = RecordingSession()
     daemon.handle(session, err)  # type: ignore[arg-type]
     assert b"request exceeds 4096 bytes" in session.sent[0]
+
+
+
+def _listen_backlog(port: int) -> int:
+    """The backlog the kernel holds for a listening socket (``ss`` shows it as Send-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    (line,) = out.strip().splitlines()
+    return int(line.split()[2])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read a socket's backlog")
+def test_listen_backlog_default_and_flag(env, workload):
+    _, port = workload
+    assert _listen_backlog(port) == min(1024, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    iport = free_port()
+    proc = Proc(INCLAVARED, ["--listen", f"127.0.0.1:{iport}", "--xfer", f"127.0.0.1:{port}", "--attester",
+                             "sim_sgx_ecdsa", "--trust-sim", "--backlog", "200"], env,
+                Path(env["EAA_TEST_DIR"]) / f"inclavared-{iport}.log", port=iport)
+    try:
+        assert _listen_backlog(iport) == 200
+    finally:
+        proc.stop()
