@@ -43,8 +43,9 @@ def add_limit_arguments(parser: Any, defaults: ServerLimits = ServerLimits()) ->
     parser.add_argument("--max-per-source", type=int, default=defaults.max_per_source, metavar="N",
                         help=f"open connections per client address (default {defaults.max_per_source})")
     parser.add_argument("--handshake-timeout", type=float, default=defaults.handshake_timeout, metavar="S",
-                        help="seconds a client has, from connecting, to finish the TLS handshake and send its "
-                             f"request (default {defaults.handshake_timeout:g})")
+                        help="seconds a client has, from connecting, to finish the TLS handshake (including its "
+                             "own check of this server's evidence) and send its request "
+                             f"(default {defaults.handshake_timeout:g})")
     parser.add_argument("--workers", type=int, default=defaults.workers, metavar="N",
                         help=f"requests served at once (default {defaults.workers})")
     parser.add_argument("--backlog", type=int, default=defaults.backlog, metavar="N",
