@@ -13,9 +13,9 @@ import sys
 from typing import Any
 
 from ..errors import ConfigError
+from ..services.limits import add_limit_arguments
 from .common import SIMULATION_WARNING, parse_time, run_main, trust_sim_requested
 from .enclave_tls_server import LOG_LEVELS, serve_until_signalled, setup_logging
-from ..services.limits import add_limit_arguments
 
 PROG = "inclavared"
 VERSION = "0.1.0"

@@ -68,24 +68,6 @@ def request_complete(buf: bytes) -> bool:
         return False
 
 
-def read_request(session: TlsSession, timeout: float) -> bytes:
-    """One request read in this thread (client mode and tests); the server frames with :func:`request_complete`."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProtocolError("request not received in time")
-        chunk = session.recv(protocol.MAX_REQUEST + 1 - len(buf), timeout=remaining)
-        if not chunk:
-            if buf:
-                return buf
-            raise ProtocolError("connection closed before a request")
-        buf += chunk
-        if request_complete(buf):
-            return buf
-
-
 def error_line(code: str, message: str) -> bytes:
     return (json.dumps({"msgtype": "ERROR", "error_code": code, "error": message}) + "\n").encode()
 
