@@ -343,3 +343,21 @@ def test_mutual_handshakes_verify_the_client_in_a_worker(records):
         server.shutdown(wait=10)
         thread.join(10)
     assert "PEER_CERTIFICATE_REQUIRED" in records.text(logging.WARNING)
+
+
+def test_trickling_a_request_does_not_extend_the_deadline(records):
+    with running(ServerLimits(handshake_timeout=0.5)) as server:
+        with connect(*server.address, TlsConfig(verifier=FakeVerifier()), timeout=20) as s:
+            got = b""
+            for _ in range(200):  # a byte every 50 ms, never a whole line
+                try:
+                    s.send(b"x")
+                    got = s.recv(100, timeout=0.05)
+                except TlsTimeout:
+                    continue
+                except ConnectionClosed:
+                    break
+                if got:
+                    break
+            assert got == b"TIMEOUT\n"
+    assert "timed out (no request)" in records.text(logging.WARNING)

@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +23,7 @@ from eaa.services.protocol import make_request
 from eaa.tls import TlsConfig
 from eaa.tls.testing import FakeAttester, FakeVerifier
 
-from _procs import Proc, free_port, run, sim_env
+from _procs import Proc, free_port, run, sim_env, wait_listening
 
 SERVER = "eaa.cli.enclave_tls_server"
 INCLAVARED = "eaa.cli.inclavared"
@@ -243,3 +244,20 @@ def test_listen_backlog_default_and_flag(env, workload):
         assert _listen_backlog(iport) == 200
     finally:
         proc.stop()
+
+
+def test_a_low_descriptor_limit_lowers_max_connections_and_says_so(env):
+    port = free_port()
+    log = Path(env["EAA_TEST_DIR"]) / f"lowfd-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["bash", "-c", f'ulimit -n 256 && exec "{sys.executable}" -m {SERVER} --port {port} '
+                                 "--attester sim_sgx_ecdsa --trust-sim --workers 8"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_listening(port, proc)
+            _probe(port, 1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+    text = log.read_text()
+    assert "[WARN] the descriptor limit (256) allows 176 connections, not 4096" in text
