@@ -71,3 +71,17 @@ class Proc:
 def run(module: str, args: Sequence[str], env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def sim_env(directory: Path) -> dict[str, str]:
+    """The environment for a test's processes: a new simulated platform under ``directory`` (also
+    ``EAA_TEST_DIR``), and nothing trusted or debugged by inheritance."""
+    from eaa.sim import init_platform
+
+    init_platform(directory / "sim")
+    env = dict(os.environ)
+    env.pop("EAA_TRUST_SIMULATION", None)
+    env.pop("EAA_DEBUG", None)
+    env["EAA_SIM_DIR"] = str(directory / "sim")
+    env["EAA_TEST_DIR"] = str(directory)
+    return env

@@ -3,13 +3,15 @@
 It listens (default 127.0.0.1:1234), attests every connection with a certificate carrying its
 evidence, verifies the client too with ``-m``, and answers each client's message with
 ``MRENCLAVE || MRSIGNER || "Hello and welcome to Enclave TLS!\\n"`` (or echoes it when it has no SGX
-identity). Clients are served concurrently; a failed handshake is logged and the server goes on.
+identity). Clients are served concurrently (see services/server.py for the connection limits); a
+failed handshake is logged and the server goes on. SIGTERM closes it cleanly (exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -75,7 +77,9 @@ def add_common_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
                    help="file measured into the simulated enclave's MRENCLAVE/MRTD (sim attesters; repeatable; "
                         "server default: its own program files)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds for connect, handshake and each read")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds for each send (the handshake and the request: --handshake-timeout)" if server
+                   else "seconds for connect, handshake and each read")
     add_snp_arguments(p)
 
 
@@ -119,54 +123,76 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..services.limits import add_limit_arguments
+
     p = argparse.ArgumentParser(prog=PROG, description="Enclave-TLS sample server: attested TLS workload endpoint")
     add_common_arguments(p, server=True)
     p.add_argument("--reply", choices=("auto", "identity", "echo"), default="auto",
                    help="identity: MRENCLAVE||MRSIGNER||greeting; echo: the client's message; "
                         "auto (default): identity with SGX evidence, else echo")
+    add_limit_arguments(p)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..services.workload import WorkloadService
-    from ..tls import TlsServer
+def check_args(args: argparse.Namespace) -> Any:
+    """Every number in range before anything is started; the connection limits."""
+    from ..services.limits import limits_from_args
 
-    from ..services.workload import program_files
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 1..65535, not {args.port}")
+    if not 0 < args.timeout <= 3600:
+        raise ConfigError("--timeout must be more than 0 and at most 3600 seconds")
+    return limits_from_args(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..services.address import Address, listen
+    from ..services.server import ConnectionServer, describe_endpoint
+    from ..services.workload import WorkloadService, program_files
+    from ..tls import EnclaveTls
 
     setup_logging(args.log_level)
     log = logging.getLogger("eaa.workload")
+    limits = check_args(args)
     if not args.measure:
         args.measure = program_files()
     print("    - Welcome to Enclave-TLS sample server program", flush=True)
     config = config_from_args(args)
     if config.trust_simulation:
         print(SIMULATION_WARNING, file=sys.stderr)
-    server = TlsServer(config, args.ip, args.port)
+    endpoint = EnclaveTls(config, server=True)
+    creds = endpoint.credentials
+    if creds is not None and creds.evidence is not None and creds.evidence.simulated:
+        log.warning("serving simulated %s evidence (not backed by TEE hardware)", creds.evidence.type)
+    service = WorkloadService(creds, attester=endpoint.attester, reply=args.reply)
+    sock = listen(Address("tcp", host=args.ip, port=args.port), backlog=limits.backlog)
+    server = ConnectionServer(endpoint, sock, service, limits)
+    host, port = server.address
+    log.info("using %s", describe_endpoint(endpoint))
+    log.info("listening on %s:%d (%s, %s)", host, port, "mutual" if config.mutual else "one-way",
+             config.cert_format)
+    return serve_until_signalled(server, log)
+
+
+def serve_until_signalled(daemon: Any, log: logging.Logger) -> int:
+    """Serve until SIGTERM or SIGINT, then close cleanly: exit 0 for SIGTERM, 130 for SIGINT.
+
+    ``daemon`` has ``serve_forever()``, ``stop()`` (safe in a signal handler) and ``shutdown()``.
+    """
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
-        creds = server.credentials
-        if creds is not None and creds.evidence is not None and creds.evidence.simulated:
-            log.warning("serving simulated %s evidence (not backed by TEE hardware)", creds.evidence.type)
-        service = WorkloadService(creds, attester=server.attester, reply=args.reply)
-        host, port = server.address
-        log.info("listening on %s:%d (%s, %s)", host, port, "mutual" if config.mutual else "one-way",
-                 config.cert_format)
-
-        def on_error(addr: Any, e: BaseException) -> None:
-            code = getattr(e, "code", type(e).__name__)
-            log.error("client %s: [%s] %s", f"{addr[0]}:{addr[1]}" if addr else "?", code, e)
-
-        def handle(session: Any) -> None:
-            peer = session.peer
-            if peer is not None:
-                r = peer.result
-                log.info("client %s verified: %s evidence, tee %s, status %s%s", f"{session.address[0]}",
-                         peer.evidence_type, r.tee, r.status, " (SIMULATED)" if r.simulated else "")
-            service.handle(session)
-
-        server.serve_forever(handle, on_error=on_error)
+        daemon.serve_forever()
     finally:
-        server.shutdown(wait=1.0)
-    return 0
+        daemon.shutdown()
+    log.info("stopped%s", f" (signal {received[0]})" if received else "")
+    return 130 if received and received[0] == signal.SIGINT else 0
 
 
 def main(argv: list[str] | None = None) -> int:

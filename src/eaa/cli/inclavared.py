@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from typing import Any
 
 from ..errors import ConfigError
+from ..services.limits import add_limit_arguments
 from .common import (
     SIMULATION_WARNING,
     add_snp_arguments,
@@ -23,7 +22,7 @@ from .common import (
     snp_verifier_options,
     trust_sim_requested,
 )
-from .enclave_tls_server import LOG_LEVELS, setup_logging
+from .enclave_tls_server import LOG_LEVELS, serve_until_signalled, setup_logging
 
 PROG = "inclavared"
 VERSION = "0.1.0"
@@ -47,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="debug|info|warn|error|fatal|off (default info)")
     p.add_argument("--trust-sim", action="store_true",
                    help="trust the simulated TEE's root (also EAA_TRUST_SIMULATION=1); never in production")
-    p.add_argument("--max-connections", type=int, default=64, help="concurrent clients (default 64)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per connection step (default 10)")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds for each step towards the workload and for sending a reply (default 10)")
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
                    help="files measured into the simulated attester's MRENCLAVE (sim attesters)")
     p.add_argument("--collateral", metavar="PATH", help="collateral file/directory when the workload sends none")
@@ -56,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-crl", action="store_true", help="do not check CRLs")
     p.add_argument("--at", metavar="TIME", help="verification time (unix seconds or ISO-8601; default now)")
     add_snp_arguments(p)
+    add_limit_arguments(p)
     return p
 
 
@@ -63,13 +63,15 @@ def build_config(args: argparse.Namespace) -> Any:
     from ..policy import Policy
     from ..services.inclavared import InclavaredConfig, program_files
     from ..services.address import parse_address
+    from ..services.limits import limits_from_args
     from ..tls import TlsConfig
     from ..verify.trust import anchor_from_file, default_anchors
 
     if not args.listen and not args.connect:
         raise ConfigError("give --listen (server mode) or --connect (client mode)")
-    if args.max_connections < 1 or args.timeout <= 0:
-        raise ConfigError("--max-connections and --timeout must be positive")
+    if not 0 < args.timeout <= 3600:
+        raise ConfigError("--timeout must be more than 0 and at most 3600 seconds")
+    limits = limits_from_args(args)
     policy = Policy.load(args.policy) if args.policy else Policy()
     anchors = [*default_anchors(), *(anchor_from_file(p) for p in args.trust_root)] if args.trust_root else None
     at = parse_time(args.at) if args.at else None
@@ -86,7 +88,7 @@ def build_config(args: argparse.Namespace) -> Any:
         listen=parse_address(args.listen) if args.listen else None,
         xfer=parse_address(args.xfer or args.connect) if (args.xfer or args.connect) else None,
         server_tls=server_tls, upstream_tls=upstream_tls, policy=policy,
-        max_connections=args.max_connections, timeout=args.timeout,
+        limits=limits, timeout=args.timeout,
     )
     if at is not None:
         cfg.clock = lambda: at
@@ -108,19 +110,10 @@ def run(args: argparse.Namespace) -> int:
         print(reply.decode("utf-8", "replace"))
         return 0
     host, port = daemon.start().address
+    log.info("using %s", daemon.describe())
     log.info("listening on %s, workload %s (%s)", f"{host}:{port}" if port else host, cfg.xfer or "-",
              "mutual" if cfg.upstream_tls.mutual else "one-way")
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("signal %d: shutting down", signum)
-        threading.Thread(target=daemon.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    daemon.serve_forever()
-    daemon.shutdown()
-    log.info("stopped")
-    return 0
+    return serve_until_signalled(daemon, log)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ Per connection (shelter is the client): read one request; v1 answers the origina
 v2 carries the verifier's nonce to the workload, verifies the workload's fresh evidence itself
 (inclavared's verdict) and relays the evidence, its claims and collateral so shelter can verify them
 again. A bad client gets an error line and a closed connection; nothing it sends stops the daemon.
+Connections are served by :class:`~.server.ConnectionServer`: idle or slow clients wait without a
+thread, and at most ``limits.workers`` requests are relayed at once.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import EaaError, IdentityMismatch, ProtocolError, TransportError
 from ..policy import Policy
 from ..tls.peercert import parse_certificate
 from ..tls.config import TlsConfig
-from ..tls.errors import HandshakeAbandoned
-from ..tls.session import EnclaveTls, TlsServer, TlsSession
+from ..tls.session import EnclaveTls, TlsSession
 from ..verify.registry import Verifier, verifier_for_evidence
 from . import protocol
 from .address import Address, dial, listen
+from .limits import ServerLimits
+from .server import ConnectionServer, describe_endpoint, peer_name
 
 log = logging.getLogger("eaa.inclavared")
 
@@ -40,7 +43,7 @@ class InclavaredConfig:
     server_tls: TlsConfig  # towards shelter: inclavared's own evidence in its certificate
     upstream_tls: TlsConfig  # towards the workload: mutual when asked, verifies the workload's certificate
     policy: Policy = field(default_factory=Policy)
-    max_connections: int = 64
+    limits: ServerLimits = field(default_factory=ServerLimits)
     timeout: float = 10.0
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
@@ -48,32 +51,25 @@ class InclavaredConfig:
 def program_files() -> list[str]:
     """inclavared's own program, measured by a simulated attester when no --measure is given."""
     root = Path(__file__).resolve().parent
-    return [str(root / name) for name in ("inclavared.py", "address.py", "protocol.py")]
+    return [str(root / name) for name in ("inclavared.py", "address.py", "protocol.py", "server.py")]
 
 
-def read_request(session: TlsSession, timeout: float) -> bytes:
-    """One request: a v1 request has no newline, so stop at a complete JSON object or a newline."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProtocolError("request not received in time")
-        chunk = session.recv(protocol.MAX_REQUEST + 1 - len(buf), timeout=remaining)
-        if not chunk:
-            if buf:
-                return buf
-            raise ProtocolError("connection closed before a request")
-        buf += chunk
-        if len(buf) > protocol.MAX_REQUEST:
-            raise ProtocolError(f"request exceeds {protocol.MAX_REQUEST} bytes")
-        if buf.endswith(b"\n"):
-            return buf
-        try:
-            json.loads(buf)
-            return buf
-        except (ValueError, UnicodeDecodeError):
-            continue
+def request_complete(buf: bytes) -> bool:
+    """Whether ``buf`` is a whole request: a v1 request has no newline, so a complete JSON object or a
+    line ends it. A ProtocolError once it exceeds the size limit."""
+    if len(buf) > protocol.MAX_REQUEST:
+        raise ProtocolError(f"request exceeds {protocol.MAX_REQUEST} bytes")
+    if buf.endswith(b"\n"):
+        return True
+    try:
+        json.loads(buf)
+        return True
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def error_line(code: str, message: str) -> bytes:
+    return (json.dumps({"msgtype": "ERROR", "error_code": code, "error": message}) + "\n").encode()
 
 
 class Inclavared:
@@ -81,7 +77,7 @@ class Inclavared:
         self.config = config
         self.server_endpoint = EnclaveTls(config.server_tls, server=True)
         self.upstream_endpoint = EnclaveTls(config.upstream_tls, server=False)
-        self.server: TlsServer | None = None
+        self.server: ConnectionServer | None = None
 
     # ---- upstream ----
     def _upstream(self) -> TlsSession:
@@ -141,11 +137,23 @@ class Inclavared:
         return protocol.enclaveinfo_v2(nonce, workload, verdict, identity), verdict
 
     # ---- one client ----
-    def handle(self, session: TlsSession, peer: Any) -> None:
+    max_request = protocol.MAX_REQUEST + 1  # one byte over the limit, so an oversized request is seen
+
+    def complete(self, buf: bytes) -> bool:
+        return request_complete(buf)
+
+    def timeout_reply(self) -> bytes:
+        return error_line(ProtocolError.code, "request not received in time")
+
+    def handle(self, session: TlsSession, request: bytes | EaaError) -> None:
+        """Answer one request (or the framing error it caused) and log its real result, once."""
+        peer = peer_name(session.address)
         start = time.monotonic()
         version, outcome = "?", "ok"
         try:
-            req = protocol.parse_request(read_request(session, self.config.timeout))
+            if isinstance(request, EaaError):
+                raise request
+            req = protocol.parse_request(request)
             version = str(req.version)
             if req.nonce is None:
                 reply = self.fetch_v1()
@@ -154,35 +162,40 @@ class Inclavared:
                 if not verdict.ok:
                     outcome = f"workload rejected [{verdict.error_code}] {verdict.error}"
             session.send(reply)
-        except EaaError as e:
-            outcome = f"error [{e.code}] {e}"
+        except Exception as e:  # noqa: BLE001 - every failure gets an ERROR line and its real result logged
+            code = e.code if isinstance(e, EaaError) else "INTERNAL"
+            message = str(e) if isinstance(e, EaaError) else f"internal error ({type(e).__name__})"
+            outcome = f"error [{code}] {message}"
+            if not isinstance(e, EaaError):
+                log.error("peer=%s internal error: %s: %s", peer, type(e).__name__, e)
             try:
-                session.send((json.dumps({"msgtype": "ERROR", "error_code": e.code, "error": str(e)}) + "\n").encode())
-            except EaaError:
-                pass
+                session.send(error_line(code, message))
+            except EaaError as send_error:
+                outcome += f"; the error line was not delivered: [{send_error.code}] {send_error}"
         finally:
             log.info("peer=%s version=%s result=%s latency_ms=%.1f", peer, version, outcome,
                      (time.monotonic() - start) * 1000)
 
     # ---- lifecycle ----
-    def start(self) -> TlsServer:
+    def start(self) -> ConnectionServer:
         if self.config.listen is None:
             raise TransportError("no listen address")
-        self.server = TlsServer(handle=self.server_endpoint, sock=listen(self.config.listen))
+        sock = listen(self.config.listen, backlog=self.config.limits.backlog)
+        self.server = ConnectionServer(self.server_endpoint, sock, self, self.config.limits)
         return self.server
 
-    def _on_error(self, peer: Any, e: BaseException) -> None:
-        if isinstance(e, HandshakeAbandoned):  # port probes (readiness checks) do exactly this
-            log.debug("peer=%s closed during the handshake: %s", peer, e)
-        elif isinstance(e, EaaError):
-            log.warning("peer=%s handshake failed: [%s] %s", peer, e.code, e)
-        else:  # a bug must not take the daemon down, but it must be seen
-            log.error("peer=%s %s: %s", peer, type(e).__name__, e)
+    def describe(self) -> str:
+        """The plugins chosen: inclavared's own attester, the workload's verifier, TLS and crypto."""
+        return describe_endpoint(self.server_endpoint, self.upstream_endpoint)
 
     def serve_forever(self) -> None:
         server = self.server or self.start()
-        server.serve_forever(lambda session: self.handle(session, session.address or "unix"),
-                             max_clients=self.config.max_connections, on_error=self._on_error)
+        server.serve_forever()
+
+    def stop(self) -> None:
+        """Ask the serving loop to return (safe from a signal handler)."""
+        if self.server is not None:
+            self.server.stop()
 
     def shutdown(self) -> None:
         if self.server is not None:
@@ -192,3 +205,4 @@ class Inclavared:
                     os.unlink(self.config.listen.path)
                 except OSError:
                     pass
+

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..attest.evidence import SGX_ECDSA, Attester, Evidence
-from ..errors import ConfigError, ProtocolError
+from ..errors import ConfigError, EaaError, ProtocolError
 from ..tls.cert import spki_der
 from ..tls.claims import NONCE, encode_claims
 from ..tls.crypto import Credentials
@@ -140,8 +140,27 @@ class WorkloadService:
             return request
         return v1_reply(self.identity, self.greeting)
 
-    def handle(self, session: TlsSession) -> None:
-        request = session.recv(MAX_REQUEST)  # v1 and v2 requests both fit
+    # ---- served by ConnectionServer (see services/server.py) ----
+    max_request = MAX_REQUEST  # the sample server's one read: v1 and v2 requests both fit
+
+    def complete(self, buf: bytes) -> bool:
+        return bool(buf)  # one read is the request, as in the sample server
+
+    def timeout_reply(self) -> None:
+        return None  # the sample protocol has no error message
+
+    def handle(self, session: TlsSession, request: bytes | EaaError | None = None) -> None:
+        """Answer one client: ``request`` as already read, or read now (one read of at most 256 bytes)."""
+        if isinstance(request, EaaError):
+            raise request
+        peer = session.peer
+        if peer is not None:
+            r = peer.result
+            where = session.address[0] if isinstance(session.address, tuple) else session.address
+            log.info("client %s verified: %s evidence, tee %s, status %s%s", where, peer.evidence_type, r.tee,
+                     r.status, " (SIMULATED)" if r.simulated else "")
+        if request is None:
+            request = session.recv(MAX_REQUEST)
         if not request:
             return
         log.info("Client: %s", request.decode("utf-8", "replace").rstrip("\n"))

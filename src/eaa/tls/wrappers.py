@@ -1,7 +1,9 @@
 """TLS wrappers (``openssl`` 25, ``nulltls`` 0): the transport under an Enclave-TLS session.
 
-``openssl`` (pyOpenSSL): TLS 1.3, down to TLS 1.2 for old peers. Verify modes as rats-tls sets them:
-client ``VERIFY_PEER``; server ``VERIFY_NONE``; mutual server ``VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT``.
+``openssl`` (pyOpenSSL): TLS 1.3, down to TLS 1.2 for old peers, and then only with AEAD suites
+(ECDHE with AES-GCM or ChaCha20-Poly1305; no CBC, no SHA-1 MAC, no static RSA). Verify modes as
+rats-tls sets them: client ``VERIFY_PEER``; server ``VERIFY_NONE``; mutual server
+``VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT``.
 The verify callback is where the peer's self-signed certificate is accepted: it runs the full
 evidence verification on the leaf, so a peer that fails ends the handshake with a TLS alert and the
 verifying side raises the typed error. Nothing is ever raised out of the callback (pyOpenSSL
@@ -12,7 +14,9 @@ compared with the one verified (and verified now if the callback never saw it).
 ``nulltls``: plain TCP, no handshake, no certificates (debugging only; never selected automatically).
 
 All socket I/O is non-blocking with an explicit deadline, so every handshake, send and receive has a
-timeout.
+timeout. A server that multiplexes many connections drives a handshake one step at a time
+(:meth:`OpenSslEndpoint.start_handshake`) and reads without waiting (``recv_nowait``), so no thread
+waits on a slow peer.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import errno
 import select
 import socket
 import time
-from typing import Callable, Protocol
+from typing import Callable, Protocol, cast
 
 from OpenSSL import SSL, crypto
 
@@ -42,6 +46,13 @@ from .peer import PeerIdentity
 PeerCheck = Callable[[bytes | None], PeerIdentity]
 
 MAX_RECORD = 16384
+WAIT_READ, WAIT_WRITE = "read", "write"
+
+# TLS 1.2 suites: forward secret and AEAD only, for the ECDSA (DICE) and RSA (legacy) certificates.
+TLS12_AEAD_CIPHERS = b":".join((
+    b"ECDHE-ECDSA-AES128-GCM-SHA256", b"ECDHE-ECDSA-AES256-GCM-SHA384", b"ECDHE-ECDSA-CHACHA20-POLY1305",
+    b"ECDHE-RSA-AES128-GCM-SHA256", b"ECDHE-RSA-AES256-GCM-SHA384", b"ECDHE-RSA-CHACHA20-POLY1305",
+))
 
 
 def _wait(sock: socket.socket, readable: bool, deadline: float | None, what: str) -> None:
@@ -72,11 +83,23 @@ class Channel(Protocol):
 
     def recv(self, max_bytes: int, deadline: float | None) -> bytes: ...
 
+    def recv_nowait(self, max_bytes: int) -> bytes | str: ...
+
     def close(self) -> None: ...
+
+
+class Handshake(Protocol):
+    def step(self) -> str | None: ...
+
+    def finish(self) -> Channel: ...
+
+    def abort(self) -> None: ...
 
 
 class Endpoint(Protocol):
     def handshake(self, sock: socket.socket, deadline: float | None) -> Channel: ...
+
+    def start_handshake(self, sock: socket.socket) -> Handshake: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,8 +155,24 @@ class OpenSslChannel:
             raise self._map_error(e) from None
 
     def recv(self, max_bytes: int, deadline: float | None) -> bytes:
+        data = self._receive(lambda: self._io(lambda: self._conn.recv(max_bytes), deadline, "receive"))
+        return cast(bytes, data)  # _io waits until there is data or the end of the stream
+
+    def recv_nowait(self, max_bytes: int) -> bytes | str:
+        """At most ``max_bytes`` when a record is ready, b"" at end of stream, else what to wait for
+        (:data:`WAIT_READ` or :data:`WAIT_WRITE`)."""
+        def once() -> bytes | str:
+            try:
+                return self._conn.recv(max_bytes)
+            except SSL.WantReadError:
+                return WAIT_READ
+            except SSL.WantWriteError:
+                return WAIT_WRITE
+        return self._receive(once)
+
+    def _receive(self, op: Callable[[], bytes | str]) -> bytes | str:
         try:
-            return self._io(lambda: self._conn.recv(max_bytes), deadline, "receive")
+            return op()
         except SSL.ZeroReturnError:
             return b""
         except SSL.SysCallError as e:
@@ -190,6 +229,8 @@ class OpenSslEndpoint:
         if max_version is not None:
             ctx.set_max_proto_version(max_version)
         ctx.set_options(SSL.OP_NO_COMPRESSION)
+        ctx.set_cipher_list(TLS12_AEAD_CIPHERS)  # TLS 1.3 suites are all AEAD already
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # an idle connection keeps no record buffers
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         if credentials is not None:
             ctx.use_certificate(credentials.certificate)
@@ -229,63 +270,90 @@ class OpenSslEndpoint:
         return verify
 
     def handshake(self, sock: socket.socket, deadline: float | None) -> OpenSslChannel:
-        sock.setblocking(False)
-        conn = SSL.Connection(self.context, sock)
-        state = _VerifyState()
-        if self.verify_mode != SSL.VERIFY_NONE:
-            conn.set_verify(self.verify_mode, self._callback(state))
-        if self.server:
-            conn.set_accept_state()
-        else:
-            conn.set_connect_state()
-        try:
-            while True:
-                try:
-                    conn.do_handshake()
-                    break
-                except SSL.WantReadError:
-                    _wait(sock, True, deadline, "TLS handshake")
-                except SSL.WantWriteError:
-                    _wait(sock, False, deadline, "TLS handshake")
-        except TlsTimeout:
-            raise
-        except SSL.SysCallError as e:
-            if state.error is not None:
-                raise self._typed(state.error) from None
-            raise HandshakeAbandoned(f"the connection closed during the TLS handshake ({_ssl_reason(e)})") from None
-        except SSL.Error as e:
-            if state.error is not None:
-                raise self._typed(state.error) from None
-            reason = _ssl_reason(e)
-            low = reason.lower()
-            if "peer did not return a certificate" in low or "certificate required" in low and self.server:
-                raise PeerCertificateRequired("mutual TLS: the client presented no certificate") from None
-            if any(h in low for h in _ALERT_HINTS):
-                raise PeerRejected(f"the peer rejected the handshake with a TLS alert ({reason}); it probably "
-                                   "did not accept our certificate or evidence") from None
-            raise HandshakeFailed(f"TLS handshake failed: {reason}") from None
+        hs = self.start_handshake(sock)
+        while (want := hs.step()) is not None:
+            _wait(sock, want == WAIT_READ, deadline, "TLS handshake")
+        return hs.finish()
 
-        peer_x509 = conn.get_peer_certificate()
-        peer_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer_x509) if peer_x509 is not None else None
-        identity = None
-        channel = OpenSslChannel(conn, sock, None, peer_der)
-        if self.check_peer is not None:
-            try:
-                if state.identity is not None and state.der == peer_der:
-                    identity = state.identity
-                else:  # the callback did not see this certificate: verify it before any application data
-                    identity = self.check_peer(peer_der)
-            except BaseException:
-                channel.close()
-                raise
-        channel.peer = identity
-        return channel
+    def start_handshake(self, sock: socket.socket) -> "OpenSslHandshake":
+        return OpenSslHandshake(self, sock)
 
     @staticmethod
     def _typed(e: BaseException) -> BaseException:
         if isinstance(e, EaaError):
             return e
         return PeerCertificateError(f"peer certificate check failed: {type(e).__name__}: {e}")
+
+
+class OpenSslHandshake:
+    """One handshake, driven a step at a time so that a caller can wait for many peers at once.
+
+    :meth:`step` returns what the socket must become (:data:`WAIT_READ`/:data:`WAIT_WRITE`) before the
+    next step, or None once the handshake is complete; :meth:`finish` then checks the certificate
+    actually negotiated and returns the channel. Failures are the typed errors of :meth:`handshake`.
+    """
+
+    def __init__(self, endpoint: OpenSslEndpoint, sock: socket.socket) -> None:
+        self.endpoint = endpoint
+        self.sock = sock
+        sock.setblocking(False)
+        self.conn = conn = SSL.Connection(endpoint.context, sock)
+        self.state = _VerifyState()
+        if endpoint.verify_mode != SSL.VERIFY_NONE:
+            conn.set_verify(endpoint.verify_mode, endpoint._callback(self.state))
+        if endpoint.server:
+            conn.set_accept_state()
+        else:
+            conn.set_connect_state()
+
+    def step(self) -> str | None:
+        state = self.state
+        try:
+            self.conn.do_handshake()
+            return None
+        except SSL.WantReadError:
+            return WAIT_READ
+        except SSL.WantWriteError:
+            return WAIT_WRITE
+        except SSL.SysCallError as e:
+            if state.error is not None:
+                raise self.endpoint._typed(state.error) from None
+            raise HandshakeAbandoned(f"the connection closed during the TLS handshake ({_ssl_reason(e)})") from None
+        except SSL.Error as e:
+            if state.error is not None:
+                raise self.endpoint._typed(state.error) from None
+            reason = _ssl_reason(e)
+            low = reason.lower()
+            if "peer did not return a certificate" in low or "certificate required" in low and self.endpoint.server:
+                raise PeerCertificateRequired("mutual TLS: the client presented no certificate") from None
+            if any(h in low for h in _ALERT_HINTS):
+                raise PeerRejected(f"the peer rejected the handshake with a TLS alert ({reason}); it probably "
+                                   "did not accept our certificate or evidence") from None
+            raise HandshakeFailed(f"TLS handshake failed: {reason}") from None
+
+    def finish(self) -> OpenSslChannel:
+        conn, state, check = self.conn, self.state, self.endpoint.check_peer
+        peer_x509 = conn.get_peer_certificate()
+        peer_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, peer_x509) if peer_x509 is not None else None
+        identity = None
+        channel = OpenSslChannel(conn, self.sock, None, peer_der)
+        if check is not None:
+            try:
+                if state.identity is not None and state.der == peer_der:
+                    identity = state.identity
+                else:  # the callback did not see this certificate: verify it before any application data
+                    identity = check(peer_der)
+            except BaseException:
+                channel.close()
+                raise
+        channel.peer = identity
+        return channel
+
+    def abort(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class OpenSslTls:
@@ -332,9 +400,38 @@ class NullTlsChannel:
             except OSError as e:
                 raise ConnectionClosed(f"connection broke while receiving: {e.strerror or e}") from None
 
+    def recv_nowait(self, max_bytes: int) -> bytes | str:
+        try:
+            return self._sock.recv(max_bytes)
+        except (BlockingIOError, InterruptedError):
+            return WAIT_READ
+        except OSError as e:
+            raise ConnectionClosed(f"connection broke while receiving: {e.strerror or e}") from None
+
     def close(self) -> None:
         try:
             self._sock.close()
+        except OSError:
+            pass
+
+
+class NullTlsHandshake:
+    """Plain TCP has no handshake: the first step completes it."""
+
+    def __init__(self, endpoint: "NullTlsEndpoint", sock: socket.socket) -> None:
+        self.endpoint = endpoint
+        self.sock = sock
+        sock.setblocking(False)
+
+    def step(self) -> str | None:
+        return None
+
+    def finish(self) -> NullTlsChannel:
+        return self.endpoint.handshake(self.sock, None)
+
+    def abort(self) -> None:
+        try:
+            self.sock.close()
         except OSError:
             pass
 
@@ -354,6 +451,9 @@ class NullTlsEndpoint:
                 raise
         return NullTlsChannel(sock, identity)
 
+    def start_handshake(self, sock: socket.socket) -> NullTlsHandshake:
+        return NullTlsHandshake(self, sock)
+
 
 class NullTls:
     name = "nulltls"
@@ -371,4 +471,4 @@ tls_wrappers: Registry[OpenSslTls | NullTls] = Registry("tls wrapper")
 tls_wrappers.register("openssl", 25, OpenSslTls)
 tls_wrappers.register("nulltls", 0, NullTls, auto=False)
 
-__all__ = ["Channel", "Endpoint", "NullTls", "OpenSslTls", "tls_wrappers"]
+__all__ = ["Channel", "Endpoint", "Handshake", "NullTls", "OpenSslTls", "WAIT_READ", "WAIT_WRITE", "tls_wrappers"]
