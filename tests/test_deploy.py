@@ -103,6 +103,11 @@ def test_simulated_overlay_runs_anywhere_and_says_so() -> None:
     sh = containers(job)["shelter"]
     args = shelter_parser().parse_args(sh["args"])
     assert args.trust_sim and args.addr == ["tcp://eaa-sim-inclavared.eaa-system.svc:1236"]
+    # shelter attests with reference values its init container computed (not --no-reference)
+    (init,) = job["spec"]["template"]["spec"]["initContainers"]
+    ref = shelter_parser().parse_args(init["args"])
+    assert ref.sim == [] and ref.inclavared_sim == [] and ref.output == args.reference
+    assert not args.no_reference
     assert "SIMULATED" in (K8S / "simulated" / "eaa-sim.yaml").read_text().upper()
 
 

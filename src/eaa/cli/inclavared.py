@@ -15,17 +15,17 @@ import threading
 from typing import Any
 
 from ..errors import ConfigError
-from .common import SIMULATION_WARNING, parse_time, run_main, trust_sim_requested
+from .common import (SIMULATION_WARNING, add_version, bounded_int, parse_args, parse_time, run_main, seconds,
+                     trust_sim_requested)
 from .enclave_tls_server import LOG_LEVELS, setup_logging
 
 PROG = "inclavared"
-VERSION = "0.1.0"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="EAA node daemon: relays attestation requests to the "
                                 "workload over attested TLS")
-    p.add_argument("-V", "--version", action="version", version=f"inclavared v{VERSION}")
+    add_version(p, PROG, "-V", "--version")
     p.add_argument("-l", "--listen", metavar="SOCKADDR", help="listen on ip:port or a Unix socket path")
     p.add_argument("-x", "--xfer", metavar="SOCKADDR", help="the workload (enclave-tls-server): ip:port or path")
     p.add_argument("-c", "--connect", metavar="SOCKADDR", help="client mode: fetch from this workload and exit")
@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="debug|info|warn|error|fatal|off (default info)")
     p.add_argument("--trust-sim", action="store_true",
                    help="trust the simulated TEE's root (also EAA_TRUST_SIMULATION=1); never in production")
-    p.add_argument("--max-connections", type=int, default=64, help="concurrent clients (default 64)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per connection step (default 10)")
+    p.add_argument("--max-connections", type=bounded_int(1, 1 << 20, "--max-connections"), default=64,
+                   help="concurrent clients (default 64)")
+    p.add_argument("--timeout", type=seconds, default=10.0, help="seconds per connection step (default 10)")
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
                    help="files measured into the simulated attester's MRENCLAVE (sim attesters)")
     p.add_argument("--collateral", metavar="PATH", help="collateral file/directory when the workload sends none")
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(PROG, build_parser(), argv)
     return run_main(PROG, lambda: run(args))
 
 
