@@ -185,9 +185,11 @@ def decode_evidence(data: bytes, what: str) -> bytes:
     if not set(data) <= _TEXT:
         return data
     compact = b"".join(data.split())
-    if _HEX.fullmatch(compact) and len(compact.removeprefix(b"0x").removeprefix(b"0X")) % 2 == 0:
-        return binascii.unhexlify(compact[2:] if compact[:2] in (b"0x", b"0X") else compact)
-    if _BASE64.fullmatch(compact):
+    prefixed = compact[:2] in (b"0x", b"0X")
+    if _HEX.fullmatch(compact) and len(compact) % 2 == 0:
+        return binascii.unhexlify(compact[2:] if prefixed else compact)
+    # base64 tools break lines but never put spaces inside one: words separated by spaces are prose
+    if not prefixed and b" " not in data.strip() and b"\t" not in data and _BASE64.fullmatch(compact):
         padded = compact + b"=" * (-len(compact) % 4)
         try:
             if b"-" in compact or b"_" in compact:
@@ -197,6 +199,23 @@ def decode_evidence(data: bytes, what: str) -> bytes:
             pass
     raise FormatError(f"the {what} is text but neither hex nor base64; give the binary {what}, "
                       f"hex (e.g. xxd -p) or base64")
+
+
+def check_tls_files(certfile: str, keyfile: str) -> None:
+    """A server's certificate and key load and belong together, checked before anything is started, so a
+    missing, swapped or mismatched file is a configuration error naming the path, not a crash later."""
+    import ssl
+
+    for path, what in ((certfile, "--cert"), (keyfile, "--key")):
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ConfigError(f"{what} {path} is not a readable file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except ssl.SSLError:
+        raise ConfigError(f"--cert {certfile} and --key {keyfile} are not a PEM certificate (chain) and its "
+                          f"private key (swapped, or a key for another certificate?)") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read --cert {certfile} or --key {keyfile}: {e.strerror}") from None
 
 
 def result_lines(result: Any, keys: tuple[str, ...], debug_warning: str) -> list[str]:

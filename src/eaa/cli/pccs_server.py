@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import run_main
+from .common import check_tls_files, run_main
 
 DEFAULT_LISTEN = "127.0.0.1:8081"
 
@@ -141,6 +141,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if not args.insecure_http and not (args.cert and args.key):
         raise ConfigError("HTTPS needs --cert and --key (or serve plain HTTP with --insecure-http)")
+    if args.cert and args.key:
+        check_tls_files(args.cert, args.key)
     refresh_every = parse_interval(args.refresh_every) if args.refresh_every is not None else None
     if refresh_every is not None and args.mode == "offline":
         raise ConfigError("--refresh-every needs --mode lazy or req: an offline PCCS has no upstream to refresh from")
