@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/tls_handshake.py
 	$(BIN)/python bench/eaa_flow.py
 	test ! -f bench/pccs.py || $(BIN)/python bench/pccs.py
+	$(BIN)/python bench/cli_latency.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

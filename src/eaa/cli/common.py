@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import argparse
 import binascii
-import logging
 import math
 import os
 import re
 import signal
 import sys
 import threading
-import time
 from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from .. import __version__
 from ..errors import ConfigError, EaaError, FormatError
+
+if TYPE_CHECKING:
+    import logging
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
@@ -32,6 +33,22 @@ EXIT_INTERRUPTED = 130
 SIMULATION_WARNING = "WARNING: simulated evidence: not backed by TEE hardware; do not trust it in production."
 MAX_SECONDS = 86400.0  # the longest timeout or interval a command accepts for one step
 MAX_EVIDENCE_FILE = 16 << 20
+
+
+# Packages of optional extras -> the extra that installs them (pyproject.toml [project.optional-dependencies])
+EXTRAS = {name: "pccs" for name in ("fastapi", "starlette", "pydantic", "uvicorn", "httptools", "uvloop",
+                                     "prometheus_client", "psycopg", "psycopg_pool", "psycopg_binary")}
+
+
+def _missing_extra(prog: str, e: ModuleNotFoundError) -> int | None:
+    """A command that needs an optional extra which is not installed: say which one, exit 2."""
+    root = (e.name or "").split(".")[0]
+    extra = EXTRAS.get(root)
+    if extra is None:
+        return None
+    print(f"{prog}: error [MISSING_EXTRA]: this command needs {root}, which plain 'pip install eaa' does not "
+          f"install: pip install 'eaa[{extra}]'", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _interrupted(prog: str) -> int:
@@ -55,6 +72,9 @@ def run_main(prog: str, fn: Callable[[], int]) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # noqa: BLE001 - last line of defence: never a traceback for users
+        missing = _missing_extra(prog, e) if isinstance(e, ModuleNotFoundError) else None
+        if missing is not None:
+            return missing
         if os.environ.get("EAA_DEBUG"):
             raise
         print(f"{prog}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
@@ -240,42 +260,53 @@ def trust_sim_requested(flag: bool) -> bool:
 # ---- the daemons' log format ----
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_formatter_class: "type[logging.Formatter] | None" = None
 
 
-class LogFormatter(logging.Formatter):
-    """One line per record for every daemon: UTC timestamp with milliseconds, level, component (the
-    logger's name, e.g. eaa.inclavared), message. Exceptions are folded onto the same line, so a log
-    never carries a traceback."""
+def log_formatter() -> "logging.Formatter":
+    """The one log format of every daemon: UTC timestamp with milliseconds, level, component (the logger's
+    name, e.g. eaa.inclavared), message, on one line; an exception is folded onto that line, so a log
+    never carries a traceback. (Built on first use: one-shot commands do not import logging.)"""
+    global _formatter_class
+    import logging
+    import time
 
-    converter = time.gmtime
+    if _formatter_class is None:
+        class LogFormatter(logging.Formatter):
+            converter = time.gmtime
 
-    def __init__(self) -> None:
-        super().__init__(LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S")
+            def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+                return f"{super().formatTime(record, datefmt)}.{int(record.msecs):03d}Z"
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        return f"{super().formatTime(record, datefmt)}.{int(record.msecs):03d}Z"
+            def format(self, record: logging.LogRecord) -> str:
+                record.message = record.getMessage()
+                record.asctime = self.formatTime(record, self.datefmt)
+                line = self.formatMessage(record)
+                if record.exc_info and record.exc_info[1] is not None:
+                    e = record.exc_info[1]
+                    line += f" ({type(e).__name__}: {e})"
+                return line.replace("\n", " | ")
 
-    def format(self, record: logging.LogRecord) -> str:
-        record.message = record.getMessage()
-        line = self.formatMessage(record)
-        if record.exc_info and record.exc_info[1] is not None:
-            e = record.exc_info[1]
-            line += f" ({type(e).__name__}: {e})"
-        return line.replace("\n", " | ")
+        _formatter_class = LogFormatter
+    return _formatter_class(LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S")
 
 
 def setup_daemon_logging(level: int | str, *, stream: TextIO | None = None,
-                         loggers: tuple[str, ...] = ("eaa", "uvicorn", "httpx", "httpcore")) -> logging.Handler:
-    """Route the daemon's loggers through :class:`LogFormatter` at ``level``. httpx and httpcore log a
-    line per request at INFO; they are kept at WARNING so an upstream fetch is logged once, by eaa."""
+                         loggers: tuple[str, ...] = ("eaa", "uvicorn", "httpx", "httpcore")) -> "logging.Handler":
+    """Route a daemon's loggers through :func:`log_formatter` at ``level`` (a name such as "info" or a
+    logging level). httpx and httpcore log a line per request at INFO; they are kept at WARNING or
+    above, so an upstream fetch is logged once, by eaa."""
+    import logging
+
+    if isinstance(level, str):
+        level = {"warn": "WARNING", "fatal": "CRITICAL", "off": "CRITICAL"}.get(level.lower(), level.upper())
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(LogFormatter())
+    handler.setFormatter(log_formatter())
     for name in loggers:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.propagate = False
         logger.setLevel(level)
-    for noisy in ("httpx", "httpcore"):
-        logger = logging.getLogger(noisy)
-        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+        if name in ("httpx", "httpcore"):
+            logger.setLevel(max(logger.level, logging.WARNING))
     return handler

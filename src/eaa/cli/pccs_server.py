@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import check_tls_files, run_main
+from .common import add_version, check_tls_files, run_main
 
 DEFAULT_LISTEN = "127.0.0.1:8081"
 
@@ -113,6 +113,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 def build_parser(prog: str = "eaa-pccs") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser, prog)
     add_commands(parser.add_subparsers(dest="pccs_command", metavar="COMMAND"))
     return parser
 

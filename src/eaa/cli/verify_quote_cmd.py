@@ -63,11 +63,12 @@ def resolve_trust(trust_roots: list[str], trust_sim: bool) -> "list[TrustAnchor]
 def resolve_collateral(path: str | None, quote: "Quote", raw: bytes, trust_sim: bool, *,
                        anchors: "list[TrustAnchor] | None" = None) -> "Collateral":
     """--collateral, else the simulator's for a simulated quote (--trust-sim), else from the configured PCCS."""
-    from ..collateral.bundle import load_collateral
-    from ..verify.registry import default_collateral
-
     if path:
+        from ..collateral.bundle import load_collateral
+
         return load_collateral(path)
+    from ..verify.registry import default_collateral  # the PCCS client and, with --trust-sim, the simulator
+
     return default_collateral(quote, raw, trust_simulation=trust_sim_requested(trust_sim), sim_dir=None,
                               anchors=anchors)
 

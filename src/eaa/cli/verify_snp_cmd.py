@@ -10,11 +10,13 @@ import argparse
 import json
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from ..errors import CollateralMissing, ConfigError, FormatError
-from ..formats.snp_report import REPORT_SIZE
-from ..verify.result import VerificationResult
-from ..verify.trust import anchor_from_pem
 from .common import decode_evidence, parse_time, read_input, result_lines
+
+if TYPE_CHECKING:  # imported where used: building the parser (eaa --help) stays cheap
+    from ..verify.result import VerificationResult
 
 MAX_FILE = 1 << 20
 
@@ -22,7 +24,7 @@ MAX_FILE = 1 << 20
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("verify-snp", help="verify an AMD SEV-SNP attestation report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("report", help=f"the {REPORT_SIZE}-byte ATTESTATION_REPORT: binary, hex (any whitespace), base64, "
+    p.add_argument("report", help="the ATTESTATION_REPORT: binary, hex (any whitespace), base64, "
                                   "or '-' for standard input")
     p.add_argument("--vek", metavar="FILE", required=True, help="the VCEK or VLEK certificate (DER or PEM)")
     p.add_argument("--chain", metavar="FILE", required=True,
@@ -49,7 +51,7 @@ def _read(path: str, what: str) -> bytes:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
 
 
-def render_text(result: VerificationResult) -> str:
+def render_text(result: "VerificationResult") -> str:
     lines = [f"SEV-SNP report verified ({result.details.get('signer', '?')}, "
              f"{result.details.get('product', '?')}), status {result.status}"]
     lines += result_lines(result, ("measurement", "host_data", "policy", "vmpl", "guest_svn", "reported_tcb"),
@@ -59,6 +61,7 @@ def render_text(result: VerificationResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..verify.snp import verify_snp_report
+    from ..verify.trust import anchor_from_pem
 
     at = parse_time(args.at)
     report = decode_evidence(read_input(args.report, "report", max_size=MAX_FILE), "report")
