@@ -131,7 +131,8 @@ def test_no_tee_and_no_attester_named_is_a_clear_error(env):
     """No silent fallback to nullattester: automatic selection on a machine without a TEE stops and
     names the simulated attester to use instead."""
     for prog, args in (("eaa.cli.enclave_tls_server", ["-p", str(_free_port())]),
-                       ("eaa.cli.enclave_tls_client", ["-p", str(_free_port()), "-m"])):
+                       ("eaa.cli.enclave_tls_client", ["-p", str(_free_port()), "-m"]),
+                       ("eaa.cli.inclavared", ["--listen", f"127.0.0.1:{_free_port()}"])):
         r = subprocess.run([sys.executable, "-m", prog, *args], capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 2, r.stdout + r.stderr
         assert "error [NO_TEE]: no TEE found on this machine" in r.stderr

@@ -32,7 +32,7 @@ def _hex_list(name: str, value: Any) -> tuple[str, ...]:
         try:
             raw = bytes.fromhex(v)
         except ValueError:
-            raise ConfigError(f"reference value {name} is not hex: {v!r}") from None
+            raise ConfigError(f"reference value {name} is not hex") from None  # the value is not echoed
         if len(raw) != _HEX_FIELDS[name]:
             raise ConfigError(f"reference value {name} must be {_HEX_FIELDS[name]} bytes, got {len(raw)}")
         out.append(v)
@@ -65,7 +65,8 @@ class ReferenceValues:
             elif key in ("isv_svn", "min_isv_svn"):
                 svn = _int(key, value)
             else:
-                raise ConfigError(f"unknown reference value {key!r}")
+                raise ConfigError("unknown key in the reference values (known: "
+                                  f"{', '.join([*_HEX_FIELDS, 'isv_prod_id', 'min_isv_svn'])})")
         return cls(values, prod, svn)
 
     @classmethod
@@ -126,13 +127,13 @@ class Policy:
         known = {"accepted_statuses", "allow_debug", "allow_expired_collateral", "reference"}
         unknown = set(pol) - known
         if unknown:
-            raise ConfigError(f"unknown policy keys: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown key in the policy (known: {', '.join(sorted(known))})")
         statuses = pol.get("accepted_statuses", sorted(DEFAULT_ACCEPTED))
         if isinstance(statuses, str) or not isinstance(statuses, list):
             raise ConfigError("accepted_statuses must be a list")
         for s in statuses:
             if s not in ALL_STATUSES:
-                raise ConfigError(f"unknown TCB status {s!r} in accepted_statuses")
+                raise ConfigError(f"unknown TCB status in accepted_statuses (known: {', '.join(sorted(ALL_STATUSES))})")
         for flag in ("allow_debug", "allow_expired_collateral"):
             if not isinstance(pol.get(flag, False), bool):
                 raise ConfigError(f"{flag} must be true or false")

@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- remoteattestation ----
 
 def _addresses(args: argparse.Namespace) -> list[str]:
+    """--addr values, then --addrs-file lines. A bad line is named by its number, never quoted: the file
+    may not be the address list it was meant to be."""
+    for a in args.addr:
+        if not (a.startswith("tcp://") or a.startswith("unix://")):
+            raise ConfigError(f"warning: specify tcp or unix socket address with error format: {a!r}")
     addrs = list(args.addr)
     if args.addrs_file:
         path = Path(args.addrs_file)
@@ -110,10 +115,13 @@ def _addresses(args: argparse.Namespace) -> list[str]:
             raise ConfigError(f"cannot read {path}: {e.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path} is not text") from None
-        addrs += [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
-    for a in addrs:
-        if not (a.startswith("tcp://") or a.startswith("unix://")):
-            raise ConfigError(f"warning: specify tcp or unix socket address with error format: {a!r}")
+        for n, line in enumerate(lines, 1):
+            a = line.split("#", 1)[0].strip()
+            if not a:
+                continue
+            if not (a.startswith("tcp://") or a.startswith("unix://")):
+                raise ConfigError(f"{path} line {n} is not an address (tcp://IP:PORT or unix://PATH)")
+            addrs.append(a)
     return addrs
 
 
