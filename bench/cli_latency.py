@@ -23,13 +23,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from eaa_flow import free_port, wait_port  # the flow benchmark's helpers (bench/ is on sys.path as the script's directory)
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT.parent / "shared" / "vectors"
@@ -39,32 +40,20 @@ VERIFY_TARGET = 1.5  # x dcap-qvl's one-shot
 SHELTER_TARGET_MS = 150.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"a flow process exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, from the child's own rusage) of one process, in ms. On a
+    shared machine the CPU time moves much less than the wall time when others are busy."""
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])}... failed ({r.returncode}): {r.stderr.decode(errors='replace')[-500:]}")
-    return dt * 1000
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert p.stderr is not None
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = (time.perf_counter() - t0) * 1000
+    p.returncode = os.waitstatus_to_exitcode(status)
+    p.stderr.close()
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])}... failed ({p.returncode}): {err.decode(errors='replace')[-500:]}")
+    return wall, (usage.ru_utime + usage.ru_stime) * 1000
 
 
 class Flow:
@@ -130,8 +119,11 @@ def main() -> int:
     ap.add_argument("--no-flow", action="store_true", help="skip shelter remoteattestation")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="eaa-cli-latency-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EAA_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EAA_") and k != "PYTHONDONTWRITEBYTECODE"}
     env["EAA_SIM_DIR"] = str(work / "sim")
+    # Installed packages run from bytecode (pip compiles it at install time); an environment that forbids
+    # writing it would have every process compile eaa from source. The warm-up run fills this cache.
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     flow = None
     try:
         if not args.no_flow:
@@ -140,9 +132,12 @@ def main() -> int:
         for cmd in cmds.values():  # warm the page cache and .pyc files; not measured
             timed(cmd, env)
         times: dict[str, list[float]] = {name: [] for name in cmds}
+        cpu: dict[str, list[float]] = {name: [] for name in cmds}
         for _ in range(args.rounds):
             for name, cmd in cmds.items():
-                times[name].append(timed(cmd, env))
+                wall, used = timed(cmd, env)
+                times[name].append(wall)
+                cpu[name].append(used)
     finally:
         if flow is not None:
             flow.stop()
@@ -150,15 +145,20 @@ def main() -> int:
 
     peer = "dcap-qvl one-shot" if "dcap-qvl one-shot" in times else None
     bare = times["python -c pass"]
-    print(f"whole processes, {args.rounds} interleaved rounds; ratios are per round, median [min-max]")
-    print(f"{'command':28} {'median ms':>9} {'range ms':>15} {'x bare':>7} {'x dcap-qvl one-shot':>26}")
+    print(f"whole processes, {args.rounds} interleaved rounds; wall-time ratios are per round, median [min-max]; "
+          "cpu = user + system time of the process")
+    print(f"{'command':26} {'wall ms':>8} {'range ms':>13} {'x bare':>6} {'x dcap-qvl one-shot':>20} "
+          f"{'cpu ms':>7} {'cpu x dcap-qvl':>14}")
     for name, ts in times.items():
         r_bare = [t / b for t, b in zip(ts, bare)]
-        line = (f"{name:28} {statistics.median(ts):9.1f} {min(ts):7.1f}-{max(ts):<7.1f} "
-                f"{statistics.median(r_bare):7.2f}")
+        line = (f"{name:26} {statistics.median(ts):8.1f} {min(ts):6.0f}-{max(ts):<6.0f} "
+                f"{statistics.median(r_bare):6.2f}")
         if peer:
             r = [t / p for t, p in zip(ts, times[peer])]
-            line += f" {statistics.median(r):8.2f} [{min(r):.2f}-{max(r):.2f}]"
+            line += f" {statistics.median(r):6.2f} [{min(r):.2f}-{max(r):.2f}]"
+        line += f" {statistics.median(cpu[name]):7.1f}"
+        if peer:
+            line += f" {statistics.median(cpu[name]) / statistics.median(cpu[peer]):14.2f}"
         print(line)
     print("targets:")
     if peer:

@@ -4,27 +4,13 @@ identity can be pinned, protocol v1 needs --allow-replay, and a v1 run that veri
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from eaa.sim import init_platform
-
 from _procs import free_port, run
-from test_eaa_flow import Node
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    d = tmp_path_factory.mktemp("identity")
-    init_platform(d / "sim")
-    e = dict(os.environ)
-    e.pop("EAA_TRUST_SIMULATION", None)
-    e["EAA_SIM_DIR"] = str(d / "sim")
-    e["EAA_TEST_DIR"] = str(d)
-    return e
+from test_eaa_flow import Node, env  # noqa: F401  (env: the flow's simulated platform, a module fixture)
 
 
 @pytest.fixture(scope="module")
