@@ -52,6 +52,14 @@ def test_help_imports_no_cryptography() -> None:
     assert r.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["-h", "verify-quote"], ["no-such-command"]])
+def test_top_level_help_lists_every_command(argv: list[str]) -> None:
+    from eaa.cli.eaa import COMMANDS, build_parser
+
+    text = build_parser(argv).format_help()
+    assert all(name in text for name in COMMANDS)
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_command_has_version(script: str) -> None:
     r = subprocess.run([str(BIN / script), "--version"], capture_output=True, text=True, timeout=60)

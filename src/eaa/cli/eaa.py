@@ -25,6 +25,8 @@ COMMANDS = {
 def _wanted(argv: list[str]) -> list[str]:
     """The subcommand modules to load: the one argv names, else all of them."""
     for arg in argv:
+        if arg in ("-h", "--help"):  # the top-level help lists every command
+            break
         if not arg.startswith("-"):
             return [COMMANDS[arg]] if arg in COMMANDS else list(COMMANDS.values())
     return list(COMMANDS.values())
