@@ -163,3 +163,23 @@ def test_bad_input_is_one_clear_error(script: str, argv: list[str], files: dict[
     # one line says what is wrong (argparse prints its usage above it)
     said = [ln for ln in r.stderr.splitlines() if ": error" in ln or ln.startswith("Remote attestation failed")]
     assert len(said) == 1, r.stderr
+
+
+def test_every_typed_error_has_a_documented_exit_code() -> None:
+    """The table lists every code a command can exit with: each EaaError subclass's, argparse's 2,
+    the internal error and Ctrl-C."""
+    import importlib
+    import pkgutil
+
+    import eaa
+    from eaa.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE
+    from eaa.errors import EaaError
+
+    for mod in pkgutil.walk_packages(eaa.__path__, "eaa."):
+        importlib.import_module(mod.name)
+
+    def subclasses(cls: type) -> set[type]:
+        return {cls} | {s for c in cls.__subclasses__() for s in subclasses(c)}
+
+    codes = {c.exit_code for c in subclasses(EaaError)} | {EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED}
+    assert codes <= documented_codes(), codes - documented_codes()
