@@ -138,15 +138,25 @@ def bounded_int(low: int, high: int, what: str = "value") -> Callable[[str], int
     return parse
 
 
-def seconds(value: str) -> float:
-    """A timeout: a finite number of seconds, more than 0 and at most a day."""
+def _seconds(value: str, *, zero: bool) -> float:
     try:
         s = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seconds must be a number, not {value!r}") from None
-    if not (math.isfinite(s) and 0 < s <= MAX_SECONDS):
-        raise argparse.ArgumentTypeError(f"seconds must be more than 0 and at most {MAX_SECONDS:.0f}, not {value}")
+    if not (math.isfinite(s) and (0 <= s if zero else 0 < s) and s <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"seconds must be {'0' if zero else 'more than 0'} to {MAX_SECONDS:.0f}, "
+                                         f"not {value}")
     return s
+
+
+def seconds(value: str) -> float:
+    """A timeout: a finite number of seconds, more than 0 and at most a day."""
+    return _seconds(value, zero=False)
+
+
+def seconds_or_zero(value: str) -> float:
+    """An interval that may be 0 (no wait): a finite number of seconds, at most a day."""
+    return _seconds(value, zero=True)
 
 
 def parse_time(value: str | None) -> datetime:
