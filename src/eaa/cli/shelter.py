@@ -164,9 +164,6 @@ def _policies(args: argparse.Namespace) -> tuple[Policy, ReferenceValues]:
         raise ConfigError("no reference values for the workload: any genuinely attested workload would pass. "
                           "Give --reference FILE (see 'shelter mrenclave') or --mrenclave/--mrsigner, or "
                           "--no-reference to accept any workload")
-    if args.v1 and not args.allow_replay:
-        raise ConfigError("protocol v1 answers carry no nonce, so a captured answer can be replayed; "
-                          "accept that explicitly with --allow-replay, or use protocol v2 (without --v1)")
     return policy, inclavared
 
 

@@ -88,7 +88,7 @@ class Shelter:
     def __init__(self, options: ShelterOptions) -> None:
         if options.v1 and not options.allow_replay:
             raise ConfigError("protocol v1 answers carry no nonce, so a captured answer can be replayed; "
-                              "accept that explicitly (shelter --allow-replay) or use protocol v2")
+                              "accept that explicitly (shelter --allow-replay) or use protocol v2 (without --v1)")
         self.options = options
         self.endpoint = EnclaveTls(options.tls, server=False)
 
