@@ -130,9 +130,21 @@ def test_enclave_tls_client_mid_handshake(env: dict[str, str], holes: list[Black
     assert_one_message(*interrupt(p, twice=True)[:3], "enclave-tls-client")
 
 
+def wait_reading_stdin(pid: int, timeout: float = 60.0) -> None:
+    """Until the process is blocked in read(0, ...) (x86-64 Linux: /proc/PID/syscall), else a pause."""
+    syscall = Path(f"/proc/{pid}/syscall")
+    if os.uname().machine != "x86_64" or not syscall.exists():
+        time.sleep(3.0)
+        return
+    deadline = time.monotonic() + timeout
+    while not syscall.read_text().startswith("0 0x0 "):  # syscall 0 (read), first argument fd 0
+        assert time.monotonic() < deadline, "the command never read its standard input"
+        time.sleep(0.02)
+
+
 def test_eaa_verify_quote_waiting_for_stdin(env: dict[str, str]) -> None:
     p = start("eaa", ["verify-quote", "-"], env)
-    time.sleep(1.0)  # started and blocked reading standard input (the pipe stays open)
+    wait_reading_stdin(p.pid)  # started and blocked reading standard input (the pipe stays open)
     assert_one_message(*interrupt(p)[:3], "eaa")
 
 
