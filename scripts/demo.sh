@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole EAA flow on this machine, with the simulated TEE.
 #
-# A fresh simulated platform, reference values computed from the workload's program files, then the
+# A fresh simulated platform, reference values computed from the workload's and inclavared's program files, then the
 # seed's three commands (enclave-tls-server, inclavared, shelter) with simulated attesters. Everything
 # started here is stopped on exit, also on Ctrl-C.
 set -euo pipefail
@@ -47,12 +47,13 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "A simulated SGX platform (its own root CA, PCK, TCB info, QE identity) in $EAA_SIM_DIR"
 "$BIN/eaa" sim init --dir "$EAA_SIM_DIR"
 
-PROGRAM=(src/eaa/services/workload.py src/eaa/cli/enclave_tls_server.py)
-step "Reference values: the MRENCLAVE the workload's program files must measure to"
-"$BIN/shelter" mrenclave --sim "${PROGRAM[@]}" -o "$WORK/reference.toml"
+step "Reference values: the MRENCLAVE the workload's program (and inclavared's) must measure to"
+# --sim with no files: what enclave-tls-server measures by default (its own program files);
+# --inclavared-sim: the same for inclavared, written as the file's [inclavared] section.
+"$BIN/shelter" mrenclave --sim --inclavared-sim -o "$WORK/reference.toml"
 
 step "enclave-tls-server --ip 127.0.0.1 --port $WORKLOAD_PORT --mutual (attester sim_sgx_ecdsa)"
-# A simulated attester measures the server's own program files (PROGRAM) into its MRENCLAVE.
+# A simulated attester measures the server's own program files into its MRENCLAVE.
 "$BIN/enclave-tls-server" --ip 127.0.0.1 --port "$WORKLOAD_PORT" --mutual --attester sim_sgx_ecdsa --trust-sim \
     >"$WORK/workload.log" 2>&1 &
 PIDS+=($!)

@@ -28,7 +28,7 @@ from eaa.attest.evidence import SEV_SNP, SGX_ECDSA, TDX_ECDSA, Evidence
 from eaa.attest.gramine import GramineUnavailable
 from eaa.attest.null import NullAttester
 from eaa.attest.occlum import GenDcapQuoteArg, OcclumDcap
-from eaa.attest.registry import attesters
+from eaa.attest.registry import NoTeeFound, attesters
 from eaa.attest.sev_guest import SevGuestDevice, SnpGuestRequestIoctl, SnpReportReq
 from eaa.attest.sgx import SgxEcdsaAttester
 from eaa.attest.snp import SevSnpAttester, SnpAttestation
@@ -130,8 +130,10 @@ def test_gramine_without_dcap_is_not_available(tmp_path: Path, sgx_quote: bytes,
     with pytest.raises(GramineUnavailable, match=f"type is '{kind}'.*remote_attestation") as e:
         attesters.select("sgx_ecdsa", root=tmp_path)
     assert isinstance(e.value, ConfigError)
-    # automatic selection skips it (and, on this fake tree, every other real attester)
-    assert isinstance(select_attester(None, {"root": tmp_path}), NullAttester)
+    # automatic selection skips it (and, on this fake tree, every other real attester), and never falls
+    # back to nullattester: it says no TEE was found and which attester to name instead
+    with pytest.raises(NoTeeFound, match="--attester sim_sgx_ecdsa"):
+        select_attester(None, {"root": tmp_path})
 
 
 def test_missing_tree_makes_every_real_attester_unavailable(tmp_path: Path) -> None:
@@ -140,15 +142,18 @@ def test_missing_tree_makes_every_real_attester_unavailable(tmp_path: Path) -> N
         assert entry.auto
         with pytest.raises(ConfigError):
             entry.factory(root=tmp_path, sim_dir=tmp_path / "sim", measure_paths=[])
-    att = select_attester(None, {"root": tmp_path, "measure_paths": [tmp_path / "app"]})
-    assert isinstance(att, NullAttester)
+    with pytest.raises(NoTeeFound, match="sgx_ecdsa: .*tdx_ecdsa: .*sev_snp: ") as e:
+        select_attester(None, {"root": tmp_path, "measure_paths": [tmp_path / "app"]})
+    assert e.value.exit_code == 2 and "--attester sim_sgx_ecdsa" in str(e.value)
+    # nullattester is still there, but only when named
+    assert isinstance(select_attester("nullattester", {"root": tmp_path}), NullAttester)
 
 
 def test_rats_tls_priorities() -> None:
     prio = {e.name: (e.priority, e.auto) for e in attesters.ordered()}
     assert prio["sgx_ecdsa"] == (52, True)
     assert prio["tdx_ecdsa"] == (42, True) and prio["sev_snp"] == (42, True)
-    assert prio["nullattester"] == (0, True)
+    assert prio["nullattester"] == (0, False)  # only when named
 
 
 def test_gramine_concurrent_requests_each_get_their_own_quote(tmp_path: Path, sim: SimPlatform,
@@ -470,7 +475,8 @@ def test_real_instance_handling_on_a_plain_directory(tmp_path: Path) -> None:
     assert list(report_dir.iterdir()) == []
     with pytest.raises(ConfigError):
         attesters.select("tdx_ecdsa", root=tmp_path)
-    assert isinstance(select_attester(None, {"root": tmp_path}), NullAttester)
+    with pytest.raises(NoTeeFound):
+        select_attester(None, {"root": tmp_path})
 
 
 def test_tdx_guest_device_without_configfs_explains_why(tmp_path: Path) -> None:

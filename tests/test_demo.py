@@ -37,6 +37,8 @@ def test_demo_succeeds_and_cleans_up() -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Remote attestation is successful." in r.stdout
     assert "mrenclave" in r.stdout
+    # the workload and inclavared are both pinned: shelter has nothing unchecked to warn about
+    assert "not pinned" not in r.stdout and "--no-reference" not in r.stdout
     assert not _listening(w) and not _listening(i)
 
 

@@ -378,7 +378,7 @@ def test_every_workload_image_is_built_here_and_runs_package_scripts() -> None:
 
 def test_docker_context_holds_only_what_the_images_copy() -> None:
     lines = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
-    assert lines[0] == "*" and {"!pyproject.toml", "!README.md", "!src"} <= set(lines)
+    assert lines[0] == "*" and {"!pyproject.toml", "!README.md", "!LICENSE", "!src"} <= set(lines)
     for program in IMAGES:
         copied = {s for ln in re.findall(r"^COPY (?!--from)(.*) \S+$", dockerfile(program), re.M) for s in ln.split()}
-        assert copied == {"pyproject.toml", "README.md", "src"}
+        assert copied == {"pyproject.toml", "README.md", "LICENSE", "src"}

@@ -114,7 +114,7 @@ def test_v2_success_with_reference_values(env: dict[str, str], node: Node, refer
 
 
 def test_one_log_line_per_request(env: dict[str, str], node: Node) -> None:
-    rc, _, err = shelter(env, "--addr", node.addr, "--trust-sim")
+    rc, _, err = shelter(env, "--addr", node.addr, "--trust-sim", "--no-reference")
     assert rc == 0, err
     lines = [ln for ln in node.inclavared.output().splitlines() if "version=2 result=ok latency_ms=" in ln]
     assert lines and "peer=" in lines[-1]
@@ -141,7 +141,7 @@ def test_unix_socket_listener(env: dict[str, str], tmp_path_factory: pytest.Temp
     sock = tmp_path_factory.mktemp("sock") / "inclavared.sock"
     n = Node(env, "unix", listen=str(sock))
     try:
-        rc, out, err = shelter(env, "--addr", n.addr, "--trust-sim")
+        rc, out, err = shelter(env, "--addr", n.addr, "--trust-sim", "--no-reference")
         assert rc == 0, err
         assert "Remote attestation is successful." in out
     finally:
@@ -161,12 +161,14 @@ def test_json_output(env: dict[str, str], node: Node, reference: Path) -> None:
 
 
 def test_v1_compatibility(env: dict[str, str], node: Node, reference: Path) -> None:
-    rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1")
+    rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1", "--allow-replay", "--no-reference")
     assert rc == 0, err
     assert '"msgtype":"ENCLAVEINFO"' in out and "App Enclave mrenclave:" in out
-    rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1", "--reference", str(reference))
+    assert "can be replayed" in out
+    rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1", "--allow-replay", "--reference",
+                           str(reference))
     assert rc == 0, err
-    rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1", "--mrenclave", "ab" * 32)
+    rc, out, err = shelter(env, "--addr", node.addr, "--trust-sim", "--v1", "--allow-replay", "--mrenclave", "ab" * 32)
     assert rc == 1 and "mrenclave mismatch" in err and "self-reported" in err
 
 
@@ -186,7 +188,7 @@ def test_changed_program_byte_fails_naming_the_field(env: dict[str, str], refere
 
 
 def test_simulated_evidence_needs_trust_sim(env: dict[str, str], node: Node) -> None:
-    rc, _, err = shelter(env, "--addr", node.addr)
+    rc, _, err = shelter(env, "--addr", node.addr, "--no-reference")
     assert rc == 1 and "UNTRUSTED_ROOT" in err
 
 
@@ -194,7 +196,7 @@ def test_workload_down_daemon_keeps_serving(env: dict[str, str]) -> None:
     orphan = Node(env, "orphan", xfer_dead=True)
     try:
         for _ in range(2):
-            rc, _, err = shelter(env, "--addr", orphan.addr, "--trust-sim")
+            rc, _, err = shelter(env, "--addr", orphan.addr, "--trust-sim", "--no-reference")
             assert rc == 1 and "TRANSPORT_ERROR" in err and "cannot connect" in err
         assert orphan.inclavared.alive()
     finally:
@@ -204,9 +206,9 @@ def test_workload_down_daemon_keeps_serving(env: dict[str, str]) -> None:
 def test_nullattester_inclavared_needs_nullverifier(env: dict[str, str]) -> None:
     n = Node(env, "nullatt", attester="nullattester", mutual=False)
     try:
-        rc, _, err = shelter(env, "--addr", n.addr, "--trust-sim")
+        rc, _, err = shelter(env, "--addr", n.addr, "--trust-sim", "--no-reference")
         assert rc == 1 and "nullverifier" in err
-        rc, out, err = shelter(env, "--addr", n.addr, "--trust-sim", "--verifier", "nullverifier")
+        rc, out, err = shelter(env, "--addr", n.addr, "--trust-sim", "--verifier", "nullverifier", "--no-reference")
         assert rc == 0, err
         assert "workload: sgx_ecdsa" in out  # the workload is still verified in full
     finally:
@@ -241,7 +243,7 @@ def test_garbage_oversized_and_slow_clients(env: dict[str, str], node: Node) -> 
     raw = socket.create_connection(("127.0.0.1", node.port), timeout=5)
     slow = _tls_client().wrap_socket(raw)
     try:
-        rc, _, err = shelter(env, "--addr", node.addr, "--trust-sim")
+        rc, _, err = shelter(env, "--addr", node.addr, "--trust-sim", "--no-reference")
         assert rc == 0, err
     finally:
         slow.close()
@@ -252,7 +254,7 @@ def test_garbage_oversized_and_slow_clients(env: dict[str, str], node: Node) -> 
             s.settimeout(5)
             assert b"PROTOCOL_ERROR" in s.recv(4096)
     assert node.inclavared.alive()
-    rc, _, err = shelter(env, "--addr", node.addr, "--trust-sim")
+    rc, _, err = shelter(env, "--addr", node.addr, "--trust-sim", "--no-reference")
     assert rc == 0, err
 
 
@@ -332,7 +334,7 @@ def test_replayed_reply_rejected(env: dict[str, str], node: Node, patch_nonce: b
     assert json.loads(recorded)["verdict"]["ok"] is True
     relay = ReplayRelay(env, recorded, patch_nonce=patch_nonce)
     try:
-        rc, _, err = shelter(env, "--addr", f"tcp://127.0.0.1:{relay.port}", "--trust-sim")
+        rc, _, err = shelter(env, "--addr", f"tcp://127.0.0.1:{relay.port}", "--trust-sim", "--no-reference")
         assert rc == 1 and message in err
     finally:
         relay.close()

@@ -53,6 +53,15 @@ def test_not_a_sigstruct(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_unreachable_node_fails_with_reason(capsys: pytest.CaptureFixture[str]) -> None:
     from _procs import free_port
 
-    assert main(["remoteattestation", "--addr", f"tcp://127.0.0.1:{free_port()}", "--timeout", "2"]) == 1
+    assert main(["remoteattestation", "--addr", f"tcp://127.0.0.1:{free_port()}", "--timeout", "2",
+                 "--no-reference"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Remote attestation failed with err: [TRANSPORT_ERROR]")
+
+
+def test_addrs_file_errors_name_the_line_not_its_content(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "nodes.txt"
+    f.write_text("# nodes\ntcp://127.0.0.1:1236\nTOKEN=s3cr3t-value\n")
+    assert main(["remoteattestation", "--addrs-file", str(f), "--no-reference"]) == 2
+    err = capsys.readouterr().err
+    assert f"{f} line 3 is not an address" in err and "s3cr3t" not in err

@@ -53,8 +53,10 @@ def test_init(sim_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = sim_env.parent / "other"
     assert main(["sim", "init", "--dir", str(other), "--tcb", "revoked"]) == 0
     assert load_platform(other).tcb_state == "revoked"
-    with pytest.raises(SystemExit):
-        main(["sim", "init", "--tcb", "bogus"])
+    capsys.readouterr()
+    assert main(["sim", "init", "--force", "--tcb", "bogus"]) == 2
+    assert "unknown TCB state 'bogus' (use uptodate, " in capsys.readouterr().err
+    assert load_platform(sim_env).tcb_state == "outofdate"  # nothing was replaced
 
 
 def test_sim_without_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

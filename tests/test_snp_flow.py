@@ -77,7 +77,7 @@ def test_snp_flow_with_reference_values(env: dict[str, str], node: SnpNode) -> N
     assert w["details"]["report_version"] == 4 and w["details"]["revocation"].startswith("checked")
     assert w["details"]["root"].startswith("EAA simulated SEV-SNP ARK-Milan")
     assert n["inclavared_verdict"]["ok"] is True
-    rc, out, err = shelter(env, f"--addr={node.addr}", "--trust-sim")
+    rc, out, err = shelter(env, f"--addr={node.addr}", "--trust-sim", "--reference", str(ref))
     assert rc == 0 and "workload: sev_snp (fresh: nonce bound) evidence verified, TEE sev-snp" in out
     assert "MEASUREMENT:" in out
 
@@ -89,8 +89,8 @@ def test_snp_flow_failures(env: dict[str, str], node: SnpNode) -> None:
     assert rc == 1 and "measurement mismatch" in err
     policy = Path(env["EAA_TEST_DIR"]) / "snp-policy.toml"
     policy.write_text("[policy.snp]\nmin_guest_svn = 1\n")
-    rc, _, err = shelter(env, f"--addr={node.addr}", "--trust-sim", "--policy", str(policy))
+    rc, _, err = shelter(env, f"--addr={node.addr}", "--trust-sim", "--policy", str(policy), "--no-reference")
     assert rc == 1 and "snp.guest_svn" in err
-    rc, _, err = shelter(env, f"--addr={node.addr}")  # the simulated ARK is not trusted by default
+    rc, _, err = shelter(env, f"--addr={node.addr}", "--no-reference")  # the simulated ARK is not trusted by default
     assert rc == 1 and "UNTRUSTED_ROOT" in err and "simulated SEV-SNP" in err
     assert node.inclavared.alive() and node.workload.alive()

@@ -466,7 +466,7 @@ def test_policy_reference_values_and_debug(sim_dir):
 
 
 def test_nullverifier_result_fails_a_policy_with_reference_values():
-    with Running(TlsConfig()) as srv:
+    with Running(TlsConfig(attester="nullattester")) as srv:
         bad = Policy(reference=ReferenceValues.from_mapping({"mrenclave": "00" * 32}))
         with pytest.raises(PolicyViolation):
             connect(*srv.address, TlsConfig(verifier="nullverifier", policy=bad))

@@ -2,9 +2,9 @@
 # Build from the repository root:  docker build -f deploy/docker/eaa-pccs.Dockerfile -t eaa-pccs:0.1.0 .
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN python -m venv /opt/eaa && /opt/eaa/bin/pip install --no-cache-dir .
+RUN python -m venv /opt/eaa && /opt/eaa/bin/pip install --no-cache-dir '.[pccs]'
 
 FROM python:3.11-slim-bookworm
 COPY --from=build /opt/eaa /opt/eaa

@@ -50,7 +50,7 @@ def _hex_list(name: str, value: Any, size: int | None = None) -> tuple[str, ...]
         try:
             raw = bytes.fromhex(v)
         except ValueError:
-            raise ConfigError(f"reference value {name} is not hex: {v!r}") from None
+            raise ConfigError(f"reference value {name} is not hex") from None  # the value is not echoed
         if len(raw) != size:
             raise ConfigError(f"reference value {name} must be {size} bytes, got {len(raw)}")
         out.append(v)
@@ -83,7 +83,8 @@ class ReferenceValues:
             elif key in ("isv_svn", "min_isv_svn"):
                 svn = _int(key, value)
             else:
-                raise ConfigError(f"unknown reference value {key!r}")
+                raise ConfigError("unknown key in the reference values (known: "
+                                  f"{', '.join([*_HEX_FIELDS, 'isv_prod_id', 'min_isv_svn'])})")
         return cls(values, prod, svn)
 
     @classmethod
@@ -161,13 +162,14 @@ class Policy:
         known = {"accepted_statuses", "reference", "allow_td_attribute_bits", "snp", *flags}
         unknown = set(pol) - known
         if unknown:
-            raise ConfigError(f"unknown policy keys: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown key in the policy (known: {', '.join(sorted(known))})")
         statuses = pol.get("accepted_statuses", sorted(DEFAULT_ACCEPTED))
         if isinstance(statuses, str) or not isinstance(statuses, list):
             raise ConfigError("accepted_statuses must be a list")
         for s in statuses:
             if s not in ALL_STATUSES:
-                raise ConfigError(f"unknown TCB status {s!r} in accepted_statuses")
+                raise ConfigError("unknown TCB status in accepted_statuses "
+                                  f"(known: {', '.join(sorted(ALL_STATUSES))})")
         for flag in flags:
             if flag in pol and not isinstance(pol[flag], bool):
                 raise ConfigError(f"{flag} must be true or false")
@@ -273,7 +275,7 @@ def _td_bits(value: Any) -> frozenset[int]:
         elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 64:
             bits.add(v)
         else:
-            raise ConfigError(f"allow_td_attribute_bits: {v!r} is neither a TD attribute name "
+            raise ConfigError(f"allow_td_attribute_bits: an entry is neither a TD attribute name "
                               f"({', '.join(TD_ATTRIBUTE_BITS)}) nor a bit number 0-63")
     return frozenset(bits)
 
@@ -380,7 +382,7 @@ def _flags(name: str, value: Any, known: Mapping[str, int], extra: tuple[str, ..
         raise ConfigError(f"snp.{name} must be a table")
     unknown = set(value) - set(known) - set(extra)
     if unknown:
-        raise ConfigError(f"unknown snp.{name} keys: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown key in snp.{name} (known: {', '.join(sorted({*known, *extra}))})")
     return {k: (_snp_bool(f"{name}.{k}", v) if k in known else v) for k, v in value.items()}
 
 
@@ -395,7 +397,7 @@ def _version(value: Any) -> tuple[int, int] | None:
         return None
     parts = value.split(".") if isinstance(value, str) else []
     if len(parts) != 2 or not all(p.isdigit() and int(p) <= 255 for p in parts):
-        raise ConfigError(f"snp.minimum_version must be \"major.minor\", not {value!r}")
+        raise ConfigError("snp.minimum_version must be \"major.minor\"")
     return int(parts[0]), int(parts[1])
 
 
@@ -438,7 +440,7 @@ class SnpPolicy:
             raise ConfigError("policy.snp must be a table")
         unknown = set(data) - _SNP_KEYS
         if unknown:
-            raise ConfigError(f"unknown policy.snp keys: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown key in policy.snp (known: {', '.join(sorted(_SNP_KEYS))})")
         gp = _flags("guest_policy", data.get("guest_policy", {}), {**SNP_GUEST_PERMISSIONS, **SNP_GUEST_RESTRICTIONS},
                     ("abi_major", "abi_minor"))
         for k in ("abi_major", "abi_minor"):

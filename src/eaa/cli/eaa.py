@@ -1,24 +1,48 @@
-"""``eaa``: the toolbox command (verify-quote, sim, pccs ...)."""
+"""``eaa``: the toolbox command (verify-quote, verify-snp, sim, pccs ...).
+
+Start-up matters for a one-shot verifier: only the module of the subcommand named on the command line
+is imported (``eaa verify-quote`` never loads the PCCS server or the simulator); help and unknown
+commands load them all to list them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from . import pccs_cmd, sim_cmd, verify_quote_cmd, verify_snp_cmd
-from .common import dispatch
+from .common import add_version, dispatch
 
-def build_parser() -> argparse.ArgumentParser:
-    """Each subcommand module adds its parser and sets ``func`` to its ``run(args) -> int``."""
+# subcommand -> module (each has add_parser(sub), which sets ``func`` to its ``run(args) -> int``)
+COMMANDS = {
+    "verify-quote": "verify_quote_cmd",
+    "verify-snp": "verify_snp_cmd",
+    "sim": "sim_cmd",
+    "pccs": "pccs_cmd",
+}
+
+
+def _wanted(argv: list[str]) -> list[str]:
+    """The subcommand modules to load: the one argv names, else all of them."""
+    for arg in argv:
+        if arg in ("-h", "--help"):  # the top-level help lists every command
+            break
+        if not arg.startswith("-"):
+            return [COMMANDS[arg]] if arg in COMMANDS else list(COMMANDS.values())
+    return list(COMMANDS.values())
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eaa", description="Enclave Attestation Architecture tools")
+    add_version(parser, "eaa")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (verify_quote_cmd, verify_snp_cmd, sim_cmd, pccs_cmd):
-        mod.add_parser(sub)
+    for name in _wanted(sys.argv[1:] if argv is None else argv):
+        importlib.import_module(f"{__package__}.{name}").add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dispatch("eaa", build_parser(), argv)
+    return dispatch("eaa", build_parser(argv), argv)
 
 
 if __name__ == "__main__":

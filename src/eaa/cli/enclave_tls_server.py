@@ -19,8 +19,13 @@ from ..errors import ConfigError
 from .common import (
     SIMULATION_WARNING,
     add_snp_arguments,
+    add_version,
+    listen_port,
+    parse_args,
     parse_time,
+    port,
     run_main,
+    seconds,
     snp_verifier_options,
     trust_sim_requested,
 )
@@ -58,7 +63,8 @@ def add_common_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:
                    help="debug|info|warn|error|fatal|off (default info)")
     p.add_argument("-i", "--ip", default="127.0.0.1",
                    help="address to listen on" if server else "server address to connect to")
-    p.add_argument("-p", "--port", type=int, default=1234, help="TCP port (default 1234)")
+    p.add_argument("-p", "--port", type=listen_port if server else port, default=1234,
+                   help="TCP port (1-65535, default 1234)")
     p.add_argument("-e", "--endorsements", action="store_true", help="send collateral (DICE endorsements)")
     p.add_argument("-P", "--product-enclave", action="store_true", help="accepted for compatibility; no effect")
     p.add_argument("-D", "--debug-enclave", action="store_true", help="accepted for compatibility; no effect")
@@ -77,10 +83,11 @@ def add_common_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
                    help="file measured into the simulated enclave's MRENCLAVE/MRTD (sim attesters; repeatable; "
                         "server default: its own program files)")
-    p.add_argument("--timeout", type=float, default=30.0,
+    p.add_argument("--timeout", type=seconds, default=30.0,
                    help="seconds for each send (the handshake and the request: --handshake-timeout)" if server
                    else "seconds for connect, handshake and each read")
     add_snp_arguments(p)
+    add_version(p, "enclave-tls-server" if server else "enclave-tls-client")
 
 
 def _claims(items: list[str]) -> dict[str, bytes]:
@@ -196,7 +203,7 @@ def serve_until_signalled(daemon: Any, log: logging.Logger) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(PROG, build_parser(), argv)
     return run_main(PROG, lambda: run(args))
 
 

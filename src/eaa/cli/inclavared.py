@@ -17,21 +17,23 @@ from ..services.limits import add_limit_arguments
 from .common import (
     SIMULATION_WARNING,
     add_snp_arguments,
+    add_version,
+    parse_args,
     parse_time,
     run_main,
+    seconds,
     snp_verifier_options,
     trust_sim_requested,
 )
 from .enclave_tls_server import LOG_LEVELS, serve_until_signalled, setup_logging
 
 PROG = "inclavared"
-VERSION = "0.1.0"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="EAA node daemon: relays attestation requests to the "
                                 "workload over attested TLS")
-    p.add_argument("-V", "--version", action="version", version=f"inclavared v{VERSION}")
+    add_version(p, PROG, "-V", "--version")
     p.add_argument("-l", "--listen", metavar="SOCKADDR", help="listen on ip:port or a Unix socket path")
     p.add_argument("-x", "--xfer", metavar="SOCKADDR", help="the workload (enclave-tls-server): ip:port or path")
     p.add_argument("-c", "--connect", metavar="SOCKADDR", help="client mode: fetch from this workload and exit")
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="debug|info|warn|error|fatal|off (default info)")
     p.add_argument("--trust-sim", action="store_true",
                    help="trust the simulated TEE's root (also EAA_TRUST_SIMULATION=1); never in production")
-    p.add_argument("--timeout", type=float, default=10.0,
+    p.add_argument("--timeout", type=seconds, default=10.0,
                    help="seconds for each step towards the workload and for sending a reply (default 10)")
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
                    help="files measured into the simulated attester's MRENCLAVE (sim attesters)")
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(PROG, build_parser(), argv)
     return run_main(PROG, lambda: run(args))
 
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import run_main
+from .common import add_version, bounded_int, check_tls_files, run_main, seconds, seconds_or_zero
 
 DEFAULT_LISTEN = "127.0.0.1:8081"
 
@@ -72,9 +72,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--upstream-ca", metavar="PEM", help="CA bundle to verify the upstreams' TLS certificates")
     s.add_argument("--upstream-insecure", action="store_true",
                    help="do not verify the upstreams' TLS certificates (collateral signatures still are)")
-    s.add_argument("--upstream-timeout", type=float, default=10.0, metavar="S", help="per request (default 10)")
-    s.add_argument("--upstream-retries", type=int, default=2, metavar="N", help="retries (default 2)")
-    s.add_argument("--min-refresh", type=float, default=600.0, metavar="S",
+    s.add_argument("--upstream-timeout", type=seconds, default=10.0, metavar="S", help="per request (default 10)")
+    s.add_argument("--upstream-retries", type=bounded_int(0, 100, "--upstream-retries"), default=2, metavar="N", help="retries (default 2)")
+    s.add_argument("--min-refresh", type=seconds_or_zero, default=600.0, metavar="S",
                    help="ask the upstream again at most this often for expired data (default 600)")
     s.add_argument("--refresh-every", metavar="DURATION", default=None,
                    help="lazy and req modes: refresh the whole cache from the upstream this often, as Intel's PCCS does "
@@ -95,7 +95,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     i.add_argument("--url", metavar="URL", help="import through a running eaa-pccs instead of into --db")
     i.add_argument("--admin-token-file", metavar="FILE", help="admin token for --url")
     i.add_argument("--ca", metavar="PEM", help="CA bundle to verify the server's certificate (--url)")
-    i.add_argument("--batch-size", type=int, default=0, metavar="N",
+    i.add_argument("--batch-size", type=bounded_int(0, 1 << 30, "--batch-size"), default=0, metavar="N",
                    help="commit every N records (default: one transaction per source)")
     i.add_argument("--progress", action="store_true", help="print a line after every committed batch")
     _trust_args(i)
@@ -113,6 +113,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 def build_parser(prog: str = "eaa-pccs") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser, prog)
     add_commands(parser.add_subparsers(dest="pccs_command", metavar="COMMAND"))
     return parser
 
@@ -141,6 +142,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if not args.insecure_http and not (args.cert and args.key):
         raise ConfigError("HTTPS needs --cert and --key (or serve plain HTTP with --insecure-http)")
+    if args.cert and args.key:
+        check_tls_files(args.cert, args.key)
     refresh_every = parse_interval(args.refresh_every) if args.refresh_every is not None else None
     if refresh_every is not None and args.mode == "offline":
         raise ConfigError("--refresh-every needs --mode lazy or req: an offline PCCS has no upstream to refresh from")

@@ -2,7 +2,12 @@
 ``mrenclave`` computes reference values.
 
 Exit status of ``remoteattestation``: 0 when every node passed, 1 when any failed (the reason is
-printed as ``Remote attestation failed with err: ...``), 2 for bad arguments.
+printed as ``Remote attestation failed with err: ...``), 2 for bad arguments, 130 on Ctrl-C.
+
+Identity checks are on by default: without reference values for the workload shelter refuses to run
+(``--no-reference`` accepts any genuinely attested workload, and says so); inclavared's own identity
+is pinned with ``--inclavared-reference`` or an ``[inclavared]`` section of the reference file.
+Protocol v1 answers carry no nonce and can be replayed: ``--v1`` needs ``--allow-replay``.
 """
 
 from __future__ import annotations
@@ -15,19 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..policy import Policy, ReferenceValues, reference_from_pairs
+from ..policy import Policy, ReferenceValues, load_document, reference_from_pairs
 from .common import (
     SIMULATION_WARNING,
     add_snp_arguments,
+    add_version,
+    bounded_int,
     dispatch,
     parse_time,
+    seconds,
     snp_verifier_options,
     trust_sim_requested,
 )
 from .enclave_tls_server import LOG_LEVELS, setup_logging
 
 PROG = "shelter"
-VERSION = "0.1.0"
 DEFAULT_ADDR = "tcp://127.0.0.1:1234"
 DEFAULT_UNIX_ADDR = "unix:///run/enclave-tls/tls.sock"
 MAX_ADDRS_FILE = 1 << 20
@@ -36,7 +43,7 @@ MAX_ADDRS_FILE = 1 << 20
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Remote attestation client of the Enclave Attestation "
                                 "Architecture")
-    p.add_argument("-v", "--version", action="version", version=f"shelter version {VERSION}")
+    add_version(p, PROG, "-v", "--version")
     p.add_argument("--verbose", action="store_true", help="accepted for compatibility")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -54,20 +61,29 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--mutual", action="store_true", help="present shelter's own evidence too")
     ra.add_argument("--log-level", default="error", choices=list(LOG_LEVELS), metavar="LEVEL",
                     help="debug|info|warn|error|fatal|off (default error)")
-    ra.add_argument("--reference", metavar="FILE", help="reference values (TOML or JSON)")
+    ra.add_argument("--reference", metavar="FILE",
+                    help="reference values of the workload (TOML or JSON; an [inclavared] section pins inclavared)")
+    ra.add_argument("--inclavared-reference", metavar="FILE",
+                    help="reference values of inclavared itself (its [inclavared] section, else its values)")
+    ra.add_argument("--no-reference", action="store_true",
+                    help="accept any genuinely attested workload: no reference values are compared")
     ra.add_argument("--mrenclave", metavar="HEX", help="expected workload MRENCLAVE")
     ra.add_argument("--mrsigner", metavar="HEX", help="expected workload MRSIGNER")
     ra.add_argument("--policy", metavar="FILE", help="policy: accepted TCB statuses, debug, expired collateral")
     ra.add_argument("--output", choices=("text", "json"), default="text")
-    ra.add_argument("--timeout", type=float, default=10.0, help="seconds per connection step (default 10)")
+    ra.add_argument("--timeout", type=seconds, default=10.0, help="seconds per connection step (default 10)")
     ra.add_argument("--trust-sim", action="store_true",
                     help="trust the simulated TEE's root (also EAA_TRUST_SIMULATION=1); never in production")
-    ra.add_argument("--v1", action="store_true", help="speak protocol v1 to an original inclavared")
+    ra.add_argument("--v1", action="store_true",
+                    help="speak protocol v1 to an original inclavared (needs --allow-replay)")
+    ra.add_argument("--allow-replay", action="store_true",
+                    help="with --v1: accept answers that carry no nonce and could be replayed")
     ra.add_argument("--collateral", metavar="PATH", help="collateral file/directory when none is relayed")
     ra.add_argument("--trust-root", action="append", default=[], metavar="PEM", help="extra trusted root CA")
     ra.add_argument("--no-crl", action="store_true", help="do not check CRLs")
     ra.add_argument("--at", metavar="TIME", help="verification time (unix seconds or ISO-8601; default now)")
-    ra.add_argument("--max-parallel", type=int, default=16, help="nodes attested at once (default 16)")
+    ra.add_argument("--max-parallel", type=bounded_int(1, 1024, "--max-parallel"), default=16,
+                    help="nodes attested at once (1-1024, default 16)")
     add_snp_arguments(ra)
     ra.add_argument("--kubernetes", action="store_true",
                     help="also attest every node with an inclavared pod, found through the Kubernetes API "
@@ -84,10 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     src = mr.add_mutually_exclusive_group(required=True)
     src.add_argument("--sigstruct", metavar="FILE", help="SIGSTRUCT file (1808 bytes; Gramine .sig)")
     src.add_argument("--enclave", metavar="FILE", help="Intel SGX SDK signed enclave (.signed.so)")
-    src.add_argument("--sim", nargs="+", metavar="PATH", help="files the simulated TEE measures")
+    src.add_argument("--sim", nargs="*", metavar="PATH",
+                     help="files the simulated TEE measures (none named: the files enclave-tls-server measures "
+                          "by default, i.e. its own program)")
     mr.add_argument("--tee", choices=("sgx", "tdx", "snp"), default="sgx",
                     help="with --sim: MRENCLAVE, MRTD or the SEV-SNP MEASUREMENT")
     mr.add_argument("--sim-dir", metavar="DIR", help="with --sim: the simulated platform (for MRSIGNER)")
+    mr.add_argument("--inclavared-sim", nargs="*", metavar="PATH",
+                    help="with --sim: also pin inclavared ([inclavared] section) to these files (none named: the "
+                         "files inclavared measures by default)")
     mr.add_argument("-o", "--output", metavar="FILE", help="write a reference file (.json, else TOML)")
     mr.set_defaults(func=run_mrenclave)
     return p
@@ -96,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- remoteattestation ----
 
 def _addresses(args: argparse.Namespace) -> list[str]:
+    """--addr values, then --addrs-file lines. A bad line is named by its number, never quoted: the file
+    may not be the address list it was meant to be."""
+    for a in args.addr:
+        if not (a.startswith("tcp://") or a.startswith("unix://")):
+            raise ConfigError(f"warning: specify tcp or unix socket address with error format: {a!r}")
     addrs = list(args.addr)
     if args.addrs_file:
         path = Path(args.addrs_file)
@@ -107,10 +133,13 @@ def _addresses(args: argparse.Namespace) -> list[str]:
             raise ConfigError(f"cannot read {path}: {e.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path} is not text") from None
-        addrs += [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
-    for a in addrs:
-        if not (a.startswith("tcp://") or a.startswith("unix://")):
-            raise ConfigError(f"warning: specify tcp or unix socket address with error format: {a!r}")
+        for n, line in enumerate(lines, 1):
+            a = line.split("#", 1)[0].strip()
+            if not a:
+                continue
+            if not (a.startswith("tcp://") or a.startswith("unix://")):
+                raise ConfigError(f"{path} line {n} is not an address (tcp://IP:PORT or unix://PATH)")
+            addrs.append(a)
     return addrs
 
 
@@ -130,27 +159,79 @@ def _kubernetes_nodes(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
                               error=p.problem) for p in uncovered]
 
 
-def _options(args: argparse.Namespace) -> Any:
+INCLAVARED_SECTION = "inclavared"
+
+
+def _reference_document(path: str) -> tuple[ReferenceValues, ReferenceValues]:
+    """A reference file's workload values (its [reference] section, else its top level) and inclavared's
+    (its [inclavared] section)."""
+    doc = load_document(path)
+    inc = doc.get(INCLAVARED_SECTION) or {}
+    if not isinstance(inc, dict):
+        raise ConfigError(f"{path}: [{INCLAVARED_SECTION}] must be a table/object")
+    workload = doc.get("reference", {k: v for k, v in doc.items() if k != INCLAVARED_SECTION})
+    if not isinstance(workload, dict):
+        raise ConfigError(f"{path}: [reference] must be a table/object")
+    return ReferenceValues.from_mapping(workload), ReferenceValues.from_mapping(inc)
+
+
+def _inclavared_reference(path: str) -> ReferenceValues:
+    """--inclavared-reference FILE: its [inclavared] section, else its workload values (a file written by
+    ``shelter mrenclave`` for inclavared's program)."""
+    workload, inc = _reference_document(path)
+    return inc if not inc.is_empty() else workload
+
+
+def _policies(args: argparse.Namespace) -> tuple[Policy, ReferenceValues]:
+    """The workload's policy with its reference values, and inclavared's reference values."""
+    policy = Policy.load(args.policy) if args.policy else Policy()
+    inclavared = ReferenceValues()
+    if args.reference:
+        workload, inclavared = _reference_document(args.reference)
+        policy = policy.with_reference(workload)
+    flags = reference_from_pairs([("mrenclave", args.mrenclave), ("mrsigner", args.mrsigner)])
+    if not flags.is_empty():
+        policy = policy.with_reference(flags)
+    if args.inclavared_reference:
+        inclavared = _inclavared_reference(args.inclavared_reference)
+    if policy.reference.is_empty() and not args.no_reference:
+        raise ConfigError("no reference values for the workload: any genuinely attested workload would pass. "
+                          "Give --reference FILE (see 'shelter mrenclave') or --mrenclave/--mrsigner, or "
+                          "--no-reference to accept any workload")
+    return policy, inclavared
+
+
+def _unchecked(args: argparse.Namespace, policy: Policy, inclavared: ReferenceValues) -> list[str]:
+    """What this run does not check, said loudly before any result."""
+    out = []
+    if policy.reference.is_empty():
+        out.append("WARNING: --no-reference: the workload's measurements are not compared with reference values; "
+                   "any genuinely attested workload passes.")
+    if inclavared.is_empty():
+        out.append("WARNING: inclavared's own identity is not pinned (--inclavared-reference or an [inclavared] "
+                   "section): any attested enclave on a trusted platform can act as inclavared.")
+    if args.v1:
+        out.append("WARNING: protocol v1 (--allow-replay): the answer carries no nonce and can be replayed; the "
+                   "workload's identity is self-reported by inclavared.")
+    return out
+
+
+def _options(args: argparse.Namespace, policy: Policy, inclavared: ReferenceValues) -> Any:
     from ..services.shelter import ShelterOptions
     from ..tls import TlsConfig
     from ..verify.trust import anchor_from_file, default_anchors
 
-    policy = Policy.load(args.policy) if args.policy else Policy()
-    if args.reference:
-        policy = policy.with_reference(ReferenceValues.load(args.reference))
-    flags = reference_from_pairs([("mrenclave", args.mrenclave), ("mrsigner", args.mrsigner)])
-    if not flags.is_empty():
-        policy = policy.with_reference(flags)
     anchors = [*default_anchors(), *(anchor_from_file(p) for p in args.trust_root)] if args.trust_root else None
     at = parse_time(args.at) if args.at else None
     tls = TlsConfig(
         attester=args.attester or None, verifier=args.verifier or None, tls=args.tls or None,
-        crypto=args.crypto or None, mutual=args.mutual, policy=policy.without_reference(),
+        crypto=args.crypto or None, mutual=args.mutual, policy=policy.without_reference().with_reference(inclavared),
         trust_anchors=anchors, trust_simulation=trust_sim_requested(args.trust_sim), collateral=args.collateral,
         at=at, check_crl=not args.no_crl, timeout=args.timeout, max_message=4 << 20,
         verifier_options=snp_verifier_options(args),
     )
-    opts = ShelterOptions(tls=tls, policy=policy, v1=args.v1, timeout=args.timeout)
+    opts = ShelterOptions(tls=tls, policy=policy, v1=args.v1, allow_replay=args.allow_replay,
+                          require_verified=not args.no_reference, timeout=args.timeout)
     if at is not None:
         opts.clock = lambda: at
     return opts
@@ -178,6 +259,8 @@ def _render_single(r: Any) -> list[str]:
         lines.append(f"App Enclave mrenclave: {r.v1_info.get('mrenclave')}")
         lines.append(f"App Enclave mrsigner: {r.v1_info.get('mrsigner')}")
         lines.append("NOTE: protocol v1: the workload's identity is self-reported and not fresh.")
+    if r.verified_nothing:
+        lines.append("WARNING: nothing was verified (nullverifier over protocol v1); this result proves nothing.")
     if r.workload is not None:
         lines += _identity_lines("workload", r.workload, r.workload_evidence + " (fresh: nonce bound)"
                                  if r.workload_evidence else None)
@@ -205,9 +288,13 @@ def run_remoteattestation(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     addrs = _addresses(args)
+    policy, inclavared = _policies(args)
     found, not_running = _kubernetes_nodes(args)
     addrs += [a for a in found if a not in addrs]
-    shelter = Shelter(_options(args))
+    shelter = Shelter(_options(args, policy, inclavared))
+    unchecked = _unchecked(args, policy, inclavared)
+    for line in unchecked:
+        print(line, file=sys.stderr if args.output == "json" else sys.stdout, flush=True)
     if not addrs and not not_running:
         print(f"tcp sock address is {DEFAULT_ADDR[len('tcp://'):]}")
         reports = [shelter.attest(DEFAULT_ADDR)]
@@ -246,6 +333,8 @@ def run_remoteattestation(args: argparse.Namespace) -> int:
 def run_mrenclave(args: argparse.Namespace) -> int:
     from ..formats.sigstruct import SigStruct, sigstruct_from_enclave
 
+    if args.inclavared_sim is not None and args.sim is None:
+        raise ConfigError("--inclavared-sim goes with --sim (both are measured by the simulated TEE)")
     values: dict[str, Any] = {}
     if args.sigstruct or args.enclave:
         path = Path(args.sigstruct or args.enclave)
@@ -257,21 +346,35 @@ def run_mrenclave(args: argparse.Namespace) -> int:
         values = {"mrenclave": ss.mrenclave.hex(), "mrsigner": ss.mrsigner.hex(), "isv_prod_id": ss.isv_prod_id,
                   "min_isv_svn": ss.isv_svn}
     else:
-        from ..sim import load_platform, measure_files, tdx_measure
+        from ..services.workload import program_files
 
-        if args.tee == "sgx":
-            values = {"mrenclave": measure_files(args.sim).hex()}
-            values["mrsigner"] = load_platform(args.sim_dir).mrsigner.hex()
-        elif args.tee == "snp":
-            values = {"measurement": tdx_measure(args.sim).hex()}
-        else:
-            values = {"mrtd": tdx_measure(args.sim).hex()}
+        values = _sim_values(args, args.sim or program_files())
+    inc_values: dict[str, Any] = {}
+    if args.inclavared_sim is not None:
+        from ..services.inclavared import program_files as inclavared_files
+
+        inc_values = _sim_values(args, args.inclavared_sim or inclavared_files())
     ref = ReferenceValues.from_mapping(values)
     for k, v in values.items():
         print(f"{k}: {v}")
+    for k, v in inc_values.items():
+        print(f"inclavared {k}: {v}")
     if args.output:
         out = Path(args.output)
-        out.write_text(ref.to_json() if out.suffix == ".json" else ref.to_toml())
+        inc = ReferenceValues.from_mapping(inc_values) if inc_values else None
+        if out.suffix == ".json":
+            doc = json.loads(ref.to_json())
+            if inc is not None:
+                doc[INCLAVARED_SECTION] = json.loads(inc.to_json())["reference"]
+            text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
+        else:
+            text = ref.to_toml()
+            if inc is not None:
+                text += "\n" + inc.to_toml().replace("[reference]", f"[{INCLAVARED_SECTION}]", 1)
+        try:
+            out.write_text(text)
+        except OSError as e:
+            raise ConfigError(f"cannot write {out}: {e.strerror}") from None
         print(f"reference values written to {out}")
     return 0
 
@@ -279,6 +382,18 @@ def run_mrenclave(args: argparse.Namespace) -> int:
 def _tag(r: Any) -> str:
     """``[CODE]``, or ``[CODE] CHECK`` when the failed check says more (as errors print it)."""
     return f"[{r.error_code}]" if r.error_check in (None, r.error_code) else f"[{r.error_code}] {r.error_check}"
+
+
+def _sim_values(args: argparse.Namespace, paths: list[str]) -> dict[str, Any]:
+    """What the simulated TEE reports for a program made of ``paths``: MRENCLAVE and the platform's
+    MRSIGNER (SGX), MRTD (TDX) or MEASUREMENT (SEV-SNP)."""
+    from ..sim import load_platform, measure_files, tdx_measure
+
+    if args.tee == "sgx":
+        return {"mrenclave": measure_files(paths).hex(), "mrsigner": load_platform(args.sim_dir).mrsigner.hex()}
+    if args.tee == "snp":
+        return {"measurement": tdx_measure(paths).hex()}
+    return {"mrtd": tdx_measure(paths).hex()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..collateral.bundle import Collateral, load_collateral
-from ..errors import ConfigError, EaaError, FormatError
-from ..formats.quote import MAX_QUOTE_SIZE, Quote, decode_quote_text, parse_quote
-from ..verify.dcap import QuoteVerifier
-from ..verify.registry import default_collateral
-from ..verify.result import REVOKED, VerificationResult
-from ..verify.trust import TrustAnchor, anchor_from_file, default_anchors
-from .common import SIMULATION_WARNING, parse_time, result_lines, trust_sim_requested
+from ..errors import EaaError
+from .common import SIMULATION_WARNING, decode_evidence, parse_time, read_input, result_lines, trust_sim_requested
+
+if TYPE_CHECKING:  # imported where used: `eaa verify-quote --help` and bad input stay fast
+    from ..collateral.bundle import Collateral
+    from ..formats.quote import Quote
+    from ..verify.result import VerificationResult
+    from ..verify.trust import TrustAnchor
 
 EXIT_REVOKED = 10
 
@@ -27,7 +27,7 @@ EXIT_REVOKED = 10
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("verify-quote", help="verify an SGX or TDX ECDSA quote",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("quote", help="quote file (binary, or hex text)")
+    p.add_argument("quote", help="quote file: binary, hex (any whitespace), base64, or '-' for standard input")
     p.add_argument("--collateral", metavar="FILE|DIR",
                    help="QuoteCollateralV3 JSON file or a directory of PCS-style files")
     p.add_argument("--at", metavar="TIME", help="verification time: unix seconds or ISO-8601 (default: now)")
@@ -42,16 +42,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def read_quote(path: str) -> bytes:
-    p = Path(path)
-    try:
-        if p.stat().st_size > 2 * MAX_QUOTE_SIZE + 8:
-            raise FormatError(f"{path} is too large to be a quote")
-        return decode_quote_text(p.read_bytes())
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    """The quote in ``path`` (``-``: standard input) as bytes, whichever way it was written."""
+    from ..formats.quote import MAX_QUOTE_SIZE
+
+    # base64 and hex text of the largest quote, with line breaks
+    return decode_evidence(read_input(path, "quote", max_size=3 * MAX_QUOTE_SIZE), "quote")
 
 
-def resolve_trust(trust_roots: list[str], trust_sim: bool) -> list[TrustAnchor]:
+def resolve_trust(trust_roots: list[str], trust_sim: bool) -> "list[TrustAnchor]":
+    from ..verify.trust import anchor_from_file, default_anchors
+
     anchors = list(default_anchors())
     anchors += [anchor_from_file(p) for p in trust_roots]
     if trust_sim_requested(trust_sim):
@@ -61,16 +61,20 @@ def resolve_trust(trust_roots: list[str], trust_sim: bool) -> list[TrustAnchor]:
     return anchors
 
 
-def resolve_collateral(path: str | None, quote: Quote, raw: bytes, trust_sim: bool, *,
-                       anchors: list[TrustAnchor] | None = None) -> Collateral:
+def resolve_collateral(path: str | None, quote: "Quote", raw: bytes, trust_sim: bool, *,
+                       anchors: "list[TrustAnchor] | None" = None) -> "Collateral":
     """--collateral, else the simulator's for a simulated quote (--trust-sim), else from the configured PCCS."""
     if path:
+        from ..collateral.bundle import load_collateral
+
         return load_collateral(path)
+    from ..verify.registry import default_collateral  # the PCCS client and, with --trust-sim, the simulator
+
     return default_collateral(quote, raw, trust_simulation=trust_sim_requested(trust_sim), sim_dir=None,
                               anchors=anchors)
 
 
-def render_text(result: VerificationResult) -> str:
+def render_text(result: "VerificationResult") -> str:
     lines = []
     if result.simulated:
         lines.append(SIMULATION_WARNING)
@@ -95,12 +99,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..formats.quote import parse_quote
+    from ..verify.dcap import QuoteVerifier
+    from ..verify.result import REVOKED
+
+    at = parse_time(args.at)
     raw = read_quote(args.quote)
     quote = parse_quote(raw)
     anchors = resolve_trust(args.trust_root, args.trust_sim)
     collateral = resolve_collateral(args.collateral, quote, raw, args.trust_sim, anchors=anchors)
     verifier = QuoteVerifier(anchors, check_crl=not args.no_crl, cache_size=0)
-    result = verifier.verify(quote, collateral, at=parse_time(args.at), strict=args.strict)
+    result = verifier.verify(quote, collateral, at=at, strict=args.strict)
     if args.json:
         print(json.dumps(result.to_dict(), sort_keys=True, indent=1))
     else:

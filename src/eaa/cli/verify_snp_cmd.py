@@ -14,11 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from ..errors import CollateralMissing, ConfigError, FormatError
-from ..formats.snp_report import REPORT_SIZE
-from ..verify.result import VerificationResult
-from ..verify.trust import anchor_from_pem
-from .common import SIMULATION_WARNING, parse_time, result_lines
+from .common import SIMULATION_WARNING, decode_evidence, parse_time, read_input, result_lines
+
+if TYPE_CHECKING:  # imported where used: building the parser (eaa --help) stays cheap
+    from ..verify.result import VerificationResult
 
 MAX_FILE = 1 << 20
 
@@ -26,7 +28,8 @@ MAX_FILE = 1 << 20
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("verify-snp", help="verify an AMD SEV-SNP attestation report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("report", help=f"the {REPORT_SIZE}-byte ATTESTATION_REPORT (binary or hex text)")
+    p.add_argument("report", help="the ATTESTATION_REPORT: binary, hex (any whitespace), base64, "
+                                  "or '-' for standard input")
     p.add_argument("--vek", metavar="FILE", required=True, help="the VCEK or VLEK certificate (DER or PEM)")
     p.add_argument("--chain", metavar="FILE", required=True,
                    help="ASK (or ASVK) and ARK, PEM, as AMD's KDS cert_chain serves them")
@@ -54,18 +57,7 @@ def _read(path: str, what: str) -> bytes:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
 
 
-def decode_report(data: bytes) -> bytes:
-    """A report file as raw bytes, or as hex text (as some tools write it)."""
-    if len(data) == REPORT_SIZE:
-        return data
-    text = data.strip().removeprefix(b"0x")
-    try:
-        return bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        return data
-
-
-def render_text(result: VerificationResult) -> str:
+def render_text(result: "VerificationResult") -> str:
     lines = [f"SEV-SNP report verified ({result.details.get('signer', '?')}, "
              f"{result.details.get('product', '?')}), status {result.status}"]
     lines += result_lines(result, ("measurement", "host_data", "policy", "vmpl", "guest_svn", "reported_tcb"),
@@ -78,8 +70,10 @@ def render_text(result: VerificationResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..verify.snp import verify_snp_report
+    from ..verify.trust import anchor_from_pem
 
-    report = decode_report(_read(args.report, "report"))
+    at = parse_time(args.at)
+    report = decode_evidence(read_input(args.report, "report", max_size=MAX_FILE), "report")
     vek = _read(args.vek, "VEK certificate")
     crl = None
     if args.crl and args.no_crl:
@@ -93,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         vek=vek,
         chain=_read(args.chain, "certificate chain"),
         crl=crl,
-        at=parse_time(args.at),
+        at=at,
         trust_anchors=[anchor_from_pem(_read(p, "trust root"), p) for p in args.trust_root] or None,
         product=args.product,
         strict=args.strict,
@@ -110,6 +104,7 @@ def _fetch_crl(report: bytes, vek: bytes, args: argparse.Namespace) -> bytes:
     from ..formats.snp_report import SnpReport
     from ..formats.snp_vek import VLEK, load_vek_certificate, vek_extensions, vek_kind
     from ..verify.snp import DEFAULT_V2_PRODUCT, default_kds_url
+    from ..verify.trust import anchor_from_pem
 
     r = SnpReport.parse(report)
     cert = load_vek_certificate(vek)

@@ -8,13 +8,14 @@ the policy and reference values. inclavared's verdict is reported but never reli
 
 from __future__ import annotations
 
+import queue
 import secrets
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ..errors import EaaError, PolicyViolation, ProtocolError, UnsupportedEvidence
+from ..errors import ConfigError, EaaError, PolicyViolation, ProtocolError, UnsupportedEvidence, VerificationError
 from ..policy import Policy
 from ..tls.config import TlsConfig
 from ..tls.peercert import parse_certificate
@@ -30,9 +31,21 @@ class ShelterOptions:
     tls: TlsConfig  # verifies inclavared's certificate (its policy: statuses/debug/expiry, no reference values)
     policy: Policy = field(default_factory=Policy)  # appraises the workload, with the reference values
     v1: bool = False
+    # Protocol v1 answers carry no nonce: a captured answer can be replayed. Speaking v1 is refused
+    # unless the caller accepts that explicitly.
+    allow_replay: bool = False
+    # False only with shelter --no-reference: a v1 run that verified no evidence at all (nullverifier)
+    # then passes, reported as such, instead of failing.
+    require_verified: bool = True
     timeout: float = 10.0
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     randbytes: Callable[[int], bytes] = secrets.token_bytes
+
+
+class NothingVerified(VerificationError):
+    """A run whose every identity was unchecked: nullverifier for inclavared and a self-reported v1 answer."""
+
+    code = "NOTHING_VERIFIED"
 
 
 @dataclass
@@ -48,6 +61,7 @@ class NodeReport:
     workload_evidence: str | None = None
     inclavared_verdict: dict[str, Any] | None = None
     v1_info: dict[str, Any] | None = None
+    verified_nothing: bool = False  # v1 with nullverifier under --no-reference: passed, but nothing was checked
 
     @property
     def simulated(self) -> bool:
@@ -67,11 +81,16 @@ class NodeReport:
             "workload_evidence": self.workload_evidence,
             "inclavared_verdict": self.inclavared_verdict,
             "v1": self.v1_info,
+            "replayable": self.v1_info is not None,
+            "verified_nothing": self.verified_nothing,
         }
 
 
 class Shelter:
     def __init__(self, options: ShelterOptions) -> None:
+        if options.v1 and not options.allow_replay:
+            raise ConfigError("protocol v1 answers carry no nonce, so a captured answer can be replayed; "
+                              "accept that explicitly (shelter --allow-replay) or use protocol v2 (without --v1)")
         self.options = options
         self.endpoint = EnclaveTls(options.tls, server=False)
 
@@ -117,6 +136,12 @@ class Shelter:
                 claimed = VerificationResult(tee="sgx", status="SelfReported", advisory_ids=(), report_data=b"",
                                              measurements={"mrenclave": info["mrenclave"],
                                                            "mrsigner": info["mrsigner"]})
+                if report.inclavared is None or report.inclavared.tee == "none":
+                    if opts.require_verified:
+                        raise NothingVerified("nothing was verified: inclavared's evidence was not checked "
+                                              "(nullverifier) and protocol v1 carries only a self-reported, "
+                                              "replayable identity of the workload")
+                    report.verified_nothing = True
                 problems = opts.policy.reference.mismatches(claimed)
                 if problems:
                     raise PolicyViolation("; ".join(problems) + " (self-reported over protocol v1)")
@@ -144,7 +169,30 @@ class Shelter:
         opts.policy.appraise(result)
 
     def attest_many(self, addresses: list[str], max_workers: int = 16) -> list[NodeReport]:
+        """Every node's report, in order, at most ``max_workers`` at once.
+
+        The workers are daemon threads and the caller waits on a semaphore, which Ctrl-C interrupts: an
+        interrupted run returns at once instead of waiting for every node's timeout (a thread pool
+        would be joined at exit, holding the process until the slowest node gives up)."""
         if len(addresses) == 1:
             return [self.attest(addresses[0])]
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(addresses))) as pool:
-            return list(pool.map(self.attest, addresses))
+        reports: list[NodeReport | None] = [None] * len(addresses)
+        todo: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
+        for item in enumerate(addresses):
+            todo.put(item)
+        finished = threading.Semaphore(0)
+
+        def work() -> None:
+            while True:
+                try:
+                    i, address = todo.get_nowait()
+                except queue.Empty:
+                    return
+                reports[i] = self.attest(address)
+                finished.release()
+
+        for n in range(min(max(1, max_workers), len(addresses))):
+            threading.Thread(target=work, name=f"shelter-node-{n}", daemon=True).start()
+        for _ in addresses:
+            finished.acquire()
+        return [r for r in reports if r is not None]

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from ..attest.evidence import Attester
-from ..attest.registry import attesters
+from ..attest.registry import attesters, no_tee_error
 from ..errors import ConfigError, EaaError, TransportError
 from ..registry import Entry
 from ..verify.result import VerificationResult
@@ -60,7 +60,7 @@ def select_attester(name: str | Attester | None, options: Mapping[str, Any] | No
             return _make(entry, opts)
         except ConfigError as e:
             errors.append(f"{entry.name}: {e}")
-    raise ConfigError(f"no attester is available here ({'; '.join(errors) or 'none registered'})")
+    raise no_tee_error(errors)
 
 
 class TlsSession:

@@ -1,0 +1,90 @@
+"""Start-up of the command-line tools: a command imports what its work needs and nothing else (issue 12),
+every command has --version, and the daemons share one log format."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import eaa
+from eaa.cli.common import setup_daemon_logging
+
+from _vectors import require_vectors
+
+BIN = Path(sys.executable).parent
+SCRIPTS = ("eaa", "shelter", "enclave-tls-client", "enclave-tls-server", "inclavared", "eaa-pccs")
+
+
+def modules_after(argv: list[str], entry: str = "eaa.cli.eaa") -> set[str]:
+    """The modules a command has imported by the time it finished (run in a fresh interpreter)."""
+    code = (f"import sys, json\nfrom {entry} import main\nrc = main({argv!r})\n"
+            "print(json.dumps([rc, sorted(sys.modules)]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    rc, mods = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rc == 0, r.stderr
+    return set(mods)
+
+
+def test_verify_quote_imports_only_verification() -> None:
+    d = require_vectors() / "dcap-qvl"
+    mods = modules_after(["verify-quote", str(d / "sgx_quote"), "--collateral", str(d / "sgx_quote_collateral.json"),
+                          "--at", "1752919277"])
+    assert "eaa.verify.dcap" in mods
+    unwanted = {m for m in mods if m.startswith(("eaa.sim", "eaa.services", "eaa.tls", "eaa.attest", "eaa.cli.pccs",
+                                                 "eaa.cli.sim", "eaa.collateral.fetch", "eaa.collateral.pcs",
+                                                 "httpx", "fastapi", "uvicorn", "psycopg", "prometheus_client",
+                                                 "OpenSSL", "logging"))}
+    assert not unwanted
+
+
+def test_help_imports_no_cryptography() -> None:
+    code = ("import sys\nfrom eaa.cli.eaa import build_parser\nbuild_parser(['--help']).format_help()\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('cryptography', 'eaa.sim', 'eaa.verify'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h", "verify-quote"], ["no-such-command"]])
+def test_top_level_help_lists_every_command(argv: list[str]) -> None:
+    from eaa.cli.eaa import COMMANDS, build_parser
+
+    text = build_parser(argv).format_help()
+    assert all(name in text for name in COMMANDS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_command_has_version(script: str) -> None:
+    r = subprocess.run([str(BIN / script), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{script} (eaa) {eaa.__version__}"
+
+
+def test_daemon_log_format() -> None:
+    out = io.StringIO()
+    setup_daemon_logging("info", stream=out)
+    logging.getLogger("eaa.inclavared").info("peer=%s result=ok", "127.0.0.1:5000")
+    logging.getLogger("httpx").info('HTTP Request: GET https://pcs/x "HTTP/1.1 200 OK"')  # not at INFO
+    logging.getLogger("eaa.pccs").debug("below the level")
+    try:
+        raise ValueError("bad\nvalue")
+    except ValueError:
+        logging.getLogger("eaa.pccs").exception("refresh failed")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(stamp + r" INFO eaa\.inclavared: peer=127\.0\.0\.1:5000 result=ok", lines[0])
+    assert re.fullmatch(stamp + r" ERROR eaa\.pccs: refresh failed \(ValueError: bad \| value\)", lines[1])
+    setup_daemon_logging("debug", stream=out)
+    assert logging.getLogger("httpx").level == logging.WARNING  # request lines stay out even at debug
+    for name in ("eaa", "uvicorn", "httpx", "httpcore"):  # leave the test process's logging as it was
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+        logging.getLogger(name).setLevel(logging.NOTSET)
