@@ -99,7 +99,8 @@ def test_verify_snp_reads_base64_from_stdin() -> None:
     d = require_vectors() / "snp-go-sev-guest"
     report = (d / "attestation.bin").read_bytes()
     r = subprocess.run([str(BIN / "eaa"), "verify-snp", "-", "--vek", str(d / "vcek.testcer"), "--chain",
-                        str(d / "ask_ark_milan.pem"), "--at", "2025-06-01T00:00:00Z", "--product", "Milan"],
+                        str(d / "ask_ark_milan.pem"), "--at", "2025-06-01T00:00:00Z", "--product", "Milan",
+                        "--no-crl"],  # the vectors come without AMD's CRL
                        input=b64_wrapped(report), capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert b"SEV-SNP report verified" in r.stdout

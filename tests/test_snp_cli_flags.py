@@ -20,8 +20,8 @@ FLAGS = ["--snp-product", "Genoa", "--kds-url", "https://pccs.example:8081"]
 def _snp_verifiers(argv: list[str]) -> list[SevSnpVerifier]:
     """The sev_snp verifier of every endpoint configuration each program builds from ``argv``."""
     configs = []
-    args = shelter.build_parser().parse_args(["remoteattestation", *argv])
-    configs.append(shelter._options(args).tls)
+    args = shelter.build_parser().parse_args(["remoteattestation", "--no-reference", *argv])
+    configs.append(shelter._options(args, *shelter._policies(args)).tls)
     args = inclavared.build_parser().parse_args(["--listen", "127.0.0.1:1", "--xfer", "127.0.0.1:2", *argv])
     cfg = inclavared.build_config(args)
     configs += [cfg.upstream_tls, cfg.server_tls]

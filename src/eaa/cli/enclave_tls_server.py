@@ -26,6 +26,7 @@ from .common import (
     port,
     run_main,
     seconds,
+    setup_daemon_logging,
     snp_verifier_options,
     trust_sim_requested,
 )
@@ -42,7 +43,12 @@ class _Formatter(logging.Formatter):
         return f"[{_LEVEL_NAMES.get(record.levelno, record.levelname)}] {record.getMessage()}"
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, *, daemon: bool = False) -> None:
+    """Daemons log in the one daemon format (timestamp, level, component: cli.common.log_formatter); the
+    interactive clients print rats-tls's ``[LEVEL] message`` lines."""
+    if daemon:
+        setup_daemon_logging(LOG_LEVELS[level], stream=sys.stdout, loggers=("eaa",))
+        return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_Formatter())
     for name in ("eaa",):
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from ..services.workload import WorkloadService, program_files
     from ..tls import EnclaveTls
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, daemon=True)
     log = logging.getLogger("eaa.workload")
     limits = check_args(args)
     if not args.measure:

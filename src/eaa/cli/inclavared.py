@@ -100,7 +100,7 @@ def build_config(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..services.inclavared import Inclavared
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, daemon=True)
     log = logging.getLogger("eaa.inclavared")
     cfg = build_config(args)
     if cfg.server_tls.trust_simulation:

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import add_version, bounded_int, check_tls_files, run_main, seconds, seconds_or_zero
+from .common import (add_version, bounded_int, check_tls_files, run_main, seconds, seconds_or_zero,
+                     setup_daemon_logging)
 
 DEFAULT_LISTEN = "127.0.0.1:8081"
 
@@ -130,8 +131,6 @@ def _options(args: argparse.Namespace, mode: str = "offline"):  # type: ignore[n
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import logging
-
     from ..collateral.kds import KDS_URL
     from ..collateral.pcs import INTEL_PCS_URL
     from ..services.pccs.app import create_app
@@ -147,7 +146,7 @@ def run_serve(args: argparse.Namespace) -> int:
     refresh_every = parse_interval(args.refresh_every) if args.refresh_every is not None else None
     if refresh_every is not None and args.mode == "offline":
         raise ConfigError("--refresh-every needs --mode lazy or req: an offline PCCS has no upstream to refresh from")
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_daemon_logging(args.log_level)
     opts = _options(args, args.mode)
     opts.upstream = args.upstream or INTEL_PCS_URL
     opts.kds_upstream = None if args.no_kds else (args.kds_upstream or KDS_URL)

@@ -34,7 +34,8 @@ class PccsServer:
         self.port = self.sock.getsockname()[1]
         self.tls = bool(certfile)
         config = uvicorn.Config(app, ssl_certfile=certfile, ssl_keyfile=keyfile, log_level=log_level,
-                                access_log=access_log, lifespan="off", timeout_keep_alive=30)
+                                access_log=access_log, lifespan="off", timeout_keep_alive=30,
+                                log_config=None)  # the daemon format (cli.common.setup_daemon_logging) applies
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
