@@ -57,8 +57,9 @@ class HttpGetter:
     def close(self) -> None:
         self._client.close()
 
-    def _once(self, url: str, params: Mapping[str, str] | None) -> HttpResponse:
-        with self._client.stream("GET", url, params=params) as r:
+    def _once(self, url: str, params: Mapping[str, str] | None,
+              headers: Mapping[str, str] | None = None) -> HttpResponse:
+        with self._client.stream("GET", url, params=params, headers=headers) as r:
             chunks: list[bytes] = []
             size = 0
             for chunk in r.iter_bytes():
@@ -69,18 +70,21 @@ class HttpGetter:
             return HttpResponse(r.status_code, b"".join(chunks), {k.lower(): v for k, v in r.headers.items()},
                                 str(r.url))
 
-    def get(self, url: str, params: Mapping[str, str] | None = None) -> HttpResponse:
+    def get(self, url: str, params: Mapping[str, str] | None = None,
+            headers: Mapping[str, str] | None = None) -> HttpResponse:
         """The response (any status); :class:`UpstreamUnavailable` when no usable answer came back."""
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 self._sleep(min(MAX_RETRY_SLEEP, self.retry_delay * (2 ** (attempt - 1))))
             try:
-                resp = self._once(url, params)
+                resp = self._once(url, params, headers)
             except httpx.TimeoutException:
                 last = "timed out"
-            except httpx.HTTPError as e:
+            except (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as e:
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            except httpx.HTTPError as e:  # e.g. LocalProtocolError, whose text repeats header values (keys)
+                last = type(e).__name__
             else:
                 if resp.status not in RETRY_STATUSES:
                     return resp
