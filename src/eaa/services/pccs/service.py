@@ -278,8 +278,21 @@ class PccsService:
     def tcb_info(self, tee: str, api: int, fmspc: str | None, update: str | None, *, fill: bool = False) -> Answer:
         fm = hex_param(fmspc, "fmspc", 12)
         upd = update_param(update)
-        return self._lookup(TCB, tcb_key(tee, api, fm, upd or "standard"), f"{tee.upper()} TCB info for FMSPC {fm}",
-                            lambda: self._up().tcb(tee, api, fm, upd), api, fill=fill)
+        try:
+            return self._lookup(TCB, tcb_key(tee, api, fm, upd or "standard"),
+                                f"{tee.upper()} TCB info for FMSPC {fm}", lambda: self._up().tcb(tee, api, fm, upd),
+                                api, fill=fill)
+        except (NotFound, UpstreamDown):
+            if api != 3:
+                raise
+            # An API v3 client (a QCNL file naming /sgx/certification/v3/) of a cache that holds only the
+            # v4 document (TCB info version 3, e.g. imported collateral): its body and signature are the
+            # same shape on both APIs and QVL-style verifiers read both versions, so serve it rather than 404
+            newer = self._get(TCB, tcb_key(tee, 4, fm, upd or "standard"))
+            if newer is None:
+                raise
+            self.metrics.cache.labels(TCB, "hit").inc()
+            return Answer(newer, "hit")
 
     def identity(self, tee: str, which: str, api: int, update: str | None, *, fill: bool = False) -> Answer:
         upd = update_param(update)
