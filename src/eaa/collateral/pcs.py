@@ -335,20 +335,9 @@ class PcsClient:
 
         return self._obtain("rootcacrl", fetch, parse)
 
-    def _root_crl_uri(self) -> str | None:
-        for anchor in self.anchors:
-            try:
-                dps = anchor.certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-            except (x509.ExtensionNotFound, ValueError):
-                continue
-            for dp in dps:
-                for name in dp.full_name or ():
-                    if isinstance(name, x509.UniformResourceIdentifier) and name.value.startswith("https:"):
-                        return name.value
-        return None
-
-    def fetch_root_crl_from_dp(self) -> HttpResponse:
-        """The root CA CRL from a CRL distribution point named by a trust anchor (Intel's PCS has no /rootcacrl)."""
+    def _root_crl_dps(self) -> list[str]:
+        """The http(s) CRL distribution points the trust anchors name."""
+        out = []
         for anchor in self.anchors:
             try:
                 dps = anchor.certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
@@ -357,9 +346,18 @@ class PcsClient:
             for dp in dps:
                 for name in dp.full_name or ():
                     if isinstance(name, x509.UniformResourceIdentifier) and name.value.startswith(("http:", "https:")):
-                        resp = self.http.get(name.value)
-                        if resp.status == 200:
-                            return resp
+                        out.append(name.value)
+        return out
+
+    def _root_crl_uri(self) -> str | None:
+        return next((u for u in self._root_crl_dps() if u.startswith("https:")), None)
+
+    def fetch_root_crl_from_dp(self) -> HttpResponse:
+        """The root CA CRL from a CRL distribution point named by a trust anchor (Intel's PCS has no /rootcacrl)."""
+        for uri in self._root_crl_dps():
+            resp = self.http.get(uri)
+            if resp.status == 200:
+                return resp
         raise CollateralNotFound("the PCCS serves no root CA CRL and no trust anchor names a CRL distribution point")
 
     def pck_certificate(self, *, qeid: str, cpusvn: str, pcesvn: str, pceid: str,

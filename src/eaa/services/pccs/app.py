@@ -23,9 +23,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...collateral.bundle import Collateral
-from ...errors import EaaError
+from ...errors import EaaError, VerificationError
 from .auth import ADMIN_HEADER, USER_HEADER, RateLimiter, Tokens
-from .errors import BadRequest, PayloadTooLarge, ServiceError, TooManyRequests
+from .errors import BadRequest, IntegrityError, PayloadTooLarge, ServiceError, TooManyRequests
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .platforms import CPU_SVN_SIZE, ENC_PPID_SIZE, PCE_ID_SIZE, PCE_SVN_SIZE, PLATFORM_MANIFEST_MAX, QE_ID_MAX
 from ...formats.signed_json import loads_strict
@@ -327,6 +327,8 @@ def _registration_router(service: PccsService, api: int, tokens: Tokens, limiter
         try:
             records = records_from_platform_collateral(loads_strict(body.decode("utf-8", "replace"), "document"),
                                                        api, now=service.clock())
+        except VerificationError as e:
+            raise IntegrityError(f"cannot import the platform collateral: {e}") from None
         except EaaError as e:
             raise BadRequest(f"cannot import the platform collateral: {e}") from None
         from starlette.concurrency import run_in_threadpool
@@ -379,6 +381,8 @@ def _admin_router(service: PccsService, tokens: Tokens) -> APIRouter:
         body = await read_body(request, MAX_IMPORT_SIZE, "import documents")
         try:
             records = parse_import_body(body, now=service.clock())
+        except VerificationError as e:
+            raise IntegrityError(f"cannot import: {e}") from None
         except EaaError as e:
             raise BadRequest(f"cannot import: {e}") from None
         from starlette.concurrency import run_in_threadpool

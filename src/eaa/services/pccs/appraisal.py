@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequest
+from .platforms import FMSPC_DIGITS, check_hex
 from .records import APPRAISAL, Record
 
-FMSPC_DIGITS = 12
 MAX_POLICY = 1 << 20
 CLASS_IDS = {
     "3123ec35-8d38-4ea5-87a5-d6c48b567570": 0,  # SGX
@@ -29,10 +29,10 @@ CLASS_IDS = {
 TDQE_CLASS_ID = "3769258c-75e6-4bc7-8d72-d2b0e224cad2"
 
 
-def fmspc_param(value: str | None) -> str:
-    if not value or len(value) != FMSPC_DIGITS or any(c not in "0123456789abcdefABCDEF" for c in value):
-        raise BadRequest(f"fmspc must be {FMSPC_DIGITS} hex digits")
-    return value.upper()
+def fmspc_param(value: object) -> str:
+    checked = check_hex(value, "fmspc", size=FMSPC_DIGITS)
+    assert checked is not None  # not optional: check_hex raised otherwise
+    return checked
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class AppraisalPolicy:
         is_default = obj.get("is_default")
         if not isinstance(is_default, bool):
             raise BadRequest("is_default must be true or false")
-        fmspc = fmspc_param(obj.get("fmspc") if isinstance(obj.get("fmspc"), str) else None)
+        fmspc = fmspc_param(obj.get("fmspc"))
         policy = obj.get("policy")
         if not isinstance(policy, str) or not policy or len(policy) > MAX_POLICY:
             raise BadRequest("policy must be a non-empty string (a signed policy JWT)")

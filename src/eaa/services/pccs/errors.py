@@ -63,6 +63,13 @@ class StorageUnavailable(ServiceError):
     status = 503
 
 
+class IntegrityError(BadRequest):
+    """Intel's PCCS_STATUS_INTEGRITY_ERROR: uploaded collateral whose signatures or chains do not verify."""
+
+    code = "INTEGRITY_ERROR"
+    status = 460
+
+
 class PlatformUnknown(ServiceError):
     """Intel's PCCS_STATUS_PLATFORM_UNKNOWN: no PCK certificate cached for a platform this PCCS never saw
     and may not fetch (OFFLINE, REQ)."""

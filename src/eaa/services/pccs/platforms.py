@@ -112,9 +112,6 @@ def platforms_source(source: str | None) -> tuple[str, set[str]]:
         return "reg_na", set()
     if len(source) < 2 or source[0] != "[" or source[-1] != "]":
         raise BadRequest("source must be reg, reg_na or [FMSPC,...]")
-    inner = source[1:-1].strip().upper()
-    fmspcs = {f.strip() for f in inner.split(",")} if inner else set()
-    for f in fmspcs:
-        if len(f) != FMSPC_DIGITS or any(c not in "0123456789ABCDEF" for c in f):
-            raise BadRequest(f"source lists an FMSPC that is not {FMSPC_DIGITS} hex digits")
-    return "cached", fmspcs
+    inner = source[1:-1].strip()
+    fmspcs = {check_hex(f.strip(), "source FMSPC", size=FMSPC_DIGITS) for f in inner.split(",")} if inner else set()
+    return "cached", {f for f in fmspcs if f}

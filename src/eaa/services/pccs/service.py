@@ -27,10 +27,11 @@ from cryptography import x509
 from ...collateral.cache import Cached, MemoryCache
 from ...collateral.errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
 from ...collateral.kds import KdsChain, SnpTcb, check_hwid, check_product, validate_cert_chain
-from ...errors import EaaError, FormatError, TransportError
+from ...errors import EaaError, FormatError, TransportError, VerificationError
 from ...verify.trust import TrustAnchor, default_anchors
 from .errors import (
     BadRequest,
+    IntegrityError,
     NotFound,
     PlatformUnknown,
     ServiceError,
@@ -534,6 +535,8 @@ class PccsService:
                         if stored is not None:
                             chain = validate_cert_chain(stored.body, product, key_type, self.trusted_arks)
                 checked = validate_record(rec, self.anchors, self.trusted_arks, chain)
+            except VerificationError as e:  # signatures, chains, CRLs: Intel's 460
+                raise IntegrityError(f"record {n} ({rec.kind}) rejected: {e}") from None
             except (EaaError, ValueError) as e:
                 raise BadRequest(f"record {n} ({rec.kind}) rejected: {e}") from None
             if checked.kind == KDS_CHAIN:
