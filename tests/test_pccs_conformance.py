@@ -132,6 +132,30 @@ def test_pccsadmin_get_put_refresh_request_shapes(tmp_path: Path) -> None:
             assert httpx.post(f"{base}/refresh", headers={"user-agent": "pccsadmin/0.1"}).status_code == 401
 
 
+def test_pccsadmin_fetch_checks_hold_against_eaa_pccs(tmp_path: Path) -> None:
+    """What PccsAdminTool's PCS class checks on the answers fetch reads (lib/intelsgx/pcs.py): Request-ID,
+    the issuer chain header of the API version, exact content types, DER PCK CRLs for encoding=der, and the
+    signed body it cuts out between '"tcbInfo":' and '},"signature":'."""
+    case = vector_case("dcap-qvl/sgx_v3")
+    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE, anchors=case.anchors)
+    svc.import_records(records_from_collateral(case.collateral, now=case.verify_at))
+    ca = next(svc.store.scan(PCK_CRL)).key
+    with running(svc) as srv:
+        base = f"{srv.url}/sgx/certification/v{case.api}/"
+        r = httpx.get(f"{base}tcb?fmspc={case.fmspc}")
+        chain_header = "TCB-Info-Issuer-Chain" if case.api >= 4 else "SGX-TCB-Info-Issuer-Chain"
+        assert r.headers["Request-ID"] and r.headers[chain_header] and r.headers["Content-Type"] == "application/json"
+        text = r.content.decode("ascii")
+        start, end = text.find('"tcbInfo":{') + len('"tcbInfo":'), text.find('},"signature":')
+        assert text[start:end + 1] == case.collateral.tcb_info
+        r = httpx.get(f"{base}qe/identity")
+        assert r.headers["Request-ID"] and r.headers["SGX-Enclave-Identity-Issuer-Chain"]
+        assert r.headers["Content-Type"] == "application/json"
+        r = httpx.get(f"{base}pckcrl?ca={ca}&encoding=der")
+        assert r.headers["Request-ID"] and r.headers["SGX-PCK-CRL-Issuer-Chain"]
+        assert r.content == case.collateral.pck_crl
+
+
 def _policy_jwt(class_id: str, marker: str = "") -> str:
     payload = {"policy_payload": json.dumps({"policy_array": [{"environment": {"class_id": class_id}}]}),
                "marker": marker}

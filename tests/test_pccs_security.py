@@ -287,5 +287,6 @@ def test_serve_bad_input_is_one_line_and_a_documented_exit(tmp_path: Path) -> No
         assert r.returncode == 2, (extra, r.stderr)
         assert "Traceback" not in r.stderr and "internal error" not in r.stderr, (extra, r.stderr)
         assert needle in r.stderr, (extra, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, (extra, r.stderr)
     r = _run(["import", str(tmp_path), "--db", db, "--batch-size", "-3"], tmp_path)
-    assert r.returncode == 2 and "batch-size" in r.stderr
+    assert r.returncode == 2 and "batch-size" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -25,7 +25,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from ..errors import ConfigError
 from .common import run_main
@@ -142,9 +142,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     e.set_defaults(func=run_export)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line, in the form and with the exit status (2) of every other configuration
+    error, instead of argparse's usage block."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(ConfigError.exit_code, f"{self.prog}: error [{ConfigError.code}]: {message} (see --help)\n")
+
+
 def build_parser(prog: str = "eaa-pccs") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_commands(parser.add_subparsers(dest="pccs_command", metavar="COMMAND"))
     return parser
 
