@@ -237,6 +237,8 @@ def test_no_file_content_in_any_error(tmp_path: Path) -> None:
     bundle2 = tmp_path / "bundle2.json"
     bundle2.write_text(json.dumps({"format": "eaa-pccs-bundle", "version": MARKER, "records": []}))
     cert, server_key = _cert_and_key(tmp_path)
+    token = tmp_path / "token"
+    token.write_text("a-valid-token\n")
     db = str(tmp_path / "x.sqlite3")
     cases = [
         ["import", str(tmp_path), "--url", "http://127.0.0.1:9", "--admin-token-file", str(key)],
@@ -253,6 +255,9 @@ def test_no_file_content_in_any_error(tmp_path: Path) -> None:
         ["import", str(bundle), "--db", db, "--trust-root", str(key)],
         ["import", str(bundle), "--db", db, "--amd-root", str(marked)],
         ["serve", "--insecure-http", "--mode", "offline", "--import", str(key), "--db", db],
+        ["serve", "--insecure-http", "--upstream-ca", str(key), "--db", db],
+        ["import", str(tmp_path), "--url", "https://127.0.0.1:9", "--admin-token-file", str(token), "--ca", str(key)],
+        ["export", "--url", "https://127.0.0.1:9", "--admin-token-file", str(token), "--ca", str(marked)],
     ]
     for args in cases:
         r = _run(args, tmp_path)
@@ -261,6 +266,8 @@ def test_no_file_content_in_any_error(tmp_path: Path) -> None:
         assert "Traceback" not in out and "internal error" not in out, (args, out)
         assert key_body not in out and "PRIVATE KEY" not in out and MARKER not in out, (args, out)
         assert len(r.stderr.strip().splitlines()) == 1, (args, out)
+        if "--ca" in args or "--upstream-ca" in args:
+            assert "CA bundle" in r.stderr, (args, out)
 
 
 def test_serve_bad_input_is_one_line_and_a_documented_exit(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 
 import httpx
 
+from ..errors import ConfigError
 from .errors import UpstreamUnavailable
 
 log = logging.getLogger("eaa.collateral")
@@ -38,7 +39,12 @@ def tls_verify(use_secure_cert: bool = True, ca_file: str | None = None) -> ssl.
     if not use_secure_cert:
         return False
     if ca_file:
-        return ssl.create_default_context(cafile=ca_file)
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except FileNotFoundError:
+            raise ConfigError(f"CA bundle {ca_file} does not exist") from None
+        except (ssl.SSLError, OSError, ValueError):
+            raise ConfigError(f"CA bundle {ca_file} holds no PEM certificate") from None
     return True
 
 

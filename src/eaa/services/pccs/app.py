@@ -286,7 +286,7 @@ def _registration_router(service: PccsService, api: int, tokens: Tokens, limiter
         if limiter is not None:
             limiter.check(_client(request))
         tokens.check_user(user_token_h, admin_token_h)
-        body = _json_body(await read_body(request, MAX_REGISTRATION_SIZE, "a registration"), "registration")
+        body = _json_body(await read_body(request, MAX_REGISTRATION_SIZE, "registrations"), "registration")
         from starlette.concurrency import run_in_threadpool
 
         return JSONResponse(await run_in_threadpool(service.register_platform, api, body))
