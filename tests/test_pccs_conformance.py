@@ -304,3 +304,22 @@ def test_qcnl_client_keys_in_requests() -> None:
     with pytest.raises(EaaError, match="local_cache_only"):
         cache_only.pck_certificate(qeid="00" * 16, cpusvn="00" * 16, pcesvn="0000", pceid="0000")
     assert seen == []
+
+
+def test_offline_registration_of_a_cached_platform_is_not_queued(tmp_path: Path) -> None:
+    """Intel's checkPCKCertCacheStatus: OFFLINE, a platform whose PCK certificate is cached (here from
+    PccsAdminTool put) is answered from the cache and not queued for the admin's next get."""
+    case = vector_case("intel-qvl-sample/sgx_v3_synthetic_test_root")
+    doc = document(case)
+    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE, anchors=case.anchors,
+                       clock=lambda: float(case.verify_at))
+    with running(svc, admin_token="adm1n") as srv:
+        base = f"{srv.url}/sgx/certification/v{case.api}"
+        assert httpx.put(f"{base}/platformcollateral", json=doc, headers=ADMIN).status_code == 200
+        reg = {k: doc["platforms"][0][k] for k in ("qe_id", "pce_id", "cpu_svn", "pce_svn")}
+        r = httpx.post(f"{base}/platforms", json=reg, headers={"user-token": "adm1n"})
+        assert r.status_code == 200 and r.json() == {"state": "cached"}
+        assert httpx.get(f"{base}/platforms", headers=ADMIN).json() == []
+        other = {**reg, "qe_id": "12" * 16}
+        assert httpx.post(f"{base}/platforms", json=other, headers=ADMIN).json() == {"state": "pending"}
+        assert [p["qe_id"] for p in httpx.get(f"{base}/platforms", headers=ADMIN).json()] == ["12" * 16]

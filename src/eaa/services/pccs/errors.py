@@ -34,13 +34,6 @@ class NotFound(ServiceError):
     status = 404
 
 
-class Conflict(ServiceError):
-    """The request is well formed but this instance cannot do it as configured (e.g. refresh when OFFLINE)."""
-
-    code = "CONFLICT"
-    status = 409
-
-
 class PayloadTooLarge(ServiceError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413

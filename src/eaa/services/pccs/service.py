@@ -375,7 +375,13 @@ class PccsService:
         reg = Registration.parse(body)
         state, error = STATE_PENDING, ""
         missing: list[str] = []
-        if self.mode is not Mode.OFFLINE:
+        if self.mode is Mode.OFFLINE:
+            # Intel's checkPCKCertCacheStatus: a platform whose certificate is already cached is not queued
+            # for the admin (GET /platforms?source=reg)
+            if (self._get(PCK_CERT, pck_cert_key(reg.qe_id, reg.cpu_svn, reg.pce_svn, reg.pce_id)) is not None
+                    or self._select_pck_cert(reg.qe_id, reg.pce_id, reg.cpu_svn, reg.pce_svn) is not None):
+                state = STATE_CACHED
+        else:
             try:
                 pck = self.pck_cert(api, reg.qe_id, reg.cpu_svn, reg.pce_svn, reg.pce_id, reg.enc_ppid, fill=True)
                 state = STATE_CACHED
