@@ -169,3 +169,22 @@ def test_every_documented_key_reaches_the_client() -> None:
     c2 = PcsClient.from_config(parse_qcnl('{"pccs_url": "https://p/", "pccs_api_version": "3.1"}'),  # type: ignore[arg-type]
                                cache_dir=None)
     assert c2.crl_by_uri is True and c2.pck_url is None and c2.pck_cache_only is False
+
+
+def test_retry_delay_as_qcnl_uses_it() -> None:
+    """Without retry_delay QCNL waits 1 s and doubles; with it, the same delay before every retry."""
+    import httpx
+
+    from eaa.collateral.http import HttpGetter
+
+    backoff = PcsClient.from_config(parse_qcnl('{"pccs_url": "https://p/", "retry_times": 3}'),  # type: ignore[arg-type]
+                                    cache_dir=None)
+    assert (backoff.http.retries, backoff.http.retry_delay, backoff.http.backoff) == (3, 1.0, True)
+    fixed = PcsClient.from_config(parse_qcnl(JSON_CONF), cache_dir=None)  # type: ignore[arg-type]
+    assert (fixed.http.retries, fixed.http.retry_delay, fixed.http.backoff) == (6, 10.0, False)
+    for exponential, expected in ((True, [2.0, 4.0, 8.0]), (False, [2.0, 2.0, 2.0])):
+        sleeps: list[float] = []
+        getter = HttpGetter(retries=3, retry_delay=2.0, backoff=exponential, sleep=sleeps.append,
+                            transport=httpx.MockTransport(lambda r: httpx.Response(503)))
+        assert getter.get("https://p/x").status == 503
+        assert sleeps == expected

@@ -51,11 +51,12 @@ def tls_verify(use_secure_cert: bool = True, ca_file: str | None = None) -> ssl.
 class HttpGetter:
     """GET with retries; one connection pool per instance (thread-safe, as httpx.Client is)."""
 
-    def __init__(self, *, timeout: float = 10.0, retries: int = 2, retry_delay: float = 1.0,
+    def __init__(self, *, timeout: float = 10.0, retries: int = 2, retry_delay: float = 1.0, backoff: bool = True,
                  verify: ssl.SSLContext | bool = True, transport: httpx.BaseTransport | None = None,
                  headers: Mapping[str, str] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.retries = max(0, retries)
         self.retry_delay = max(0.0, retry_delay)
+        self.backoff = backoff  # double the delay each retry (QCNL without retry_delay) or keep it constant
         self._sleep = sleep
         self._client = httpx.Client(timeout=httpx.Timeout(timeout), verify=verify, transport=transport,
                                     follow_redirects=False, headers={"User-Agent": USER_AGENT, **(headers or {})})
@@ -82,7 +83,8 @@ class HttpGetter:
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
-                self._sleep(min(MAX_RETRY_SLEEP, self.retry_delay * (2 ** (attempt - 1))))
+                factor = 2 ** (attempt - 1) if self.backoff else 1
+                self._sleep(min(MAX_RETRY_SLEEP, self.retry_delay * factor))
             try:
                 resp = self._once(url, params, headers)
             except httpx.TimeoutException:

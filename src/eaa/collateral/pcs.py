@@ -26,7 +26,7 @@ from ..verify.trust import TrustAnchor, default_anchors
 from .cache import Cached, DiskCache, MemoryCache, RawEntry, default_cache_dir
 from .errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
 from .http import HttpGetter, HttpResponse, tls_verify
-from .qcnl import QcnlConfig, check_url
+from .qcnl import DEFAULT_RETRY_DELAY, QcnlConfig, check_url
 from .validate import (
     IDENTITY_IDS,
     validate_enclave_identity,
@@ -136,6 +136,7 @@ class PcsClient:
     def __init__(self, base_url: str = INTEL_PCS_URL, *, collateral_url: str | None = None,
                  api_versions: Sequence[int] | None = None, anchors: Sequence[TrustAnchor] | None = None,
                  update: str = "standard", timeout: float = 10.0, retries: int = 2, retry_delay: float = 1.0,
+                 retry_backoff: bool = True,
                  verify: Any = True, api_key: str | None = None, memory: MemoryCache[Any] | None = None,
                  disk: DiskCache | None = None, clock: Callable[[], float] = time.time,
                  pck_max_age: float = 168 * HOUR, collateral_max_age: float = 168 * HOUR,
@@ -167,7 +168,8 @@ class PcsClient:
         self.collateral_max_age = collateral_max_age
         self.root_crl_from_dp = root_crl_from_dp
         headers = {"Ocp-Apim-Subscription-Key": api_key} if api_key else None
-        self.http = HttpGetter(timeout=timeout, retries=retries, retry_delay=retry_delay, verify=verify,
+        self.http = HttpGetter(timeout=timeout, retries=retries, retry_delay=retry_delay, backoff=retry_backoff,
+                               verify=verify,
                                transport=transport, headers=headers)
 
     @classmethod
@@ -184,7 +186,9 @@ class PcsClient:
         kwargs.setdefault("crl_by_uri", config.pccs_api_version == "3.1" and not intel_collateral)
         kwargs.setdefault("request_options", {name: (dict(h), dict(p)) for name, h, p in config.request_options})
         return cls(config.pccs_url, collateral_url=config.collateral_service, anchors=anchors,
-                   update=config.tcb_update_type, retries=config.retry_times, retry_delay=config.retry_delay,
+                   update=config.tcb_update_type, retries=config.retry_times,
+                   retry_delay=DEFAULT_RETRY_DELAY if config.retry_delay is None else config.retry_delay,
+                   retry_backoff=config.retry_delay is None,
                    verify=tls_verify(config.use_secure_cert, ca_file),
                    disk=DiskCache(directory) if directory else None,
                    pck_max_age=config.pck_cache_expire_hours * HOUR,

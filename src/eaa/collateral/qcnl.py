@@ -38,7 +38,8 @@ PCCS_API_VERSIONS = ("3.0", "3.1")
 REQUEST_OPTION_APIS = ("get_cert", "get_crl", "get_tcbinfo", "get_qe_identity", "get_qve_identity",
                        "get_root_ca_crl")
 
-# Intel's defaults are 6 retries 10 s apart; a verifier on the command line should fail faster.
+# Intel's configuration file asks for 6 retries 10 s apart; without a file a verifier on the command line
+# retries less. Without retry_delay QCNL waits 1 s and then doubles the wait each retry.
 DEFAULT_RETRY_TIMES = 2
 DEFAULT_RETRY_DELAY = 1.0
 DEFAULT_PCK_CACHE_HOURS = 168
@@ -55,7 +56,7 @@ class QcnlConfig:
     tcb_update_type: str = "standard"
     pccs_api_version: str | None = None
     retry_times: int = DEFAULT_RETRY_TIMES
-    retry_delay: float = DEFAULT_RETRY_DELAY
+    retry_delay: float | None = None  # None: QCNL's backoff (1 s, then doubling); a value: that delay each time
     local_pck_url: str | None = None
     pck_cache_expire_hours: float = DEFAULT_PCK_CACHE_HOURS
     verify_collateral_cache_expire_hours: float = DEFAULT_COLLATERAL_CACHE_HOURS
@@ -78,7 +79,7 @@ class QcnlConfig:
             raise ConfigError(f"retry_times must be 0..{MAX_RETRY_TIMES}")
         for name in ("retry_delay", "pck_cache_expire_hours", "verify_collateral_cache_expire_hours"):
             v = getattr(self, name)
-            if not (0 <= v <= MAX_HOURS):  # also false for nan
+            if v is not None and not (0 <= v <= MAX_HOURS):  # also false for nan
                 raise ConfigError(f"{name} must be between 0 and {MAX_HOURS}")
 
     def request_option(self, api: str) -> tuple[dict[str, str], dict[str, str]]:
