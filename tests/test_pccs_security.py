@@ -297,3 +297,10 @@ def test_serve_bad_input_is_one_line_and_a_documented_exit(tmp_path: Path) -> No
         assert len(r.stderr.strip().splitlines()) == 1, (extra, r.stderr)
     r = _run(["import", str(tmp_path), "--db", db, "--batch-size", "-3"], tmp_path)
     assert r.returncode == 2 and "batch-size" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # an unreachable server is a transport error (12), as in the other commands
+    bundle = tmp_path / "empty.json"
+    bundle.write_text(json.dumps({"format": "eaa-pccs-bundle", "version": 1, "records": []}))
+    (tmp_path / "token").write_text("t0ken\n")
+    r = _run(["import", str(bundle), "--url", "http://127.0.0.1:9", "--admin-token-file", str(tmp_path / "token")],
+             tmp_path)
+    assert r.returncode == 12 and "TRANSPORT_ERROR" in r.stderr and "cannot reach" in r.stderr

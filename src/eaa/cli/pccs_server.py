@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TransportError
 from .common import run_main
 
 DEFAULT_LISTEN = "127.0.0.1:8081"
@@ -243,13 +243,13 @@ def _http_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                         headers={"admin-token": token})
 
 
-def _unreachable(url: str, e: Exception) -> ConfigError:
+def _unreachable(url: str, e: Exception) -> TransportError:
     """Connection failures name their cause; other client errors only their type, since their text can
     repeat request content (a header value, and so a token)."""
     import httpx
 
     detail = str(e) if isinstance(e, (httpx.ConnectError, httpx.TimeoutException)) else type(e).__name__
-    return ConfigError(f"cannot reach {url}: {detail}")
+    return TransportError(f"cannot reach {url}: {detail}")
 
 
 def _remote_error(resp, what: str) -> ConfigError:  # type: ignore[no-untyped-def]
