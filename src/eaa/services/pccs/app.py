@@ -3,7 +3,9 @@
 Paths, query parameters and response headers are those of Intel's PCCS (shared/docs/dcap-reference.md
 §3), so QCNL, dcap-qvl and go-tdx-guest clients work unchanged; AMD paths are KDS's own. Handlers are
 synchronous (run in the server's thread pool) because storage and upstream calls block. Every error
-is JSON ``{"error": {"code", "message"}}`` with a meaningful status; bad input is always a 400.
+is JSON ``{"error": {"code", "message"}}`` with Intel's status where Intel's PCCS has one (400 bad
+input, 401 token, 404 not cached, 460 collateral failing its checks, 461 unknown platform, 503 refresh
+impossible) and a meaningful one otherwise; every answer carries a ``Request-ID``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ log = logging.getLogger("eaa.pccs")
 MAX_IMPORT_SIZE = 64 << 20
 MAX_REGISTRATION_SIZE = 256 << 10  # a registration with the largest platform manifest fits
 MAX_POLICY_SIZE = (1 << 20) + 4096
-REQUEST_ID = "Request-ID"
 TEXT_TYPE = "text/html; charset=utf-8"  # what Express's res.send(string) sends, and so Intel's PCCS
 PEM_TYPE = "application/x-pem-file"
 CRL_TYPE = "application/pkix-crl"
@@ -178,7 +179,8 @@ def _intel_router(service: PccsService, tee: str, api: int) -> APIRouter:
         return _served(ans, ans.record.body, CRL_TYPE)
 
     @r.get("/pckcert", summary="PCK certificate for a platform's raw TCB", response_class=Response,
-           responses={200: {"content": {PEM_TYPE: {}}}})
+           responses={200: {"content": {PEM_TYPE: {}}},
+                      461: _ERRORS[400] | {"description": "platform unknown (OFFLINE and REQ fetch nothing for it)"}})
     def pckcert(qeid: str = Query(..., description="QE ID, hex"),
                 cpusvn: str = Query(..., description="32 hex digits"),
                 pcesvn: str = Query(..., description="4 hex digits, little-endian"),
@@ -272,7 +274,8 @@ def _registration_router(service: PccsService, api: int, tokens: Tokens, limiter
     r = APIRouter(prefix=f"/sgx/certification/v{api}", tags=[f"SGX v{api} admin"], responses=_ERRORS)
     unauthorized: dict[int | str, dict[str, Any]] = {401: _ERRORS[400] | {"description": "missing or wrong token"}}
     admin_auth = {**unauthorized, 403: _ERRORS[400] | {"description": "admin API disabled"}}
-    too_large = {413: _ERRORS[400] | {"description": "body too large"}}
+    too_large = {413: _ERRORS[400] | {"description": "body too large"},
+                 460: _ERRORS[400] | {"description": "collateral whose signatures or chains do not verify"}}
     registration_body = {"requestBody": {"required": True, "content": {
         JSON_TYPE: {"schema": PlatformRegistration.model_json_schema()}}}}
 
