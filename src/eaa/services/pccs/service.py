@@ -29,6 +29,7 @@ from ...collateral.errors import CollateralNotFound, CorruptCollateral, Upstream
 from ...collateral.kds import KdsChain, SnpTcb, check_hwid, check_product, validate_cert_chain
 from ...errors import EaaError, FormatError, TransportError, VerificationError
 from ...verify.trust import TrustAnchor, default_anchors
+from .appraisal import AppraisalPolicy, fmspc_param
 from .errors import (
     BadRequest,
     IntegrityError,
@@ -39,7 +40,6 @@ from .errors import (
     UpstreamBadData,
     UpstreamDown,
 )
-from .appraisal import AppraisalPolicy, fmspc_param
 from .metrics import Metrics
 from .records import (
     APPRAISAL,
