@@ -323,3 +323,17 @@ def test_offline_registration_of_a_cached_platform_is_not_queued(tmp_path: Path)
         other = {**reg, "qe_id": "12" * 16}
         assert httpx.post(f"{base}/platforms", json=other, headers=ADMIN).json() == {"state": "pending"}
         assert [p["qe_id"] for p in httpx.get(f"{base}/platforms", headers=ADMIN).json()] == ["12" * 16]
+
+
+def test_a_repeated_query_parameter_counts_once_as_in_intels(tmp_path: Path) -> None:
+    """Intel's filterDuplicatedParams keeps the first value of a repeated parameter."""
+    case = vector_case("dcap-qvl/sgx_v3")
+    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE, anchors=case.anchors)
+    svc.import_records(records_from_collateral(case.collateral, now=case.verify_at))
+    with running(svc) as srv:
+        tcb = f"{srv.url}/sgx/certification/v{case.api}/tcb"
+        assert httpx.get(f"{tcb}?fmspc={case.fmspc}&fmspc=zz").status_code == 200
+        assert httpx.get(f"{tcb}?fmspc=zz&fmspc={case.fmspc}").status_code == 400
+        ca = next(svc.store.scan(PCK_CRL)).key
+        r = httpx.get(f"{srv.url}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der&encoding=pem")
+        assert r.status_code == 200 and r.content == case.collateral.pck_crl

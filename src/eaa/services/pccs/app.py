@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from typing import Any, Awaitable, Callable, MutableMapping
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -122,6 +122,28 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+class FirstQueryValueMiddleware:
+    """Intel's PCCS ``filterDuplicatedParams``: of a repeated query parameter only the first value counts
+    (Starlette would take the last), on Intel's routes; /refresh keeps every ``fmspc`` (a documented list)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        qs = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        path = scope.get("path", "")
+        if b"&" in qs and path.startswith(("/sgx/", "/tdx/")) and not path.endswith("/refresh"):
+            seen: set[str] = set()
+            kept = []
+            for key, value in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
+                if key not in seen:
+                    seen.add(key)
+                    kept.append((key, value))
+            scope = {**scope, "query_string": urlencode(kept).encode("latin-1")}
+        await self.app(scope, receive, send)
 
 
 def _intel_router(service: PccsService, tee: str, api: int) -> APIRouter:
@@ -472,5 +494,6 @@ def create_app(service: PccsService, *, admin_token: str | None = None, user_tok
         return Response(service.metrics.render(service.store.count), media_type=METRICS_CONTENT_TYPE)
 
     app.add_middleware(MetricsMiddleware, service=service)
+    app.add_middleware(FirstQueryValueMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
