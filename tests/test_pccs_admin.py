@@ -96,9 +96,9 @@ def test_registration_stored_and_listed(store_url: str, tmp_path: Path) -> None:
         assert httpx.get(url, headers={"admin-token": "wrong"}).status_code == 401
         expected = [
             {"qe_id": "AB" * 16, "pce_id": "0000", "cpu_svn": "06" * 16, "pce_svn": "0500",
-             "enc_ppid": "11" * 384, "platform_manifest": None, "state": "pending"},
+             "enc_ppid": "11" * 384, "platform_manifest": "", "state": "pending"},
             {"qe_id": "CD" * 8, "pce_id": "0001", "cpu_svn": "00" * 16, "pce_svn": "0000",
-             "enc_ppid": None, "platform_manifest": None, "state": "pending"},
+             "enc_ppid": "", "platform_manifest": "", "state": "pending"},
         ]
         r = httpx.get(url, headers=ADMIN)  # source=reg (the default), as PccsAdminTool get sends it
         assert r.status_code == 200 and r.json() == expected and r.headers["platform-count"] == "2"

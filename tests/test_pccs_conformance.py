@@ -123,7 +123,11 @@ def test_pccsadmin_get_put_refresh_request_shapes(tmp_path: Path) -> None:
                 r = httpx.get(url, headers=PCCSADMIN)
                 assert r.status_code == 200 and isinstance(r.json(), list), (source, r.text)
                 assert int(r.headers["platform-count"]) == len(r.json())
-            assert len(httpx.get(f"{base}/platforms?source=[]", headers=PCCSADMIN).json()) == 1
+            listed = httpx.get(f"{base}/platforms?source=[]", headers=PCCSADMIN).json()
+            assert len(listed) == 1
+            for platform in listed:  # what pccsadmin fetch does with each entry of the list it saved
+                assert isinstance(len(platform["platform_manifest"]), int)
+                assert "?encrypted_ppid={:s}&pceid={:s}".format(platform["enc_ppid"], platform["pce_id"])
             # pccsadmin refresh: requests.post(url, params={'type': 'certs', 'fmspc': ''}) for -f all, or
             # the FMSPC list as typed; no parameters otherwise
             for params in ({}, {"type": "certs", "fmspc": ""}, {"type": "certs", "fmspc": f"[{case.fmspc}, 00906ED50000]"}):

@@ -100,8 +100,11 @@ def registration_from_record(rec: Record) -> Registration:
 
 
 def listing(rec: Record) -> dict[str, Any]:
-    """One entry of ``GET /platforms``: Intel's fields, plus eaa-pccs's ``state`` (clients ignore extra keys)."""
-    return {**registration_from_record(rec).to_json(), "state": rec.meta.get("state", STATE_PENDING)}
+    """One entry of ``GET /platforms``: Intel's fields, absent ones as "" as Intel's PCCS stores them
+    (PccsAdminTool fetch takes ``len(platform_manifest)`` and formats ``enc_ppid`` into a URL), plus
+    eaa-pccs's ``state`` (clients ignore extra keys)."""
+    fields = {k: v or "" for k, v in registration_from_record(rec).to_json().items()}
+    return {**fields, "state": rec.meta.get("state", STATE_PENDING)}
 
 
 def platforms_source(source: str | None) -> tuple[str, set[str]]:
