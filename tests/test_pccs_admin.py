@@ -3,7 +3,7 @@
 Registrations are validated like Intel's PCCS, stored (SQLite and PostgreSQL) and listed to the admin;
 a LAZY registration fetches the platform's PCK certificate at once, and an upstream outage leaves it
 pending instead of failing. /refresh re-fetches cached collateral, replacing it only with valid data
-that is not older, and is refused (409) by an OFFLINE instance.
+that is not older, and is refused (503, as Intel's) by an OFFLINE instance.
 """
 
 from __future__ import annotations
@@ -63,12 +63,12 @@ def test_registration_validation(tmp_path: Path) -> None:
     svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE)
     with running(svc, admin_token="adm1n") as srv:
         for body, field in BAD_REGISTRATIONS:
-            r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=body)
+            r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=body, headers=ADMIN)
             assert r.status_code == 400, (body, r.text)
             err = error_json(r)
             assert err["code"] == "BAD_REQUEST" and field in err["message"], (field, err)
         r = httpx.post(f"{srv.url}/sgx/certification/v3/platforms", content=b"{not json",
-                       headers={"content-type": "application/json"})
+                       headers={"content-type": "application/json", **ADMIN})
         assert r.status_code == 400 and error_json(r)["message"]
     assert svc.export_records() == []
 
@@ -83,39 +83,60 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_registration_stored_and_listed(store_url: str, tmp_path: Path) -> None:
     svc = make_service(store_url, mode=Mode.OFFLINE)
     with running(svc, admin_token="adm1n") as srv:
-        r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=REG)
+        r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=REG, headers=ADMIN)
         assert r.status_code == 200 and r.json() == {"state": "pending"}  # OFFLINE: queued for the admin
         # a re-registration of the same (QE ID, PCE ID) replaces it, however the hex is spelt
         r = httpx.post(f"{srv.url}/sgx/certification/v3/platforms",
-                       json={**REG, "qe_id": REG["qe_id"].upper(), "cpu_svn": "06" * 16, "extra": 1})
+                       json={**REG, "qe_id": REG["qe_id"].upper(), "cpu_svn": "06" * 16, "extra": 1}, headers=ADMIN)
         assert r.status_code == 200
         other = {"qe_id": "cd" * 8, "pce_id": "0001", "cpu_svn": "00" * 16, "pce_svn": "0000"}
-        assert httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=other).status_code == 200
-        for api in (3, 4):
-            url = f"{srv.url}/sgx/certification/v{api}/platforms"
-            assert httpx.get(url).status_code == 401
-            assert httpx.get(url, headers={"admin-token": "wrong"}).status_code == 401
-            r = httpx.get(url, headers=ADMIN)
-            assert r.status_code == 200
-            listed = r.json()
-            assert listed == [
-                {"qe_id": "AB" * 16, "pce_id": "0000", "cpu_svn": "06" * 16, "pce_svn": "0500",
-                 "enc_ppid": "11" * 384, "platform_manifest": None, "state": "pending"},
-                {"qe_id": "CD" * 8, "pce_id": "0001", "cpu_svn": "00" * 16, "pce_svn": "0000",
-                 "enc_ppid": None, "platform_manifest": None, "state": "pending"},
-            ]
+        assert httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=other, headers=ADMIN).status_code == 200
+        url = f"{srv.url}/sgx/certification/v4/platforms"
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"admin-token": "wrong"}).status_code == 401
+        expected = [
+            {"qe_id": "AB" * 16, "pce_id": "0000", "cpu_svn": "06" * 16, "pce_svn": "0500",
+             "enc_ppid": "11" * 384, "platform_manifest": "", "state": "pending"},
+            {"qe_id": "CD" * 8, "pce_id": "0001", "cpu_svn": "00" * 16, "pce_svn": "0000",
+             "enc_ppid": "", "platform_manifest": "", "state": "pending"},
+        ]
+        r = httpx.get(url, headers=ADMIN)  # source=reg (the default), as PccsAdminTool get sends it
+        assert r.status_code == 200 and r.json() == expected and r.headers["platform-count"] == "2"
+        # Intel's PCCS removes what it returned from the registration queue: the next get is empty
+        r = httpx.get(f"{srv.url}/sgx/certification/v3/platforms", params={"source": "reg"}, headers=ADMIN)
+        assert r.status_code == 200 and r.json() == [] and r.headers["platform-count"] == "0"
+        # registering again queues it again
+        assert httpx.post(url, json=other, headers=ADMIN).status_code == 200
+        assert [p["qe_id"] for p in httpx.get(url, headers=ADMIN).json()] == ["CD" * 8]
+        # nothing is cached in OFFLINE mode: the cached listing ([] = all FMSPCs) and reg_na are empty
+        for source in ("[]", "[00906ED50000]", "reg_na"):
+            r = httpx.get(url, params={"source": source}, headers=ADMIN)
+            assert r.status_code == 200 and r.json() == [] and r.headers["platform-count"] == "0", source
+        for source in ("nonsense", "[123]", "[00906ED50000", "00906ED50000"):
+            r = httpx.get(url, params={"source": source}, headers=ADMIN)
+            assert r.status_code == 400 and error_json(r)["code"] == "BAD_REQUEST", source
         exported = svc.export_records()
     assert [r.kind for r in exported] == [PLATFORM, PLATFORM]
     # registrations travel in bundles like collateral does
     copy = make_service(str(tmp_path / "copy.sqlite3"), mode=Mode.OFFLINE)
     assert copy.import_records(exported) == 2
-    assert [p["qe_id"] for p in copy.platforms()] == ["AB" * 16, "CD" * 8]
+    assert copy.platforms("reg") == []  # both were listed (and so left the queue) before the export
+    assert [p.key for p in copy.store.scan(PLATFORM)] == [f"{'AB' * 16}/0000", f"{'CD' * 8}/0001"]
     copy.store.close()
-    # without an admin token the listing is off (403), as the other admin endpoints
+    # without an admin token the listing is off (403), as the other admin endpoints, and so is
+    # registration unless the operator opened it explicitly
     svc = make_service(str(tmp_path / "noadmin.sqlite3"), mode=Mode.OFFLINE)
     with running(svc) as srv:
         assert httpx.get(f"{srv.url}/sgx/certification/v4/platforms", headers=ADMIN).status_code == 403
-        assert httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=REG).status_code == 200  # open
+        r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=REG)
+        assert r.status_code == 403 and "--open-registration" in error_json(r)["message"]
+    svc = make_service(str(tmp_path / "open.sqlite3"), mode=Mode.OFFLINE)
+    server = PccsServer(create_app(svc, open_registration=True)).start()
+    try:
+        assert httpx.post(f"{server.url}/sgx/certification/v4/platforms", json=REG).status_code == 200
+    finally:
+        server.stop()
+        svc.store.close()
 
 
 def test_user_token(tmp_path: Path) -> None:
@@ -138,7 +159,7 @@ def test_lazy_registration_prefetches_the_pck_certificate(tmp_path: Path) -> Non
         svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.LAZY, upstream_url=up.url,
                            anchors=case.anchors, clock=lambda: float(case.verify_at))
         with running(svc, admin_token="adm1n") as srv:
-            r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=reg)
+            r = httpx.post(f"{srv.url}/sgx/certification/v4/platforms", json=reg, headers=ADMIN)
             assert r.status_code == 200 and r.json() == {"state": "cached"}
             assert up.hits["/sgx/certification/v4/pckcert"] == 1
             assert svc.store.get(PCK_CERT, "/".join(reg[k].upper() for k in ("qe_id", "cpu_svn", "pce_svn",
@@ -149,8 +170,14 @@ def test_lazy_registration_prefetches_the_pck_certificate(tmp_path: Path) -> Non
                                   "pceid": reg["pce_id"]})
             assert r.status_code == 200 and r.headers["eaa-cache-status"] == "hit"
             assert up.total == total
-            listed = httpx.get(f"{srv.url}/sgx/certification/v4/platforms", headers=ADMIN).json()
-            assert [p["state"] for p in listed] == ["cached"]
+            url = f"{srv.url}/sgx/certification/v4/platforms"
+            assert httpx.get(url, headers=ADMIN).json() == []  # cached: not in the registration queue
+            fmspc = svc.store.get(PCK_CERT, "/".join(reg[k].upper() for k in ("qe_id", "cpu_svn", "pce_svn",
+                                                                                "pce_id"))).meta["fmspc"]
+            for source in ("[]", f"[{fmspc.lower()}]", f"[112233445566, {fmspc}]"):
+                r = httpx.get(url, params={"source": source}, headers=ADMIN)
+                assert [p["state"] for p in r.json()] == ["cached"] and r.headers["platform-count"] == "1", source
+            assert httpx.get(url, params={"source": "[112233445566]"}, headers=ADMIN).json() == []
             # refresh with type=certs fetches the PCK certificate again; the default refresh does not
             r = httpx.get(f"{srv.url}/sgx/certification/v4/refresh", headers=ADMIN)
             assert r.status_code == 200 and up.hits["/sgx/certification/v4/pckcert"] == 1
@@ -171,7 +198,7 @@ def test_registration_with_the_upstream_down_is_still_accepted(tmp_path: Path) -
     svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.LAZY, upstream_url=url, anchors=case.anchors,
                        clock=lambda: float(case.verify_at))
     with running(svc, admin_token="adm1n") as srv:
-        r = httpx.post(f"{srv.url}/sgx/certification/v3/platforms", json=REG)
+        r = httpx.post(f"{srv.url}/sgx/certification/v3/platforms", json=REG, headers=ADMIN)
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["state"] == "pending" and "unavailable" in body["error"]
@@ -206,8 +233,10 @@ def test_refresh_replaces_only_with_newer_valid_data(tmp_path: Path) -> None:
             assert newer is not None and b'"issueDate":"2025' in newer.body
             assert httpx.get(srv.url + path).content == newer.body
 
-            up.corrupt.add(path)  # invalid data: counted as failed, the cached record stays
-            r = httpx.get(refresh, headers=ADMIN).json()
+            up.corrupt.add(path)  # invalid data: counted as failed (503, as Intel's), the cached record stays
+            resp = httpx.get(refresh, headers=ADMIN)
+            r = resp.json()
+            assert resp.status_code == 503 and r["error"]["code"] == "SERVICE_UNAVAILABLE"
             assert r["failed"] == 1 and r["refreshed"] == 0 and r["failures"][0]["kind"] == IDENTITY
             assert svc.store.get(IDENTITY, key) == newer
             up.corrupt.clear()
@@ -226,16 +255,19 @@ def test_refresh_replaces_only_with_newer_valid_data(tmp_path: Path) -> None:
                 assert r.status_code == 400 and error_json(r)["code"] == "BAD_REQUEST", params
 
 
-def test_refresh_when_offline_is_a_clear_409(tmp_path: Path) -> None:
+def test_refresh_when_offline_is_503_as_intels(tmp_path: Path) -> None:
+    """Intel's refreshService throws PCCS_STATUS_SERVICE_UNAVAILABLE when the caching mode cannot refresh;
+    PccsAdminTool refresh sends POST, older tools GET: both routes exist."""
     svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE)
     with running(svc, admin_token="adm1n") as srv:
         for api in (3, 4):
-            r = httpx.get(f"{srv.url}/sgx/certification/v{api}/refresh", headers=ADMIN)
-            assert r.status_code == 409
-            err = error_json(r)
-            assert err["code"] == "CONFLICT" and "OFFLINE" in err["message"] and "upstream" in err["message"]
+            for method in ("GET", "POST"):
+                r = httpx.request(method, f"{srv.url}/sgx/certification/v{api}/refresh", headers=ADMIN)
+                assert r.status_code == 503
+                err = error_json(r)
+                assert err["code"] == "SERVICE_UNAVAILABLE" and "OFFLINE" in err["message"]
         spec = httpx.get(f"{srv.url}/openapi.json").json()
         for api in (3, 4):
             paths = spec["paths"]
             assert {"get", "post"} <= set(paths[f"/sgx/certification/v{api}/platforms"])
-            assert "get" in paths[f"/sgx/certification/v{api}/refresh"]
+            assert {"get", "post"} <= set(paths[f"/sgx/certification/v{api}/refresh"])

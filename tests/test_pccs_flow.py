@@ -175,9 +175,15 @@ def test_intel_headers_and_encodings(tmp_path: Path) -> None:
         assert r.headers["SGX-TCB-Info-Issuer-Chain"].startswith("-----BEGIN%20CERTIFICATE-----%0A")
         assert json.loads(r.content)["tcbInfo"]["version"] == 2
         assert httpx.get(f"{srv.url}/sgx/certification/v4/tcb", params={"fmspc": case.fmspc}).status_code == 404
-        r = httpx.get(f"{v3}/rootcacrl")
-        assert bytes.fromhex(r.text) == case.collateral.root_ca_crl  # v3: hex text
-        assert httpx.get(f"{srv.url}/sgx/certification/v4/rootcacrl").content == case.collateral.root_ca_crl
+        for api in (3, 4):  # hex on both versions, as Intel's PCCS ("to keep backward compatibility")
+            r = httpx.get(f"{srv.url}/sgx/certification/v{api}/rootcacrl")
+            assert r.status_code == 200 and bytes.fromhex(r.text) == case.collateral.root_ca_crl
+            assert r.headers["content-type"] == "application/x-pem-file"
+            assert len(r.headers["request-id"]) == 32  # Intel's addRequestId: a UUID without dashes
+        r = httpx.get(f"{v3}/rootcacrl", headers={"Request-ID": "abc-123"})
+        assert r.headers["request-id"] == "abc-123"
+        r = httpx.get(f"{v3}/rootcacrl", headers={"Request-ID": "bad id;x=1"})
+        assert "bad" not in r.headers["request-id"] and len(r.headers["request-id"]) == 32
         r = httpx.get(f"{v3}/pckcrl", params={"ca": "PROCESSOR"})
         assert bytes.fromhex(r.text) == case.collateral.pck_crl  # default: hex, as Intel's PCCS
         assert "SGX-PCK-CRL-Issuer-Chain" in r.headers
@@ -262,7 +268,7 @@ def test_admin_import_export_token(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json()["imported"] == 4
         bad = doc.replace(case.collateral.tcb_info_signature.hex(), "00" * 64)
         r = httpx.post(url, content=bad, headers={"admin-token": "s3cret-token"})
-        assert r.status_code == 400 and "rejected" in error_json(r)["message"]
+        assert r.status_code == 460 and "rejected" in error_json(r)["message"]  # Intel's integrity error
         assert httpx.post(url, content=b"{not json", headers={"admin-token": "s3cret-token"}).status_code == 400
         r = httpx.get(f"{srv.url}/eaa/v1/export", headers={"admin-token": "s3cret-token"})
         assert r.status_code == 200 and len(parse_bundle(r.content)) == 4
@@ -282,7 +288,7 @@ def test_healthz_metrics_openapi(tmp_path: Path) -> None:
             for _ in range(2):
                 httpx.get(f"{srv.url}/sgx/certification/v4/tcb", params={"fmspc": case.fmspc})
             h = httpx.get(f"{srv.url}/healthz").json()
-            assert h == {"status": "ok", "mode": "lazy", "records": 1}
+            assert h == {"status": "ok", "mode": "lazy", "records": 1, "upstream": {"intel": "closed"}}
             m = httpx.get(f"{srv.url}/metrics").text
             assert 'eaa_pccs_cache_lookups_total{kind="tcb",result="hit"} 1.0' in m
             assert 'eaa_pccs_cache_lookups_total{kind="tcb",result="miss"} 1.0' in m

@@ -49,10 +49,14 @@ def test_registration_fills_the_cache_and_requests_never_reach_the_upstream(tmp_
             assert r.status_code == 404 and "REQ mode" in error_json(r)["message"]
             with pytest.raises(EaaError):
                 fetch_collateral_for_quote(case.quote, client_for(srv.url, case))
+            reg = _registration(case.quote)
+            params = {"qeid": reg["qe_id"], "cpusvn": reg["cpu_svn"], "pcesvn": reg["pce_svn"], "pceid": reg["pce_id"]}
+            r = httpx.get(f"{srv.url}/sgx/certification/v3/pckcert", params=params)
+            assert r.status_code == 461 and error_json(r)["code"] == "PLATFORM_UNKNOWN"  # Intel's status
             assert up.total == 0
 
-            reg = _registration(case.quote)
-            r = httpx.post(f"{srv.url}/sgx/certification/v{case.api}/platforms", json=reg)
+            r = httpx.post(f"{srv.url}/sgx/certification/v{case.api}/platforms", json=reg,
+                           headers={"user-token": "adm1n"})
             assert r.status_code == 200 and r.json() == {"state": "cached"}, r.text
             fetched = up.total
             assert fetched > 0

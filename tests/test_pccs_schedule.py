@@ -61,7 +61,7 @@ def test_a_round_follows_newer_upstream_data(tmp_path: Path) -> None:
 
 def test_a_failed_round_is_logged_and_the_schedule_goes_on(tmp_path: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE)  # refresh itself refuses: 409
+    svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.OFFLINE)  # refresh itself refuses: 503
     schedule = RefreshSchedule(svc, 0.01)
     with caplog.at_level(logging.WARNING, logger="eaa.pccs"):
         assert schedule.run_once() is None
@@ -73,7 +73,7 @@ def test_a_failed_round_is_logged_and_the_schedule_goes_on(tmp_path: Path,
         schedule.stop()
     assert schedule.rounds >= 3, "the schedule stopped after a failed round"
     assert time.monotonic() - started < 5 and schedule._thread is not None and not schedule._thread.is_alive()
-    assert "scheduled refresh failed: Conflict" in caplog.text
+    assert "scheduled refresh failed: RefreshUnavailable" in caplog.text
     metrics = svc.metrics.render().decode()
     assert 'eaa_pccs_scheduled_refreshes_total{outcome="failed"}' in metrics
     assert "eaa_pccs_last_complete_refresh_timestamp_seconds 0.0" in metrics

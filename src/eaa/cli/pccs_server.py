@@ -11,9 +11,11 @@ Modes: lazy (default) fetches misses from --upstream (Intel's PCS unless told ot
 req fetches Intel collateral only when a platform registers (POST /platforms); offline serves imported
 data only. With --refresh-every, lazy and req refresh the whole cache on a schedule.
 HTTPS needs --cert and --key; plain HTTP only with --insecure-http.
-The admin token (for import/export over HTTP) comes from --admin-token-file or $EAA_PCCS_ADMIN_TOKEN;
-the user token that POST /platforms then requires (open when none is set) from --user-token-file or
-$EAA_PCCS_USER_TOKEN.
+The admin token (import/export over HTTP, GET /platforms, /refresh, PUT /platformcollateral and
+/appraisalpolicy) comes from --admin-token-file or $EAA_PCCS_ADMIN_TOKEN, or as Intel's PCCS config holds
+it, its SHA-512 hash (--admin-token-hash or $EAA_PCCS_ADMIN_TOKEN_HASH); the user token POST /platforms
+requires likewise (--user-token-file, $EAA_PCCS_USER_TOKEN, --user-token-hash, $EAA_PCCS_USER_TOKEN_HASH).
+Registration needs one of them unless the server is started with --open-registration.
 """
 
 from __future__ import annotations
@@ -23,19 +25,32 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable, NoReturn
 
-from ..errors import ConfigError
-from .common import (add_version, bounded_int, check_tls_files, run_main, seconds, seconds_or_zero,
-                     setup_daemon_logging)
+from ..errors import ConfigError, TransportError
+from .common import add_version, run_main, setup_daemon_logging
 
 DEFAULT_LISTEN = "127.0.0.1:8081"
 
 
 def _listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    if not sep or not port.isascii() or not port.isdigit() or len(port) > 5 or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 0-65535, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _number(kind: type, low: float, high: float) -> "Callable[[str], float]":
+    """An argparse type: a finite number within [low, high] (so no option can take nan, inf or -1)."""
+    def parse(value: str) -> float:
+        try:
+            n = kind(value)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        if not (low <= n <= high):  # also false for nan
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {value!r}")
+        return n
+    return parse
 
 
 def _trust_args(p: argparse.ArgumentParser) -> None:
@@ -73,17 +88,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--upstream-ca", metavar="PEM", help="CA bundle to verify the upstreams' TLS certificates")
     s.add_argument("--upstream-insecure", action="store_true",
                    help="do not verify the upstreams' TLS certificates (collateral signatures still are)")
-    s.add_argument("--upstream-timeout", type=seconds, default=10.0, metavar="S", help="per request (default 10)")
-    s.add_argument("--upstream-retries", type=bounded_int(0, 100, "--upstream-retries"), default=2, metavar="N", help="retries (default 2)")
-    s.add_argument("--min-refresh", type=seconds_or_zero, default=600.0, metavar="S",
+    s.add_argument("--upstream-timeout", type=_number(float, 0.1, 3600), default=10.0, metavar="S",
+                   help="per request (default 10)")
+    s.add_argument("--upstream-retries", type=_number(int, 0, 20), default=2, metavar="N", help="retries (default 2)")
+    s.add_argument("--upstream-failures", type=_number(int, 1, 1000), default=3, metavar="N",
+                   help="consecutive upstream failures that open its circuit: requests then fail fast (serving "
+                        "the cache) until a probe succeeds (default 3)")
+    s.add_argument("--upstream-cooldown", type=_number(float, 0.0, 86400), default=30.0, metavar="S",
+                   help="seconds an open circuit waits before probing the upstream again (default 30)")
+    s.add_argument("--min-refresh", type=_number(float, 0.0, 365 * 86400), default=600.0, metavar="S",
                    help="ask the upstream again at most this often for expired data (default 600)")
     s.add_argument("--refresh-every", metavar="DURATION", default=None,
                    help="lazy and req modes: refresh the whole cache from the upstream this often, as Intel's PCCS does "
                         "on its RefreshSchedule (3600, 12h, 30d; default: only when a record expires)")
     s.add_argument("--admin-token-file", metavar="FILE",
                    help="enables /eaa/v1/import, /eaa/v1/export, GET /platforms, /refresh and /platformcollateral")
+    s.add_argument("--admin-token-hash", metavar="SHA512HEX",
+                   help="the admin token as its SHA-512 hash (Intel PCCS's AdminTokenHash)")
     s.add_argument("--user-token-file", metavar="FILE",
                    help="token POST /platforms requires (header user-token; the admin token also works)")
+    s.add_argument("--user-token-hash", metavar="SHA512HEX",
+                   help="the user token as its SHA-512 hash (Intel PCCS's UserTokenHash)")
+    s.add_argument("--open-registration", action="store_true",
+                   help="let anyone register platforms (POST /platforms) without a token")
+    s.add_argument("--registration-rate", type=_number(float, 0.0, 1e6), default=60.0, metavar="N",
+                   help="registrations per minute and client address (burst: the same number); 0: no limit "
+                        "(default 60)")
     s.add_argument("--import", dest="imports", metavar="SRC", action="append", default=[],
                    help="import this bundle, collateral JSON or directory before serving (repeatable)")
     s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -96,8 +126,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     i.add_argument("--url", metavar="URL", help="import through a running eaa-pccs instead of into --db")
     i.add_argument("--admin-token-file", metavar="FILE", help="admin token for --url")
     i.add_argument("--ca", metavar="PEM", help="CA bundle to verify the server's certificate (--url)")
-    i.add_argument("--batch-size", type=bounded_int(0, 1 << 30, "--batch-size"), default=0, metavar="N",
-                   help="commit every N records (default: one transaction per source)")
+    i.add_argument("--batch-size", type=_number(int, 0, 10_000_000), default=0, metavar="N",
+                   help="commit about every N records, never splitting a platform's registration from its "
+                        "PCK certificates (default: one transaction per source)")
     i.add_argument("--progress", action="store_true", help="print a line after every committed batch")
     _trust_args(i)
     i.set_defaults(func=run_import)
@@ -111,9 +142,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     e.set_defaults(func=run_export)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line, in the form and with the exit status (2) of every other configuration
+    error, instead of argparse's usage block."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(ConfigError.exit_code, f"{self.prog}: error [{ConfigError.code}]: {message} (see --help)\n")
+
+
 def build_parser(prog: str = "eaa-pccs") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(parser, prog)
     add_commands(parser.add_subparsers(dest="pccs_command", metavar="COMMAND"))
     return parser
@@ -135,14 +173,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..collateral.pcs import INTEL_PCS_URL
     from ..services.pccs.app import create_app
     from ..services.pccs.server import PccsServer
-    from ..services.pccs.setup import build_service, read_admin_token, read_import_source, read_user_token
+    from ..services.pccs.auth import RateLimiter
+    from ..services.pccs.setup import build_service, load_tokens, read_import_source, read_secret_file
 
     from ..services.pccs.schedule import RefreshSchedule, parse_interval
 
     if not args.insecure_http and not (args.cert and args.key):
         raise ConfigError("HTTPS needs --cert and --key (or serve plain HTTP with --insecure-http)")
-    if args.cert and args.key:
-        check_tls_files(args.cert, args.key)
     refresh_every = parse_interval(args.refresh_every) if args.refresh_every is not None else None
     if refresh_every is not None and args.mode == "offline":
         raise ConfigError("--refresh-every needs --mode lazy or req: an offline PCCS has no upstream to refresh from")
@@ -150,22 +187,29 @@ def run_serve(args: argparse.Namespace) -> int:
     opts = _options(args, args.mode)
     opts.upstream = args.upstream or INTEL_PCS_URL
     opts.kds_upstream = None if args.no_kds else (args.kds_upstream or KDS_URL)
+    tokens = load_tokens(admin_file=args.admin_token_file, user_file=args.user_token_file,
+                         admin_hash=args.admin_token_hash, user_hash=args.user_token_hash,
+                         open_registration=args.open_registration)
     if args.upstream_api_key_file:
-        try:
-            opts.upstream_api_key = Path(args.upstream_api_key_file).read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"cannot read {args.upstream_api_key_file}: {e.strerror}") from None
+        opts.upstream_api_key = read_secret_file(args.upstream_api_key_file, "upstream API key")
     opts.upstream_ca_file = args.upstream_ca
     opts.upstream_insecure = args.upstream_insecure
     opts.upstream_timeout = args.upstream_timeout
     opts.upstream_retries = args.upstream_retries
     opts.min_refresh = args.min_refresh
+    opts.breaker_threshold = args.upstream_failures
+    opts.breaker_cooldown = args.upstream_cooldown
+    if args.cert and args.key:
+        from ..services.pccs.server import check_tls_files
+
+        check_tls_files(args.cert, args.key)  # before anything is opened or imported
     service = build_service(opts)
     for src in args.imports:
         n = service.import_records(read_import_source(src, now=time.time()))
         print(f"eaa-pccs: imported {n} records from {src}", file=sys.stderr)
-    app = create_app(service, admin_token=read_admin_token(args.admin_token_file),
-                     user_token=read_user_token(args.user_token_file))
+    rate = args.registration_rate
+    limiter = RateLimiter(rate / 60.0, max(1, int(rate))) if rate > 0 else None
+    app = create_app(service, tokens=tokens, registration_limiter=limiter)
     host, port = args.listen
     server = PccsServer(app, host=host, port=port, certfile=args.cert, keyfile=args.key,
                         log_level=args.log_level, access_log=args.log_level == "debug")
@@ -198,6 +242,15 @@ def _http_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                         headers={"admin-token": token})
 
 
+def _unreachable(url: str, e: Exception) -> TransportError:
+    """Connection failures name their cause; other client errors only their type, since their text can
+    repeat request content (a header value, and so a token)."""
+    import httpx
+
+    detail = str(e) if isinstance(e, (httpx.ConnectError, httpx.TimeoutException)) else type(e).__name__
+    return TransportError(f"cannot reach {url}: {detail}")
+
+
 def _remote_error(resp, what: str) -> ConfigError:  # type: ignore[no-untyped-def]
     try:
         msg = resp.json()["error"]["message"]
@@ -222,7 +275,7 @@ def run_import(args: argparse.Namespace) -> int:
                     resp = client.post("/eaa/v1/import", content=body,
                                        headers={"content-type": "application/json"})
                 except httpx.HTTPError as e:
-                    raise ConfigError(f"cannot reach {args.url}: {e}") from None
+                    raise _unreachable(args.url, e) from None
                 if resp.status_code != 200:
                     raise _remote_error(resp, f"import of {src}")
                 total += int(resp.json()["imported"])
@@ -255,7 +308,7 @@ def run_export(args: argparse.Namespace) -> int:
             try:
                 resp = client.get("/eaa/v1/export")
             except httpx.HTTPError as e:
-                raise ConfigError(f"cannot reach {args.url}: {e}") from None
+                raise _unreachable(args.url, e) from None
             if resp.status_code != 200:
                 raise _remote_error(resp, "export")
             text = resp.text

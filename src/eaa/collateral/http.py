@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 
 import httpx
 
+from ..errors import ConfigError
 from .errors import UpstreamUnavailable
 
 log = logging.getLogger("eaa.collateral")
@@ -38,18 +39,24 @@ def tls_verify(use_secure_cert: bool = True, ca_file: str | None = None) -> ssl.
     if not use_secure_cert:
         return False
     if ca_file:
-        return ssl.create_default_context(cafile=ca_file)
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except FileNotFoundError:
+            raise ConfigError(f"CA bundle {ca_file} does not exist") from None
+        except (ssl.SSLError, OSError, ValueError):
+            raise ConfigError(f"CA bundle {ca_file} holds no PEM certificate") from None
     return True
 
 
 class HttpGetter:
     """GET with retries; one connection pool per instance (thread-safe, as httpx.Client is)."""
 
-    def __init__(self, *, timeout: float = 10.0, retries: int = 2, retry_delay: float = 1.0,
+    def __init__(self, *, timeout: float = 10.0, retries: int = 2, retry_delay: float = 1.0, backoff: bool = True,
                  verify: ssl.SSLContext | bool = True, transport: httpx.BaseTransport | None = None,
                  headers: Mapping[str, str] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.retries = max(0, retries)
         self.retry_delay = max(0.0, retry_delay)
+        self.backoff = backoff  # double the delay each retry (QCNL without retry_delay) or keep it constant
         self._sleep = sleep
         self._client = httpx.Client(timeout=httpx.Timeout(timeout), verify=verify, transport=transport,
                                     follow_redirects=False, headers={"User-Agent": USER_AGENT, **(headers or {})})
@@ -57,8 +64,9 @@ class HttpGetter:
     def close(self) -> None:
         self._client.close()
 
-    def _once(self, url: str, params: Mapping[str, str] | None) -> HttpResponse:
-        with self._client.stream("GET", url, params=params) as r:
+    def _once(self, url: str, params: Mapping[str, str] | None,
+              headers: Mapping[str, str] | None = None) -> HttpResponse:
+        with self._client.stream("GET", url, params=params, headers=headers) as r:
             chunks: list[bytes] = []
             size = 0
             for chunk in r.iter_bytes():
@@ -69,18 +77,22 @@ class HttpGetter:
             return HttpResponse(r.status_code, b"".join(chunks), {k.lower(): v for k, v in r.headers.items()},
                                 str(r.url))
 
-    def get(self, url: str, params: Mapping[str, str] | None = None) -> HttpResponse:
+    def get(self, url: str, params: Mapping[str, str] | None = None,
+            headers: Mapping[str, str] | None = None) -> HttpResponse:
         """The response (any status); :class:`UpstreamUnavailable` when no usable answer came back."""
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
-                self._sleep(min(MAX_RETRY_SLEEP, self.retry_delay * (2 ** (attempt - 1))))
+                factor = 2 ** (attempt - 1) if self.backoff else 1
+                self._sleep(min(MAX_RETRY_SLEEP, self.retry_delay * factor))
             try:
-                resp = self._once(url, params)
+                resp = self._once(url, params, headers)
             except httpx.TimeoutException:
                 last = "timed out"
-            except httpx.HTTPError as e:
+            except (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as e:
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            except httpx.HTTPError as e:  # e.g. LocalProtocolError, whose text repeats header values (keys)
+                last = type(e).__name__
             else:
                 if resp.status not in RETRY_STATUSES:
                     return resp

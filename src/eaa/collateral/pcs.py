@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -26,7 +26,7 @@ from ..verify.trust import TrustAnchor, default_anchors
 from .cache import Cached, DiskCache, MemoryCache, RawEntry, default_cache_dir
 from .errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
 from .http import HttpGetter, HttpResponse, tls_verify
-from .qcnl import QcnlConfig, check_url
+from .qcnl import DEFAULT_RETRY_DELAY, QcnlConfig, check_url
 from .validate import (
     IDENTITY_IDS,
     validate_enclave_identity,
@@ -136,11 +136,21 @@ class PcsClient:
     def __init__(self, base_url: str = INTEL_PCS_URL, *, collateral_url: str | None = None,
                  api_versions: Sequence[int] | None = None, anchors: Sequence[TrustAnchor] | None = None,
                  update: str = "standard", timeout: float = 10.0, retries: int = 2, retry_delay: float = 1.0,
+                 retry_backoff: bool = True,
                  verify: Any = True, api_key: str | None = None, memory: MemoryCache[Any] | None = None,
                  disk: DiskCache | None = None, clock: Callable[[], float] = time.time,
                  pck_max_age: float = 168 * HOUR, collateral_max_age: float = 168 * HOUR,
-                 transport: httpx.BaseTransport | None = None, root_crl_from_dp: bool = True) -> None:
+                 transport: httpx.BaseTransport | None = None, root_crl_from_dp: bool = True,
+                 pck_url: str | None = None, pck_cache_only: bool = False, crl_by_uri: bool = False,
+                 request_options: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]] | None = None) -> None:
         self.base_url, url_version = split_service_url(base_url)
+        # QCNL's local_pck_url (PCK certificates from there first, then from base_url), local_cache_only
+        # (PCK certificates only from the caches), pccs_api_version 3.1 (CRLs by distribution point,
+        # /crl?uri=) and custom_request_options (extra headers and parameters per API)
+        self.pck_url = split_service_url(pck_url)[0] if pck_url else None
+        self.pck_cache_only = pck_cache_only
+        self.crl_by_uri = crl_by_uri
+        self.request_options = dict(request_options or {})
         self.collateral_url = split_service_url(collateral_url)[0] if collateral_url else self.base_url
         if api_versions is None:
             api_versions = (url_version,) if url_version == 3 else API_VERSIONS
@@ -158,7 +168,8 @@ class PcsClient:
         self.collateral_max_age = collateral_max_age
         self.root_crl_from_dp = root_crl_from_dp
         headers = {"Ocp-Apim-Subscription-Key": api_key} if api_key else None
-        self.http = HttpGetter(timeout=timeout, retries=retries, retry_delay=retry_delay, verify=verify,
+        self.http = HttpGetter(timeout=timeout, retries=retries, retry_delay=retry_delay, backoff=retry_backoff,
+                               verify=verify,
                                transport=transport, headers=headers)
 
     @classmethod
@@ -167,8 +178,17 @@ class PcsClient:
                     **kwargs: Any) -> "PcsClient":
         """A client as QCNL would act on ``config``; ``cache_dir=True`` picks the default directory."""
         directory = default_cache_dir() if cache_dir is True else (cache_dir or None)
+        intel_collateral = bool(config.collateral_service) and config.collateral_service.startswith(INTEL_PCS_URL)
+        kwargs.setdefault("pck_url", config.local_pck_url)
+        kwargs.setdefault("pck_cache_only", config.local_cache_only)
+        # Intel: pccs_api_version is ignored (3.1 forced) when the collateral comes from Intel's PCS,
+        # which has no /crl; 3.1 against a PCCS fetches CRLs by distribution point
+        kwargs.setdefault("crl_by_uri", config.pccs_api_version == "3.1" and not intel_collateral)
+        kwargs.setdefault("request_options", {name: (dict(h), dict(p)) for name, h, p in config.request_options})
         return cls(config.pccs_url, collateral_url=config.collateral_service, anchors=anchors,
-                   update=config.tcb_update_type, retries=config.retry_times, retry_delay=config.retry_delay,
+                   update=config.tcb_update_type, retries=config.retry_times,
+                   retry_delay=DEFAULT_RETRY_DELAY if config.retry_delay is None else config.retry_delay,
+                   retry_backoff=config.retry_delay is None,
                    verify=tls_verify(config.use_secure_cert, ca_file),
                    disk=DiskCache(directory) if directory else None,
                    pck_max_age=config.pck_cache_expire_hours * HOUR,
@@ -188,18 +208,22 @@ class PcsClient:
         base = self.base_url if path == "pckcert" else self.collateral_url
         return f"{base}/{tee}/certification/v{version}/{path}"
 
-    def fetch_raw(self, tee: str, version: int, path: str, params: dict[str, str] | None = None) -> HttpResponse:
+    def fetch_raw(self, tee: str, version: int, path: str, params: dict[str, str] | None = None, *,
+                  base: str | None = None) -> HttpResponse:
         """One request to one API version, any status, no cache and no validation (what a PCCS forwards)."""
-        return self.http.get(self.url(tee, version, path), params)
+        headers, extra = self.request_options.get(_QCNL_API.get(path, ""), ({}, {}))
+        url = f"{base}/{tee}/certification/v{version}/{path}" if base else self.url(tee, version, path)
+        return self.http.get(url, {**extra, **(params or {})} if extra else params, headers or None)
 
-    def fetch(self, tee: str, path: str, params: dict[str, str] | None = None) -> tuple[HttpResponse, int]:
+    def fetch(self, tee: str, path: str, params: dict[str, str] | None = None, *,
+              base: str | None = None) -> tuple[HttpResponse, int]:
         """A 200 response, trying the configured API versions in order; typed error otherwise."""
         versions = [v for v in self.api_versions if tee == "sgx" or v >= 4]
         if not versions:
             raise UpstreamRejected(f"{tee.upper()} collateral needs PCCS API v4")
         last: EaaError | None = None
         for version in versions:
-            resp = self.fetch_raw(tee, version, path, params)
+            resp = self.fetch_raw(tee, version, path, params, base=base)
             if resp.status == 200:
                 return resp, version
             last = status_error(resp)
@@ -300,6 +324,13 @@ class PcsClient:
 
         def fetch() -> tuple[HttpResponse, int]:
             try:
+                if self.crl_by_uri:
+                    uri = self._root_crl_uri()
+                    if uri is not None:
+                        try:
+                            return self.fetch("sgx", "crl", {"uri": uri})
+                        except CollateralNotFound:
+                            pass
                 return self.fetch("sgx", "rootcacrl")
             except CollateralNotFound:
                 if not self.root_crl_from_dp:
@@ -308,8 +339,9 @@ class PcsClient:
 
         return self._obtain("rootcacrl", fetch, parse)
 
-    def fetch_root_crl_from_dp(self) -> HttpResponse:
-        """The root CA CRL from a CRL distribution point named by a trust anchor (Intel's PCS has no /rootcacrl)."""
+    def _root_crl_dps(self) -> list[str]:
+        """The http(s) CRL distribution points the trust anchors name."""
+        out = []
         for anchor in self.anchors:
             try:
                 dps = anchor.certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
@@ -318,9 +350,18 @@ class PcsClient:
             for dp in dps:
                 for name in dp.full_name or ():
                     if isinstance(name, x509.UniformResourceIdentifier) and name.value.startswith(("http:", "https:")):
-                        resp = self.http.get(name.value)
-                        if resp.status == 200:
-                            return resp
+                        out.append(name.value)
+        return out
+
+    def _root_crl_uri(self) -> str | None:
+        return next((u for u in self._root_crl_dps() if u.startswith("https:")), None)
+
+    def fetch_root_crl_from_dp(self) -> HttpResponse:
+        """The root CA CRL from a CRL distribution point named by a trust anchor (Intel's PCS has no /rootcacrl)."""
+        for uri in self._root_crl_dps():
+            resp = self.http.get(uri)
+            if resp.status == 200:
+                return resp
         raise CollateralNotFound("the PCCS serves no root CA CRL and no trust anchor names a CRL distribution point")
 
     def pck_certificate(self, *, qeid: str, cpusvn: str, pcesvn: str, pceid: str,
@@ -340,7 +381,24 @@ class PcsClient:
             return resp, min(info.not_after.timestamp(), self.clock() + self.pck_max_age)
 
         key = "pckcert/" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-        return self._obtain(key, lambda: self.fetch("sgx", "pckcert", params), parse)
+
+        def fetch() -> tuple[HttpResponse, int]:
+            if self.pck_cache_only:
+                raise CollateralNotFound("local_cache_only is set: PCK certificates come only from the local "
+                                         "cache, which does not hold this one")
+            if self.pck_url:
+                try:
+                    return self.fetch("sgx", "pckcert", params, base=self.pck_url)
+                except (CollateralNotFound, UpstreamUnavailable, UpstreamRejected) as e:
+                    log.info("local_pck_url failed (%s); trying pccs_url", e)
+            return self.fetch("sgx", "pckcert", params)
+
+        return self._obtain(key, fetch, parse)
+
+
+# QCNL's names for the APIs custom_request_options can extend
+_QCNL_API = {"pckcert": "get_cert", "pckcrl": "get_crl", "crl": "get_crl", "tcb": "get_tcbinfo",
+             "qe/identity": "get_qe_identity", "qve/identity": "get_qve_identity", "rootcacrl": "get_root_ca_crl"}
 
 
 def _tee(tee: str) -> str:

@@ -3,17 +3,20 @@
 Paths, query parameters and response headers are those of Intel's PCCS (shared/docs/dcap-reference.md
 §3), so QCNL, dcap-qvl and go-tdx-guest clients work unchanged; AMD paths are KDS's own. Handlers are
 synchronous (run in the server's thread pool) because storage and upstream calls block. Every error
-is JSON ``{"error": {"code", "message"}}`` with a meaningful status; bad input is always a 400.
+is JSON ``{"error": {"code", "message"}}`` with Intel's status where Intel's PCCS has one (400 bad
+input, 401 token, 404 not cached, 460 collateral failing its checks, 461 unknown platform, 503 refresh
+impossible) and a meaningful one otherwise; every answer carries a ``Request-ID``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import json
 import logging
+import re
 import time
+import uuid
 from typing import Any, Awaitable, Callable, MutableMapping
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,8 +25,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...collateral.bundle import Collateral
-from ...errors import EaaError
-from .errors import BadRequest, Forbidden, PayloadTooLarge, ServiceError, Unauthorized
+from ...errors import EaaError, VerificationError
+from .auth import ADMIN_HEADER, USER_HEADER, RateLimiter, Tokens
+from .errors import BadRequest, IntegrityError, PayloadTooLarge, ServiceError, TooManyRequests
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .platforms import CPU_SVN_SIZE, ENC_PPID_SIZE, PCE_ID_SIZE, PCE_SVN_SIZE, PLATFORM_MANIFEST_MAX, QE_ID_MAX
 from ...formats.signed_json import loads_strict
@@ -34,8 +38,9 @@ from .service import Answer, PccsService, encoding_param
 log = logging.getLogger("eaa.pccs")
 
 MAX_IMPORT_SIZE = 64 << 20
-ADMIN_HEADER = "admin-token"
-USER_HEADER = "user-token"
+MAX_REGISTRATION_SIZE = 256 << 10  # a registration with the largest platform manifest fits
+MAX_POLICY_SIZE = (1 << 20) + 4096
+TEXT_TYPE = "text/html; charset=utf-8"  # what Express's res.send(string) sends, and so Intel's PCCS
 PEM_TYPE = "application/x-pem-file"
 CRL_TYPE = "application/pkix-crl"
 CERT_TYPE = "application/pkix-cert"
@@ -93,6 +98,54 @@ class MetricsMiddleware:
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
 
+_REQUEST_ID_OK = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class RequestIdMiddleware:
+    """Intel's PCCS ``addRequestId``: every answer carries a ``Request-ID`` header (the client's own
+    when it sent a well-formed one, else a fresh UUID as 32 hex digits)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"request-id"), "")
+        rid = given if _REQUEST_ID_OK.fullmatch(given) else uuid.uuid4().hex
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"request-id", rid.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+class FirstQueryValueMiddleware:
+    """Intel's PCCS ``filterDuplicatedParams``: of a repeated query parameter only the first value counts
+    (Starlette would take the last), on Intel's routes; /refresh keeps every ``fmspc`` (a documented list)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        qs = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        path = scope.get("path", "")
+        if b"&" in qs and path.startswith(("/sgx/", "/tdx/")) and not path.endswith("/refresh"):
+            seen: set[str] = set()
+            kept = []
+            for key, value in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
+                if key not in seen:
+                    seen.add(key)
+                    kept.append((key, value))
+            scope = {**scope, "query_string": urlencode(kept).encode("latin-1")}
+        await self.app(scope, receive, send)
+
+
 def _intel_router(service: PccsService, tee: str, api: int) -> APIRouter:
     r = APIRouter(prefix=f"/{tee}/certification/v{api}", tags=[f"{tee.upper()} v{api}"], responses=_ERRORS)
     tcb_chain_header = "TCB-Info-Issuer-Chain" if api >= 4 else "SGX-TCB-Info-Issuer-Chain"
@@ -133,16 +186,23 @@ def _intel_router(service: PccsService, tee: str, api: int) -> APIRouter:
         return _served(ans, body, CRL_TYPE if der else PEM_TYPE,
                        {"SGX-PCK-CRL-Issuer-Chain": encode_chain(ans.record.meta.get("issuer_chain", ""))})
 
-    @r.get("/rootcacrl", summary="Root CA CRL (hex text on v3, DER on v4)", response_class=Response,
-           responses={200: {"content": {CRL_TYPE: {}, "text/plain": {}}}})
+    @r.get("/rootcacrl", summary="Root CA CRL, hex-encoded DER on v3 and v4 (as Intel's PCCS)", response_class=Response,
+           responses={200: {"content": {PEM_TYPE: {}}}})
     def rootcacrl() -> Response:
+        # Intel's PCCS hex-encodes it on every API version "to keep backward compatibility"; QCNL and
+        # dcap-qvl decode hex here.
         ans = service.root_ca_crl(api)
-        if api >= 4:
-            return _served(ans, ans.record.body, CRL_TYPE)
-        return _served(ans, ans.record.body.hex().encode(), "text/plain")
+        return _served(ans, ans.record.body.hex().encode(), PEM_TYPE)
+
+    @r.get("/crl", summary="A CRL by its distribution point URL (QCNL with pccs_api_version 3.1), DER",
+           response_class=Response, responses={200: {"content": {CRL_TYPE: {}}}})
+    def crl(uri: str | None = Query(None, description="Intel root CA or PCK CRL distribution point URL")) -> Response:
+        ans = service.crl_by_uri(api, uri)
+        return _served(ans, ans.record.body, CRL_TYPE)
 
     @r.get("/pckcert", summary="PCK certificate for a platform's raw TCB", response_class=Response,
-           responses={200: {"content": {PEM_TYPE: {}}}})
+           responses={200: {"content": {PEM_TYPE: {}}},
+                      461: _ERRORS[400] | {"description": "platform unknown (OFFLINE and REQ fetch nothing for it)"}})
     def pckcert(qeid: str = Query(..., description="QE ID, hex"),
                 cpusvn: str = Query(..., description="32 hex digits"),
                 pcesvn: str = Query(..., description="4 hex digits, little-endian"),
@@ -190,28 +250,6 @@ def _kds_router(service: PccsService) -> APIRouter:
     return r
 
 
-def _token_matches(expected: str | None, given: str | None) -> bool:
-    """Constant-time comparison (of digests, so the token's length does not leak either)."""
-    return bool(expected) and bool(given) and hmac.compare_digest(
-        hashlib.sha256((given or "").encode()).digest(), hashlib.sha256((expected or "").encode()).digest())
-
-
-def _check_admin(expected: str | None, given: str | None) -> None:
-    if not expected:
-        raise Forbidden("the admin API is disabled (start eaa-pccs with an admin token)")
-    if not _token_matches(expected, given):
-        raise Unauthorized(f"missing or wrong {ADMIN_HEADER} header")
-
-
-def _check_user(admin: str | None, user: str | None, user_given: str | None, admin_given: str | None) -> None:
-    """Registration is open unless a user token is configured; then the user or the admin token is needed."""
-    if not user:
-        return
-    if _token_matches(user, user_given) or _token_matches(admin, user_given) or _token_matches(admin, admin_given):
-        return
-    raise Unauthorized(f"missing or wrong {USER_HEADER} header")
-
-
 def parse_import_body(body: bytes, *, now: float) -> list[Record]:
     """An eaa-pccs bundle, or a QuoteCollateralV3 JSON document (one quote's collateral)."""
     text = body.decode("utf-8", "replace")
@@ -238,47 +276,84 @@ class PlatformRegistration(BaseModel):
                                           description="platform manifest, hex (multi-package platforms)")
 
 
-def _registration_router(service: PccsService, api: int, admin_token: str | None,
-                         user_token: str | None) -> APIRouter:
-    """Intel PCCS's /platforms and /refresh, mounted (as PCCS's routes/index.js does) under the SGX prefixes."""
+def _json_body(body: bytes, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(f"the {what} is not JSON") from None
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _registration_router(service: PccsService, api: int, tokens: Tokens, limiter: RateLimiter | None) -> APIRouter:
+    """Intel PCCS's sgxRouter admin routes (/platforms, /platformcollateral, /refresh, /appraisalpolicy),
+    mounted under the SGX prefixes as PCCS's routes/index.js does, with its authentication: the user token
+    for POST /platforms, the admin token for the others (GET /appraisalpolicy is public). Every route
+    authenticates (and registration is rate-limited per client) before reading any body, and reads
+    bodies as a stream with a size limit."""
     r = APIRouter(prefix=f"/sgx/certification/v{api}", tags=[f"SGX v{api} admin"], responses=_ERRORS)
     unauthorized: dict[int | str, dict[str, Any]] = {401: _ERRORS[400] | {"description": "missing or wrong token"}}
     admin_auth = {**unauthorized, 403: _ERRORS[400] | {"description": "admin API disabled"}}
+    too_large = {413: _ERRORS[400] | {"description": "body too large"},
+                 460: _ERRORS[400] | {"description": "collateral whose signatures or chains do not verify"}}
+    registration_body = {"requestBody": {"required": True, "content": {
+        JSON_TYPE: {"schema": PlatformRegistration.model_json_schema()}}}}
 
-    @r.post("/platforms", summary="Register a platform (user token when one is configured); LAZY fetches its PCK cert",
-            responses={**unauthorized, 200: {"description": "registered; state cached or pending",
-                                             "content": {JSON_TYPE: {}}}})
-    def register(body: PlatformRegistration,
-                 user_token_h: str | None = Header(None, alias=USER_HEADER),
-                 admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
-        _check_user(admin_token, user_token, user_token_h, admin_token_h)
-        return JSONResponse(service.register_platform(api, body.model_dump()))
+    @r.post("/platforms", summary="Register a platform (user token unless --open-registration); fetches its PCK cert",
+            openapi_extra=registration_body,
+            responses={**admin_auth, **too_large, 429: _ERRORS[400] | {"description": "too many registrations"},
+                       200: {"description": "registered; state cached or pending", "content": {JSON_TYPE: {}}}})
+    async def register(request: Request,
+                       user_token_h: str | None = Header(None, alias=USER_HEADER),
+                       admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+        if limiter is not None:
+            limiter.check(_client(request))
+        tokens.check_user(user_token_h, admin_token_h)
+        body = _json_body(await read_body(request, MAX_REGISTRATION_SIZE, "registrations"), "registration")
+        from starlette.concurrency import run_in_threadpool
 
-    @r.get("/platforms", summary="Registered platforms (admin)",
-           responses={**admin_auth, 200: {"content": {JSON_TYPE: {}}}})
-    def platforms(admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
-        _check_admin(admin_token, admin_token_h)
-        return JSONResponse(service.platforms())
+        return JSONResponse(await run_in_threadpool(service.register_platform, api, body))
 
-    @r.get("/refresh", summary="Re-fetch cached collateral from the upstream (admin, LAZY only)",
-           responses={**admin_auth, 409: _ERRORS[400] | {"description": "OFFLINE: no upstream to refresh from"},
-                      200: {"content": {JSON_TYPE: {}}}})
+    @r.get("/platforms", summary="Registered (source=reg, reg_na) or cached ([FMSPC,...]) platforms (admin)",
+           responses={**admin_auth, 200: {"content": {JSON_TYPE: {}},
+                                          "headers": {"platform-count": {"schema": {"type": "integer"}}}}})
+    def platforms(source: str | None = Query(None, description="reg (default), reg_na, or [FMSPC,...] ([] for all)"),
+                  admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+        tokens.check_admin(admin_token_h)
+        listed = service.platforms(source)
+        return JSONResponse(listed, headers={"platform-count": str(len(listed))})
+
     def refresh(type: str | None = Query(None, description="certs (also PCK certificates) or fmspcs (TCB infos)"),
                 fmspc: list[str] | None = Query(None, description="FMSPCs to refresh (repeated, or [A,B])"),
                 admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
-        _check_admin(admin_token, admin_token_h)
-        return JSONResponse(service.refresh(api, type, fmspc).to_json())
+        tokens.check_admin(admin_token_h)
+        summary = service.refresh(api, type, fmspc).to_json()
+        if summary["failed"]:  # Intel's PCCS fails the refresh with 503 when the upstream fails
+            return JSONResponse({"error": {"code": "SERVICE_UNAVAILABLE",
+                                           "message": f"{summary['failed']} records could not be refreshed"},
+                                 **summary}, status_code=503)
+        return JSONResponse(summary)
+
+    refresh_responses = {**admin_auth, 503: _ERRORS[503] | {"description": "OFFLINE, or the upstream failed"},
+                         200: {"content": {JSON_TYPE: {}}}}
+    r.add_api_route("/refresh", refresh, methods=["GET"], summary="Refresh the cache from the upstream (admin)",
+                    responses=refresh_responses, operation_id=f"refresh_get_v{api}")
+    r.add_api_route("/refresh", refresh, methods=["POST"], summary="Refresh (PccsAdminTool's method; admin)",
+                    responses=refresh_responses, operation_id=f"refresh_post_v{api}")
 
     @r.put("/platformcollateral", summary="Upload PccsAdminTool's platform collateral document (admin)",
-           responses={**admin_auth, 413: _ERRORS[400] | {"description": "too large"},
-                      200: {"content": {JSON_TYPE: {}}}})
+           responses={**admin_auth, **too_large, 200: {"content": {JSON_TYPE: {}}}})
     async def platform_collateral(request: Request,
                                   admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
-        _check_admin(admin_token, admin_token_h)
-        body = await _read_import(request)
+        tokens.check_admin(admin_token_h)
+        body = await read_body(request, MAX_IMPORT_SIZE, "import documents")
         try:
             records = records_from_platform_collateral(loads_strict(body.decode("utf-8", "replace"), "document"),
                                                        api, now=service.clock())
+        except VerificationError as e:
+            raise IntegrityError(f"cannot import the platform collateral: {e}") from None
         except EaaError as e:
             raise BadRequest(f"cannot import the platform collateral: {e}") from None
         from starlette.concurrency import run_in_threadpool
@@ -286,24 +361,40 @@ def _registration_router(service: PccsService, api: int, admin_token: str | None
         n = await run_in_threadpool(service.import_records, records)
         return JSONResponse({"imported": n})
 
+    @r.put("/appraisalpolicy", summary="Upload an appraisal policy (admin); answers its id (SHA-384)",
+           response_class=Response, responses={**admin_auth, **too_large, 200: {"content": {TEXT_TYPE: {}}}})
+    async def put_appraisal_policy(request: Request,
+                                   admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> Response:
+        tokens.check_admin(admin_token_h)
+        body = _json_body(await read_body(request, MAX_POLICY_SIZE, "appraisal policies"), "appraisal policy")
+        from starlette.concurrency import run_in_threadpool
+
+        return Response(await run_in_threadpool(service.put_appraisal_policy, body), media_type=TEXT_TYPE)
+
+    @r.get("/appraisalpolicy", summary="The FMSPC's default appraisal policies, comma-separated",
+           response_class=Response, responses={200: {"content": {TEXT_TYPE: {}}}})
+    def get_appraisal_policy(fmspc: str | None = Query(None, description="12 hex digits")) -> Response:
+        return Response(service.appraisal_policies(fmspc), media_type=TEXT_TYPE)
+
     return r
 
 
-async def _read_import(request: Request) -> bytes:
-    """The request body, refused (413) beyond MAX_IMPORT_SIZE whether or not Content-Length says so."""
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused (413) beyond ``limit`` whether or not Content-Length says so: checked
+    on the header first, then while streaming, so an oversized body is never held in memory."""
     size = request.headers.get("content-length")
-    if size is not None and (not size.isdigit() or int(size) > MAX_IMPORT_SIZE):
-        raise PayloadTooLarge(f"import documents are limited to {MAX_IMPORT_SIZE} bytes")
+    if size is not None and (not size.isdigit() or int(size) > limit):
+        raise PayloadTooLarge(f"{what} are limited to {limit} bytes")
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
-        if total > MAX_IMPORT_SIZE:
-            raise PayloadTooLarge(f"import documents are limited to {MAX_IMPORT_SIZE} bytes")
+        if total > limit:
+            raise PayloadTooLarge(f"{what} are limited to {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
+def _admin_router(service: PccsService, tokens: Tokens) -> APIRouter:
     r = APIRouter(prefix="/eaa/v1", tags=["admin"])
     auth: dict[int | str, dict[str, Any]] = {401: _ERRORS[400] | {"description": "missing or wrong admin token"},
             403: _ERRORS[400] | {"description": "admin API disabled"}}
@@ -311,10 +402,12 @@ def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
     @r.post("/import", summary="Import an eaa-pccs bundle or QuoteCollateralV3 JSON (admin)",
             responses={**_ERRORS, **auth, 413: _ERRORS[400] | {"description": "too large"}})
     async def import_(request: Request, admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
-        _check_admin(admin_token, admin_token_h)
-        body = await _read_import(request)
+        tokens.check_admin(admin_token_h)
+        body = await read_body(request, MAX_IMPORT_SIZE, "import documents")
         try:
             records = parse_import_body(body, now=service.clock())
+        except VerificationError as e:
+            raise IntegrityError(f"cannot import: {e}") from None
         except EaaError as e:
             raise BadRequest(f"cannot import: {e}") from None
         from starlette.concurrency import run_in_threadpool
@@ -325,23 +418,31 @@ def _admin_router(service: PccsService, admin_token: str | None) -> APIRouter:
     @r.get("/export", summary="Export every record as an eaa-pccs bundle (admin)", response_class=Response,
            responses={**auth, 200: {"content": {JSON_TYPE: {}}}})
     def export(admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> Response:
-        _check_admin(admin_token, admin_token_h)
+        tokens.check_admin(admin_token_h)
         return Response(bundle_json(service.export_records(), now=service.clock()), media_type=JSON_TYPE)
 
     return r
 
 
-def create_app(service: PccsService, *, admin_token: str | None = None, user_token: str | None = None) -> FastAPI:
-    """The ASGI application; ``admin_token`` enables /eaa/v1/import, /eaa/v1/export, GET /platforms,
-    /refresh and PUT /platformcollateral; ``user_token`` (if given) is required, besides the admin token,
-    for POST /platforms."""
+def create_app(service: PccsService, *, admin_token: str | None = None, user_token: str | None = None,
+               tokens: Tokens | None = None, open_registration: bool = False,
+               registration_limiter: RateLimiter | None = None) -> FastAPI:
+    """The ASGI application. ``tokens`` (or the plaintext ``admin_token``/``user_token``, hashed here):
+    the admin token enables /eaa/v1/import, /eaa/v1/export, GET /platforms, /refresh, PUT
+    /platformcollateral and PUT /appraisalpolicy; POST /platforms needs the user (or admin) token
+    unless ``open_registration``. ``registration_limiter`` bounds registrations per client address."""
+    if tokens is None:
+        tokens = Tokens.from_plain(admin_token, user_token, open_registration=open_registration)
     app = FastAPI(title="eaa-pccs", version="1.0",
                   description="Provisioning Certificate Caching Service: Intel PCCS API v3/v4 (SGX, TDX) and AMD KDS",
                   docs_url=None, redoc_url=None)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.code, str(exc))
+        resp = error_response(exc.status, exc.code, str(exc))
+        if isinstance(exc, TooManyRequests):
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -369,20 +470,23 @@ def create_app(service: PccsService, *, admin_token: str | None = None, user_tok
     for tee, api in (("sgx", 3), ("sgx", 4), ("tdx", 4)):
         app.include_router(_intel_router(service, tee, api))
     for api in (3, 4):
-        app.include_router(_registration_router(service, api, admin_token, user_token))
+        app.include_router(_registration_router(service, api, tokens, registration_limiter))
     app.include_router(_kds_router(service))
-    app.include_router(_admin_router(service, admin_token))
+    app.include_router(_admin_router(service, tokens))
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and storage health",
+    @app.get("/healthz", tags=["operations"], summary="Liveness, storage and upstream health",
              responses={503: {"description": "storage unavailable"}})
     def healthz() -> JSONResponse:
+        """``degraded`` (still 200: cached data is served) while an upstream's circuit is not closed."""
+        upstreams = service.upstream.states() if service.upstream is not None else {}
         try:
             service.store.ping()
             n = service.store.count()
         except Exception as e:  # noqa: BLE001
-            return JSONResponse({"status": "unavailable", "mode": service.mode.value, "error": str(e)},
-                                status_code=503)
-        return JSONResponse({"status": "ok", "mode": service.mode.value, "records": n})
+            return JSONResponse({"status": "unavailable", "mode": service.mode.value, "upstream": upstreams,
+                                 "error": f"storage: {type(e).__name__}"}, status_code=503)
+        status = "ok" if all(v == "closed" for v in upstreams.values()) else "degraded"
+        return JSONResponse({"status": status, "mode": service.mode.value, "records": n, "upstream": upstreams})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})
@@ -390,4 +494,6 @@ def create_app(service: PccsService, *, admin_token: str | None = None, user_tok
         return Response(service.metrics.render(service.store.count), media_type=METRICS_CONTENT_TYPE)
 
     app.add_middleware(MetricsMiddleware, service=service)
+    app.add_middleware(FirstQueryValueMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     return app

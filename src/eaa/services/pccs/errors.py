@@ -34,13 +34,6 @@ class NotFound(ServiceError):
     status = 404
 
 
-class Conflict(ServiceError):
-    """The request is well formed but this instance cannot do it as configured (e.g. refresh when OFFLINE)."""
-
-    code = "CONFLICT"
-    status = 409
-
-
 class PayloadTooLarge(ServiceError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413
@@ -60,4 +53,36 @@ class UpstreamDown(ServiceError):
 
 class StorageUnavailable(ServiceError):
     code = "STORAGE_UNAVAILABLE"
+    status = 503
+
+
+class IntegrityError(BadRequest):
+    """Intel's PCCS_STATUS_INTEGRITY_ERROR: uploaded collateral whose signatures or chains do not verify."""
+
+    code = "INTEGRITY_ERROR"
+    status = 460
+
+
+class PlatformUnknown(ServiceError):
+    """Intel's PCCS_STATUS_PLATFORM_UNKNOWN: no PCK certificate cached for a platform this PCCS never saw
+    and may not fetch (OFFLINE, REQ)."""
+
+    code = "PLATFORM_UNKNOWN"
+    status = 461
+
+
+class TooManyRequests(ServiceError):
+    code = "TOO_MANY_REQUESTS"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RefreshUnavailable(ServiceError):
+    """Intel's PCCS answers /refresh with 503 when its caching mode cannot refresh (OFFLINE) or the
+    upstream fails during the refresh."""
+
+    code = "SERVICE_UNAVAILABLE"
     status = 503

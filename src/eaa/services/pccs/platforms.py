@@ -26,6 +26,8 @@ PLATFORM_MANIFEST_MAX = 2 * 64 * 1024  # hex characters; a manifest is a few KiB
 
 STATE_CACHED = "cached"  # its PCK certificate is in the store
 STATE_PENDING = "pending"  # registered, certificate not fetched yet (OFFLINE, or the upstream failed)
+STATE_NOT_AVAILABLE = "not_available"  # Intel's PLATF_REG_NOT_AVAILABLE (upstream has no certificate yet)
+FMSPC_DIGITS = 12
 
 FIELDS = ("qe_id", "pce_id", "cpu_svn", "pce_svn", "enc_ppid", "platform_manifest")
 
@@ -88,15 +90,31 @@ def registration_from_record(rec: Record) -> Registration:
     try:
         obj = json.loads(rec.body)
     except ValueError:
-        raise BadRequest(f"platform record {rec.key!r} is not JSON") from None
+        raise BadRequest("platform record is not JSON") from None
     if not isinstance(obj, dict):
-        raise BadRequest(f"platform record {rec.key!r} is not a JSON object")
+        raise BadRequest("platform record is not a JSON object")
     reg = Registration.parse(obj)
     if reg.key != rec.key:
-        raise BadRequest(f"platform record key {rec.key!r} does not match its content ({reg.key!r})")
+        raise BadRequest("platform record key does not match its content")
     return reg
 
 
 def listing(rec: Record) -> dict[str, Any]:
-    """One entry of ``GET /platforms``: Intel's fields, plus eaa-pccs's ``state`` (clients ignore extra keys)."""
-    return {**registration_from_record(rec).to_json(), "state": rec.meta.get("state", STATE_PENDING)}
+    """One entry of ``GET /platforms``: Intel's fields, absent ones as "" as Intel's PCCS stores them
+    (PccsAdminTool fetch takes ``len(platform_manifest)`` and formats ``enc_ppid`` into a URL), plus
+    eaa-pccs's ``state`` (clients ignore extra keys)."""
+    fields = {k: v or "" for k, v in registration_from_record(rec).to_json().items()}
+    return {**fields, "state": rec.meta.get("state", STATE_PENDING)}
+
+
+def platforms_source(source: str | None) -> tuple[str, set[str]]:
+    """Intel's ``source`` parameter: ``reg`` (also absent or empty), ``reg_na`` or ``[FMSPC,...]``."""
+    if source is None or source in ("", "reg"):
+        return "reg", set()
+    if source == "reg_na":
+        return "reg_na", set()
+    if len(source) < 2 or source[0] != "[" or source[-1] != "]":
+        raise BadRequest("source must be reg, reg_na or [FMSPC,...]")
+    inner = source[1:-1].strip()
+    fmspcs = {check_hex(f.strip(), "source FMSPC", size=FMSPC_DIGITS) for f in inner.split(",")} if inner else set()
+    return "cached", {f for f in fmspcs if f}

@@ -52,7 +52,8 @@ KDS_VEK = "kds_vek"
 KDS_CHAIN = "kds_chain"
 KDS_CRL = "kds_crl"
 PLATFORM = "platform"  # a platform registration (POST /platforms), not collateral
-KINDS = (TCB, IDENTITY, PCK_CRL, ROOT_CRL, PCK_CERT, KDS_VEK, KDS_CHAIN, KDS_CRL, PLATFORM)
+APPRAISAL = "appraisal"  # an appraisal policy (PUT /appraisalpolicy), keyed FMSPC/sha384
+KINDS = (TCB, IDENTITY, PCK_CRL, ROOT_CRL, PCK_CERT, KDS_VEK, KDS_CHAIN, KDS_CRL, PLATFORM, APPRAISAL)
 
 BUNDLE_FORMAT = "eaa-pccs-bundle"
 BUNDLE_VERSION = 1
@@ -84,9 +85,10 @@ class Record:
             next_update = obj.get("next_update")
             fetched_at = float(obj.get("fetched_at") or 0.0)
         except (KeyError, TypeError, ValueError) as e:
-            raise FormatError(f"bad bundle record: {e}", field="records") from None
+            raise FormatError(f"bad bundle record ({type(e).__name__})", field="records") from None
         if kind not in KINDS or not isinstance(key, str) or not key or len(key) > 1024:
-            raise FormatError(f"bad bundle record kind/key {kind!r}/{key!r}", field="records")
+            raise FormatError("bad bundle record: unknown kind, or a key that is not a string of 1-1024 "
+                              "characters", field="records")
         if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
             raise FormatError("bundle record meta must map strings to strings", field="records")
         if next_update is not None and not isinstance(next_update, (int, float)):
@@ -140,14 +142,14 @@ def validate_record(rec: Record, anchors: Sequence[TrustAnchor],
     chain = rec.meta.get("issuer_chain", "")
     if rec.kind == TCB:
         if len(parts) != 4 or parts[1] not in ("v3", "v4"):
-            raise FormatError(f"bad TCB info key {rec.key!r}", field="key")
+            raise FormatError("bad TCB info key", field="key")
         info = validate_tcb_info(rec.body, chain, anchors, tee=parts[0], fmspc=parts[2])
         if (info.version == 3) != (parts[1] == "v4"):
             raise CorruptCollateral(f"TCB info version {info.version} does not belong to API {parts[1]}")
         return replace(rec, next_update=_ts(info.next_update))
     if rec.kind == IDENTITY:
         if len(parts) != 3 or (parts[0], parts[1]) not in IDENTITY_IDS:
-            raise FormatError(f"bad enclave identity key {rec.key!r}", field="key")
+            raise FormatError("bad enclave identity key", field="key")
         ident = validate_enclave_identity(rec.body, chain, anchors, identity_id=IDENTITY_IDS[(parts[0], parts[1])])
         return replace(rec, next_update=_ts(ident.next_update))
     if rec.kind == PCK_CRL:
@@ -158,7 +160,7 @@ def validate_record(rec: Record, anchors: Sequence[TrustAnchor],
         return replace(rec, key="root", next_update=_ts(crl.next_update))
     if rec.kind == PCK_CERT:
         if len(parts) != 4:
-            raise FormatError(f"bad PCK certificate key {rec.key!r}", field="key")
+            raise FormatError("bad PCK certificate key", field="key")
         pck = validate_pck_certificate(rec.body, chain, anchors)
         meta = {**rec.meta, "tcbm": rec.meta.get("tcbm") or pck.tcbm, "fmspc": pck.fmspc.hex().upper(),
                 "ca_type": pck.ca_type.upper()}
@@ -191,7 +193,12 @@ def validate_record(rec: Record, anchors: Sequence[TrustAnchor],
 
         registration_from_record(rec)
         return replace(rec, next_update=None)
-    raise FormatError(f"unknown record kind {rec.kind!r}", field="kind")
+    if rec.kind == APPRAISAL:
+        from .appraisal import policy_from_record
+
+        policy_from_record(rec)
+        return replace(rec, next_update=None)
+    raise FormatError("unknown record kind", field="kind")
 
 
 def tcb_from_key(items: Sequence[str]) -> SnpTcb:
@@ -208,7 +215,7 @@ def tcb_from_key(items: Sequence[str]) -> SnpTcb:
 def _kds_parts(key: str) -> tuple[str, str]:
     parts = key.split("/")
     if len(parts) != 2 or parts[0] not in ("vcek", "vlek"):
-        raise FormatError(f"bad KDS key {key!r}", field="key")
+        raise FormatError("bad KDS key", field="key")
     return parts[0], check_product(parts[1])
 
 
@@ -225,7 +232,7 @@ def parse_bundle(text: str | bytes) -> list[Record]:
     if not isinstance(obj, dict) or obj.get("format") != BUNDLE_FORMAT:
         raise FormatError(f"not an {BUNDLE_FORMAT} document", field="format")
     if obj.get("version") != BUNDLE_VERSION:
-        raise FormatError(f"unsupported bundle version {obj.get('version')!r}", field="version")
+        raise FormatError(f"unsupported bundle version (this eaa-pccs reads version {BUNDLE_VERSION})", field="version")
     records = obj.get("records")
     if not isinstance(records, list):
         raise FormatError("bundle lacks a records list", field="records")

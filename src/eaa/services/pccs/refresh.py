@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EaaError
-from .errors import BadRequest, Conflict, StorageUnavailable
+from .errors import BadRequest, RefreshUnavailable, StorageUnavailable
 from .platforms import registration_from_record
 from .records import (
     IDENTITY,
@@ -112,7 +112,7 @@ def _wanted(rec: Record, kind_set: Sequence[str], fmspcs: set[str] | None) -> bo
 def refresh_cache(service: PccsService, api: int, kind: str | None, fmspcs: set[str] | None) -> RefreshSummary:
     """Re-fetch the selected cached records (``kind``: None, "certs" or "fmspcs"); LAZY and REQ services."""
     if service.upstream is None or service.mode.value == "offline":
-        raise Conflict("refresh needs an upstream; this PCCS is OFFLINE (import newer collateral instead)")
+        raise RefreshUnavailable("refresh needs an upstream; this PCCS is OFFLINE (import newer collateral instead)")
     up: Upstream = service.upstream
     kinds = {None: (TCB, IDENTITY, PCK_CRL, ROOT_CRL), "certs": (TCB, IDENTITY, PCK_CRL, ROOT_CRL, PCK_CERT),
              "fmspcs": (TCB,)}[kind]

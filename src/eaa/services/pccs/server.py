@@ -7,6 +7,7 @@ port and :attr:`PccsServer.port` reports it) and a port already in use fails at 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -16,11 +17,33 @@ import uvicorn
 from ...errors import ConfigError
 
 
+def check_tls_files(certfile: str, keyfile: str) -> None:
+    """Load the pair once before uvicorn does, so a missing file, swapped files or a key that does not
+    match is one clear line instead of a traceback from the server thread (and an encrypted key is
+    refused rather than prompted for)."""
+    for path, what in ((certfile, "--cert"), (keyfile, "--key")):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise ConfigError(f"cannot read the TLS {'certificate' if what == '--cert' else 'key'} ({what}) "
+                              f"{path}: {e.strerror}") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(certfile, keyfile, password=lambda: b"")
+    except (ssl.SSLError, ValueError, OSError):
+        raise ConfigError(f"the TLS certificate {certfile} and key {keyfile} do not load as a pair: --cert needs "
+                          "the PEM certificate (chain) and --key its unencrypted PEM private key "
+                          "(swapped files, or a key of another certificate?)") from None
+
+
 class PccsServer:
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
                  keyfile: str | None = None, log_level: str = "warning", access_log: bool = False) -> None:
         if bool(certfile) != bool(keyfile):
             raise ConfigError("HTTPS needs both a certificate and its private key")
+        if certfile and keyfile:
+            check_tls_files(certfile, keyfile)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

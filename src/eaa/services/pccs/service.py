@@ -14,22 +14,35 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
+from urllib.parse import parse_qs
 
 from cryptography import x509
 
 from ...collateral.cache import Cached, MemoryCache
 from ...collateral.errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
 from ...collateral.kds import KdsChain, SnpTcb, check_hwid, check_product, validate_cert_chain
-from ...errors import EaaError, FormatError, TransportError
+from ...errors import EaaError, FormatError, TransportError, VerificationError
 from ...verify.trust import TrustAnchor, default_anchors
-from .errors import BadRequest, NotFound, ServiceError, StorageUnavailable, UpstreamBadData, UpstreamDown
+from .appraisal import AppraisalPolicy, fmspc_param
+from .errors import (
+    BadRequest,
+    IntegrityError,
+    NotFound,
+    PlatformUnknown,
+    ServiceError,
+    StorageUnavailable,
+    UpstreamBadData,
+    UpstreamDown,
+)
 from .metrics import Metrics
 from .records import (
+    APPRAISAL,
     IDENTITY,
     KDS_CHAIN,
     KDS_CRL,
@@ -43,11 +56,20 @@ from .records import (
     identity_key,
     kds_key,
     pck_cert_key,
+    platform_key,
     tcb_key,
     validate_record,
     vek_key,
 )
-from .platforms import STATE_CACHED, STATE_PENDING, Registration, check_hex, listing
+from .platforms import (
+    STATE_CACHED,
+    STATE_NOT_AVAILABLE,
+    STATE_PENDING,
+    Registration,
+    check_hex,
+    listing,
+    platforms_source,
+)
 from .refresh import RefreshSummary, fmspc_list, refresh_cache, refresh_type
 from .store import Store
 from .upstream import Upstream
@@ -257,8 +279,21 @@ class PccsService:
     def tcb_info(self, tee: str, api: int, fmspc: str | None, update: str | None, *, fill: bool = False) -> Answer:
         fm = hex_param(fmspc, "fmspc", 12)
         upd = update_param(update)
-        return self._lookup(TCB, tcb_key(tee, api, fm, upd or "standard"), f"{tee.upper()} TCB info for FMSPC {fm}",
-                            lambda: self._up().tcb(tee, api, fm, upd), api, fill=fill)
+        try:
+            return self._lookup(TCB, tcb_key(tee, api, fm, upd or "standard"),
+                                f"{tee.upper()} TCB info for FMSPC {fm}", lambda: self._up().tcb(tee, api, fm, upd),
+                                api, fill=fill)
+        except (NotFound, UpstreamDown):
+            if api != 3:
+                raise
+            # An API v3 client (a QCNL file naming /sgx/certification/v3/) of a cache that holds only the
+            # v4 document (TCB info version 3, e.g. imported collateral): its body and signature are the
+            # same shape on both APIs and QVL-style verifiers read both versions, so serve it rather than 404
+            newer = self._get(TCB, tcb_key(tee, 4, fm, upd or "standard"))
+            if newer is None:
+                raise
+            self.metrics.cache.labels(TCB, "hit").inc()
+            return Answer(newer, "hit")
 
     def identity(self, tee: str, which: str, api: int, update: str | None, *, fill: bool = False) -> Answer:
         upd = update_param(update)
@@ -289,8 +324,21 @@ class PccsService:
             if selected is not None:
                 self.metrics.cache.labels(PCK_CERT, "hit").inc()
                 return Answer(selected, "hit")
+            if not self._fills(fill) and not self._platform_known(q, pid):
+                self.metrics.cache.labels(PCK_CERT, "miss").inc()
+                raise PlatformUnknown(f"platform with QE ID {q} and PCE ID {pid} is not in the cache "
+                                      f"({self.mode.name} mode fetches nothing for unknown platforms)")
         return self._lookup(PCK_CERT, key, what, lambda: self._up().pck_cert(api, q, cpu, pce, pid, enc), api,
                             fill=fill)
+
+    def _platform_known(self, qeid: str, pceid: str) -> bool:
+        """Intel's PCCS answers 461 (platform unknown) rather than 404 when it holds nothing for the platform."""
+        if self._get(PLATFORM, platform_key(qeid, pceid)) is not None:
+            return True
+        try:
+            return any(r.key.endswith("/" + pceid) for r in self.store.scan(PCK_CERT, qeid + "/"))
+        except Exception:  # noqa: BLE001 - the lookup that follows reports storage failures
+            return False
 
     def _select_pck_cert(self, qeid: str, pceid: str, cpusvn: str, pcesvn: str) -> Record | None:
         """The best cached PCK certificate of this platform for a raw TCB it has no exact entry for.
@@ -327,7 +375,13 @@ class PccsService:
         reg = Registration.parse(body)
         state, error = STATE_PENDING, ""
         missing: list[str] = []
-        if self.mode is not Mode.OFFLINE:
+        if self.mode is Mode.OFFLINE:
+            # Intel's checkPCKCertCacheStatus: a platform whose certificate is already cached is not queued
+            # for the admin (GET /platforms?source=reg)
+            if (self._get(PCK_CERT, pck_cert_key(reg.qe_id, reg.cpu_svn, reg.pce_svn, reg.pce_id)) is not None
+                    or self._select_pck_cert(reg.qe_id, reg.pce_id, reg.cpu_svn, reg.pce_svn) is not None):
+                state = STATE_CACHED
+        else:
             try:
                 pck = self.pck_cert(api, reg.qe_id, reg.cpu_svn, reg.pce_svn, reg.pce_id, reg.enc_ppid, fill=True)
                 state = STATE_CACHED
@@ -370,18 +424,50 @@ class PccsService:
             log.warning("platform with FMSPC %s registered, collateral missing: %s", fmspc, "; ".join(missing))
         return missing
 
-    def platforms(self) -> list[dict[str, object]]:
+    def platforms(self, source: str | None = None) -> list[dict[str, object]]:
+        """Intel's ``GET /platforms?source=``: ``reg`` (default) lists registered platforms whose PCK
+        certificates are not cached yet and removes them from that queue, as Intel's PCCS deletes what it
+        returned (so ``PccsAdminTool get`` collects each platform once); ``reg_na`` lists platforms whose
+        certificates the upstream reported not available (eaa-pccs fetches one certificate per raw TCB,
+        so it never has any); ``[FMSPC,...]`` lists cached platforms of those FMSPCs (``[]``: all)."""
+        kind, fmspcs = platforms_source(source)
         try:
             records = list(self.store.scan(PLATFORM))
         except Exception as e:  # noqa: BLE001
             raise StorageUnavailable(f"cannot read the collateral store: {e}") from None
-        out = []
+        out, listed = [], []
         for rec in records:
+            state = rec.meta.get("state", STATE_PENDING)
+            if kind == "reg" and (state != STATE_PENDING or rec.meta.get("listed")):
+                continue
+            if kind == "reg_na" and state != STATE_NOT_AVAILABLE:
+                continue
+            if kind == "cached" and (state != STATE_CACHED
+                                     or (fmspcs and self._platform_fmspc(rec.key) not in fmspcs)):
+                continue
             try:
                 out.append(listing(rec))
             except EaaError as e:  # a damaged row must not hide the others
                 log.error("skipping unreadable platform record %s: %s", rec.key, e)
+                continue
+            if kind != "cached":
+                listed.append(replace(rec, meta={**rec.meta, "listed": "1"}))
+        if listed:
+            try:
+                self.store.put_many(listed)
+            except Exception as e:  # noqa: BLE001 - not removed from the queue: they are listed again next time
+                log.error("cannot mark listed platforms: %s", e)
         return out
+
+    def _platform_fmspc(self, key: str) -> str:
+        qeid, _, pceid = key.partition("/")
+        try:
+            for rec in self.store.scan(PCK_CERT, qeid + "/"):
+                if rec.key.endswith("/" + pceid) and rec.meta.get("fmspc"):
+                    return rec.meta["fmspc"].upper()
+        except Exception:  # noqa: BLE001
+            pass
+        return ""
 
     def refresh(self, api: int, kind: str | None, fmspcs: Sequence[str] | None) -> RefreshSummary:
         return refresh_cache(self, api, refresh_type(kind), fmspc_list(fmspcs))
@@ -443,7 +529,7 @@ class PccsService:
         chains: dict[tuple[str, str], KdsChain] = {}
         out: list[Record] = []
         now = self.clock()
-        for rec in sorted(recs, key=lambda r: r.kind != KDS_CHAIN):  # chains first
+        for n, rec in sorted(enumerate(recs, 1), key=lambda nr: nr[1].kind != KDS_CHAIN):  # chains first
             try:
                 chain = None
                 if rec.kind in (KDS_CRL, KDS_VEK):
@@ -455,8 +541,10 @@ class PccsService:
                         if stored is not None:
                             chain = validate_cert_chain(stored.body, product, key_type, self.trusted_arks)
                 checked = validate_record(rec, self.anchors, self.trusted_arks, chain)
+            except VerificationError as e:  # signatures, chains, CRLs: Intel's 460
+                raise IntegrityError(f"record {n} ({rec.kind}) rejected: {e}") from None
             except (EaaError, ValueError) as e:
-                raise BadRequest(f"record {rec.kind} {rec.key!r} rejected: {e}",
+                raise BadRequest(f"record {n} ({rec.kind}) rejected: {e}",
                                  check=e.check if isinstance(e, EaaError) else None) from None
             if checked.kind == KDS_CHAIN:
                 key_type, product = checked.key.split("/")
@@ -467,12 +555,16 @@ class PccsService:
 
     def import_records(self, records: Iterable[Record], *, batch_size: int = 0,
                        progress: Callable[[int], None] | None = None) -> int:
-        """Validate all, then write in transactions of ``batch_size`` (0: one); returns the count written."""
+        """Validate all, then write in transactions of about ``batch_size`` records (0: one transaction).
+
+        A platform's registration and its PCK certificates are one unit that is never split across
+        transactions (a batch grows past ``batch_size`` rather than split it), so a process killed
+        between commits never leaves a registration without its certificates or the reverse.
+        """
         checked = self.validate_for_import(records)
         size = batch_size if batch_size > 0 else max(1, len(checked))
         done = 0
-        for i in range(0, len(checked), size):
-            batch = checked[i:i + size]
+        for batch in import_batches(checked, size):
             try:
                 self.store.put_many(batch)
             except Exception as e:  # noqa: BLE001
@@ -483,8 +575,95 @@ class PccsService:
                 progress(done)
         return done
 
+    # ---- /crl and /appraisalpolicy ----
+    def crl_by_uri(self, api: int, uri: str | None) -> Answer:
+        """Intel's ``GET /crl?uri=`` (QCNL with pccs_api_version 3.1): a CRL named by its distribution
+        point, which must be Intel's root CA CRL or a PCS PCK CRL URL (as Intel's PCCS requires); served
+        from the same records as /rootcacrl and /pckcrl."""
+        if not uri or len(uri) > MAX_CRL_URI:
+            raise BadRequest(f"uri must be a CRL distribution point URL of at most {MAX_CRL_URI} characters")
+        if _ROOT_CRL_URI.fullmatch(uri):
+            return self.root_ca_crl(api)
+        m = _PCK_CRL_URI.fullmatch(uri)
+        if m is None:
+            raise BadRequest("uri is not an Intel root CA CRL or PCK CRL distribution point")
+        ca = parse_qs(m.group("query")).get("ca", [None])[0]
+        return self.pck_crl(api, ca, None)
+
+    def put_appraisal_policy(self, body: object) -> str:
+        """Store a policy (Intel's id: its SHA-384); a new default replaces the FMSPC's default of its type."""
+        pol = AppraisalPolicy.parse(body)
+        now = self.clock()
+        updates = [pol.to_record(now)]
+        try:
+            if pol.is_default:
+                for rec in self.store.scan(APPRAISAL, pol.fmspc + "/"):
+                    if (rec.key != updates[0].key and rec.meta.get("default") == "true"
+                            and rec.meta.get("type") == str(pol.policy_type)):
+                        updates.append(replace(rec, meta={**rec.meta, "default": "false"}))
+            self.store.put_many(updates)
+        except Exception as e:  # noqa: BLE001
+            raise StorageUnavailable(f"cannot store the appraisal policy: {e}") from None
+        return pol.id
+
+    def appraisal_policies(self, fmspc: str | None) -> str:
+        """The FMSPC's default policies joined with commas (Intel's body); 404 when there is none."""
+        f = fmspc_param(fmspc)
+        try:
+            records = list(self.store.scan(APPRAISAL, f + "/"))
+        except Exception as e:  # noqa: BLE001
+            raise StorageUnavailable(f"cannot read the collateral store: {e}") from None
+        policies = [r.body.decode("utf-8", "replace") for r in records if r.meta.get("default") == "true"]
+        if not policies:
+            raise NotFound(f"no default appraisal policy for FMSPC {f}")
+        return ",".join(policies)
+
     def export_records(self) -> list[Record]:
         try:
             return list(self.store.scan())
         except Exception as e:  # noqa: BLE001
             raise StorageUnavailable(f"cannot read the collateral store: {e}") from None
+
+
+MAX_CRL_URI = 2048
+_ROOT_CRL_URI = re.compile(
+    r"https://([a-zA-Z0-9-]*certificates\.trustedservices\.intel\.com|certprx\.adsdcsp\.com)/IntelSGXRootCA\..*")
+_PCK_CRL_URI = re.compile(
+    r"https://([a-zA-Z0-9-]*\.?api\.trustedservices\.intel\.com|[a-zA-Z0-9-]+\.az\.sgx(prod|np)\.adsdcsp\.com)"
+    r"/sgx/certification/v[1-9][0-9]*/pckcrl\?(?P<query>.*)")
+
+
+def _unit(rec: Record) -> str | None:
+    """The platform a record belongs to (registration or PCK certificate), None for shared collateral."""
+    if rec.kind == PLATFORM:
+        return rec.key.upper()
+    if rec.kind == PCK_CERT:
+        parts = rec.key.split("/")
+        if len(parts) == 4:
+            return platform_key(parts[0], parts[3])
+    return None
+
+
+def import_batches(records: Sequence[Record], size: int) -> list[list[Record]]:
+    """Records in batches of about ``size``, each platform's records together in one batch."""
+    units: dict[str, list[Record]] = {}
+    order: list[list[Record]] = []
+    for rec in records:
+        key = _unit(rec)
+        if key is None:
+            order.append([rec])
+        elif key in units:
+            units[key].append(rec)
+        else:
+            units[key] = [rec]
+            order.append(units[key])
+    batches: list[list[Record]] = []
+    current: list[Record] = []
+    for unit in order:
+        if current and len(current) + len(unit) > size:
+            batches.append(current)
+            current = []
+        current.extend(unit)
+    if current:
+        batches.append(current)
+    return batches

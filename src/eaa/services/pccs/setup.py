@@ -22,6 +22,8 @@ from ...collateral.http import tls_verify
 from ...errors import ConfigError
 from ...formats.x509_errors import PARSE_ERRORS
 from ...verify.trust import TrustAnchor, anchor_from_file, default_anchors
+from .auth import Tokens, check_hash, check_token_text, token_hash
+from .breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, CircuitBreaker
 from .records import Record, parse_bundle, records_from_collateral
 from .service import DEFAULT_MIN_REFRESH, Mode, PccsService
 from .store import open_store
@@ -29,6 +31,9 @@ from .upstream import Upstream
 
 ENV_ADMIN_TOKEN = "EAA_PCCS_ADMIN_TOKEN"
 ENV_USER_TOKEN = "EAA_PCCS_USER_TOKEN"
+ENV_ADMIN_TOKEN_HASH = "EAA_PCCS_ADMIN_TOKEN_HASH"
+ENV_USER_TOKEN_HASH = "EAA_PCCS_USER_TOKEN_HASH"
+MAX_SECRET_FILE = 64 << 10
 DEFAULT_DB = "eaa-pccs.sqlite3"
 
 
@@ -49,6 +54,8 @@ class ServiceOptions:
     min_refresh: float = DEFAULT_MIN_REFRESH
     pool_size: int = 16
     clock: Callable[[], float] = time.time
+    breaker_threshold: int = DEFAULT_THRESHOLD
+    breaker_cooldown: float = DEFAULT_COOLDOWN
 
 
 def build_service(opts: ServiceOptions) -> PccsService:
@@ -62,7 +69,10 @@ def build_service(opts: ServiceOptions) -> PccsService:
                         **common) if opts.upstream else None  # type: ignore[arg-type]
         kds = KdsClient(opts.kds_upstream, trusted_arks=opts.trusted_arks,
                         **common) if opts.kds_upstream else None  # type: ignore[arg-type]
-        upstream = Upstream(pcs, kds, anchors=opts.anchors, trusted_arks=opts.trusted_arks, clock=opts.clock)
+        breakers = {name: CircuitBreaker(name, threshold=opts.breaker_threshold, cooldown=opts.breaker_cooldown)
+                    for name in ("Intel PCS", "AMD KDS")}
+        upstream = Upstream(pcs, kds, anchors=opts.anchors, trusted_arks=opts.trusted_arks, clock=opts.clock,
+                            pcs_breaker=breakers["Intel PCS"], kds_breaker=breakers["AMD KDS"])
     return PccsService(store, mode=opts.mode, upstream=upstream, anchors=opts.anchors,
                        trusted_arks=opts.trusted_arks, clock=opts.clock, min_refresh=opts.min_refresh)
 
@@ -94,17 +104,28 @@ def load_arks(paths: Sequence[str]) -> list[x509.Certificate] | None:
     return out
 
 
+def read_secret_file(path: str, what: str) -> str:
+    """One line of a secret file, checked to be a usable token; no message ever repeats its content."""
+    try:
+        p = Path(path)
+        if p.stat().st_size > MAX_SECRET_FILE:
+            raise ConfigError(f"{what} file {path} is too large to hold a token")
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} file {path}: {e.strerror}") from None
+    try:
+        text = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} file {path} does not hold a token (it is not ASCII text)") from None
+    return check_token_text(text, f"{what} in {path}")
+
+
 def _read_token(path: str | None, env: str, what: str) -> str | None:
     """From a file (never from the command line, where ``ps`` shows it) or the environment."""
     if path:
-        try:
-            token = Path(path).read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"cannot read {what} token file {path}: {e.strerror}") from None
-        if not token:
-            raise ConfigError(f"{what} token file {path} is empty")
-        return token
-    return os.environ.get(env) or None
+        return read_secret_file(path, f"{what} token")
+    value = os.environ.get(env)
+    return check_token_text(value, f"{what} token in ${env}") if value else None
 
 
 def read_admin_token(path: str | None) -> str | None:
@@ -113,8 +134,26 @@ def read_admin_token(path: str | None) -> str | None:
 
 
 def read_user_token(path: str | None) -> str | None:
-    """From ``path`` or ``$EAA_PCCS_USER_TOKEN``; None leaves platform registration open (as before)."""
+    """From ``path`` or ``$EAA_PCCS_USER_TOKEN``."""
     return _read_token(path, ENV_USER_TOKEN, "user")
+
+
+def load_tokens(*, admin_file: str | None = None, user_file: str | None = None, admin_hash: str | None = None,
+                user_hash: str | None = None, open_registration: bool = False) -> Tokens:
+    """The server's tokens: Intel's SHA-512 hashes (``--admin-token-hash``, ``$EAA_PCCS_ADMIN_TOKEN_HASH``,
+    likewise for the user token, as AdminTokenHash/UserTokenHash in Intel's config) or plaintext token
+    files/variables, hashed here. Giving both forms of one token is an error."""
+    def one(plain_file: str | None, env: str, hash_value: str | None, hash_env: str, what: str) -> str | None:
+        hashed = hash_value or os.environ.get(hash_env) or None
+        plain = _read_token(plain_file, env, what)
+        if hashed and plain:
+            raise ConfigError(f"give the {what} token either as a file/variable or as its SHA-512 hash, not both")
+        if hashed:
+            return check_hash(hashed, f"the {what} token hash")
+        return token_hash(plain) if plain else None
+
+    return Tokens(one(admin_file, ENV_ADMIN_TOKEN, admin_hash, ENV_ADMIN_TOKEN_HASH, "admin"),
+                  one(user_file, ENV_USER_TOKEN, user_hash, ENV_USER_TOKEN_HASH, "user"), open_registration)
 
 
 def read_import_source(path: str, *, now: float) -> list[Record]:

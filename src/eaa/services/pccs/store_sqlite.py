@@ -9,6 +9,7 @@ shared between threads); writes are serialised by SQLite's own lock with a busy 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -49,6 +50,18 @@ def _params(rec: Record) -> tuple[object, ...]:
             rec.fetched_at, rec.source)
 
 
+def create_private(path: str) -> None:
+    """Create the database file 0600 (owner only) if it does not exist: it holds encrypted PPIDs and
+    registrations. SQLite gives its -wal and -shm files the database file's permissions."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise ConfigError(f"cannot create SQLite database {path}: {e.strerror}") from None
+    os.close(fd)
+
+
 class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -59,6 +72,7 @@ class SqliteStore:
             parent = Path(path).resolve().parent
             if not parent.is_dir():
                 raise ConfigError(f"database directory {parent} does not exist")
+            create_private(path)
         with self._conn() as c:
             c.executescript(_SCHEMA)
             if c.execute("SELECT COUNT(*) FROM eaa_pccs_schema").fetchone()[0] == 0:

@@ -28,6 +28,7 @@ from ...collateral.pcs import (
 )
 from ...collateral.http import HttpResponse
 from ...verify.trust import TrustAnchor
+from .breaker import CircuitBreaker
 from .records import (
     IDENTITY,
     KDS_CHAIN,
@@ -47,6 +48,13 @@ from .records import (
 )
 
 
+def _reachable(resp: HttpResponse) -> HttpResponse:
+    """A 5xx or 429 answer counts against the circuit like a connection failure."""
+    if resp.status == 429 or resp.status >= 500:
+        raise status_error(resp)
+    return resp
+
+
 def _ok(resp: HttpResponse) -> HttpResponse:
     if resp.status != 200:
         raise status_error(resp)
@@ -56,12 +64,32 @@ def _ok(resp: HttpResponse) -> HttpResponse:
 class Upstream:
     def __init__(self, pcs: PcsClient | None, kds: KdsClient | None, *, anchors: Sequence[TrustAnchor],
                  trusted_arks: Sequence[x509.Certificate] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, pcs_breaker: CircuitBreaker | None = None,
+                 kds_breaker: CircuitBreaker | None = None) -> None:
         self.pcs = pcs
         self.kds = kds
         self.anchors = tuple(anchors)
         self.trusted_arks = trusted_arks
         self.clock = clock
+        self.pcs_breaker = pcs_breaker or CircuitBreaker("Intel PCS")
+        self.kds_breaker = kds_breaker or CircuitBreaker("AMD KDS")
+
+    def states(self) -> dict[str, str]:
+        """Each configured upstream's circuit state (for /healthz)."""
+        out = {}
+        if self.pcs is not None:
+            out["intel"] = self.pcs_breaker.state
+        if self.kds is not None:
+            out["amd"] = self.kds_breaker.state
+        return out
+
+    def _pcs_get(self, tee: str, api: int, path: str, params: dict[str, str] | None = None) -> HttpResponse:
+        pcs = self._pcs()
+        return self.pcs_breaker.call(lambda: _reachable(pcs.fetch_raw(tee, api, path, params)))
+
+    def _kds_get(self, path: str, params: Mapping[str, str] | None = None) -> HttpResponse:
+        kds = self._kds()
+        return self.kds_breaker.call(lambda: _reachable(kds.fetch_raw(path, params)))  # type: ignore[arg-type]
 
     def _pcs(self) -> PcsClient:
         if self.pcs is None:
@@ -83,27 +111,27 @@ class Upstream:
         params = {"fmspc": fmspc}
         if update:
             params["update"] = update
-        resp = _ok(self._pcs().fetch_raw(tee, api, "tcb", params))
+        resp = _ok(self._pcs_get(tee, api, "tcb", params))
         chain = header_chain(resp.headers, H_TCB_ISSUER_CHAIN_V4, H_TCB_ISSUER_CHAIN_V3)
         return self._record(TCB, tcb_key(tee, api, fmspc, update or "standard"), resp.body, {"issuer_chain": chain})
 
     def identity(self, tee: str, which: str, api: int, update: str | None) -> Record:
         params = {"update": update} if update else {}
-        resp = _ok(self._pcs().fetch_raw(tee, api, f"{which}/identity", params))
+        resp = _ok(self._pcs_get(tee, api, f"{which}/identity", params))
         chain = header_chain(resp.headers, H_IDENTITY_ISSUER_CHAIN)
         return self._record(IDENTITY, identity_key(tee, which, update or "standard"), resp.body,
                             {"issuer_chain": chain})
 
     def pck_crl(self, api: int, ca: str) -> Record:
-        resp = _ok(self._pcs().fetch_raw("sgx", api, "pckcrl", {"ca": ca, "encoding": "der"}))
+        resp = _ok(self._pcs_get("sgx", api, "pckcrl", {"ca": ca, "encoding": "der"}))
         chain = header_chain(resp.headers, H_PCK_CRL_ISSUER_CHAIN)
         return self._record(PCK_CRL, ca, crl_der(resp.body, "PCK CRL"), {"issuer_chain": chain})
 
     def root_crl(self, api: int) -> Record:
         pcs = self._pcs()
-        resp = pcs.fetch_raw("sgx", api, "rootcacrl")
+        resp = self._pcs_get("sgx", api, "rootcacrl")
         if resp.status == 404 and pcs.root_crl_from_dp:
-            resp = pcs.fetch_root_crl_from_dp()  # Intel's PCS has no /rootcacrl
+            resp = self.pcs_breaker.call(pcs.fetch_root_crl_from_dp)  # Intel's PCS has no /rootcacrl
         _ok(resp)
         return self._record(ROOT_CRL, "root", crl_der(resp.body, "root CA CRL"), {})
 
@@ -112,7 +140,7 @@ class Upstream:
         params = {"qeid": qeid, "cpusvn": cpusvn, "pcesvn": pcesvn, "pceid": pceid}
         if encrypted_ppid:
             params["encrypted_ppid"] = encrypted_ppid
-        resp = _ok(self._pcs().fetch_raw("sgx", api, "pckcert", params))
+        resp = _ok(self._pcs_get("sgx", api, "pckcert", params))
         chain = header_chain(resp.headers, H_PCK_ISSUER_CHAIN)
         meta = {"issuer_chain": chain}
         if resp.headers.get(H_TCBM):
@@ -121,14 +149,14 @@ class Upstream:
 
     # ---- AMD ----
     def kds_chain(self, key_type: str, product: str) -> Record:
-        resp = _ok(self._kds().fetch_raw(chain_path(product, key_type)))
+        resp = _ok(self._kds_get(chain_path(product, key_type)))
         return self._record(KDS_CHAIN, kds_key(key_type, product), resp.body, {})
 
     def kds_crl(self, key_type: str, product: str, chain: KdsChain) -> Record:
-        resp = _ok(self._kds().fetch_raw(crl_path(product, key_type)))
+        resp = _ok(self._kds_get(crl_path(product, key_type)))
         return self._record(KDS_CRL, kds_key(key_type, product), crl_der(resp.body, "KDS CRL"), {}, chain)
 
     def kds_vek(self, product: str, hwid: str, tcb: SnpTcb, chain: KdsChain) -> Record:
         query = tcb.query(product)
-        resp = _ok(self._kds().fetch_raw(vcek_path(product, hwid), query))
+        resp = _ok(self._kds_get(vcek_path(product, hwid), query))
         return self._record(KDS_VEK, vek_key(product, hwid, query), resp.body, {}, chain)
