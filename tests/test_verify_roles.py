@@ -130,42 +130,42 @@ def test_forged_collateral_refused_by_the_collateral_validator(plat: SimPlatform
                                       chain, [plat.anchor()])
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
-def test_forged_tcb_info_refused_by_eaa_verify_quote(plat: SimPlatform, name: str, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("name, what", FORGERIES)
+def test_forged_collateral_refused_by_eaa_verify_quote(plat: SimPlatform, name: str, what: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     key, chain = next((k, c) for n, k, c in forgeries(plat) if n == name)
     (tmp_path / "quote.bin").write_bytes(plat.make_sgx_quote(b"x"))
     (tmp_path / "root.pem").write_bytes(plat.root_pem)
-    (tmp_path / "coll.json").write_text(forged(plat, key, chain, "tcb").to_qvl_json())
+    (tmp_path / "coll.json").write_text(forged(plat, key, chain, what).to_qvl_json())
     capsys.readouterr()
     rc = eaa_main(["verify-quote", str(tmp_path / "quote.bin"), "--collateral", str(tmp_path / "coll.json"),
                    "--trust-root", str(tmp_path / "root.pem"), "--at", str(int(AT.timestamp())), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 4 and out["ok"] is False
-    assert out["error"]["check"] == expected_check(name, "tcb") and out["error"]["code"] in (
+    assert out["error"]["check"] == expected_check(name, what) and out["error"]["code"] in (
         "CERTIFICATE_CHAIN_INVALID", "INVALID_SIGNATURE")
     # Without --json the check is on the one error line.
     rc = eaa_main(["verify-quote", str(tmp_path / "quote.bin"), "--collateral", str(tmp_path / "coll.json"),
                    "--trust-root", str(tmp_path / "root.pem"), "--at", str(int(AT.timestamp()))])
     err = capsys.readouterr().err
-    assert rc == 4 and err.count("\n") == 1 and f"] {expected_check(name, 'tcb')}: " in err
+    assert rc == 4 and err.count("\n") == 1 and f"] {expected_check(name, what)}: " in err
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
-def test_forged_tcb_info_refused_by_eaa_pccs_import(plat: SimPlatform, name: str, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("name, what", FORGERIES)
+def test_forged_collateral_refused_by_eaa_pccs_import(plat: SimPlatform, name: str, what: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     key, chain = next((k, c) for n, k, c in forgeries(plat) if n == name)
     (tmp_path / "root.pem").write_bytes(plat.root_pem)
     db = tmp_path / "pccs.sqlite3"
     (tmp_path / "genuine.json").write_text(plat.collateral("sgx").to_qvl_json())
     assert pccs_main(["import", str(tmp_path / "genuine.json"), "--db", str(db),
                       "--trust-root", str(tmp_path / "root.pem")]) == 0
-    (tmp_path / "coll.json").write_text(forged(plat, key, chain, "tcb").to_qvl_json())
+    (tmp_path / "coll.json").write_text(forged(plat, key, chain, what).to_qvl_json())
     capsys.readouterr()
     db2 = tmp_path / "forged.sqlite3"
     rc = pccs_main(["import", str(tmp_path / "coll.json"), "--db", str(db2), "--trust-root", str(tmp_path / "root.pem")])
     err = capsys.readouterr().err
-    assert rc != 0 and f"] {expected_check(name, 'tcb')}: " in err and err.count("\n") == 1, err
+    assert rc != 0 and f"] {expected_check(name, what)}: " in err and err.count("\n") == 1, err
     assert pccs_main(["export", "-o", str(tmp_path / "out.json"), "--db", str(db2)]) == 0
     assert json.loads((tmp_path / "out.json").read_text()).get("records", []) == []
 
