@@ -5,10 +5,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test bench demo fuzz clean reliability
 
-$(STAMP): pyproject.toml
+# requirements-lock.txt: the exact versions the tests run with, inside pyproject.toml's ranges
+# (regenerate: a fresh venv, pip install -e '.[test]', pip freeze --exclude-editable).
+$(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c requirements-lock.txt -e '.[test]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -19,7 +21,7 @@ demo: $(STAMP)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -c requirements-lock.txt -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -32,7 +34,7 @@ bench: $(BENCH_STAMP)
 # Coverage-guided fuzzing of every reader of untrusted bytes (fuzz/targets.py); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
-	$(BIN)/pip install -q -e '.[test,fuzz]'
+	$(BIN)/pip install -q -c requirements-lock.txt -e '.[test,fuzz]'
 	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 reliability: $(STAMP)

@@ -37,8 +37,29 @@ def test_base_dependencies_hold_no_extra() -> None:
     assert not base & pccs and not base & set(EXTRAS)
     assert pccs <= set(EXTRAS)  # run_main names the extra for each of them
     assert "eaa[pccs]" in project["optional-dependencies"]["test"]  # make test keeps the PCCS tests running
-    assert all(re.fullmatch(r"[\w.-]+(\[\w+\])?==[\w.]+|eaa\[\w+\]", r)
+    # Ranges up to the next incompatible release (exact pins for the benchmark peer and binaries) ...
+    assert all(re.fullmatch(r"[\w.-]+(\[\w+\])?(==[\w.]+|>=[\w.]+,<[\w.]+)|eaa\[\w+\]", r)
                for deps in (project["dependencies"], *project["optional-dependencies"].values()) for r in deps)
+
+
+def test_lock_file_holds_a_version_in_every_range() -> None:
+    """... and the lock file that make test and CI install from holds one version inside each range."""
+    from packaging.requirements import Requirement
+
+    lock = {}
+    for line in (ROOT / "requirements-lock.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            lock[re.sub(r"[-_.]+", "-", name).lower()] = version
+    project = PYPROJECT["project"]
+    for r in (*project["dependencies"], *project["optional-dependencies"]["pccs"],
+              *project["optional-dependencies"]["test"]):
+        if r.startswith("eaa["):
+            continue
+        req = Requirement(r)
+        version = lock[re.sub(r"[-_.]+", "-", req.name).lower()]
+        assert req.specifier.contains(version), f"{req.name} {version} is outside {req.specifier}"
+    assert "-c requirements-lock.txt" in (ROOT / "Makefile").read_text()
 
 
 def test_docker_image_installs_the_pccs_extra() -> None:
