@@ -12,6 +12,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -23,7 +25,14 @@ from eaa.errors import ConfigError
 from eaa.policy import Policy, ReferenceValues
 from eaa.services.address import Address
 from eaa.services.limits import ServerLimits
-from eaa.services.processes import check_processes, describe_status, listen_shared
+from eaa.services.processes import (
+    FIRST_RESTART_DELAY,
+    MAX_RESTART_DELAY,
+    check_processes,
+    describe_status,
+    listen_shared,
+    restart_delay,
+)
 from eaa.services.shelter import Shelter, ShelterOptions
 from eaa.sim import measure_files
 from eaa.tls import TlsConfig
@@ -166,6 +175,18 @@ def test_a_signal_stops_every_child(tmp_path: Path, sig: int, code: int) -> None
         f.stop()
 
 
+def test_a_repeated_sigterm_still_exits_0(tmp_path: Path) -> None:
+    f = Flow(tmp_path, "twice")
+    try:
+        pids = children(f.inclavared)
+        f.inclavared.p.send_signal(signal.SIGTERM)
+        f.inclavared.p.send_signal(signal.SIGTERM)
+        assert f.inclavared.p.wait(30) == 0, f.inclavared.output()
+        assert wait_for(lambda: not any(running(p) for p in pids))
+    finally:
+        f.stop()
+
+
 def test_a_killed_parent_takes_its_children(tmp_path: Path) -> None:
     f = Flow(tmp_path, "orphans")
     try:
@@ -245,3 +266,44 @@ def test_listen_shared_reports_a_taken_port() -> None:
 def test_describe_status() -> None:
     assert describe_status(signal.SIGKILL) == "was killed by SIGKILL"
     assert describe_status(3 << 8) == "exited with status 3"
+
+
+def test_restart_delay_grows_while_children_die_young() -> None:
+    wait, delay = restart_delay(0.01, FIRST_RESTART_DELAY)
+    assert wait == delay == 2 * FIRST_RESTART_DELAY
+    for _ in range(20):
+        wait, delay = restart_delay(0.01, delay)
+    assert wait == delay == MAX_RESTART_DELAY
+    assert restart_delay(60.0, MAX_RESTART_DELAY) == (0.0, FIRST_RESTART_DELAY)  # a long life: replaced at once
+
+
+FAILING_CHILD = """
+import logging, sys
+from eaa.cli.common import setup_daemon_logging
+from eaa.services.address import Address
+from eaa.services.processes import Supervisor, listen_shared
+setup_daemon_logging("info", stream=sys.stdout, loggers=("eaa",))
+def serve(sock):
+    raise RuntimeError("cannot serve")
+socks = listen_shared(Address("tcp", host="127.0.0.1", port=0), 128, 2)
+sys.exit(Supervisor(socks, serve, logging.getLogger("eaa.test")).run())
+"""
+
+
+def test_a_failing_child_is_reported_and_replaced_and_the_parent_still_stops(tmp_path: Path) -> None:
+    log = tmp_path / "out.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([sys.executable, "-c", FAILING_CHILD], stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        try:
+            assert wait_for(lambda: log.read_text().count("exited with status 70; starting another") >= 4), \
+                log.read_text()
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(30) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    text = log.read_text()
+    assert "failed: RuntimeError: cannot serve" in text and "Traceback" not in text
+    assert "started in place of the one that exited" in text and "stopped (signal 15)" in text

@@ -31,7 +31,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
@@ -40,6 +40,7 @@ from .address import Address
 MAX_PROCESSES = 256
 STOP_GRACE = 15.0  # seconds children get to finish after SIGTERM before SIGKILL
 YOUNG = 1.0  # a child that lived less than this many seconds died young
+FIRST_RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 5.0
 _PR_SET_PDEATHSIG = 1
 _SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
@@ -93,13 +94,11 @@ def _die_with_parent(parent: int) -> None:
 
 @dataclass
 class _Slot:
-    index: int
     sock: socket.socket
     pid: int = 0
     started: float = 0.0
     restart_at: float | None = None
-    delay: float = 0.1
-    exits: list[int] = field(default_factory=list)
+    delay: float = FIRST_RESTART_DELAY
 
 
 class Supervisor:
@@ -113,11 +112,10 @@ class Supervisor:
 
     def __init__(self, socks: Sequence[socket.socket], serve: Callable[[socket.socket], int],
                  logger: logging.Logger, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.slots = [_Slot(i, s) for i, s in enumerate(socks)]
+        self.slots = [_Slot(s) for s in socks]
         self.serve = serve
         self.log = logger
         self.clock = clock
-        self.restarts = 0
 
     # ---- children ----
     def _start(self, slot: _Slot, mask: set[int]) -> None:
@@ -135,6 +133,8 @@ class Supervisor:
                 for other in {id(s.sock): s.sock for s in self.slots if s.sock is not slot.sock}.values():
                     other.close()
                 code = self.serve(slot.sock)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
             except BaseException as e:  # noqa: BLE001 - a child reports and exits; it never unwinds into the parent's loop
                 self.log.error("process %d failed: %s: %s", os.getpid(), type(e).__name__, e)
             finally:
@@ -159,19 +159,17 @@ class Supervisor:
                 if slot.pid != pid:
                     continue
                 slot.pid = 0
-                slot.exits.append(status)
                 if stopping:
                     break
                 now = self.clock()
-                lived = now - slot.started
-                slot.delay = min(MAX_RESTART_DELAY, slot.delay * 2) if lived < YOUNG else 0.1
-                slot.restart_at = now + (slot.delay if lived < YOUNG else 0.0)
+                wait, slot.delay = restart_delay(now - slot.started, slot.delay)
+                slot.restart_at = now + wait
                 self.log.warning("process %d %s; starting another", pid, describe_status(status))
                 break
 
     # ---- the parent ----
     def run(self) -> int:
-        """Serve until SIGTERM (exit 0) or SIGINT (exit 130)."""
+        """Serve until SIGTERM (exit 0) or SIGINT (exit 130); then exit the process: the signals stay blocked."""
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         received = 0
         try:
@@ -189,12 +187,12 @@ class Supervisor:
                 for slot in self.slots:
                     if slot.pid == 0 and slot.restart_at is not None and now >= slot.restart_at:
                         self._start(slot, mask)
-                        self.restarts += 1
                         self.log.info("process %d started in place of the one that exited", slot.pid)
             self._stop_children(received)
         finally:
             self._kill_remaining()
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            # The signals stay blocked: the process is about to exit, and a repeated SIGTERM or SIGINT,
+            # already acted on, must not turn its exit status into death by that signal.
             for sock in {id(s.sock): s.sock for s in self.slots}.values():
                 sock.close()
         self.log.info("stopped (signal %d)", received)
@@ -230,6 +228,15 @@ class Supervisor:
                 slot.pid = 0
 
 
+def restart_delay(lived: float, delay: float) -> tuple[float, float]:
+    """How long to wait before replacing a child that lived ``lived`` seconds, and the next delay: at once
+    after a long life; after a delay doubling up to MAX_RESTART_DELAY while children keep dying young."""
+    if lived >= YOUNG:
+        return 0.0, FIRST_RESTART_DELAY
+    delay = min(MAX_RESTART_DELAY, delay * 2)
+    return delay, delay
+
+
 def describe_status(status: int) -> str:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -241,4 +248,4 @@ def describe_status(status: int) -> str:
     return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
-__all__ = ["MAX_PROCESSES", "Supervisor", "check_processes", "describe_status", "listen_shared"]
+__all__ = ["MAX_PROCESSES", "Supervisor", "check_processes", "describe_status", "listen_shared", "restart_delay"]
