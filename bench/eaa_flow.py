@@ -288,6 +288,14 @@ class Flow:
         """CPU seconds used so far by the workload's and inclavared's processes."""
         return cpu_seconds(process_tree(self.procs[0].pid)), cpu_seconds(process_tree(self.procs[1].pid))
 
+    def child_cpu(self) -> dict[str, dict[int, float]]:
+        """CPU seconds so far of each serving process (the children when there are several)."""
+        out = {}
+        for name, proc in (("workload", self.procs[0]), ("inclavared", self.procs[1])):
+            pids = process_tree(proc.pid)
+            out[name] = {pid: cpu_seconds([pid]) for pid in (pids[1:] or pids)}
+        return out
+
     def inclavared_rss(self) -> float:
         """The largest peak RSS among inclavared's processes (MiB)."""
         return max(peak_rss_mib(pid) for pid in process_tree(self.procs[1].pid))
@@ -403,8 +411,10 @@ def main() -> int:
     try:
         for p in configs:
             flows.append(Flow(p).start(env))
+        split0 = flows[1].child_cpu()
         for load in loads:
             results.append((load, *measure(load, flows, configs, levels, args, str(work / "sim"), env)))
+        split1 = flows[1].child_cpu()
         rss = [f.inclavared_rss() for f in flows]
     finally:
         for f in flows:
@@ -424,7 +434,13 @@ def main() -> int:
         if load == "shelter" and one is not None and one.latencies:
             print(f"target: p50 < 20 ms with one shelter (1 process): "
                   f"{'met' if statistics.median(one.latencies) < 20 else 'NOT met'}")
-    print(f"\ninclavared peak RSS (largest process): {rss[0]:.1f} MiB with 1 process, {rss[1]:.1f} MiB with "
+    shares = []
+    for name in ("inclavared", "workload"):
+        used = {pid: split1[name][pid] - split0[name].get(pid, 0.0) for pid in split1[name]}
+        total = sum(used.values()) or 1.0
+        shares.append(f"{name} " + "/".join(f"{100 * v / total:.0f}%" for v in used.values()))
+    print(f"\nCPU time of each of the {configs[1]} processes, share of its daemon's: {'; '.join(shares)}")
+    print(f"inclavared peak RSS (largest process): {rss[0]:.1f} MiB with 1 process, {rss[1]:.1f} MiB with "
           f"{configs[1]}; target < 100 MiB per process: {'met' if max(rss) < 100 else 'NOT met'}")
     if n_cpu <= 2:
         print(f"note: the clients share these {n_cpu} cores with both flows' daemons (and any other load on the "
