@@ -274,10 +274,11 @@ def snp_verifier_options(args: argparse.Namespace) -> dict[str, Any]:
 # ---- the daemons' log format ----
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"  # several processes (--processes)
 _formatter_class: "type[logging.Formatter] | None" = None
 
 
-def log_formatter() -> "logging.Formatter":
+def log_formatter(fmt: str = LOG_FORMAT) -> "logging.Formatter":
     """The one log format of every daemon: UTC timestamp with milliseconds, level, component (the logger's
     name, e.g. eaa.inclavared), message, on one line; an exception is folded onto that line, so a log
     never carries a traceback. (Built on first use: one-shot commands do not import logging.)"""
@@ -302,7 +303,7 @@ def log_formatter() -> "logging.Formatter":
                 return line.replace("\n", " | ")
 
         _formatter_class = LogFormatter
-    return _formatter_class(LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S")
+    return _formatter_class(fmt, datefmt="%Y-%m-%dT%H:%M:%S")
 
 
 def setup_daemon_logging(level: int | str, *, stream: TextIO | None = None,
@@ -324,3 +325,12 @@ def setup_daemon_logging(level: int | str, *, stream: TextIO | None = None,
         if name in ("httpx", "httpcore"):
             logger.setLevel(max(logger.level, logging.WARNING))
     return handler
+
+
+def log_process_ids(loggers: tuple[str, ...] = ("eaa",)) -> None:
+    """Name the process in every line of ``loggers`` (a daemon serving with several processes)."""
+    import logging
+
+    for name in loggers:
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(log_formatter(LOG_FORMAT_PID))

@@ -13,7 +13,7 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError
 from .common import (
@@ -21,6 +21,7 @@ from .common import (
     add_snp_arguments,
     add_version,
     listen_port,
+    log_process_ids,
     parse_args,
     parse_time,
     port,
@@ -159,7 +160,8 @@ def check_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..services.address import Address, listen
+    from ..services.address import Address
+    from ..services.processes import check_processes, listen_shared
     from ..services.server import ConnectionServer, describe_endpoint
     from ..services.workload import WorkloadService, program_files
     from ..tls import EnclaveTls
@@ -167,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, daemon=True)
     log = logging.getLogger("eaa.workload")
     limits = check_args(args)
+    address = Address("tcp", host=args.ip, port=args.port)
+    processes = check_processes(args.processes, address)
     if not args.measure:
         args.measure = program_files()
     print("    - Welcome to Enclave-TLS sample server program", flush=True)
@@ -178,13 +182,24 @@ def run(args: argparse.Namespace) -> int:
     if creds is not None and creds.evidence is not None and creds.evidence.simulated:
         log.warning("serving simulated %s evidence (not backed by TEE hardware)", creds.evidence.type)
     service = WorkloadService(creds, attester=endpoint.attester, reply=args.reply)
-    sock = listen(Address("tcp", host=args.ip, port=args.port), backlog=limits.backlog)
-    server = ConnectionServer(endpoint, sock, service, limits)
-    host, port = server.address
+    socks = listen_shared(address, limits.backlog, processes)
+    host, port = socks[0].getsockname()[:2]
     log.info("using %s", describe_endpoint(endpoint))
     log.info("listening on %s:%d (%s, %s)", host, port, "mutual" if config.mutual else "one-way",
              config.cert_format)
-    return serve_until_signalled(server, log)
+    limits = limits.divided(processes)
+    return serve_processes(socks, lambda sock: ConnectionServer(endpoint, sock, service, limits), log)
+
+
+def serve_processes(socks: list[Any], server_for: Callable[[Any], Any], log: logging.Logger) -> int:
+    """Serve one listener in this process, or several from as many supervised child processes
+    (``--processes``, services/processes.py); each child makes its server from its socket after the fork."""
+    if len(socks) == 1:
+        return serve_until_signalled(server_for(socks[0]), log)
+    from ..services.processes import Supervisor
+
+    log_process_ids()
+    return Supervisor(socks, lambda sock: serve_until_signalled(server_for(sock), log), log).run()
 
 
 def serve_until_signalled(daemon: Any, log: logging.Logger) -> int:

@@ -25,7 +25,7 @@ from .common import (
     snp_verifier_options,
     trust_sim_requested,
 )
-from .enclave_tls_server import LOG_LEVELS, serve_until_signalled, setup_logging
+from .enclave_tls_server import LOG_LEVELS, serve_processes, setup_logging
 
 PROG = "inclavared"
 
@@ -66,6 +66,7 @@ def build_config(args: argparse.Namespace) -> Any:
     from ..services.inclavared import InclavaredConfig, program_files
     from ..services.address import parse_address
     from ..services.limits import limits_from_args
+    from ..services.processes import check_processes
     from ..tls import TlsConfig
     from ..verify.trust import anchor_from_file, default_anchors
 
@@ -74,6 +75,9 @@ def build_config(args: argparse.Namespace) -> Any:
     if not 0 < args.timeout <= 3600:
         raise ConfigError("--timeout must be more than 0 and at most 3600 seconds")
     limits = limits_from_args(args)
+    if args.connect and not args.listen and args.processes != 1:
+        raise ConfigError("--processes applies to server mode (--listen)")
+    check_processes(args.processes, parse_address(args.listen) if args.listen else None)
     policy = Policy.load(args.policy) if args.policy else Policy()
     anchors = [*default_anchors(), *(anchor_from_file(p) for p in args.trust_root)] if args.trust_root else None
     at = parse_time(args.at) if args.at else None
@@ -99,6 +103,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ..services.inclavared import Inclavared
+    from ..services.processes import listen_shared
 
     setup_logging(args.log_level, daemon=True)
     log = logging.getLogger("eaa.inclavared")
@@ -111,11 +116,19 @@ def run(args: argparse.Namespace) -> int:
         log.info("message from upstream: %s", reply.decode("utf-8", "replace"))
         print(reply.decode("utf-8", "replace"))
         return 0
-    host, port = daemon.start().address
+    assert cfg.listen is not None
+    socks = listen_shared(cfg.listen, cfg.limits.backlog, args.processes)
+    name = socks[0].getsockname()
     log.info("using %s", daemon.describe())
-    log.info("listening on %s, workload %s (%s)", f"{host}:{port}" if port else host, cfg.xfer or "-",
-             "mutual" if cfg.upstream_tls.mutual else "one-way")
-    return serve_until_signalled(daemon, log)
+    log.info("listening on %s, workload %s (%s)", name if isinstance(name, str) else f"{name[0]}:{name[1]}",
+             cfg.xfer or "-", "mutual" if cfg.upstream_tls.mutual else "one-way")
+    cfg.limits = cfg.limits.divided(args.processes)
+
+    def server_for(sock: Any) -> Inclavared:
+        daemon.start(sock)
+        return daemon
+
+    return serve_processes(socks, server_for, log)
 
 
 def main(argv: list[str] | None = None) -> int:

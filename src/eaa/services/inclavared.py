@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -177,10 +178,12 @@ class Inclavared:
                      (time.monotonic() - start) * 1000)
 
     # ---- lifecycle ----
-    def start(self) -> ConnectionServer:
-        if self.config.listen is None:
-            raise TransportError("no listen address")
-        sock = listen(self.config.listen, backlog=self.config.limits.backlog)
+    def start(self, sock: socket.socket | None = None) -> ConnectionServer:
+        """Serve on ``sock`` (one of the listeners a parent opened for several processes), else listen."""
+        if sock is None:
+            if self.config.listen is None:
+                raise TransportError("no listen address")
+            sock = listen(self.config.listen, backlog=self.config.limits.backlog)
         self.server = ConnectionServer(self.server_endpoint, sock, self, self.config.limits)
         return self.server
 

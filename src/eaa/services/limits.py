@@ -5,7 +5,7 @@ Kept apart from the connection server so that parsing a command line imports no 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
@@ -34,6 +34,16 @@ class ServerLimits:
                 raise ConfigError(message)
         return self
 
+    def divided(self, processes: int) -> "ServerLimits":
+        """Each of ``processes`` processes' share, so the totals the flags name still hold for the daemon:
+        connections in all, per address and requests served at once are divided (rounded up, at least 1);
+        the backlog is each listener's, the timeout each connection's."""
+        def share(total: int) -> int:
+            return max(1, -(-total // processes))
+
+        return replace(self, max_connections=share(self.max_connections),
+                       max_per_source=share(self.max_per_source), workers=share(self.workers))
+
 
 def add_limit_arguments(parser: Any, defaults: ServerLimits = ServerLimits()) -> None:
     """The connection-limit flags both daemons take (long names only: the short ones are the C tools')."""
@@ -50,6 +60,9 @@ def add_limit_arguments(parser: Any, defaults: ServerLimits = ServerLimits()) ->
                         help=f"requests served at once (default {defaults.workers})")
     parser.add_argument("--backlog", type=int, default=defaults.backlog, metavar="N",
                         help=f"listen backlog, at least 128 (default {defaults.backlog})")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="processes serving the port (TCP only), so verification uses N cores; the "
+                             "limits above are divided among them (default 1)")
 
 
 def limits_from_args(args: Any) -> ServerLimits:
