@@ -92,10 +92,8 @@ def _name(cn: str, platform_id: str) -> x509.Name:
 
 
 def _tcb(product: str, spl: Mapping[str, int]) -> TcbVersion:
-    if product == TURIN:
-        return TcbVersion(TURIN, bl=spl["bl"], tee=spl["tee"], snp=spl["snp"], ucode=spl["ucode"], fmc=spl["fmc"],
-                          reserved=(0, 0, 0))
-    return TcbVersion(product, bl=spl["bl"], tee=spl["tee"], snp=spl["snp"], ucode=spl["ucode"])
+    return TcbVersion.of(product, bl=spl["bl"], tee=spl["tee"], snp=spl["snp"], ucode=spl["ucode"],
+                         fmc=spl["fmc"] if product == TURIN else None)
 
 
 def _ca(subject: x509.Name, key: rsa.RSAPrivateKey, issuer: x509.Name, signer: rsa.RSAPrivateKey, serial: int,

@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..attest.evidence import SEV_SNP
 from ..attest.snp_certs import SnpCertTable
-from ..collateral.kds import AMD_ARK_SHA256, KDS_URL, KdsClient, SnpTcb
+from ..collateral.kds import AMD_ARK_SHA256, KDS_URL, KdsClient, check_product
 from ..errors import (
     CertificateChainError,
     CollateralExpired,
@@ -71,6 +71,7 @@ from ..formats.snp_report import (
     SIGNING_KEY_VLEK,
     TURIN,
     SnpReport,
+    TcbVersion,
     normalize_product,
 )
 from ..formats.snp_vek import (
@@ -766,7 +767,7 @@ class SevSnpVerifier:
             if signer == "vlek":
                 raise CollateralMissing("no VLEK certificate for this SEV-SNP report: VLEKs come only from the "
                                         "host's certificate table, not from AMD's KDS")
-            tcb = SnpTcb.from_reported_tcb(report.reported_tcb, product)
+            tcb = TcbVersion.decode(report.reported_tcb, check_product(product))
             vek = load_vek_certificate(kds.vcek(product, report.chip_id, tcb))
             fetched.append("VCEK")
         if not self._has_chain(vek, have.chain):

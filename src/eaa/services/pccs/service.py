@@ -26,8 +26,9 @@ from cryptography import x509
 
 from ...collateral.cache import Cached, MemoryCache
 from ...collateral.errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
-from ...collateral.kds import KdsChain, SnpTcb, check_hwid, check_product, validate_cert_chain
+from ...collateral.kds import KdsChain, check_hwid, check_product, kds_query, validate_cert_chain
 from ...errors import EaaError, FormatError, TransportError, VerificationError
+from ...formats.snp_report import TcbVersion
 from ...verify.trust import TrustAnchor, default_anchors
 from .appraisal import AppraisalPolicy, fmspc_param
 from .errors import (
@@ -511,9 +512,9 @@ class PccsService:
             raise BadRequest("fmcSPL applies to Turin only")
         else:
             fmc_v = None
-        tcb = SnpTcb(bl=spl_param(bl, "blSPL"), tee=spl_param(tee, "teeSPL"), snp=spl_param(snp, "snpSPL"),
-                     ucode=spl_param(ucode, "ucodeSPL"), fmc=fmc_v)
-        key = vek_key(p, hw, tcb.query(p))
+        tcb = TcbVersion.of(p, bl=spl_param(bl, "blSPL"), tee=spl_param(tee, "teeSPL"), snp=spl_param(snp, "snpSPL"),
+                            ucode=spl_param(ucode, "ucodeSPL"), fmc=fmc_v)
+        key = vek_key(p, hw, kds_query(tcb))
         rec = self._get(KDS_VEK, key)
         if rec is not None and (not self._fills(True) or self.fresh(rec, self.clock())):
             self.metrics.cache.labels(KDS_VEK, "hit").inc()
