@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from .. import __version__
 from ..errors import ConfigError, EaaError, FormatError
+from ..timeutil import as_utc, utc_now
 
 if TYPE_CHECKING:
     import logging
@@ -162,7 +163,7 @@ def seconds_or_zero(value: str) -> float:
 def parse_time(value: str | None) -> datetime:
     """``--at``: unix seconds or an ISO-8601 time, between 1970 and 9999; default now (UTC)."""
     if value is None:
-        return datetime.now(timezone.utc)
+        return utc_now()
     text = value.strip()
     if re.fullmatch(r"[+-]?\d+", text):
         try:
@@ -175,7 +176,7 @@ def parse_time(value: str | None) -> datetime:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(f"bad time {value!r}: use unix seconds or ISO-8601") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return as_utc(dt)
 
 
 # ---- evidence files: binary, hex (any whitespace), base64, or '-' for standard input ----

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import FormatError
+from .pem import pem_blocks
 from .reader import Reader
 from .report_body import (
     SGX_REPORT_BODY_SIZE,
@@ -88,14 +89,7 @@ class CertificationData:
         """The PEM certificates of a type-5 chain, leaf first (NUL padding and blanks ignored)."""
         if self.cert_type != CERT_PCK_CHAIN:
             return []
-        text = self.data.rstrip(b"\x00")
-        certs = []
-        marker_end = b"-----END CERTIFICATE-----"
-        for part in text.split(marker_end):
-            start = part.find(b"-----BEGIN CERTIFICATE-----")
-            if start >= 0:
-                certs.append(part[start:] + marker_end + b"\n")
-        return certs
+        return pem_blocks(self.data)
 
     @property
     def ppid_info(self) -> PpidInfo | None:

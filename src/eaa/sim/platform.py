@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import (
 from ..collateral.bundle import Collateral
 from ..errors import ConfigError, FormatError
 from ..formats.signed_json import split_signed
+from ..timeutil import as_utc, utc_now
 from ..verify.trust import TrustAnchor
 from . import pki, quote, tcbinfo
 from .measure import measure_files, tdx_measure
@@ -74,9 +75,7 @@ def default_sim_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(timezone.utc)
-    return now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
+    return as_utc(now) if now is not None else utc_now()
 
 
 def _pem(cert: x509.Certificate) -> bytes:

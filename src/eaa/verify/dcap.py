@@ -15,7 +15,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
@@ -42,6 +42,7 @@ from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx
 from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quote
 from ..formats.report_body import SgxReportBody, TdReportBody
 from ..formats.tcb_info import TcbInfo
+from ..timeutil import as_utc
 from .result import REVOKED, VerificationResult
 from .roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from .tcb import StatusWithAdvisory, check_qe_identity, evaluate_tcb, validate_statuses
@@ -63,12 +64,6 @@ from .x509chain import (
 
 T = TypeVar("T")
 _SGX_OID_RAW = encode_oid(SGX_EXTENSION_OID)
-
-
-def as_datetime(at: datetime | int | float) -> datetime:
-    if isinstance(at, datetime):
-        return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(at, timezone.utc)
 
 
 class _Lru:
@@ -221,7 +216,7 @@ class QuoteVerifier:
                strict: bool = False) -> VerificationResult:
         """Steps 0-6 and 8 depend only on bytes and are prepared once per (quote, collateral); the checks
         that depend on the time (validity windows, strict expiry) and the quote signature run every call."""
-        now = as_datetime(at)
+        now = as_utc(at)
         if isinstance(quote, Quote):
             p = self._cache.get_or(("quote", quote.raw, collateral), lambda: self._prepare(quote, collateral))
         else:

@@ -85,6 +85,7 @@ from ..formats.snp_vek import (
 )
 from .result import UP_TO_DATE, VerificationResult
 from ..formats.x509_errors import PARSE_ERRORS
+from ..timeutil import as_utc
 from .trust import TrustAnchor, is_simulation_certificate
 from .x509chain import check_crl, check_signature_algorithm, typed_certificate_errors
 
@@ -335,12 +336,6 @@ def _anchor_issuer(child: x509.Certificate, anchors: Sequence[x509.Certificate],
     return None
 
 
-def _as_datetime(at: datetime | int | float) -> datetime:
-    from .dcap import as_datetime
-
-    return as_datetime(at)
-
-
 # ---------------- the verification ----------------
 
 @dataclass(frozen=True)
@@ -376,7 +371,7 @@ def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | fl
     ``crl``: AMD CRLs; the one the ARK issued is checked. ``require_crl``: fail when there is none.
     ``also_pinned``: trust AMD's pinned ARKs besides ``trust_anchors`` (e.g. with a simulated root).
     """
-    now = _as_datetime(at)
+    now = as_utc(at)
     veks = _certs(vek)
     if len(veks) != 1:
         raise CertificateChainError(f"expected one VEK certificate, got {len(veks)}")
