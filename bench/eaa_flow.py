@@ -121,7 +121,8 @@ def main() -> int:
             lock = threading.Lock()
             stop_at = time.monotonic() + args.seconds
 
-            def client() -> None:
+            def client(stop_at: float = stop_at, lock: threading.Lock = lock, latencies: list[float] = latencies,
+                       errors: list[str] = errors) -> None:
                 while time.monotonic() < stop_at:
                     t0 = time.perf_counter()
                     r = shelter.attest(addr)

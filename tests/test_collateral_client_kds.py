@@ -7,16 +7,16 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pytest
-from _vectors import require_vectors
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from test_pccs_support import Reply, Route, fake_upstream
 
+from _vectors import require_vectors
 from eaa.collateral.errors import CollateralNotFound, CorruptCollateral
 from eaa.collateral.kds import KdsClient, kds_query, load_der_certificate, vek_extensions
 from eaa.errors import FormatError
 from eaa.formats.snp_report import TcbVersion
+from test_pccs_support import Reply, Route, fake_upstream
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -38,7 +38,8 @@ def vector_kds(product: str) -> KdsFiles:
     vcek = (d / f"snp-virtee-sev/vcek_{name}.der").read_bytes()
     ext = vek_extensions(load_der_certificate(vcek, "vcek"))
     assert ext.hwid is not None
-    return KdsFiles(product, vcek, (d / f"snp-virtee-sev/cert_chain_{name}").read_bytes(), ext.hwid.hex(), ext.tcb(product))
+    chain = (d / f"snp-virtee-sev/cert_chain_{name}").read_bytes()
+    return KdsFiles(product, vcek, chain, ext.hwid.hex(), ext.tcb(product))
 
 
 def kds_routes(*files: KdsFiles) -> dict[str, Route]:
@@ -67,7 +68,10 @@ def _der_int(v: int) -> bytes:
     return bytes([0x02, len(body)]) + body
 
 
-def make_test_pki(product: str = "Milan", hwid: bytes = b"\x11" * 64, tcb: TcbVersion = TcbVersion.of("Milan", bl=3, tee=0, snp=8, ucode=115)):  # type: ignore[no-untyped-def]
+MILAN_TCB = TcbVersion.of("Milan", bl=3, tee=0, snp=8, ucode=115)
+
+
+def make_test_pki(product: str = "Milan", hwid: bytes = b"\x11" * 64, tcb: TcbVersion = MILAN_TCB):  # type: ignore[no-untyped-def]
     """Builds an ARK/ASK/VCEK/CRL set shaped like AMD's (RSA-PSS chain, P-384 VCEK)."""
     ark_key = rsa.generate_private_key(65537, 2048)
     ask_key = rsa.generate_private_key(65537, 2048)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from test_collateral_client_kds import kds_routes, make_test_pki, vector_kds
-from test_pccs_support import error_json, fake_upstream, make_service, running
 
 from eaa.collateral.kds import KdsClient, kds_query
 from eaa.services.pccs import Mode
+from test_collateral_client_kds import kds_routes, make_test_pki, vector_kds
+from test_pccs_support import error_json, fake_upstream, make_service, running
 
 
 def test_vcek_chain_cached_then_offline(tmp_path: Path) -> None:

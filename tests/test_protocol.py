@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from eaa.errors import IdentityMismatch, ProtocolError
+from eaa.errors import ConfigError, IdentityMismatch, ProtocolError
 from eaa.services import protocol
 from eaa.services.address import parse_address
-from eaa.errors import ConfigError
 
 
 def test_v1_bytes_match_the_original() -> None:
@@ -65,7 +64,8 @@ def test_bad_workload_evidence(kw: dict[str, object]) -> None:
 
 
 def test_bad_enclaveinfo() -> None:
-    for data in (b"{}", b'{"msgtype":"ENCLAVEINFO","version":2}', b'{"msgtype":"ENCLAVEINFO","version":2,"verdict":{}}'):
+    for data in (b"{}", b'{"msgtype":"ENCLAVEINFO","version":2}',
+                 b'{"msgtype":"ENCLAVEINFO","version":2,"verdict":{}}'):
         with pytest.raises(ProtocolError):
             protocol.parse_enclaveinfo_v2(data)
     with pytest.raises(ProtocolError):

@@ -18,8 +18,9 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import __version__
 from ..errors import ConfigError, EaaError, FormatError
@@ -275,10 +276,10 @@ def snp_verifier_options(args: argparse.Namespace) -> dict[str, Any]:
 # ---- the daemons' log format ----
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_formatter_class: "type[logging.Formatter] | None" = None
+_formatter_class: type[logging.Formatter] | None = None
 
 
-def log_formatter() -> "logging.Formatter":
+def log_formatter() -> logging.Formatter:
     """The one log format of every daemon: UTC timestamp with milliseconds, level, component (the logger's
     name, e.g. eaa.inclavared), message, on one line; an exception is folded onto that line, so a log
     never carries a traceback. (Built on first use: one-shot commands do not import logging.)"""
@@ -288,7 +289,7 @@ def log_formatter() -> "logging.Formatter":
 
     if _formatter_class is None:
         class LogFormatter(logging.Formatter):
-            converter = time.gmtime
+            converter = time.gmtime  # type: ignore[assignment]  # typeshed's overloads of gmtime lose its argument
 
             def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
                 return f"{super().formatTime(record, datefmt)}.{int(record.msecs):03d}Z"
@@ -307,7 +308,7 @@ def log_formatter() -> "logging.Formatter":
 
 
 def setup_daemon_logging(level: int | str, *, stream: TextIO | None = None,
-                         loggers: tuple[str, ...] = ("eaa", "uvicorn", "httpx", "httpcore")) -> "logging.Handler":
+                         loggers: tuple[str, ...] = ("eaa", "uvicorn", "httpx", "httpcore")) -> logging.Handler:
     """Route a daemon's loggers through :func:`log_formatter` at ``level`` (a name such as "info" or a
     logging level). httpx and httpcore log a line per request at INFO; they are kept at WARNING or
     above, so an upstream fetch is logged once, by eaa."""

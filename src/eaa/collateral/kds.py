@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 from cryptography import x509
@@ -134,7 +135,8 @@ def validate_cert_chain(pem: bytes, product: str, key_type: str = "vcek",
     cn = ask.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     expected = f"SEV-{product}" if key_type == "vcek" else f"SEV-VLEK-{product}"
     if not cn or str(cn[0].value) != expected:
-        raise CorruptCollateral(f"KDS cert_chain intermediate is {ask.subject.rfc4514_string()}, expected CN={expected}")
+        raise CorruptCollateral(f"KDS cert_chain intermediate is {ask.subject.rfc4514_string()}, "
+                                f"expected CN={expected}")
     return KdsChain(ask, ark, pem)
 
 

@@ -255,7 +255,7 @@ class SnpReport:
 
     # ---- parsing ----
     @classmethod
-    def parse(cls, data: bytes) -> "SnpReport":
+    def parse(cls, data: bytes) -> SnpReport:
         """Parse and sanity-check; FormatError (with field and offset) for anything malformed."""
         d = bytes(data)
         if len(d) != REPORT_SIZE:

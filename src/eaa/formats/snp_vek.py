@@ -12,8 +12,8 @@ OIDs are ``1.3.6.1.4.1.3704.1`` + suffix (go-sev-guest ``kds/kds.go``; shared/do
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning

@@ -20,7 +20,7 @@ class ServerLimits:
     backlog: int = 1024
     report_every: float = 10.0
 
-    def validate(self) -> "ServerLimits":
+    def validate(self) -> ServerLimits:
         """The limits, or a ConfigError naming the flag that is out of range."""
         checks = (
             (1 <= self.max_connections <= 1_000_000, "--max-connections must be 1..1000000"),

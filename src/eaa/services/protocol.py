@@ -120,14 +120,14 @@ class WorkloadEvidence:
     nonce: bytes
 
     @classmethod
-    def from_workload_reply(cls, data: bytes, certificate: bytes | None) -> "WorkloadEvidence":
+    def from_workload_reply(cls, data: bytes, certificate: bytes | None) -> WorkloadEvidence:
         obj = parse_json_line(data, "workload reply")
         if obj.get("msgtype") != "EVIDENCE" or obj.get("version") != 2:
             raise ProtocolError("workload reply is not a v2 EVIDENCE message")
         return cls.from_obj(obj, certificate)
 
     @classmethod
-    def from_obj(cls, obj: dict[str, Any], certificate: bytes | None = None) -> "WorkloadEvidence":
+    def from_obj(cls, obj: dict[str, Any], certificate: bytes | None = None) -> WorkloadEvidence:
         if not isinstance(obj, dict):
             raise ProtocolError("workload evidence is not an object")
         etype = obj.get("evidence_type")

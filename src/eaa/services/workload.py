@@ -16,9 +16,10 @@ import base64
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..attest.evidence import SGX_ECDSA, Attester, Evidence
 from ..errors import ConfigError, EaaError, ProtocolError

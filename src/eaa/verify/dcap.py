@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -32,7 +33,6 @@ from ..errors import (
     CollateralMissing,
     CrlError,
     EaaError,
-    FormatError,
     IdentityMismatch,
     UnsupportedCertificationData,
 )
@@ -133,7 +133,7 @@ class QuoteVerifier:
         """Chains repeat within one quote's collateral (TCB info and QE identity share one): check each once
         per role it plays."""
         key = (pem, role.signer)
-        chain = memo.chains.get(key)
+        chain: RoleChain | None = memo.chains.get(key)
         if chain is None:
             chain = memo.chains[key] = check_role_chain(load_pem_chain(pem, role.what, memo), self.anchors, role,
                                                         memo)
@@ -311,10 +311,12 @@ class QuoteVerifier:
         # 4. QE report signature by the PCK key. One QE report serves every quote made with its attestation
         #    key, so a verified (report, signature, PCK) triple is remembered under its exact bytes.
         qe = q.signature_data.qe
-        self._cache.get_or(
-            ("qe-report", pck.fingerprint, qe.qe_report.raw, qe.qe_report_signature),
-            lambda: verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report",
-                                         check=Check.QE_REPORT_SIGNATURE) or True)
+        def qe_report_signed() -> bool:
+            verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report",
+                                 check=Check.QE_REPORT_SIGNATURE)
+            return True
+
+        self._cache.get_or(("qe-report", pck.fingerprint, qe.qe_report.raw, qe.qe_report_signature), qe_report_signed)
 
         # 5. QE report data binds the attestation key and QE auth data.
         expected = hashlib.sha256(q.signature_data.attestation_key + qe.qe_auth_data).digest()

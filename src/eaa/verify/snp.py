@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -83,9 +84,9 @@ from ..formats.snp_vek import (
     vek_extensions,
     vek_kind,
 )
-from .result import UP_TO_DATE, VerificationResult
 from ..formats.x509_errors import PARSE_ERRORS
 from ..timeutil import as_utc
+from .result import UP_TO_DATE, VerificationResult
 from .trust import TrustAnchor, is_simulation_certificate
 from .x509chain import check_crl, check_signature_algorithm, typed_certificate_errors
 
@@ -100,9 +101,9 @@ _SHA256 = hashes.SHA256()
 _PINNED_ARKS = {bytes.fromhex(fp): product for product, fp in AMD_ARK_SHA256.items()}
 _MAX_CERT_FILE = 1 << 20
 
-CertInput = Union[bytes, str, x509.Certificate, Sequence[Union[bytes, str, x509.Certificate]]]
-AnchorInput = Union[TrustAnchor, x509.Certificate]
-CrlInput = Union[bytes, Sequence[bytes], None]
+CertInput = bytes | str | x509.Certificate | Sequence[bytes | str | x509.Certificate]
+AnchorInput = TrustAnchor | x509.Certificate
+CrlInput = bytes | Sequence[bytes] | None
 DEFAULT_V2_PRODUCT = "Milan"  # go-sev-guest abi.DefaultSevProduct(): what a v2 report is taken to be
 NO_CRL_HINT = "use --no-crl (check_crl=False) to skip revocation checking"
 
@@ -148,7 +149,7 @@ def _crls(value: CrlInput) -> tuple[bytes, ...]:
 def _crl_issuer(der: bytes) -> x509.Name | None:
     try:
         return x509.load_der_x509_crl(der).issuer
-    except (*PARSE_ERRORS, ValueError):
+    except PARSE_ERRORS:  # ValueError among them
         return None
 
 
@@ -167,20 +168,20 @@ class SnpCollateral:
 
     @classmethod
     def of(cls, vek: CertInput | None = None, chain: CertInput | None = None, crl: CrlInput = None,
-           source: str = "explicit") -> "SnpCollateral":
+           source: str = "explicit") -> SnpCollateral:
         """From DER/PEM bytes or certificates; the VEK(s) and the chain may also be mixed in either."""
         pool = _certs(vek) + _certs(chain)
         veks = tuple(c for c in pool if vek_kind(c) is not None)
         return cls(veks, tuple(c for c in pool if vek_kind(c) is None), _crls(crl), source)
 
     @classmethod
-    def from_cert_table(cls, table: SnpCertTable) -> "SnpCollateral":
+    def from_cert_table(cls, table: SnpCertTable) -> SnpCollateral:
         """The host's certificate table (VCEK/VLEK, ASK, ARK; any may be missing)."""
         parts = [table.get(name) for name in ("vcek", "vlek", "ask", "ark")]
         return cls.of(chain=[p for p in parts if p], source="cert table")
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str]) -> "SnpCollateral":
+    def from_path(cls, path: str | os.PathLike[str]) -> SnpCollateral:
         """Certificates from a file (PEM bundle or one DER) or every certificate file of a directory.
 
         Files that hold no certificate are skipped, so a directory shared with DCAP collateral works;
@@ -211,7 +212,7 @@ class SnpCollateral:
     def crl(self) -> bytes | None:
         return self.crls[0] if self.crls else None
 
-    def merged(self, other: "SnpCollateral") -> "SnpCollateral":
+    def merged(self, other: SnpCollateral) -> SnpCollateral:
         return SnpCollateral(self.veks + other.veks, self.chain + other.chain, self.crls + other.crls,
                              f"{self.source} + {other.source}")
 
@@ -779,7 +780,7 @@ class SevSnpVerifier:
 
     # ---- the verifier interface ----
     def verify_evidence(self, evidence: bytes, *, evidence_type: str = SEV_SNP, report_data_hash: bytes | None = None,
-                        collateral: "Collateral | SnpCollateral | SnpCertTable | None" = None,
+                        collateral: Collateral | SnpCollateral | SnpCertTable | None = None,
                         at: datetime | int | float | None = None, **_: Any) -> VerificationResult:
         from .registry import check_report_data
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from cryptography import x509
 
@@ -76,7 +77,7 @@ class Record:
                 "source": self.source}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Record":
+    def from_json(cls, obj: Any) -> Record:
         if not isinstance(obj, dict):
             raise FormatError("bundle record is not an object", field="records")
         try:

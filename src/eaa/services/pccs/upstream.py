@@ -8,11 +8,12 @@ as an import (:func:`validate_record`), so nothing unverified can reach the stor
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from cryptography import x509
 
 from ...collateral.errors import CollateralNotFound
+from ...collateral.http import HttpResponse
 from ...collateral.kds import KdsChain, KdsClient, chain_path, crl_path, kds_query, vcek_path
 from ...collateral.pcs import (
     H_IDENTITY_ISSUER_CHAIN,
@@ -26,7 +27,6 @@ from ...collateral.pcs import (
     header_chain,
     status_error,
 )
-from ...collateral.http import HttpResponse
 from ...formats.snp_report import TcbVersion
 from ...verify.trust import TrustAnchor
 from .breaker import CircuitBreaker
