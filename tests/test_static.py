@@ -1,8 +1,8 @@
 """The static checks are part of the suite, so `make test` (and CI) fails on a lint or type error.
 
-ruff and mypy are pinned in the ``test`` extra and read their settings from pyproject.toml: ruff over
-the package, the tests, the benchmarks and the fuzz targets; mypy over the package, strict for
-eaa.formats and eaa.verify.
+ruff, mypy and import-linter are pinned in the ``test`` extra and read their settings from
+pyproject.toml: ruff over the package, the tests, the benchmarks and the fuzz targets; mypy over the
+package, strict for eaa.formats and eaa.verify; import-linter's layers contracts over the package.
 """
 
 from __future__ import annotations
@@ -25,4 +25,10 @@ def test_ruff_reports_nothing() -> None:
 
 def test_mypy_reports_nothing() -> None:
     r = _run("mypy")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_import_layers_hold() -> None:
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    r = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
