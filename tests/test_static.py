@@ -32,3 +32,10 @@ def test_import_layers_hold() -> None:
     lint_imports = Path(sys.executable).with_name("lint-imports")
     r = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ci_entry_point_is_a_valid_script() -> None:
+    """.ci/run is what CI calls (it ends in `make test`); a syntax error there would skip every check above."""
+    r = subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("make test")
