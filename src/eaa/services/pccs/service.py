@@ -543,7 +543,7 @@ class PccsService:
                             chain = validate_cert_chain(stored.body, product, key_type, self.trusted_arks)
                 checked = validate_record(rec, self.anchors, self.trusted_arks, chain)
             except VerificationError as e:  # signatures, chains, CRLs: Intel's 460
-                raise IntegrityError(f"record {n} ({rec.kind}) rejected: {e}") from None
+                raise IntegrityError(f"record {n} ({rec.kind}) rejected: {e}", check=e.check) from None
             except (EaaError, ValueError) as e:
                 raise BadRequest(f"record {n} ({rec.kind}) rejected: {e}",
                                  check=e.check if isinstance(e, EaaError) else None) from None
