@@ -30,7 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from eaa_flow import free_port, wait_port  # the flow benchmark's helpers (bench/ is on sys.path as the script's directory)
+from eaa_flow import (  # the flow benchmark's helpers (bench/ is on sys.path as the script's directory)
+    free_port,
+    wait_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT.parent / "shared" / "vectors"
@@ -104,7 +107,8 @@ def commands(flow: Flow | None) -> dict[str, list[str]]:
             f"print(dcap_qvl.verify(raw, c, {at}).status)")]
     except ImportError:
         print("dcap-qvl is not installed (pip install -e '.[bench]'): no peer column", file=sys.stderr)
-    cmds["eaa verify-quote"] = [str(BIN / "eaa"), "verify-quote", str(quote), "--collateral", str(coll), "--at", str(at)]
+    cmds["eaa verify-quote"] = [str(BIN / "eaa"), "verify-quote", str(quote), "--collateral", str(coll),
+                                "--at", str(at)]
     cmds["eaa --help"] = [str(BIN / "eaa"), "--help"]
     cmds["shelter --help"] = [str(BIN / "shelter"), "--help"]
     if flow is not None:
@@ -150,11 +154,11 @@ def main() -> int:
     print(f"{'command':26} {'wall ms':>8} {'range ms':>13} {'x bare':>6} {'x dcap-qvl one-shot':>20} "
           f"{'cpu ms':>7} {'cpu x dcap-qvl':>14}")
     for name, ts in times.items():
-        r_bare = [t / b for t, b in zip(ts, bare)]
+        r_bare = [t / b for t, b in zip(ts, bare, strict=True)]
         line = (f"{name:26} {statistics.median(ts):8.1f} {min(ts):6.0f}-{max(ts):<6.0f} "
                 f"{statistics.median(r_bare):6.2f}")
         if peer:
-            r = [t / p for t, p in zip(ts, times[peer])]
+            r = [t / p for t, p in zip(ts, times[peer], strict=True)]
             line += f" {statistics.median(r):6.2f} [{min(r):.2f}-{max(r):.2f}]"
         line += f" {statistics.median(cpu[name]):7.1f}"
         if peer:
@@ -162,7 +166,7 @@ def main() -> int:
         print(line)
     print("targets:")
     if peer:
-        ratio = statistics.median(t / p for t, p in zip(times["eaa verify-quote"], times[peer]))
+        ratio = statistics.median(t / p for t, p in zip(times["eaa verify-quote"], times[peer], strict=True))
         print(f"  eaa verify-quote within {VERIFY_TARGET}x dcap-qvl's one-shot: {ratio:.2f}x -> "
               f"{'met' if ratio <= VERIFY_TARGET else 'NOT met'}")
     if "shelter remoteattestation" in times:

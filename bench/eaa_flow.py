@@ -185,10 +185,11 @@ def client_main(sim_dir: str, load: str, addresses: list[str]) -> int:
         lock = threading.Lock()
         stop_at = time.monotonic() + cmd["seconds"]
 
-        def run_client() -> None:
+        def run_client(stop_at: float = stop_at, addr: str = cmd["addr"], lock: threading.Lock = lock,
+                       latencies: list[float] = latencies, errors: list[str] = errors) -> None:
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
-                ok, error = attest(cmd["addr"])
+                ok, error = attest(addr)
                 dt = (time.perf_counter() - t0) * 1000
                 with lock:
                     if ok:
@@ -230,7 +231,7 @@ class Clients:
     def run(self, addr: str, concurrency: int, seconds: float) -> tuple[float, list[float], int, list[str]]:
         """``concurrency`` shelters for ``seconds``: attestations/s, latencies (ms), errors and examples."""
         shares = [concurrency // len(self.procs) + (i < concurrency % len(self.procs)) for i in range(len(self.procs))]
-        busy = [(p, n) for p, n in zip(self.procs, shares) if n]
+        busy = [(p, n) for p, n in zip(self.procs, shares, strict=True) if n]
         for p, n in busy:
             assert p.stdin is not None
             p.stdin.write(json.dumps({"addr": addr, "threads": n, "seconds": seconds}) + "\n")
@@ -264,7 +265,7 @@ class Flow:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     addr: str = ""
 
-    def start(self, env: dict[str, str]) -> "Flow":
+    def start(self, env: dict[str, str]) -> Flow:
         py = sys.executable
         wport, iport = free_port(), free_port()
         n = ["--processes", str(self.processes)]
@@ -331,7 +332,7 @@ def measure(load: str, flows: list[Flow], configs: list[int], levels: list[int],
         ratios: dict[int, list[float]] = {n: [] for n in levels}
         for rnd in range(args.rounds):
             for n in levels:
-                order = list(zip(configs, flows))
+                order = list(zip(configs, flows, strict=True))
                 if rnd % 2:
                     order.reverse()
                 rates = {}

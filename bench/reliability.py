@@ -96,7 +96,7 @@ class Slowloris:
         self._next_source = 0
         self._rng = random.Random(1)
 
-    def start(self) -> "Slowloris":
+    def start(self) -> Slowloris:
         self._thread.start()
         return self
 
@@ -276,7 +276,7 @@ def main() -> int:
               f"end: {open_now}; {stats.opened} opened, {stats.closed_by_server} closed by {args.target}, "
               f"{stats.refused} refused")
         print(f"{'run':>3} {'before s':>9} {'loaded s':>9} {'after s':>8} {'loaded/unloaded median':>23}")
-        for i, (b, ld, a) in enumerate(zip(before, loaded, after), 1):
+        for i, (b, ld, a) in enumerate(zip(before, loaded, after, strict=True), 1):
             print(f"{i:3d} {b:9.3f} {ld:9.3f} {a:8.3f} {ld / base:23.2f}")
         worst = max(loaded) / base
         print(f"median unloaded {base:.3f} s, median loaded {statistics.median(loaded):.3f} s "

@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers.values():
                 server.stop()
-        ratio = {name: _summary([a / b for a, b in zip(rates[name], rates["plain"])]) for name in ("warm", "cold")}
+        ratio = {name: _summary([a / b for a, b in zip(rates[name], rates["plain"], strict=True)])
+                 for name in ("warm", "cold")}
         rows.append({"mode": "mutual" if mutual else "one-way",
                      **{name: _summary(r) for name, r in rates.items()},
                      "warm_ratio": ratio["warm"], "cold_ratio": ratio["cold"],

@@ -19,8 +19,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -66,14 +66,14 @@ def main() -> int:
         warm_verifier = QuoteVerifier()
         expected = warm_verifier.verify(raw, coll, at=at).status
         runs: dict[str, Callable[[], object]] = {
-            "cold": lambda: QuoteVerifier(cache_size=0).verify(raw, coll, at=at),
-            "warm": lambda: warm_verifier.verify(raw, coll, at=at),
+            "cold": lambda raw=raw, coll=coll, at=at: QuoteVerifier(cache_size=0).verify(raw, coll, at=at),
+            "warm": lambda raw=raw, coll=coll, at=at, v=warm_verifier: v.verify(raw, coll, at=at),
             "floor": _floor(raw),
         }
         if dcap_qvl is not None:
             pc = dcap_qvl.QuoteCollateralV3.from_json(coll_json)
             assert dcap_qvl.verify(raw, pc, at).status == expected
-            runs["peer"] = lambda: dcap_qvl.verify(raw, pc, at)
+            runs["peer"] = lambda raw=raw, pc=pc, at=at: dcap_qvl.verify(raw, pc, at)
         rounds: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(ROUNDS):
             for name, fn in runs.items():
@@ -115,7 +115,7 @@ def _floor(raw: bytes) -> Callable[[], object]:
 def _ratio(r: dict[str, list[float]], a: str, b: str) -> tuple[float, float, float] | None:
     if a not in r or b not in r:
         return None
-    values = [x / y for x, y in zip(r[a], r[b])]
+    values = [x / y for x, y in zip(r[a], r[b], strict=True)]
     return statistics.median(values), min(values), max(values)
 
 

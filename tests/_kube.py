@@ -12,11 +12,12 @@ import json
 import ssl
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -114,7 +115,8 @@ class FakeApi:
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
-    def page(self, path: str, query: dict[str, list[str]], headers: dict[str, str], peer_cert: Any) -> tuple[int, bytes]:
+    def page(self, path: str, query: dict[str, list[str]], headers: dict[str, str],
+             peer_cert: Any) -> tuple[int, bytes]:
         self.requests.append({"path": path, "query": query, "headers": headers, "client_cert": peer_cert})
         if self.token is not None and headers.get("authorization") != f"Bearer {self.token}":
             return 401, _status(401, "Unauthorized", "Unauthorized")

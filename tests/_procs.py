@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def free_port() -> int:
@@ -68,7 +68,8 @@ class Proc:
         return self.p.returncode
 
 
-def run(module: str, args: Sequence[str], env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run(module: str, args: Sequence[str], env: dict[str, str],
+        timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import random
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
-from test_pccs_support import vector_case
 
+from _vectors import require_vectors
 from eaa.collateral import kds
 from eaa.collateral import validate as v
 from eaa.errors import EaaError
 from eaa.services.pccs.records import signed_response
 from eaa.verify.trust import default_anchors
-
-from _vectors import require_vectors
+from test_pccs_support import vector_case
 
 
 def _every_change_is_typed(data: bytes, check: Callable[[bytes], object], samples: int = 250) -> None:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from eaa.sim import init_platform
-
 from _procs import free_port
+from eaa.sim import init_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 import eaa
-from eaa.cli.common import setup_daemon_logging
-
 from _vectors import require_vectors
+from eaa.cli.common import setup_daemon_logging
 
 BIN = Path(sys.executable).parent
 SCRIPTS = ("eaa", "shelter", "enclave-tls-client", "enclave-tls-server", "inclavared", "eaa-pccs")

@@ -9,13 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_pccs_support import fake_upstream, intel_routes, outcome, vector_case
 
 from eaa.collateral.cache import DiskCache, default_cache_dir
 from eaa.collateral.errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
 from eaa.collateral.fetch import fetch_collateral_for_quote
 from eaa.collateral.pcs import PcsClient
 from eaa.verify.dcap import QuoteVerifier
+from test_pccs_support import fake_upstream, intel_routes, outcome, vector_case
 
 
 def _client(url: str, case, now: list[float], **kw):  # type: ignore[no-untyped-def]

@@ -7,15 +7,16 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pytest
-from _vectors import require_vectors
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from test_pccs_support import Reply, Route, fake_upstream
 
+from _vectors import require_vectors
 from eaa.collateral.errors import CollateralNotFound, CorruptCollateral
-from eaa.collateral.kds import KdsClient, SnpTcb, load_der_certificate, vek_extensions
+from eaa.collateral.kds import KdsClient, kds_query, load_der_certificate, vek_extensions
 from eaa.errors import FormatError
+from eaa.formats.snp_report import TcbVersion
+from test_pccs_support import Reply, Route, fake_upstream
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -27,7 +28,7 @@ class KdsFiles:
     vcek: bytes
     chain: bytes
     hwid: str
-    tcb: SnpTcb
+    tcb: TcbVersion
     crl: bytes | None = None
 
 
@@ -37,14 +38,15 @@ def vector_kds(product: str) -> KdsFiles:
     vcek = (d / f"snp-virtee-sev/vcek_{name}.der").read_bytes()
     ext = vek_extensions(load_der_certificate(vcek, "vcek"))
     assert ext.hwid is not None
-    return KdsFiles(product, vcek, (d / f"snp-virtee-sev/cert_chain_{name}").read_bytes(), ext.hwid.hex(), ext.tcb)
+    chain = (d / f"snp-virtee-sev/cert_chain_{name}").read_bytes()
+    return KdsFiles(product, vcek, chain, ext.hwid.hex(), ext.tcb(product))
 
 
 def kds_routes(*files: KdsFiles) -> dict[str, Route]:
     routes: dict[str, Route] = {}
     for f in files:
         def vcek(q: dict[str, str], f: KdsFiles = f) -> Reply:
-            want = {k: str(v) for k, v in f.tcb.query(f.product).items()}
+            want = {k: str(v) for k, v in kds_query(f.tcb).items()}
             if q != want:
                 return 404, b"no VCEK for that TCB", {}
             return 200, f.vcek, {"Content-Type": "application/octet-stream"}
@@ -66,7 +68,10 @@ def _der_int(v: int) -> bytes:
     return bytes([0x02, len(body)]) + body
 
 
-def make_test_pki(product: str = "Milan", hwid: bytes = b"\x11" * 64, tcb: SnpTcb = SnpTcb(3, 0, 8, 115)):  # type: ignore[no-untyped-def]
+MILAN_TCB = TcbVersion.of("Milan", bl=3, tee=0, snp=8, ucode=115)
+
+
+def make_test_pki(product: str = "Milan", hwid: bytes = b"\x11" * 64, tcb: TcbVersion = MILAN_TCB):  # type: ignore[no-untyped-def]
     """Builds an ARK/ASK/VCEK/CRL set shaped like AMD's (RSA-PSS chain, P-384 VCEK)."""
     ark_key = rsa.generate_private_key(65537, 2048)
     ask_key = rsa.generate_private_key(65537, 2048)
@@ -119,10 +124,12 @@ def test_vcek_and_chain_from_vectors(product: str) -> None:
 
 def test_turin_query_has_fmc_and_short_hwid() -> None:
     f = vector_kds("Turin")
-    assert list(f.tcb.query("Turin")) == ["fmcSPL", "blSPL", "teeSPL", "snpSPL", "ucodeSPL"]
+    assert list(kds_query(f.tcb)) == ["fmcSPL", "blSPL", "teeSPL", "snpSPL", "ucodeSPL"]
     assert len(f.hwid) == 16
-    assert SnpTcb.from_reported_tcb(bytes([1, 2, 3, 4, 0, 0, 0, 9]), "Turin") == SnpTcb(2, 3, 4, 9, 1)
-    assert SnpTcb.from_reported_tcb(0x4405000000000002, "Milan") == SnpTcb(2, 0, 5, 0x44)
+    turin = TcbVersion.decode(int.from_bytes(bytes([1, 2, 3, 4, 0, 0, 0, 9]), "little"), "Turin")
+    assert turin == TcbVersion.of("Turin", bl=2, tee=3, snp=4, ucode=9, fmc=1)
+    assert kds_query(turin) == {"fmcSPL": "1", "blSPL": "2", "teeSPL": "3", "snpSPL": "4", "ucodeSPL": "9"}
+    assert TcbVersion.decode(0x4405000000000002, "Milan") == TcbVersion.of("Milan", bl=2, tee=0, snp=5, ucode=0x44)
 
 
 def test_wrong_vcek_answers_are_corrupt() -> None:
@@ -144,7 +151,7 @@ def test_wrong_vcek_answers_are_corrupt() -> None:
     with fake_upstream({f"/vcek/v1/Milan/{f.hwid}": lambda q: (200, f.vcek, {}),
                         "/vcek/v1/Milan/cert_chain": lambda q: (200, f.chain, {})}) as kds:
         with pytest.raises(CorruptCollateral, match="TCB"):
-            _client(kds.url).vcek("Milan", f.hwid, SnpTcb(1, 0, 1, 1))
+            _client(kds.url).vcek("Milan", f.hwid, TcbVersion.of("Milan", bl=1, tee=0, snp=1, ucode=1))
 
 
 def test_generated_pki_crl_and_trusted_arks() -> None:
@@ -162,11 +169,13 @@ def test_generated_pki_crl_and_trusted_arks() -> None:
 def test_parameter_errors() -> None:
     client = _client("http://127.0.0.1:9")
     with pytest.raises(FormatError):
-        client.vcek("Rome", "00" * 64, SnpTcb(1, 1, 1, 1))
+        client.vcek("Rome", "00" * 64, TcbVersion.of("Milan", bl=1, tee=1, snp=1, ucode=1))
     with pytest.raises(FormatError):
-        client.vcek("Milan", "00" * 8, SnpTcb(1, 1, 1, 1))
+        client.vcek("Milan", "00" * 8, TcbVersion.of("Milan", bl=1, tee=1, snp=1, ucode=1))
+    with pytest.raises(FormatError, match="Turin TCB"):
+        client.vcek("Milan", "00" * 64, TcbVersion.of("Turin", bl=1, tee=1, snp=1, ucode=1, fmc=1))
     with pytest.raises(FormatError):
-        SnpTcb(256, 0, 0, 0)
+        TcbVersion.of("Milan", bl=256, tee=0, snp=0, ucode=0)
     with pytest.raises(FormatError):
         client.cert_chain("Milan", "vxek")
 
@@ -174,7 +183,7 @@ def test_parameter_errors() -> None:
 def test_vlek_extensions_from_vectors() -> None:
     d = require_vectors()
     ext = vek_extensions(load_der_certificate((d / "snp-trustee/test-vlek.der").read_bytes(), "vlek"))
-    assert ext.product_name == "Milan" and ext.csp_id and ext.tcb.ucode == 217 and ext.hwid is None
+    assert ext.product_name == "Milan" and ext.csp_id and ext.tcb().ucode == 217 and ext.hwid is None
     for name in ("test-vcek-invalid-legacy.der", "test-vcek-invalid-new.der"):  # raw and OCTET STRING hwID
         e = vek_extensions(load_der_certificate((d / "snp-trustee" / name).read_bytes(), name))
         assert e.hwid is not None and len(e.hwid) == 64

@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -139,7 +139,7 @@ def closed_by_server(s: socket.socket, timeout: float = 20.0) -> bool:
         return s.recv(1) == b""
     except ConnectionResetError:
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
 
 
@@ -173,7 +173,7 @@ def test_total_limit_sheds_the_least_recently_active_idle_connection(records):
         conns = []
         for i in range(5):
             conns.append(raw(server))
-            assert wait_for(lambda: server.connections == i + 1)
+            assert wait_for(lambda i=i: server.connections == i + 1)
         sixth = raw(server)
         assert closed_by_server(conns[0])
         assert all(still_open(s) for s in conns[1:]) and still_open(sixth)
@@ -191,7 +191,7 @@ def test_per_source_limit_refuses_a_flood_and_sheds_long_idle_connections(record
         attacker = []
         for i in range(3):
             attacker.append(raw(server, "127.0.0.2"))
-            assert wait_for(lambda: server.connections == i + 2)
+            assert wait_for(lambda i=i: server.connections == i + 2)
         flood = raw(server, "127.0.0.2")  # the address's connections are all fresh: the newcomer goes
         assert closed_by_server(flood)
         assert all(still_open(s) for s in attacker)

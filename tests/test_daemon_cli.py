@@ -12,18 +12,17 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from _procs import Proc, free_port, run, sim_env, wait_listening
 from eaa.errors import EaaError, ProtocolError
 from eaa.services.inclavared import Inclavared, InclavaredConfig
 from eaa.services.protocol import make_request
 from eaa.tls import TlsConfig
 from eaa.tls.testing import FakeAttester, FakeVerifier
-
-from _procs import Proc, free_port, run, sim_env, wait_listening
 
 SERVER = "eaa.cli.enclave_tls_server"
 INCLAVARED = "eaa.cli.inclavared"

@@ -24,6 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from _manifests import K8S, built, containers, find, mounts, pod_spec
 from eaa.cli.enclave_tls_server import build_parser as server_parser
 from eaa.cli.inclavared import build_parser as inclavared_parser
 from eaa.cli.pccs_server import build_parser as pccs_parser
@@ -32,8 +33,6 @@ from eaa.collateral import qcnl
 from eaa.services import discovery
 from eaa.services.pccs.schedule import parse_interval
 from eaa.services.workload import program_files
-
-from _manifests import K8S, built, containers, find, mounts, pod_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "deploy" / "docker"

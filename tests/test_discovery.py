@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
+from _kube import TOKEN, FakeApi, make_pki, recorded_pods, serving
 from eaa.cli.shelter import main as shelter_main
 from eaa.errors import ConfigError, ProtocolError, TransportError
 from eaa.services import discovery
 from eaa.services.discovery import discover, in_cluster_credentials, kubeconfig_credentials, load_credentials
-
-from _kube import TOKEN, FakeApi, make_pki, recorded_pods, serving
 
 NODES = ["tcp://192.0.2.11:1236", "tcp://192.0.2.12:1236", "tcp://192.0.2.13:1236"]
 
@@ -117,7 +116,8 @@ def test_the_system_store_does_not_know_a_private_cluster_ca(api: FakeApi, tmp_p
     ({}, {"auth-provider": {"name": "gcp"}}, "auth providers"),
     ({}, {"username": "admin", "password": "pw"}, "basic authentication"),
     ({}, {"client-key-data": "@@@"}, "client-key-data is not base64"),
-    ({"certificate-authority-data": base64.b64encode(b"not a certificate").decode()}, {}, "CA certificate is not usable"),
+    ({"certificate-authority-data": base64.b64encode(b"not a certificate").decode()}, {},
+     "CA certificate is not usable"),
 ])
 def test_kubeconfigs_shelter_refuses(api: FakeApi, tmp_path: Path, cluster: dict[str, Any], user: dict[str, Any],
                                      message: str) -> None:
@@ -365,7 +365,8 @@ print("not json" if mode == "garbage" else json.dumps({"apiVersion": info["apiVe
 """
 
 
-def _plugin(tmp_path: Path, mode: str, pki: Any, api_version: str = "client.authentication.k8s.io/v1") -> dict[str, Any]:
+def _plugin(tmp_path: Path, mode: str, pki: Any,
+            api_version: str = "client.authentication.k8s.io/v1") -> dict[str, Any]:
     (tmp_path / "bin").mkdir(exist_ok=True)
     script = tmp_path / "bin" / "kube-login"
     script.write_text(f"#!{sys.executable}\n{PLUGIN}")

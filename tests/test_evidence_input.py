@@ -6,15 +6,14 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
+from _vectors import require_vectors
 from eaa.cli.common import decode_evidence
 from eaa.errors import FormatError
-
-from _vectors import require_vectors
 
 BIN = Path(sys.executable).parent
 

@@ -8,14 +8,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _vectors import get_vector, quote_bytes, require_vectors
 from eaa.collateral.bundle import Collateral
 from eaa.errors import EaaError, FormatError
 from eaa.formats.enclave_identity import EnclaveIdentity
 from eaa.formats.pck_extensions import parse_sgx_extension
 from eaa.formats.quote import parse_quote
 from eaa.formats.tcb_info import TcbInfo
-
-from _vectors import get_vector, quote_bytes, require_vectors
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,14 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from eaa.sim import init_platform
-
 from _procs import free_port, wait_listening
+from eaa.sim import init_platform
 
 BIN = Path(sys.executable).parent
 NODE_TIMEOUT = "60"  # far longer than the test waits: exiting means Ctrl-C worked, not a timeout

@@ -33,17 +33,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import eaa
-from eaa.sim import init_platform
-
 from _kube import FakeApi, make_pki, recorded_pods, serving
 from _manifests import built, containers, find, pod_spec
+from eaa.sim import init_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -300,7 +300,7 @@ def _pods_of(cluster: Cluster) -> dict[str, Any]:
     pods = recorded_pods()
     inclavared = [p for p in pods["items"] if p["metadata"]["labels"]["k8s-app"] == "inclavared"]
     assert len(inclavared) == NODES
-    for item, node in zip(inclavared, cluster.nodes):
+    for item, node in zip(inclavared, cluster.nodes, strict=True):
         item["spec"]["nodeName"] = node.name
         item["status"]["hostIP"] = item["status"]["podIP"] = node.ip
         item["status"]["hostIPs"] = item["status"]["podIPs"] = [{"ip": node.ip}]

@@ -15,12 +15,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 import eaa
+from _procs import Proc, free_port, run, sim_env
 from eaa.errors import ConfigError
 from eaa.policy import Policy, ReferenceValues
 from eaa.services.address import Address
@@ -36,8 +37,6 @@ from eaa.services.processes import (
 from eaa.services.shelter import Shelter, ShelterOptions
 from eaa.sim import measure_files
 from eaa.tls import TlsConfig
-
-from _procs import Proc, free_port, run, sim_env
 
 PROGRAM = [str(Path(eaa.__file__).parent / rel) for rel in ("services/workload.py", "cli/enclave_tls_server.py")]
 SERVING = re.compile(r"serving with (\d+) processes \(pids ([\d ]+)\); supervisor pid (\d+)")

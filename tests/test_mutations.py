@@ -14,12 +14,11 @@ from datetime import timedelta
 
 import pytest
 
+from _vectors import anchors, collateral, get_vector, manifest, quote_bytes, verifiable
 from eaa.errors import CollateralExpired, EaaError, UntrustedRoot
 from eaa.formats.quote import Quote, parse_quote
 from eaa.formats.tcb_info import TcbInfo
 from eaa.verify.dcap import QuoteVerifier, verify_quote
-
-from _vectors import anchors, collateral, get_vector, manifest, quote_bytes, verifiable
 
 
 def regions(q: Quote) -> dict[str, tuple[int, int]]:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from eaa.sim import init_platform
-
 from _procs import free_port
+from eaa.sim import init_platform
 
 MARK = "Zq7SECRETxx91"
 CONTENTS = {
-    "pem-key": f"-----BEGIN PRIVATE KEY-----\nMIGH{MARK}AgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n",
+    "pem-key": (f"-----BEGIN PRIVATE KEY-----\nMIGH{MARK}AgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n"
+                "-----END PRIVATE KEY-----\n"),
     "token": f"{MARK}-token-value\n",
     "toml": f'[reference]\nmrenclave = "{MARK}"\n',
     "json": f'{{"reference": {{"mrenclave": "{MARK}"}}, "policy": {{"{MARK}": 1}}}}\n',

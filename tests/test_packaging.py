@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from eaa.cli.common import EXTRAS
-
 from _vectors import require_vectors
+from eaa.cli.common import EXTRAS
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

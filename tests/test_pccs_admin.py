@@ -15,6 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+from eaa.services.pccs import Mode, PccsServer, PccsService, create_app
+from eaa.services.pccs.records import IDENTITY, PCK_CERT, PLATFORM, identity_key
 from test_pccs_pg import new_database, pg_url  # noqa: F401 - pg_url is a fixture used below
 from test_pccs_support import (
     error_json,
@@ -24,9 +27,6 @@ from test_pccs_support import (
     running,
     vector_case,
 )
-
-from eaa.services.pccs import Mode, PccsServer, PccsService, create_app
-from eaa.services.pccs.records import IDENTITY, PCK_CERT, PLATFORM, identity_key
 
 ADMIN = {"admin-token": "adm1n"}
 REG = {"qe_id": "ab" * 16, "pce_id": "0000", "cpu_svn": "05" * 16, "pce_svn": "0500", "enc_ppid": "11" * 384}

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_pccs_support import fake_upstream, intel_routes, running, vector_case
 
 from eaa.collateral.errors import CollateralNotFound, UpstreamUnavailable
 from eaa.collateral.pcs import PcsClient
 from eaa.services.pccs import Mode, PccsService, open_store
 from eaa.services.pccs.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from eaa.services.pccs.upstream import Upstream
+from test_pccs_support import fake_upstream, intel_routes, running, vector_case
 
 
 def test_breaker_states(caplog: pytest.LogCaptureFixture) -> None:

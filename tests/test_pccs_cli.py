@@ -17,13 +17,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_pccs_support import fake_upstream, intel_routes, make_service, running, vector_case
 
 from eaa.cli.eaa import main as eaa_main
 from eaa.cli.pccs_server import main as pccs_main
 from eaa.collateral.pcs import PcsClient
+from eaa.errors import EaaError
 from eaa.services.pccs import Mode
 from eaa.services.pccs.records import parse_bundle, records_from_collateral
+from test_pccs_support import fake_upstream, intel_routes, make_service, running, vector_case
 
 
 @pytest.fixture
@@ -64,8 +65,8 @@ def test_verify_quote_fetches_from_configured_pccs(isolated_env: Path, monkeypat
                            anchors=case.anchors, clock=lambda: float(case.verify_at))
         with running(svc) as srv:
             conf = isolated_env / "qcnl.conf"
-            conf.write_text('{\n  // test\n  "pccs_url": "%s/sgx/certification/v4/",\n  "use_secure_cert": false\n}\n'
-                            % srv.url)
+            conf.write_text(f'{{\n  // test\n  "pccs_url": "{srv.url}/sgx/certification/v4/",\n'
+                            '  "use_secure_cert": false\n}\n')
             monkeypatch.setenv("EAA_QCNL_CONF", str(conf))
             rc, got = _json_run(["verify-quote", str(quote), *at], capsys)
             assert rc == 0 and got == expected
@@ -139,7 +140,7 @@ def test_https_with_given_certificate(tmp_path: Path) -> None:
         ctx = ssl.create_default_context(cafile=str(cert))
         client = PcsClient(srv.url, anchors=case.anchors, verify=ctx, retries=0, clock=lambda: float(case.verify_at))
         assert client.tcb_info("tdx", case.fmspc).text.startswith('{"tcbInfo"')
-        with pytest.raises(Exception):  # an unknown certificate is refused
+        with pytest.raises(EaaError):  # an unknown certificate is refused (a typed transport error)
             PcsClient(srv.url, anchors=case.anchors, retries=0).qe_identity("tdx")
         with pytest.raises(httpx.HTTPError):  # and plain HTTP is not served
             httpx.get(srv.url.replace("https://", "http://") + "/healthz")

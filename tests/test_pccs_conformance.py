@@ -16,17 +16,8 @@ from typing import Any
 import dcap_qvl
 import httpx
 import pytest
-from _sim import T0, plat  # noqa: F401 - plat is a fixture
-from test_pccs_platform_collateral import document
-from test_pccs_support import (
-    error_json,
-    fake_upstream,
-    intel_routes,
-    make_service,
-    running,
-    vector_case,
-)
 
+from _sim import T0, plat  # noqa: F401 - plat is a fixture
 from eaa.collateral.bundle import Collateral
 from eaa.collateral.fetch import fetch_collateral_for_quote
 from eaa.collateral.pcs import PcsClient
@@ -37,6 +28,15 @@ from eaa.services.pccs.auth import RateLimiter, Tokens
 from eaa.services.pccs.records import PCK_CRL, records_from_collateral
 from eaa.sim import SimPlatform
 from eaa.verify.dcap import QuoteVerifier
+from test_pccs_platform_collateral import document
+from test_pccs_support import (
+    error_json,
+    fake_upstream,
+    intel_routes,
+    make_service,
+    running,
+    vector_case,
+)
 
 ADMIN = {"admin-token": "adm1n"}
 PCCSADMIN = {"user-agent": "pccsadmin/0.1", "admin-token": "adm1n"}  # pccsadmin.py's HEADERS
@@ -130,7 +130,8 @@ def test_pccsadmin_get_put_refresh_request_shapes(tmp_path: Path) -> None:
                 assert "?encrypted_ppid={:s}&pceid={:s}".format(platform["enc_ppid"], platform["pce_id"])
             # pccsadmin refresh: requests.post(url, params={'type': 'certs', 'fmspc': ''}) for -f all, or
             # the FMSPC list as typed; no parameters otherwise
-            for params in ({}, {"type": "certs", "fmspc": ""}, {"type": "certs", "fmspc": f"[{case.fmspc}, 00906ED50000]"}):
+            for params in ({}, {"type": "certs", "fmspc": ""},
+                           {"type": "certs", "fmspc": f"[{case.fmspc}, 00906ED50000]"}):
                 r = httpx.post(f"{base}/refresh", params=params, headers=PCCSADMIN)
                 assert r.status_code == 200, (params, r.text)
             assert httpx.post(f"{base}/refresh", headers={"user-agent": "pccsadmin/0.1"}).status_code == 401

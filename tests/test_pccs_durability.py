@@ -19,11 +19,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from test_pccs_pg import new_database, pg_url  # noqa: F401 - pg_url is a fixture
-
 from eaa.services.pccs import open_store
 from eaa.services.pccs.records import TCB, Record, bundle_json, tcb_key
 from eaa.sim import pki, tcbinfo
+from test_pccs_pg import new_database, pg_url  # noqa: F401 - pg_url is a fixture
 
 N_RECORDS = 1500
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

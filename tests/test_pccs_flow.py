@@ -9,6 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from eaa.collateral.fetch import fetch_collateral_for_quote
+from eaa.services.pccs import Mode
+from eaa.services.pccs.records import TCB, parse_bundle, records_from_collateral
+from eaa.verify.dcap import QuoteVerifier
 from test_pccs_support import (
     client_for,
     error_json,
@@ -19,11 +24,6 @@ from test_pccs_support import (
     running,
     vector_case,
 )
-
-from eaa.collateral.fetch import fetch_collateral_for_quote
-from eaa.services.pccs import Mode
-from eaa.services.pccs.records import TCB, parse_bundle, records_from_collateral
-from eaa.verify.dcap import QuoteVerifier
 
 VECTORS = [
     "dcap-qvl/sgx_v3",

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from test_pccs_support import client_for, fake_upstream, intel_routes, make_service, outcome, running, vector_case
 
 from eaa.collateral.fetch import fetch_collateral_for_quote
 from eaa.services.pccs import Mode, open_store
@@ -20,6 +19,7 @@ from eaa.services.pccs.pgtemp import PostgresUnavailable, TempPostgres
 from eaa.services.pccs.records import Record
 from eaa.services.pccs.store import Store
 from eaa.verify.dcap import QuoteVerifier
+from test_pccs_support import client_for, fake_upstream, intel_routes, make_service, outcome, running, vector_case
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +78,7 @@ def test_store_contract(store_url: str) -> None:
         assert s.get("pckcrl", "processor").next_update is None  # type: ignore[union-attr]
         assert [r.kind for r in s.scan()][0] == "pckcrl"
         s.ping()
-        with pytest.raises(Exception):  # a failing batch leaves nothing behind
+        with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises for a NULL body; the point is the rollback
             s.put_many([_rec(100), Record("tcb", "k", None, {}, None, 0.0)])  # type: ignore[arg-type]
         assert s.get("tcb", _rec(100).key) is None
     finally:
@@ -117,13 +117,13 @@ def test_lazy_flow_on_postgresql(pg_url: str) -> None:
         with running(svc) as srv:
             for _ in range(2):
                 coll = fetch_collateral_for_quote(case.quote, client_for(srv.url, case))
-                assert outcome(lambda: v.verify(case.quote, coll, at=case.verify_at)) == expected
+                assert outcome(lambda coll=coll: v.verify(case.quote, coll, at=case.verify_at)) == expected
             assert up.total == 4
         # a second replica on the same database serves OFFLINE what the first fetched
         replica = make_service(store_url, mode=Mode.OFFLINE, anchors=case.anchors)
         with running(replica) as srv:
             coll = fetch_collateral_for_quote(case.quote, client_for(srv.url, case))
-            assert outcome(lambda: v.verify(case.quote, coll, at=case.verify_at)) == expected
+            assert outcome(lambda coll=coll: v.verify(case.quote, coll, at=case.verify_at)) == expected
 
 
 def test_bad_database_urls(tmp_path: Path) -> None:

@@ -15,16 +15,8 @@ import pytest
 from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_pccs_support import (
-    VectorCase,
-    client_for,
-    error_json,
-    make_service,
-    outcome,
-    running,
-    vector_case,
-)
 
+from _vectors import vectors_dir
 from eaa.collateral.fetch import fetch_collateral_for_quote
 from eaa.collateral.validate import pck_ca_type, pck_certificate_info
 from eaa.errors import EaaError
@@ -34,8 +26,15 @@ from eaa.services.pccs.platform_collateral import records_from_platform_collater
 from eaa.services.pccs.records import PCK_CERT, PLATFORM, Record
 from eaa.verify.dcap import QuoteVerifier
 from eaa.verify.x509chain import load_pem_chain, pem_bodies
-
-from _vectors import vectors_dir
+from test_pccs_support import (
+    VectorCase,
+    client_for,
+    error_json,
+    make_service,
+    outcome,
+    running,
+    vector_case,
+)
 
 ADMIN = {"admin-token": "adm1n"}
 
@@ -167,7 +166,8 @@ def test_bad_documents_are_refused_whole(edit: Any, message: str, status: int, t
 
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                     lambda inner: (st.lists(inner, max_size=4)
+                                    | st.dictionaries(st.text(max_size=12), inner, max_size=4)),
                      max_leaves=20)
 _FIELDS = ["platforms", "collaterals", "pck_certs", "tcbinfos", "certificates", "pckcacrl", "rootcacrl", "qeidentity",
            "sgx_tcbinfo", "tcbinfo", "certs", "tcbm", "cert", "qe_id", "pce_id", "fmspc"]

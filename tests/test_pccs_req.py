@@ -7,6 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from eaa.collateral.fetch import fetch_collateral_for_quote
+from eaa.errors import EaaError
+from eaa.formats.quote import parse_quote
+from eaa.services.pccs import Mode
+from eaa.services.pccs.errors import NotFound
+from eaa.verify.dcap import QuoteVerifier
 from test_pccs_support import (
     client_for,
     error_json,
@@ -17,13 +24,6 @@ from test_pccs_support import (
     running,
     vector_case,
 )
-
-from eaa.collateral.fetch import fetch_collateral_for_quote
-from eaa.errors import EaaError
-from eaa.formats.quote import parse_quote
-from eaa.services.pccs import Mode
-from eaa.services.pccs.errors import NotFound
-from eaa.verify.dcap import QuoteVerifier
 
 SAMPLE = "intel-qvl-sample/sgx_v3_synthetic_test_root"  # certification data type 1: the PCK comes from /pckcert
 

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from test_pccs_support import fake_upstream, intel_routes, make_service, vector_case
 
 from eaa.cli.pccs_server import main as pccs_main
 from eaa.errors import ConfigError
 from eaa.services.pccs import Mode
 from eaa.services.pccs.records import IDENTITY, identity_key
 from eaa.services.pccs.schedule import RefreshSchedule, parse_interval
+from test_pccs_support import fake_upstream, intel_routes, make_service, vector_case
 
 
 @pytest.mark.parametrize("text, seconds", [("3600", 3600), ("90s", 90), ("30m", 1800), ("12h", 43200),

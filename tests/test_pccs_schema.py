@@ -9,8 +9,9 @@ Python API with Hypothesis directly.)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -18,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from test_pccs_support import fake_upstream, intel_routes, make_service, running, vector_case
 
 from eaa.services.pccs import Mode
+from test_pccs_support import fake_upstream, intel_routes, make_service, running, vector_case
 
 MAX_EXAMPLES = 25
 

@@ -20,8 +20,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from test_pccs_platform_collateral import document
-from test_pccs_support import make_service, vector_case
 
 from eaa.errors import ConfigError
 from eaa.services.pccs import Mode, create_app
@@ -32,6 +30,8 @@ from eaa.services.pccs.records import PCK_CERT, PLATFORM, ROOT_CRL, TCB, Record
 from eaa.services.pccs.service import import_batches
 from eaa.services.pccs.setup import load_tokens
 from eaa.services.pccs.store import open_store
+from test_pccs_platform_collateral import document
+from test_pccs_support import make_service, vector_case
 
 REG = {"qe_id": "ab" * 16, "pce_id": "0000", "cpu_svn": "05" * 16, "pce_svn": "0500", "enc_ppid": "11" * 384}
 PLATFORMS = "/sgx/certification/v4/platforms"

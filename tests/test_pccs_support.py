@@ -11,21 +11,21 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from _vectors import collateral, get_vector, quote_bytes, require_vectors
-
 from eaa.collateral.bundle import Collateral
+from eaa.collateral.kds import KdsClient
+from eaa.collateral.pcs import PcsClient
 from eaa.formats.quote import parse_quote
 from eaa.formats.tcb_info import TcbInfo
 from eaa.services.pccs import Mode, PccsServer, PccsService, create_app, open_store
 from eaa.services.pccs.upstream import Upstream
-from eaa.collateral.pcs import PcsClient
-from eaa.collateral.kds import KdsClient
 from eaa.verify.trust import anchor_from_file, default_anchors
 
 # (status, body, headers)

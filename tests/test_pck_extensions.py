@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 
+from _vectors import manifest, quote_bytes, require_vectors
 from eaa.errors import FormatError
 from eaa.formats.pck_extensions import SGX_EXTENSION_OID, parse_sgx_extension
 from eaa.formats.quote import parse_quote
 from eaa.sim import der
 from eaa.sim.pki import sgx_extension_der
-
-from _vectors import manifest, quote_bytes, require_vectors
 
 P = SGX_EXTENSION_OID
 COMPONENTS = list(range(1, 17))

@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 
+from _checks import fails
+from _sim import T0, plat  # noqa: F401  (fixture)
 from eaa import errors
 from eaa.checks import Check
 from eaa.policy import Policy, ReferenceValues
 from eaa.sim.platform import SimPlatform
 from eaa.verify.dcap import QuoteVerifier
 from eaa.verify.result import VerificationResult
-
-from _checks import fails
-from _sim import T0, plat  # noqa: F401  (fixture)
 
 SEPT = 1 << 28
 XFAM_OK = 0x602E7  # x87, SSE, AVX, AVX-512 state (within the fixed bits)

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from eaa.errors import IdentityMismatch, ProtocolError
+from eaa.errors import ConfigError, IdentityMismatch, ProtocolError
 from eaa.services import protocol
 from eaa.services.address import parse_address
-from eaa.errors import ConfigError
 
 
 def test_v1_bytes_match_the_original() -> None:
@@ -36,6 +35,20 @@ def test_bad_requests(data: bytes) -> None:
         protocol.parse_request(data)
 
 
+@pytest.mark.parametrize("nonce", ["00" * 31 + "  ", " " + "00" * 31 + "\n", "zz" * 32, "00" * 31, "00" * 33, 0, None])
+def test_one_nonce_rule_on_both_legs(nonce: object) -> None:
+    """shelter-to-inclavared and inclavared-to-workload requests parse a nonce alike: 32 bytes of hex, no
+    blanks (bytes.fromhex would skip a blank and give a shorter nonce)."""
+    from eaa.services.workload import parse_v2_request
+
+    with pytest.raises(ProtocolError, match="nonce"):
+        protocol.parse_request(json.dumps({"type": "GETENCLAVEINFO", "version": 2, "nonce": nonce}).encode())
+    with pytest.raises(ProtocolError, match="nonce"):
+        parse_v2_request(json.dumps({"version": 2, "nonce": nonce}).encode())
+    good = bytes(range(32))
+    assert parse_v2_request(json.dumps({"version": 2, "nonce": good.hex()}).encode()) == good
+
+
 def _evidence_obj(**kw: object) -> dict[str, object]:
     obj: dict[str, object] = {"evidence_type": "sgx_ecdsa", "evidence": "AAAA", "claims": "AAAA", "collateral": None,
                               "nonce": "00" * 32}
@@ -51,7 +64,8 @@ def test_bad_workload_evidence(kw: dict[str, object]) -> None:
 
 
 def test_bad_enclaveinfo() -> None:
-    for data in (b"{}", b'{"msgtype":"ENCLAVEINFO","version":2}', b'{"msgtype":"ENCLAVEINFO","version":2,"verdict":{}}'):
+    for data in (b"{}", b'{"msgtype":"ENCLAVEINFO","version":2}',
+                 b'{"msgtype":"ENCLAVEINFO","version":2,"verdict":{}}'):
         with pytest.raises(ProtocolError):
             protocol.parse_enclaveinfo_v2(data)
     with pytest.raises(ProtocolError):

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 import eaa
+from _procs import Proc, free_port, run, sim_env
 from eaa.policy import Policy, ReferenceValues
 from eaa.services.server import raise_fd_limit
 from eaa.services.shelter import Shelter, ShelterOptions
 from eaa.sim import measure_files
 from eaa.tls import TlsConfig
-
-from _procs import Proc, free_port, run, sim_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from reliability import Slowloris  # noqa: E402

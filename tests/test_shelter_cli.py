@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from eaa.cli.shelter import main
-from eaa.policy import ReferenceValues
-
-from test_sigstruct import make_sigstruct
 from eaa.formats.sigstruct import METADATA_MAGIC
+from eaa.policy import ReferenceValues
+from test_sigstruct import make_sigstruct
 
 
 def test_mrenclave_from_sigstruct_writes_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

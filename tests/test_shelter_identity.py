@@ -4,8 +4,8 @@ identity can be pinned, protocol v1 needs --allow-replay, and a v1 run that veri
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -22,7 +22,7 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def _reference(entries: dict[str, bytes], h: "hashlib._Hash") -> bytes:
+def _reference(entries: dict[str, bytes], h: hashlib._Hash) -> bytes:
     """The documented algorithm, written out independently."""
     for name in sorted(entries, key=lambda n: n.encode()):
         n = name.encode()

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import eaa.sim.platform as platform_mod
+from _sim import T0, _never_the_real_home, plat  # noqa: F401 - shared fixtures
 from eaa.collateral.bundle import Collateral, load_collateral
 from eaa.errors import ConfigError, FormatError
 from eaa.formats.der import decode_int, decode_oid, read_tlv
@@ -26,18 +27,16 @@ from eaa.sim import (
     PlatformExists,
     SimPlatform,
     default_sim_dir,
+    der,
     generate_files,
     init_platform,
     load_platform,
     simulation_anchor,
     simulation_collateral,
 )
-from eaa.sim import der
 from eaa.sim.pki import raw_public_key
 from eaa.verify.trust import is_simulation_certificate
 from eaa.verify.x509chain import verify_raw_signature
-
-from _sim import T0, _never_the_real_home, plat  # noqa: F401 - shared fixtures
 
 
 def _all_certs(p: SimPlatform) -> list[x509.Certificate]:

@@ -10,6 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from _sim import T0, _never_the_real_home, plat  # noqa: F401 - shared fixtures
 from eaa.attest.evidence import Evidence
 from eaa.attest.registry import attesters
 from eaa.errors import CertificateChainError, CollateralExpired, ConfigError, UntrustedRoot, VerificationError
@@ -31,8 +32,6 @@ from eaa.sim.pki import raw_public_key
 from eaa.sim.quote import QE_AUTH_DATA
 from eaa.verify.dcap import verify_quote
 from eaa.verify.x509chain import public_key_from_raw, verify_raw_signature
-
-from _sim import T0, _never_the_real_home, plat  # noqa: F401 - shared fixtures
 
 AT = T0 + timedelta(minutes=5)
 RD = bytes(range(64))
@@ -124,8 +123,8 @@ def test_qe_reports_match_their_identities(plat: SimPlatform) -> None:
         ident = EnclaveIdentity.from_body(c.qe_identity, c.qe_identity_signature)
         assert qe_report.mr_signer == ident.mrsigner and qe_report.isv_prod_id == ident.isvprodid
         assert qe_report.isv_svn == max(lv.isvsvn for lv in ident.tcb_levels)
-        masked = bytes(a & m for a, m in zip(qe_report.attributes, ident.attributes_mask))
-        assert masked == bytes(a & m for a, m in zip(ident.attributes, ident.attributes_mask))
+        masked = bytes(a & m for a, m in zip(qe_report.attributes, ident.attributes_mask, strict=True))
+        assert masked == bytes(a & m for a, m in zip(ident.attributes, ident.attributes_mask, strict=True))
         assert qe_report.misc_select & ident.miscselect_mask == ident.miscselect & ident.miscselect_mask
         assert not qe_report.debug
 

@@ -11,21 +11,6 @@ import random
 import warnings
 
 import pytest
-from test_snp_support import (
-    NOW,
-    PSS,
-    VekSpec,
-    build_report,
-    ca_cert,
-    der,
-    make_pki,
-    pem,
-    read_report,
-    rsa_key,
-    vector_pairs,
-    vector_path,
-)
-
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -42,6 +27,20 @@ from eaa.errors import (
 from eaa.formats.snp_report import TcbVersion
 from eaa.verify.snp import check_vek_chain, verify_snp_report
 from eaa.verify.trust import TrustAnchor
+from test_snp_support import (
+    NOW,
+    PSS,
+    VekSpec,
+    build_report,
+    ca_cert,
+    der,
+    make_pki,
+    pem,
+    read_report,
+    rsa_key,
+    vector_pairs,
+    vector_path,
+)
 
 AT = NOW  # 2025-06-01: every vector certificate is valid then (the trustee VLEK expires 2025-12-10)
 PAIRS = vector_pairs()

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_attest_real import FakeTsm, cert_table, device_tree, snp_report, tsm_root
-
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from eaa.attest import sev_guest
@@ -22,6 +20,7 @@ from eaa.attest.sev_guest import SevGuestDevice, SnpExtReportReq, SnpGuestReques
 from eaa.attest.snp import SevSnpAttester
 from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID
 from eaa.verify.registry import verifiers
+from test_attest_real import FakeTsm, cert_table, device_tree, snp_report, tsm_root
 
 RD = bytes(range(64))
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from test_eaa_flow import program_copy
-
-from eaa.sim import init_platform
-from eaa.sim.snp import init_snp_platform
 
 from _procs import Proc, free_port, run
+from eaa.sim import init_platform
+from eaa.sim.snp import init_snp_platform
+from test_eaa_flow import program_copy
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("ident", "guest", "report", "settings"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(("ident", "guest", "report", "settings"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_each_check_fails_on_its_own(sim: SimSnpPlatform, ident: str, guest: dict[str, Any], report: dict[str, Any],
                                      settings: dict[str, Any]) -> None:
     for key in ("current_tcb", "committed_tcb", "launch_tcb"):

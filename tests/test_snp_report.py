@@ -6,21 +6,9 @@ import json
 import warnings
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_snp_support import (
-    AMD_OID,
-    SNP_DIRS,
-    build_report,
-    der_int,
-    ia5,
-    read_report,
-    snp_manifest,
-    vector_pairs,
-    vector_path,
-)
-
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from eaa.errors import FormatError
 from eaa.formats.snp_report import (
@@ -36,6 +24,17 @@ from eaa.formats.snp_report import (
     product_from_cpuid,
 )
 from eaa.formats.snp_vek import load_certificates, load_vek_certificate, parse_vek_extensions, vek_extensions, vek_kind
+from test_snp_support import (
+    AMD_OID,
+    SNP_DIRS,
+    build_report,
+    der_int,
+    ia5,
+    read_report,
+    snp_manifest,
+    vector_pairs,
+    vector_path,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = ec.generate_private_key(ec.SECP384R1())

@@ -9,10 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_pccs_support import fake_upstream, make_service, running
-from test_snp_support import NOW, PSS, der
-from test_snp_verifier import pki, signed  # noqa: F401  (the generated Milan PKI and a report it signs)
-
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -21,6 +17,9 @@ from eaa.errors import CertificateChainError, CollateralMissing, InvalidSignatur
 from eaa.services.pccs import Mode
 from eaa.verify.registry import verifiers
 from eaa.verify.snp import SnpCollateral
+from test_pccs_support import fake_upstream, make_service, running
+from test_snp_support import NOW, PSS, der
+from test_snp_verifier import pki, signed  # noqa: F401  (the generated Milan PKI and a report it signs)
 
 AT = NOW
 
@@ -59,7 +58,8 @@ def test_given_crl(pki, signed) -> None:  # type: ignore[no-untyped-def]
     from test_snp_support import rsa_key
 
     with pytest.raises(InvalidSignature):  # a CRL in the ARK's name that the ARK did not sign
-        _verify(report, amd_anchors=[pki.ark], collateral_source=SnpCollateral.of(cert, pki.chain, _crl(pki, signer=rsa_key(7))))
+        _verify(report, amd_anchors=[pki.ark],
+                collateral_source=SnpCollateral.of(cert, pki.chain, _crl(pki, signer=rsa_key(7))))
 
 
 def test_crl_files(pki, signed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -9,16 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from _vectors import require_vectors
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from _vectors import require_vectors
 from eaa.formats.snp_report import REPORT_SIZE, SIGNED_SIZE, TcbVersion, decode_report_text
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
@@ -29,7 +29,7 @@ SNP_DIRS = ("snp-go-sev-guest", "snp-trustee", "snp-virtee-sev")
 
 # ---------------- vectors ----------------
 
-@lru_cache(maxsize=None)
+@cache
 def snp_manifest(folder: str) -> dict[str, Any]:
     return json.loads((require_vectors() / folder / "MANIFEST.json").read_text())  # type: ignore[no-any-return]
 
@@ -70,7 +70,7 @@ def ia5(text: str) -> bytes:
     return bytes([0x16, len(text)]) + text.encode()
 
 
-@lru_cache(maxsize=None)
+@cache
 def rsa_key(i: int) -> rsa.RSAPrivateKey:
     """Module-wide RSA keys (generation is the slow part of these tests)."""
     return rsa.generate_private_key(65537, 2048)
@@ -111,10 +111,10 @@ def vek_cert(spec: VekSpec, issuer: str, signer: rsa.RSAPrivateKey) -> tuple[x50
             f"{AMD_OID}.3.8": der_int(t.ucode)}
     if t.product == "Turin":
         exts[f"{AMD_OID}.3.9"] = der_int(t.fmc or 0)
-        for i, v in zip((5, 6, 7), t.reserved):
+        for i, v in zip((5, 6, 7), t.reserved, strict=True):
             exts[f"{AMD_OID}.3.{i}"] = der_int(v)
     else:
-        for i, v in zip((4, 5, 6, 7), t.reserved):
+        for i, v in zip((4, 5, 6, 7), t.reserved, strict=True):
             exts[f"{AMD_OID}.3.{i}"] = der_int(v)
     if spec.hwid is not None:
         exts[f"{AMD_OID}.4"] = (bytes([0x04, len(spec.hwid)]) + spec.hwid) if spec.hwid_wrapped else spec.hwid
@@ -163,7 +163,7 @@ class SnpPki:
         return vek_cert(spec, issuer, self.ask_key)
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_pki(product: str = "Milan") -> SnpPki:
     ark_key, ask_key = rsa_key(0), rsa_key(1)
     ark = ca_cert(f"ARK-{product}", ark_key, f"ARK-{product}", ark_key)

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from eaa.cli.eaa import main

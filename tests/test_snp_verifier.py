@@ -7,8 +7,6 @@ import uuid
 
 import httpx
 import pytest
-from test_snp_support import NOW, VekSpec, build_report, der, make_pki, pem, read_report, vector_path
-
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, parse_cert_table
@@ -27,6 +25,7 @@ from eaa.formats.snp_report import TcbVersion
 from eaa.verify.registry import ReportDataMismatch, verifiers
 from eaa.verify.snp import SevSnpVerifier, SnpCollateral
 from eaa.verify.trust import intel_root
+from test_snp_support import NOW, VekSpec, build_report, der, make_pki, pem, read_report, vector_path
 
 AT = NOW
 
@@ -187,7 +186,8 @@ def _kds(routes: dict[str, bytes], hits: list[str]) -> httpx.MockTransport:
 def _virtee_kds(hits: list[str]) -> KdsClient:
     vcek = vector_path("snp-virtee-sev", "vcek_milan.der").read_bytes()
     chain = vector_path("snp-virtee-sev", "cert_chain_milan").read_bytes()
-    hwid = "d49554ec717f4e5b0fe6b143bcf0405bd7ae304727edf46603f2a76aef6a3abc15d7af38db757039029f0efacfd08e244324884738c72b082e2f87a44d541eb6"
+    hwid = ("d49554ec717f4e5b0fe6b143bcf0405bd7ae304727edf46603f2a76aef6a3abc"
+            "15d7af38db757039029f0efacfd08e244324884738c72b082e2f87a44d541eb6")
     routes = {f"/vcek/v1/Milan/{hwid}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115": vcek,
               "/vcek/v1/Milan/cert_chain": chain}
     return KdsClient("https://kds.test", retries=0, transport=_kds(routes, hits))
@@ -198,7 +198,8 @@ def test_kds_fetches_the_vcek_and_chain() -> None:
     hits: list[str] = []
     kds = _virtee_kds(hits)
     res = _verify(_select(kds=kds), report)
-    assert res.status == "UpToDate" and "AMD KDS https://kds.test (VCEK, cert_chain)" in res.details["collateral_source"]
+    assert res.status == "UpToDate"
+    assert "AMD KDS https://kds.test (VCEK, cert_chain)" in res.details["collateral_source"]
     assert res.details["product"] == "Milan"
     assert len(hits) == 2
     with pytest.raises(CollateralMissing):  # named Genoa: the KDS has no Genoa VCEK for it

@@ -13,14 +13,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _vectors import manifest, quote_bytes, require_vectors
 from eaa.errors import FormatError
 from eaa.formats.der import encode_oid
 from eaa.formats.quote import parse_quote
 from eaa.formats.tbs import BASIC_CONSTRAINTS, TbsFields, read_tbs
 from eaa.sim import der, pki
 from eaa.verify.x509chain import pem_bodies, tbs_of
-
-from _vectors import manifest, quote_bytes, require_vectors
 
 
 def _vector_certs() -> list[tuple[str, bytes]]:
@@ -180,6 +179,7 @@ def test_signature_algorithms() -> None:
         der_ = cert.public_bytes(Encoding.DER)
         outer, inner = signature_algorithms(der_)
         assert outer == inner == bytes.fromhex("300a06082a8648ce3d040302")
-    for bad in (b"", b"\x30\x00", b"\x30\x03\x02\x01\x00", der.sequence(tbs()), der.sequence(der.sequence(), der.sequence())):
+    for bad in (b"", b"\x30\x00", b"\x30\x03\x02\x01\x00", der.sequence(tbs()),
+                der.sequence(der.sequence(), der.sequence())):
         with pytest.raises(FormatError):
             signature_algorithms(bad)

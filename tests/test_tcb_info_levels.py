@@ -4,15 +4,18 @@ is reported by name."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-
-from eaa.collateral.bundle import Collateral
-from eaa.errors import FormatError
-from eaa.formats.tcb_info import TcbInfo, _level, _levels_fast
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _vectors import manifest, require_vectors
+from eaa.collateral.bundle import Collateral
+from eaa.errors import FormatError
+from eaa.formats.enclave_identity import isv_level
+from eaa.formats.tcb_info import TcbInfo, _level, _levels_fast
 
 SIG = bytes(64)
 
@@ -132,16 +135,14 @@ def test_a_defect_in_a_module_level_is_named(key: str, value: Any, field: str) -
 # ---- property: on any level, valid or defective, the one-pass reader never accepts what the careful one
 # refuses, and when both accept they read the same values ----
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from eaa.formats.enclave_identity import isv_level  # noqa: E402
 
 _JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=False, width=16),
                        st.text(max_size=6), st.just([]), st.just({}))
 _GOOD_DATES = ["2024-03-13T00:00:00Z", "2024-03-13T00:00:00.5Z", "2024-03-13t00:00:00z", "2024-03-13T00:00:00+01:00",
                "2024-02-29T23:59:59Z"]
 _BAD_DATES = ["2024-03-13", "2024-03-13T00:00:00", "20240313T000000Z", "2024-02-30T00:00:00Z", "2024-13-01T00:00:00Z",
-              "2024-03-13T24:00:00Z", "2024-03-13T00:00:00ZZ", "2024-03-13 00:00:00Z", "\u0662\u0660\u0662\u0664-03-13T00:00:00Z",
+              "2024-03-13T24:00:00Z", "2024-03-13T00:00:00ZZ", "2024-03-13 00:00:00Z",
+              "\u0662\u0660\u0662\u0664-03-13T00:00:00Z",
               "", "yesterday"]
 _DATES = st.one_of(st.sampled_from(_GOOD_DATES + _BAD_DATES), _JSON_LEAF)
 _SVN = st.one_of(st.integers(0, 255), _JSON_LEAF)

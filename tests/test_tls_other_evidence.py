@@ -8,7 +8,6 @@ import hashlib
 import struct
 
 import pytest
-
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,7 +27,8 @@ VM_ID, VM_VERSION, MEASURE, POLICY = b"\x01" * 16, b"\x02" * 16, bytes(range(32)
 
 
 def csv_evidence(user_data: bytes) -> bytes:
-    """A csv_evidence (report + HSK/CEK certificates) whose masked fields are XORed with ANONCE, as Hygon's firmware does."""
+    """A csv_evidence (report + HSK/CEK certificates) whose masked fields are XORed with ANONCE, as Hygon's
+    firmware does."""
     clear = bytearray(0xBC)
     clear[0x20:0x30], clear[0x30:0x40] = VM_ID, VM_VERSION
     clear[0x40:0x80] = user_data.ljust(64, b"\x00")

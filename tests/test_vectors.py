@@ -6,12 +6,11 @@ import json
 
 import pytest
 
+from _vectors import anchors, collateral, get_vector, quote_bytes, require_vectors, vector_ids
 from eaa import errors
 from eaa.cli.eaa import main as eaa_main
 from eaa.formats.quote import parse_quote
 from eaa.verify.dcap import verify_quote
-
-from _vectors import anchors, collateral, get_vector, quote_bytes, require_vectors, vector_ids
 
 ERROR_KINDS = {
     "TCB_NOT_SUPPORTED": errors.TcbNotSupported,

@@ -14,14 +14,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from _checks import fails
 from eaa import errors
 from eaa.checks import Check
-from eaa.sim import pki, quote as simquote
-from eaa.sim.platform import FMSPC, SimPlatform, init_platform
 from eaa.policy import Policy
+from eaa.sim import pki
+from eaa.sim import quote as simquote
+from eaa.sim.platform import FMSPC, SimPlatform, init_platform
 from eaa.verify.dcap import QuoteVerifier
-
-from _checks import fails
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 AT = NOW + timedelta(days=1)
@@ -154,8 +154,8 @@ def test_unknown_status_string_in_signed_tcb_info(plat: SimPlatform) -> None:
     obj["tcbLevels"][0]["tcbStatus"] = "Excellent"
     body = json.dumps(obj, separators=(",", ":"))
     with fails(Check.COLLATERAL_STATUS, errors.CollateralInvalid):
-        verifier(plat).verify(plat.make_sgx_quote(b"x"), replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)),
-                              at=AT)
+        verifier(plat).verify(plat.make_sgx_quote(b"x"),
+                              replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)), at=AT)
 
 
 def test_collateral_from_another_root(plat: SimPlatform, other: SimPlatform) -> None:
@@ -264,8 +264,8 @@ def test_tdx_module_signer_mismatch(plat: SimPlatform) -> None:
     obj["tdxModule"]["mrsigner"] = "ab" * 48
     body = json.dumps(obj, separators=(",", ":"))
     with fails(Check.TDX_MODULE, errors.IdentityMismatch):
-        verifier(plat).verify(plat.make_tdx_quote(b"x"), replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)),
-                              at=AT)
+        verifier(plat).verify(plat.make_tdx_quote(b"x"),
+                              replace(c, tcb_info=body, tcb_info_signature=resign(plat, body)), at=AT)
 
 
 def test_sgx_ecdsa_verifier_checks_tdx_quotes_too(plat: SimPlatform) -> None:
@@ -273,7 +273,8 @@ def test_sgx_ecdsa_verifier_checks_tdx_quotes_too(plat: SimPlatform) -> None:
     from eaa.verify.registry import verifiers
 
     q = plat.make_tdx_quote(b"x")
-    v = verifiers.select("sgx_ecdsa", trust_anchors=[plat.anchor()], collateral_source=lambda tee, _q: plat.collateral(tee))
+    v = verifiers.select("sgx_ecdsa", trust_anchors=[plat.anchor()],
+                         collateral_source=lambda tee, _q: plat.collateral(tee))
     assert v.verify_evidence(q, evidence_type="tdx_ecdsa", report_data_hash=None, collateral=None, at=AT).tee == "tdx"
     t = verifiers.select("tdx_ecdsa", trust_anchors=[plat.anchor()])
     with pytest.raises(errors.IdentityMismatch):

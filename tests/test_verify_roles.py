@@ -19,13 +19,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from _checks import fails
 from eaa import errors
 from eaa.checks import Check
 from eaa.cli.eaa import main as eaa_main
 from eaa.cli.pccs_server import main as pccs_main
 from eaa.collateral.bundle import Collateral
-from eaa.collateral.validate import validate_enclave_identity, validate_pck_certificate, validate_pck_crl, \
-    validate_root_ca_crl, validate_tcb_info
+from eaa.collateral.validate import (
+    validate_enclave_identity,
+    validate_pck_certificate,
+    validate_pck_crl,
+    validate_root_ca_crl,
+    validate_tcb_info,
+)
 from eaa.services.pccs.records import signed_response
 from eaa.sim import pki
 from eaa.sim.platform import SimPlatform, init_platform
@@ -33,8 +39,6 @@ from eaa.verify.dcap import QuoteVerifier
 from eaa.verify.pki_names import pki_names
 from eaa.verify.roles import TCB_INFO, check_role_chain
 from eaa.verify.trust import TrustAnchor, intel_root
-
-from _checks import fails
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 AT = NOW + timedelta(days=1)
@@ -163,7 +167,8 @@ def test_forged_collateral_refused_by_eaa_pccs_import(plat: SimPlatform, name: s
     (tmp_path / "coll.json").write_text(forged(plat, key, chain, what).to_qvl_json())
     capsys.readouterr()
     db2 = tmp_path / "forged.sqlite3"
-    rc = pccs_main(["import", str(tmp_path / "coll.json"), "--db", str(db2), "--trust-root", str(tmp_path / "root.pem")])
+    rc = pccs_main(["import", str(tmp_path / "coll.json"), "--db", str(db2),
+                    "--trust-root", str(tmp_path / "root.pem")])
     err = capsys.readouterr().err
     assert rc != 0 and f"] {expected_check(name, what)}: " in err and err.count("\n") == 1, err
     assert pccs_main(["export", "-o", str(tmp_path / "out.json"), "--db", str(db2)]) == 0

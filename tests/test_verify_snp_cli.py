@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from eaa.cli.eaa import main
-
 from _vectors import require_vectors
+from eaa.cli.eaa import main
 
 AT = "2025-06-01T00:00:00Z"
 

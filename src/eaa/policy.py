@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .checks import Check
 from .errors import ConfigError, PolicyViolation, Revoked
@@ -72,7 +73,7 @@ class ReferenceValues:
     min_isv_svn: int | None = None
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "ReferenceValues":
+    def from_mapping(cls, data: Mapping[str, Any]) -> ReferenceValues:
         values: dict[str, tuple[str, ...]] = {}
         prod = svn = None
         for key, value in data.items():
@@ -88,7 +89,7 @@ class ReferenceValues:
         return cls(values, prod, svn)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ReferenceValues":
+    def load(cls, path: str | Path) -> ReferenceValues:
         data = load_document(path)
         return cls.from_mapping(data.get("reference", data))
 
@@ -150,10 +151,10 @@ class Policy:
     # SGX ATTRIBUTES.FLAGS.
     allow_sgx_provision_key: bool = False
     allow_sgx_kss: bool = False
-    snp: "SnpPolicy" = field(default_factory=lambda: SnpPolicy())
+    snp: SnpPolicy = field(default_factory=lambda: SnpPolicy())
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "Policy":
+    def from_mapping(cls, data: Mapping[str, Any]) -> Policy:
         pol = data.get("policy", data)
         if not isinstance(pol, Mapping):
             raise ConfigError("policy must be a table/object")
@@ -180,10 +181,10 @@ class Policy:
                    **{flag: pol[flag] for flag in flags if flag in pol})
 
     @classmethod
-    def load(cls, path: str | Path) -> "Policy":
+    def load(cls, path: str | Path) -> Policy:
         return cls.from_mapping(load_document(path))
 
-    def with_reference(self, reference: ReferenceValues) -> "Policy":
+    def with_reference(self, reference: ReferenceValues) -> Policy:
         merged = dict(self.reference.values)
         merged.update(reference.values)
         return replace(self, reference=ReferenceValues(
@@ -235,7 +236,7 @@ class Policy:
         return out
 
     def _sgx_findings(self, m: Mapping[str, Any]) -> list[tuple[Check, str]]:
-        out = []
+        out: list[tuple[Check, str]] = []
         flags = _le_int(m, "attributes", 8)
         if flags is None:
             return out
@@ -260,7 +261,7 @@ class Policy:
             return
         self.appraise(result)
 
-    def without_reference(self) -> "Policy":
+    def without_reference(self) -> Policy:
         return replace(self, reference=ReferenceValues())
 
 
@@ -435,7 +436,7 @@ class SnpPolicy:
     trusted_author_key_digests: tuple[str, ...] = ()
 
     @classmethod
-    def from_mapping(cls, data: Any) -> "SnpPolicy":
+    def from_mapping(cls, data: Any) -> SnpPolicy:
         if not isinstance(data, Mapping):
             raise ConfigError("policy.snp must be a table")
         unknown = set(data) - _SNP_KEYS
@@ -489,10 +490,12 @@ class SnpPolicy:
             info = int(m.get("platform_info", 0))
             for name, bit in SNP_PLATFORM_PERMISSIONS.items():
                 if info >> bit & 1 and not self.platform_info.get(name, False):
-                    out.append((f"platform_info.{name}", f"the platform has {name} set, which the policy does not allow"))
+                    out.append((f"platform_info.{name}",
+                                f"the platform has {name} set, which the policy does not allow"))
             for name, bit in SNP_PLATFORM_REQUIREMENTS.items():
                 if self.platform_info.get(name, False) and not info >> bit & 1:
-                    out.append((f"platform_info.{name}", f"the policy requires {name}, the platform does not report it"))
+                    out.append((f"platform_info.{name}",
+                                f"the policy requires {name}, the platform does not report it"))
         out += self._keys(m)
         if self.vmpl is not None and m.get("vmpl") != self.vmpl:
             out.append(("vmpl", f"VMPL {m.get('vmpl')} is not {self.vmpl}"))
@@ -538,7 +541,8 @@ class SnpPolicy:
             out.append(("tcb.minimum_launch", f"LAUNCH_TCB {launch} is below the minimum "
                                               f"{self._tcb(self.minimum_launch_tcb, result)}"))
         if self.minimum_tcb is not None and not _tcb_le(self._tcb(self.minimum_tcb, result), reported):
-            out.append(("tcb.minimum", f"REPORTED_TCB {reported} is below the minimum {self._tcb(self.minimum_tcb, result)}"))
+            minimum = self._tcb(self.minimum_tcb, result)
+            out.append(("tcb.minimum", f"REPORTED_TCB {reported} is below the minimum {minimum}"))
         return out
 
     def _firmware(self, m: Mapping[str, Any]) -> list[tuple[str, str]]:

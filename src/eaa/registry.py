@@ -6,8 +6,9 @@ considers that name; the first entry whose factory succeeds (is available here) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .errors import ConfigError
 

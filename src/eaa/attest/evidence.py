@@ -39,7 +39,7 @@ class Evidence:
     type: str  # one of the evidence types above
     data: bytes  # the quote or report, exact bytes
     report_data: bytes  # the 64 bytes the attester bound into it
-    collateral: "Collateral | None" = None  # endorsements, when the attester has them
+    collateral: Collateral | None = None  # endorsements, when the attester has them
     simulated: bool = False  # produced by the simulated TEE (a hint only; trust comes from the verifier)
 
 

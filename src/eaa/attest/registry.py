@@ -8,7 +8,8 @@ workload never silently serves no evidence (or simulated evidence) because its T
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ConfigError
 from ..registry import Registry

@@ -18,11 +18,13 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import __version__
 from ..errors import ConfigError, EaaError, FormatError
+from ..timeutil import as_utc, utc_now
 
 if TYPE_CHECKING:
     import logging
@@ -162,7 +164,7 @@ def seconds_or_zero(value: str) -> float:
 def parse_time(value: str | None) -> datetime:
     """``--at``: unix seconds or an ISO-8601 time, between 1970 and 9999; default now (UTC)."""
     if value is None:
-        return datetime.now(timezone.utc)
+        return utc_now()
     text = value.strip()
     if re.fullmatch(r"[+-]?\d+", text):
         try:
@@ -175,7 +177,7 @@ def parse_time(value: str | None) -> datetime:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(f"bad time {value!r}: use unix seconds or ISO-8601") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return as_utc(dt)
 
 
 # ---- evidence files: binary, hex (any whitespace), base64, or '-' for standard input ----
@@ -275,10 +277,10 @@ def snp_verifier_options(args: argparse.Namespace) -> dict[str, Any]:
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FORMAT_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"  # several processes (--processes)
-_formatter_class: "type[logging.Formatter] | None" = None
+_formatter_class: type[logging.Formatter] | None = None
 
 
-def log_formatter(fmt: str = LOG_FORMAT) -> "logging.Formatter":
+def log_formatter(fmt: str = LOG_FORMAT) -> logging.Formatter:
     """The one log format of every daemon: UTC timestamp with milliseconds, level, component (the logger's
     name, e.g. eaa.inclavared), message, on one line; an exception is folded onto that line, so a log
     never carries a traceback. (Built on first use: one-shot commands do not import logging.)"""
@@ -288,7 +290,7 @@ def log_formatter(fmt: str = LOG_FORMAT) -> "logging.Formatter":
 
     if _formatter_class is None:
         class LogFormatter(logging.Formatter):
-            converter = time.gmtime
+            converter = time.gmtime  # type: ignore[assignment]  # typeshed's overloads of gmtime lose its argument
 
             def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
                 return f"{super().formatTime(record, datefmt)}.{int(record.msecs):03d}Z"
@@ -307,7 +309,7 @@ def log_formatter(fmt: str = LOG_FORMAT) -> "logging.Formatter":
 
 
 def setup_daemon_logging(level: int | str, *, stream: TextIO | None = None,
-                         loggers: tuple[str, ...] = ("eaa", "uvicorn", "httpx", "httpcore")) -> "logging.Handler":
+                         loggers: tuple[str, ...] = ("eaa", "uvicorn", "httpx", "httpcore")) -> logging.Handler:
     """Route a daemon's loggers through :func:`log_formatter` at ``level`` (a name such as "info" or a
     logging level). httpx and httpcore log a line per request at INFO; they are kept at WARNING or
     above, so an upstream fetch is logged once, by eaa."""

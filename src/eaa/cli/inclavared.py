@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace) -> Any:
     from ..policy import Policy
-    from ..services.inclavared import InclavaredConfig, program_files
     from ..services.address import parse_address
+    from ..services.inclavared import InclavaredConfig, program_files
     from ..services.limits import limits_from_args
     from ..services.processes import check_processes
     from ..tls import TlsConfig

@@ -24,8 +24,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 from ..errors import ConfigError, TransportError
 from .common import add_version, run_main, setup_daemon_logging
@@ -40,7 +41,7 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _number(kind: type, low: float, high: float) -> "Callable[[str], float]":
+def _number(kind: type, low: float, high: float) -> Callable[[str], float]:
     """An argparse type: a finite number within [low, high] (so no option can take nan, inf or -1)."""
     def parse(value: str) -> float:
         try:
@@ -99,7 +100,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--min-refresh", type=_number(float, 0.0, 365 * 86400), default=600.0, metavar="S",
                    help="ask the upstream again at most this often for expired data (default 600)")
     s.add_argument("--refresh-every", metavar="DURATION", default=None,
-                   help="lazy and req modes: refresh the whole cache from the upstream this often, as Intel's PCCS does "
+                   help="lazy and req modes: refresh the whole cache from the upstream this often, as Intel's PCCS "
+                        "does "
                         "on its RefreshSchedule (3600, 12h, 30d; default: only when a record expires)")
     s.add_argument("--admin-token-file", metavar="FILE",
                    help="enables /eaa/v1/import, /eaa/v1/export, GET /platforms, /refresh and /platformcollateral")
@@ -146,7 +148,7 @@ class _OneLineParser(argparse.ArgumentParser):
     """A usage error is one line, in the form and with the exit status (2) of every other configuration
     error, instead of argparse's usage block."""
 
-    def error(self, message: str) -> "NoReturn":
+    def error(self, message: str) -> NoReturn:
         self.exit(ConfigError.exit_code, f"{self.prog}: error [{ConfigError.code}]: {message} (see --help)\n")
 
 
@@ -172,11 +174,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..collateral.kds import KDS_URL
     from ..collateral.pcs import INTEL_PCS_URL
     from ..services.pccs.app import create_app
-    from ..services.pccs.server import PccsServer
     from ..services.pccs.auth import RateLimiter
-    from ..services.pccs.setup import build_service, load_tokens, read_import_source, read_secret_file
-
     from ..services.pccs.schedule import RefreshSchedule, parse_interval
+    from ..services.pccs.server import PccsServer
+    from ..services.pccs.setup import build_service, load_tokens, read_import_source, read_secret_file
 
     if not args.insecure_http and not (args.cert and args.key):
         raise ConfigError("HTTPS needs --cert and --key (or serve plain HTTP with --insecure-http)")

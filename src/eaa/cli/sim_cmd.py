@@ -40,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
 
     def with_dir(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--dir", metavar="D", help="state directory (default: $EAA_SIM_DIR, else ~/.local/share/eaa/sim)")
+        q.add_argument("--dir", metavar="D",
+                       help="state directory (default: $EAA_SIM_DIR, else ~/.local/share/eaa/sim)")
         q.set_defaults(func=run)
 
     init = ss.add_parser("init", help="create the simulated platform (its PKI, collateral and keys)")
@@ -106,7 +107,7 @@ def _sim_dir(args: argparse.Namespace) -> Path | None:
     return Path(args.dir) if getattr(args, "dir", None) else None
 
 
-def _warn_if_expired(platform: "SimPlatform") -> None:
+def _warn_if_expired(platform: SimPlatform) -> None:
     if platform.collateral_expired():
         print(f"eaa: warning: the simulated platform's collateral expired on "
               f"{platform.collateral_expires:%Y-%m-%d}; regenerate it with 'eaa sim init --force'", file=sys.stderr)

@@ -49,7 +49,7 @@ def read_quote(path: str) -> bytes:
     return decode_evidence(read_input(path, "quote", max_size=3 * MAX_QUOTE_SIZE), "quote")
 
 
-def resolve_trust(trust_roots: list[str], trust_sim: bool) -> "list[TrustAnchor]":
+def resolve_trust(trust_roots: list[str], trust_sim: bool) -> list[TrustAnchor]:
     from ..verify.trust import anchor_from_file, default_anchors
 
     anchors = list(default_anchors())
@@ -61,8 +61,8 @@ def resolve_trust(trust_roots: list[str], trust_sim: bool) -> "list[TrustAnchor]
     return anchors
 
 
-def resolve_collateral(path: str | None, quote: "Quote", raw: bytes, trust_sim: bool, *,
-                       anchors: "list[TrustAnchor] | None" = None) -> "Collateral":
+def resolve_collateral(path: str | None, quote: Quote, raw: bytes, trust_sim: bool, *,
+                       anchors: list[TrustAnchor] | None = None) -> Collateral:
     """--collateral, else the simulator's for a simulated quote (--trust-sim), else from the configured PCCS."""
     if path:
         from ..collateral.bundle import load_collateral
@@ -74,7 +74,7 @@ def resolve_collateral(path: str | None, quote: "Quote", raw: bytes, trust_sim: 
                               anchors=anchors)
 
 
-def render_text(result: "VerificationResult") -> str:
+def render_text(result: VerificationResult) -> str:
     lines = []
     if result.simulated:
         lines.append(SIMULATION_WARNING)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from ..errors import CollateralMissing, ConfigError, FormatError
@@ -57,7 +56,7 @@ def _read(path: str, what: str) -> bytes:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
 
 
-def render_text(result: "VerificationResult") -> str:
+def render_text(result: VerificationResult) -> str:
     lines = [f"SEV-SNP report verified ({result.details.get('signer', '?')}, "
              f"{result.details.get('product', '?')}), status {result.status}"]
     lines += result_lines(result, ("measurement", "host_data", "policy", "vmpl", "guest_svn", "reported_tcb"),

@@ -68,12 +68,12 @@ class Collateral:
     qe_identity_signature: bytes
     pck_certificate_chain: str | None = None
 
-    def without_crls(self) -> "Collateral":
+    def without_crls(self) -> Collateral:
         return replace(self, root_ca_crl=None, pck_crl=None)
 
     # ---- dcap-qvl QuoteCollateralV3 JSON ----
     @classmethod
-    def from_qvl_json(cls, text: str | bytes) -> "Collateral":
+    def from_qvl_json(cls, text: str | bytes) -> Collateral:
         obj = loads_strict(text.decode("utf-8", "replace") if isinstance(text, bytes) else text, "collateral")
         if not isinstance(obj, dict):
             raise FormatError("collateral JSON is not an object", field="collateral")
@@ -141,7 +141,7 @@ class Collateral:
         root_ca_crl: bytes | str | None = None,
         pck_crl: bytes | str | None = None,
         pck_certificate_chain: str | None = None,
-    ) -> "Collateral":
+    ) -> Collateral:
         tcb_body, tcb_sig = split_signed(tcb_info_response, "tcbInfo")
         qe_body, qe_sig = split_signed(qe_identity_response, "enclaveIdentity")
         return cls(

@@ -9,7 +9,7 @@ certificate), so nothing but the quote and the QCNL configuration is needed.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from cryptography import x509
 

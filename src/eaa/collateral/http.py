@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import httpx
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 from cryptography import x509
@@ -22,7 +23,8 @@ from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
 
 from ..errors import EaaError, FormatError
-from ..formats import snp_vek
+from ..formats.snp_report import TURIN, TcbVersion
+from ..formats.snp_vek import vek_extensions
 from ..formats.x509_errors import PARSE_ERRORS
 from ..verify.x509chain import typed_certificate_errors
 from .cache import Cached, MemoryCache
@@ -70,60 +72,13 @@ def check_hwid(product: str, hwid: str | bytes) -> str:
     return raw.hex()
 
 
-@dataclass(frozen=True)
-class SnpTcb:
-    """The security patch levels a VCEK is derived for (from the report's REPORTED_TCB)."""
-
-    bl: int
-    tee: int
-    snp: int
-    ucode: int
-    fmc: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("bl", "tee", "snp", "ucode", "fmc"):
-            v = getattr(self, name)
-            if v is not None and not 0 <= v <= 255:
-                raise FormatError(f"{name}SPL must be 0..255, got {v}", field=f"{name}SPL")
-
-    @classmethod
-    def from_reported_tcb(cls, value: int | bytes, product: str) -> "SnpTcb":
-        raw = value.to_bytes(8, "little") if isinstance(value, int) else bytes(value)
-        if len(raw) != 8:
-            raise FormatError("TCB_VERSION is 8 bytes", field="reported_tcb")
-        if check_product(product) == "Turin":
-            return cls(bl=raw[1], tee=raw[2], snp=raw[3], ucode=raw[7], fmc=raw[0])
-        return cls(bl=raw[0], tee=raw[1], snp=raw[6], ucode=raw[7])
-
-    def query(self, product: str) -> dict[str, str]:
-        """KDS query parameters, in the order AMD documents them."""
-        q: dict[str, str] = {}
-        if check_product(product) == "Turin":
-            q["fmcSPL"] = str(self.fmc or 0)
-        q.update(blSPL=str(self.bl), teeSPL=str(self.tee), snpSPL=str(self.snp), ucodeSPL=str(self.ucode))
-        return q
-
-
-# ---- VEK certificate extensions ----
-
-@dataclass(frozen=True)
-class VekExtensions:
-    product_name: str
-    tcb: SnpTcb
-    hwid: bytes | None
-    csp_id: str | None
-
-
-def vek_extensions(cert: x509.Certificate) -> VekExtensions:
-    """Product name, TCB and hwID of a VCEK/VLEK, decoded by :mod:`eaa.formats.snp_vek`."""
-    ext = snp_vek.vek_extensions(cert)
-    spl = ext.spl
-    try:
-        tcb = SnpTcb(bl=spl["blSPL"], tee=spl["teeSPL"], snp=spl["snpSPL"], ucode=spl["ucodeSPL"],
-                     fmc=spl.get("fmcSPL"))
-    except KeyError as e:
-        raise FormatError(f"VEK certificate lacks {e.args[0]}", field="vek") from None
-    return VekExtensions(ext.product_name, tcb, ext.hwid, ext.csp_id)
+def kds_query(tcb: TcbVersion) -> dict[str, str]:
+    """KDS query parameters naming the VCEK of ``tcb``, in the order AMD documents them."""
+    q: dict[str, str] = {}
+    if tcb.product == TURIN:
+        q["fmcSPL"] = str(tcb.fmc or 0)
+    q.update(blSPL=str(tcb.bl), teeSPL=str(tcb.tee), snpSPL=str(tcb.snp), ucodeSPL=str(tcb.ucode))
+    return q
 
 
 # ---- chain checks ----
@@ -180,30 +135,30 @@ def validate_cert_chain(pem: bytes, product: str, key_type: str = "vcek",
     cn = ask.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     expected = f"SEV-{product}" if key_type == "vcek" else f"SEV-VLEK-{product}"
     if not cn or str(cn[0].value) != expected:
-        raise CorruptCollateral(f"KDS cert_chain intermediate is {ask.subject.rfc4514_string()}, expected CN={expected}")
+        raise CorruptCollateral(f"KDS cert_chain intermediate is {ask.subject.rfc4514_string()}, "
+                                f"expected CN={expected}")
     return KdsChain(ask, ark, pem)
 
 
 @typed_certificate_errors
 def validate_vek(der: bytes, chain: KdsChain, product: str, *, hwid: str | None = None,
-                 tcb: SnpTcb | None = None) -> x509.Certificate:
+                 tcb: TcbVersion | None = None) -> x509.Certificate:
     """Check a VCEK/VLEK: signed by the chain's ASK, and for the product, chip and TCB requested."""
     product = check_product(product)
     cert = load_der_certificate(der, "VEK certificate")
     _issued_by(cert, chain.ask, "VEK certificate")
     try:
         ext = vek_extensions(cert)
+        got = ext.tcb(product) if tcb is not None else None
     except EaaError as e:
         raise CorruptCollateral(f"VEK certificate: {e}") from None
     if not ext.product_name.lower().startswith(product.lower()):
         raise CorruptCollateral(f"VEK certificate is for {ext.product_name}, {product} was requested")
     if hwid is not None and (ext.hwid is None or ext.hwid.hex() != hwid.lower()):
         raise CorruptCollateral("VEK certificate hwID differs from the one requested")
-    if tcb is not None:
-        got = ext.tcb if product == "Turin" else SnpTcb(ext.tcb.bl, ext.tcb.tee, ext.tcb.snp, ext.tcb.ucode)
-        want = tcb if product == "Turin" else SnpTcb(tcb.bl, tcb.tee, tcb.snp, tcb.ucode)
-        if got != want:
-            raise CorruptCollateral(f"VEK certificate TCB {got} differs from the one requested {want}")
+    # KDS names a VCEK by these SPLs only; the reserved ones are not part of the request.
+    if got is not None and tcb is not None and (got.product, got.as_dict()) != (tcb.product, tcb.as_dict()):
+        raise CorruptCollateral(f"VEK certificate TCB {got} differs from the one requested {tcb}")
     return cert
 
 
@@ -284,11 +239,13 @@ class KdsClient:
 
         return self._cached(path, make)  # type: ignore[no-any-return]
 
-    def vcek(self, product: str, hwid: str | bytes, tcb: SnpTcb) -> bytes:
+    def vcek(self, product: str, hwid: str | bytes, tcb: TcbVersion) -> bytes:
         """The DER VCEK for one chip and reported TCB."""
         product = check_product(product)
+        if tcb.product != product:
+            raise FormatError(f"a {tcb.product} TCB names no {product} VCEK", field="tcb")
         hw = check_hwid(product, hwid)
-        params = tcb.query(product)
+        params = kds_query(tcb)
         path = vcek_path(product, hw)
         key = path + "?" + "&".join(f"{k}={v}" for k, v in params.items())
 

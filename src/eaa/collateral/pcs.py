@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -175,10 +176,10 @@ class PcsClient:
     @classmethod
     def from_config(cls, config: QcnlConfig, *, anchors: Sequence[TrustAnchor] | None = None,
                     cache_dir: str | None | bool = True, ca_file: str | None = None,
-                    **kwargs: Any) -> "PcsClient":
+                    **kwargs: Any) -> PcsClient:
         """A client as QCNL would act on ``config``; ``cache_dir=True`` picks the default directory."""
         directory = default_cache_dir() if cache_dir is True else (cache_dir or None)
-        intel_collateral = bool(config.collateral_service) and config.collateral_service.startswith(INTEL_PCS_URL)
+        intel_collateral = (config.collateral_service or "").startswith(INTEL_PCS_URL)
         kwargs.setdefault("pck_url", config.local_pck_url)
         kwargs.setdefault("pck_cache_only", config.local_cache_only)
         # Intel: pccs_api_version is ignored (3.1 forced) when the collateral comes from Intel's PCS,
@@ -197,7 +198,7 @@ class PcsClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "PcsClient":
+    def __enter__(self) -> PcsClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
@@ -248,7 +249,7 @@ def parse_qcnl(text: str, source: str = "<qcnl>") -> QcnlConfig | None:
             raise ConfigError(f"{source}: the QCNL configuration must be a JSON object")
         return _from_mapping(obj, source)
     values: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue  # Intel's legacy parser skips a line without '=' too

@@ -12,12 +12,12 @@ verifier's decision, taken at its own verification time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..checks import Check
@@ -25,7 +25,7 @@ from ..errors import EaaError
 from ..formats.enclave_identity import EnclaveIdentity
 from ..formats.pck_extensions import parse_sgx_extension, sgx_extension_value
 from ..formats.tcb_info import TcbInfo
-from ..formats.x509_errors import NAME_ERRORS
+from ..formats.x509_errors import READ_ERRORS
 from ..verify.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from ..verify.trust import TrustAnchor
 from ..verify.x509chain import ChainMemo, CheckedCrl, check_crl, crl_issuer_der, load_pem_chain, verify_raw_signature
@@ -44,7 +44,7 @@ def _checked(what: str, fn: Callable[[], T]) -> T:
         raise
     except EaaError as e:
         raise CorruptCollateral(f"{what}: {e}", check=e.check) from e
-    except (*NAME_ERRORS, UnsupportedAlgorithm) as e:  # cryptography parses lazily
+    except READ_ERRORS as e:  # cryptography parses lazily
         raise CorruptCollateral(f"{what}: {e}") from e
 
 

@@ -36,12 +36,12 @@ class EnclaveIdentity:
     signature: bytes
 
     @classmethod
-    def from_response(cls, text: str | bytes) -> "EnclaveIdentity":
+    def from_response(cls, text: str | bytes) -> EnclaveIdentity:
         body, sig = split_signed(text, "enclaveIdentity")
         return cls.from_body(body, sig)
 
     @classmethod
-    def from_body(cls, body: str | bytes, signature: bytes, *, authenticated: bool = False) -> "EnclaveIdentity":
+    def from_body(cls, body: str | bytes, signature: bytes, *, authenticated: bool = False) -> EnclaveIdentity:
         w = "enclaveIdentity"
         obj = load_body(body, authenticated=authenticated, what=w)
         version = get(obj, "version", int, w)

@@ -12,12 +12,13 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import FormatError
+from .pem import pem_blocks
 from .reader import Reader
 from .report_body import (
     SGX_REPORT_BODY_SIZE,
     TD_REPORT10_SIZE,
-    TD_REPORT15EX_SIZE,
     TD_REPORT15_SIZE,
+    TD_REPORT15EX_SIZE,
     SgxReportBody,
     TdReportBody,
 )
@@ -60,12 +61,13 @@ class QuoteHeader:
     raw: bytes
 
     @classmethod
-    def parse(cls, r: Reader) -> "QuoteHeader":
+    def parse(cls, r: Reader) -> QuoteHeader:
         if r.remaining() < HEADER_SIZE:  # field by field, to name the one that is cut short
             r.u16("version"), r.u16("att_key_type"), r.u32("tee_type"), r.u16("qe_svn"), r.u16("pce_svn")
             r.take(16, "qe_vendor_id"), r.take(20, "user_data")
         raw = r.take(HEADER_SIZE, "header")
-        return cls(*_HEADER.unpack(raw), raw)
+        version, att_key_type, tee_type, qe_svn, pce_svn, qe_vendor_id, user_data = _HEADER.unpack(raw)
+        return cls(version, att_key_type, tee_type, qe_svn, pce_svn, qe_vendor_id, user_data, raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +90,7 @@ class CertificationData:
         """The PEM certificates of a type-5 chain, leaf first (NUL padding and blanks ignored)."""
         if self.cert_type != CERT_PCK_CHAIN:
             return []
-        text = self.data.rstrip(b"\x00")
-        certs = []
-        marker_end = b"-----END CERTIFICATE-----"
-        for part in text.split(marker_end):
-            start = part.find(b"-----BEGIN CERTIFICATE-----")
-            if start >= 0:
-                certs.append(part[start:] + marker_end + b"\n")
-        return certs
+        return pem_blocks(self.data)
 
     @property
     def ppid_info(self) -> PpidInfo | None:
@@ -110,12 +105,13 @@ class CertificationData:
         return PpidInfo(ppid, cpu_svn, pce_svn, pce_id)
 
     @classmethod
-    def parse(cls, r: Reader) -> "CertificationData":
+    def parse(cls, r: Reader) -> CertificationData:
         cert_type = r.u16("cert_key_type")
         size = r.u32("cert_data_size")
         data = r.take(size, "cert_data")
         if not 1 <= cert_type <= 6:
-            raise FormatError(f"unknown certification data type {cert_type}", field="cert_key_type", offset=r.pos - size - 6)
+            raise FormatError(f"unknown certification data type {cert_type}", field="cert_key_type",
+                              offset=r.pos - size - 6)
         if cert_type in _PPID_SIZES and size < _PPID_SIZES[cert_type] + 18:
             raise FormatError(f"certification data type {cert_type} too short ({size} bytes)", field="cert_data",
                               offset=r.pos - size)
@@ -132,7 +128,7 @@ class QeReportCertificationData:
     certification_data: CertificationData
 
     @classmethod
-    def parse(cls, r: Reader) -> "QeReportCertificationData":
+    def parse(cls, r: Reader) -> QeReportCertificationData:
         report_raw = r.take(SGX_REPORT_BODY_SIZE, "qe_report")
         qe_report = SgxReportBody.parse(report_raw, context="qe_report")
         signature = r.take(64, "qe_report_signature")

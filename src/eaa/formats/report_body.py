@@ -47,7 +47,7 @@ class SgxReportBody:
         return bool(self.flags & SGX_FLAGS_DEBUG)
 
     @classmethod
-    def parse(cls, data: bytes, context: str = "report_body") -> "SgxReportBody":
+    def parse(cls, data: bytes, context: str = "report_body") -> SgxReportBody:
         if len(data) != SGX_REPORT_BODY_SIZE:
             raise FormatError(
                 f"SGX report body must be {SGX_REPORT_BODY_SIZE} bytes, got {len(data)}", field=context, offset=0
@@ -91,7 +91,7 @@ class TdReportBody:
         return bool(self.td_attributes_int & TD_ATTR_DEBUG)
 
     @classmethod
-    def parse(cls, data: bytes, body_type: int = 2, context: str = "td_report") -> "TdReportBody":
+    def parse(cls, data: bytes, body_type: int = 2, context: str = "td_report") -> TdReportBody:
         expected = {2: TD_REPORT10_SIZE, 3: TD_REPORT15_SIZE, 4: TD_REPORT15EX_SIZE}.get(body_type)
         if expected is None:
             raise FormatError(f"unknown TD report body type {body_type}", field=context)

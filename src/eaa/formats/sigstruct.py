@@ -50,15 +50,19 @@ class SigStruct:
         return not self.attribute_mask[0] & 0x02
 
     @classmethod
-    def parse(cls, data: bytes) -> "SigStruct":
+    def parse(cls, data: bytes) -> SigStruct:
         if len(data) != SIGSTRUCT_SIZE:
             raise FormatError(f"SIGSTRUCT must be {SIGSTRUCT_SIZE} bytes, got {len(data)}", field="sigstruct")
         if data[0:16] != HEADER1:
             raise FormatError("not a SIGSTRUCT (HEADER mismatch)", field="header", offset=0)
         if data[24:40] != HEADER2:
             raise FormatError("not a SIGSTRUCT (HEADER2 mismatch)", field="header2", offset=24)
-        u32 = lambda o: int.from_bytes(data[o:o + 4], "little")  # noqa: E731
-        u16 = lambda o: int.from_bytes(data[o:o + 2], "little")  # noqa: E731
+        def u32(o: int) -> int:
+            return int.from_bytes(data[o:o + 4], "little")
+
+        def u16(o: int) -> int:
+            return int.from_bytes(data[o:o + 2], "little")
+
         return cls(
             vendor=u32(16), date=u32(20), modulus=bytes(data[128:512]), exponent=u32(512),
             misc_select=u32(900), misc_mask=u32(904), isv_family_id=bytes(data[912:928]),

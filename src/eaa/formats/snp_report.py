@@ -130,7 +130,14 @@ class TcbVersion:
                 raise FormatError(f"SPL must be 0..255, got {v}", field=f"tcb.{name}")
 
     @classmethod
-    def decode(cls, value: int, product: str) -> "TcbVersion":
+    def of(cls, product: str, *, bl: int, tee: int, snp: int, ucode: int, fmc: int | None = None) -> TcbVersion:
+        """The TCB with these SPLs and zero reserved SPLs, as AMD's KDS names a VCEK (``fmc`` for Turin only)."""
+        product = normalize_product(product)
+        return cls(product, bl=bl, tee=tee, snp=snp, ucode=ucode, fmc=fmc,
+                   reserved=(0, 0, 0) if product == TURIN else (0, 0, 0, 0))
+
+    @classmethod
+    def decode(cls, value: int, product: str) -> TcbVersion:
         if not 0 <= value < 1 << 64:
             raise FormatError("TCB_VERSION is a 64-bit value", field="tcb")
         b = value.to_bytes(8, "little")
@@ -248,7 +255,7 @@ class SnpReport:
 
     # ---- parsing ----
     @classmethod
-    def parse(cls, data: bytes) -> "SnpReport":
+    def parse(cls, data: bytes) -> SnpReport:
         """Parse and sanity-check; FormatError (with field and offset) for anything malformed."""
         d = bytes(data)
         if len(d) != REPORT_SIZE:

@@ -12,14 +12,15 @@ OIDs are ``1.3.6.1.4.1.3704.1`` + suffix (go-sev-guest ``kds/kds.go``; shared/do
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from ..errors import FormatError
 from .der import TAG_INTEGER, TAG_OCTET_STRING, read_tlv
+from .pem import PEM_BEGIN
 from .snp_report import TURIN, TcbVersion, normalize_product
 from .x509_errors import PARSE_ERRORS
 
@@ -191,7 +192,7 @@ def load_certificates(data: bytes | str) -> list[x509.Certificate]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_SERIAL_WARNING, category=CryptographyDeprecationWarning)
         try:
-            if b"-----BEGIN CERTIFICATE-----" in raw:
+            if PEM_BEGIN in raw:
                 return x509.load_pem_x509_certificates(raw)
             return [x509.load_der_x509_certificate(raw)]
         except ValueError as e:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import itemgetter
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from ..errors import FormatError
@@ -52,12 +52,12 @@ class TcbInfo:
     signature: bytes
 
     @classmethod
-    def from_response(cls, text: str | bytes) -> "TcbInfo":
+    def from_response(cls, text: str | bytes) -> TcbInfo:
         body, sig = split_signed(text, "tcbInfo")
         return cls.from_body(body, sig)
 
     @classmethod
-    def from_body(cls, body: str | bytes, signature: bytes, *, authenticated: bool = False) -> "TcbInfo":
+    def from_body(cls, body: str | bytes, signature: bytes, *, authenticated: bool = False) -> TcbInfo:
         obj = load_body(body, authenticated=authenticated, what="tcbInfo")
         w = "tcbInfo"
         version = get(obj, "version", int, w)
@@ -91,7 +91,8 @@ class TcbInfo:
             tee_id, version, parse_time(get(obj, "issueDate", str, w), "tcbInfo.issueDate"),
             parse_time(get(obj, "nextUpdate", str, w), "tcbInfo.nextUpdate"), get_hex(obj, "fmspc", 6, w),
             get_hex(obj, "pceId", 2, w), get(obj, "tcbType", int, w), get(obj, "tcbEvaluationDataNumber", int, w),
-            module, identities, levels, body.encode("utf-8") if isinstance(body, str) else bytes(body), bytes(signature),
+            module, identities, levels, body.encode("utf-8") if isinstance(body, str) else bytes(body),
+            bytes(signature),
         )
 
 

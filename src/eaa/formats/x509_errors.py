@@ -9,6 +9,9 @@ Names whose attribute values cannot be rendered as text raise ``TypeError`` (:da
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 PARSE_ERRORS: tuple[type[Exception], ...] = (ValueError, x509.InvalidVersion, x509.DuplicateExtension)
 NAME_ERRORS: tuple[type[Exception], ...] = (*PARSE_ERRORS, TypeError)
+# Anything reading a parsed certificate can raise: its names, and a key or algorithm cryptography does not support.
+READ_ERRORS: tuple[type[Exception], ...] = (*NAME_ERRORS, UnsupportedAlgorithm)

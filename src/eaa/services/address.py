@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, TransportError
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def dial(addr: Address, timeout: float) -> socket.socket:
             s.close()
             raise
         return s
-    except socket.timeout:
+    except TimeoutError:
         raise TransportError(f"timed out connecting to {addr}") from None
     except OSError as e:
         raise TransportError(f"cannot connect to {addr}: {e.strerror or e}") from None

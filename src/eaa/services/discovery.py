@@ -24,9 +24,10 @@ import re
 import ssl
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..attest._io import read_bounded
 from ..attest.errors import TeeInterfaceError
@@ -177,8 +178,8 @@ def kubeconfig_credentials(paths: list[Path], context: str | None = None) -> Api
             raise ConfigError(f"kubeconfig {path} is not valid YAML") from None
         if not isinstance(doc, dict):
             raise ConfigError(f"kubeconfig {path} is not a mapping")
-        for key, table in (("clusters", clusters), ("users", users), ("contexts", contexts)):
-            for name, value in _named(doc, key, path):
+        for section, table in (("clusters", clusters), ("users", users), ("contexts", contexts)):
+            for name, value in _named(doc, section, path):
                 table.setdefault(name, value)  # the first file to define a name wins, as in kubectl
         if not current and isinstance(doc.get("current-context"), str) and doc["current-context"]:
             current = doc["current-context"]
@@ -205,8 +206,8 @@ def kubeconfig_credentials(paths: list[Path], context: str | None = None) -> Api
                           "decides which nodes are attested, so shelter only reads it from a verified API server")
     if cluster.get("proxy-url"):
         raise ConfigError(f"kubeconfig {where}: proxy-url is not supported")
-    for key, what in _UNSUPPORTED_USER.items():
-        if user.get(key):
+    for entry, what in _UNSUPPORTED_USER.items():
+        if user.get(entry):
             raise ConfigError(f"kubeconfig {where}: user of context {current!r} uses {what}, which shelter does not "
                               "support; use a bearer token or a client certificate")
     token = user.get("token") if isinstance(user.get("token"), str) else None
@@ -343,7 +344,7 @@ def list_pods(creds: ApiCredentials, namespace: str, selector: str, *, timeout: 
     extensions = {"sni_hostname": creds.tls_server_name} if creds.tls_server_name else {}
     url = f"{creds.server}/api/v1/namespaces/{_path_segment(namespace)}/pods"
     items: list[dict[str, Any]] = []
-    cont = ""
+    cont: Any = ""  # the API's continue token, as the server wrote it
     with httpx.Client(verify=ssl_context(creds), timeout=httpx.Timeout(timeout), headers=headers,
                       follow_redirects=False, trust_env=False, transport=transport) as client:
         for _ in range(MAX_PAGES):

@@ -15,15 +15,15 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 from ..errors import EaaError, IdentityMismatch, ProtocolError, TransportError
 from ..policy import Policy
-from ..tls.peercert import parse_certificate
 from ..tls.config import TlsConfig
+from ..tls.peercert import parse_certificate
 from ..tls.session import EnclaveTls, TlsSession
 from ..verify.registry import Verifier, verifier_for_evidence
 from . import protocol

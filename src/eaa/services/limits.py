@@ -20,7 +20,7 @@ class ServerLimits:
     backlog: int = 1024
     report_every: float = 10.0
 
-    def validate(self) -> "ServerLimits":
+    def validate(self) -> ServerLimits:
         """The limits, or a ConfigError naming the flag that is out of range."""
         checks = (
             (1 <= self.max_connections <= 1_000_000, "--max-connections must be 1..1000000"),
@@ -34,7 +34,7 @@ class ServerLimits:
                 raise ConfigError(message)
         return self
 
-    def divided(self, processes: int) -> "ServerLimits":
+    def divided(self, processes: int) -> ServerLimits:
         """Each of ``processes`` processes' share, so the totals the flags name still hold for the daemon:
         connections in all, per address and requests served at once are divided (rounded up, at least 1);
         the backlog is each listener's, the timeout each connection's."""

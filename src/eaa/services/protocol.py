@@ -63,11 +63,12 @@ def parse_json_line(data: bytes, what: str) -> dict[str, Any]:
 
 
 def parse_nonce(value: Any) -> bytes:
+    """A nonce as every message of both legs writes it: exactly NONCE_SIZE bytes of hex, no blanks."""
     if not isinstance(value, str) or len(value) != 2 * NONCE_SIZE:
         raise ProtocolError(f"nonce must be {NONCE_SIZE} bytes of hex")
     try:
-        return bytes.fromhex(value)
-    except ValueError:
+        return binascii.unhexlify(value)  # unlike bytes.fromhex, no white space that would shorten it
+    except (binascii.Error, ValueError):
         raise ProtocolError("nonce is not hex") from None
 
 
@@ -119,14 +120,14 @@ class WorkloadEvidence:
     nonce: bytes
 
     @classmethod
-    def from_workload_reply(cls, data: bytes, certificate: bytes | None) -> "WorkloadEvidence":
+    def from_workload_reply(cls, data: bytes, certificate: bytes | None) -> WorkloadEvidence:
         obj = parse_json_line(data, "workload reply")
         if obj.get("msgtype") != "EVIDENCE" or obj.get("version") != 2:
             raise ProtocolError("workload reply is not a v2 EVIDENCE message")
         return cls.from_obj(obj, certificate)
 
     @classmethod
-    def from_obj(cls, obj: dict[str, Any], certificate: bytes | None = None) -> "WorkloadEvidence":
+    def from_obj(cls, obj: dict[str, Any], certificate: bytes | None = None) -> WorkloadEvidence:
         if not isinstance(obj, dict):
             raise ProtocolError("workload evidence is not an object")
         etype = obj.get("evidence_type")

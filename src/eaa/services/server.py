@@ -37,7 +37,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..errors import EaaError
 from ..tls.errors import HandshakeAbandoned
@@ -373,7 +374,7 @@ class ConnectionServer:
         except OSError:
             pass
 
-    def _shed_one(self, idle: "OrderedDict[_Conn, None]", what: str, min_idle: float = 0.0) -> bool:
+    def _shed_one(self, idle: OrderedDict[_Conn, None], what: str, min_idle: float = 0.0) -> bool:
         """Close the least recently active connection of ``idle`` if it has been idle for ``min_idle``
         seconds; False when there is none."""
         for conn in idle:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import queue
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ConfigError, EaaError, PolicyViolation, ProtocolError, UnsupportedEvidence, VerificationError
 from ..policy import Policy
@@ -154,14 +155,14 @@ class Shelter:
         obj = protocol.parse_json_line(line, "inclavared reply")
         if obj.get("msgtype") == "ERROR":
             raise ProtocolError(f"inclavared: [{obj.get('error_code')}] {str(obj.get('error'))[:500]}")
-        info = protocol.parse_enclaveinfo_v2(line)
-        report.inclavared_verdict = {"ok": info.verdict.ok, "error_code": info.verdict.error_code,
-                                     "error": info.verdict.error}
-        if info.nonce != nonce:
+        reply = protocol.parse_enclaveinfo_v2(line)
+        report.inclavared_verdict = {"ok": reply.verdict.ok, "error_code": reply.verdict.error_code,
+                                     "error": reply.verdict.error}
+        if reply.nonce != nonce:
             raise ProtocolError("inclavared answered for another nonce")
-        if info.workload is None:
-            raise ProtocolError(f"no workload evidence: [{info.verdict.error_code}] {info.verdict.error}")
-        w = info.workload
+        if reply.workload is None:
+            raise ProtocolError(f"no workload evidence: [{reply.verdict.error_code}] {reply.verdict.error}")
+        w = reply.workload
         report.workload_evidence = w.evidence_type
         spki = parse_certificate(w.certificate).spki if w.certificate else None
         result = w.verify(self._verifier(w.evidence_type), nonce, at=opts.clock(), expected_spki=spki)

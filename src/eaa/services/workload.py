@@ -13,13 +13,13 @@ answered as one JSON line (see :func:`v2_response`).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..attest.evidence import SGX_ECDSA, Attester, Evidence
 from ..errors import ConfigError, EaaError, ProtocolError
@@ -27,13 +27,13 @@ from ..tls.cert import spki_der
 from ..tls.claims import NONCE, encode_claims
 from ..tls.crypto import Credentials
 from ..tls.session import TlsServer, TlsSession
+from .protocol import NONCE_SIZE, parse_nonce
 
 log = logging.getLogger("eaa.workload")
 
 GREETING = b"Hello and welcome to Enclave TLS!\n"
 MAX_REQUEST = 256  # the sample server's receive buffer
 IDENTITY_SIZE = 64
-NONCE_SIZE = 32
 REPLY_MODES = ("auto", "identity", "echo")
 
 
@@ -78,13 +78,7 @@ def parse_v2_request(data: bytes) -> bytes | None:
         return None
     if not isinstance(obj, dict) or obj.get("version") != 2:
         return None
-    nonce = obj.get("nonce")
-    if not isinstance(nonce, str) or len(nonce) != 2 * NONCE_SIZE:
-        raise ProtocolError(f"v2 request needs a {NONCE_SIZE}-byte hex nonce")
-    try:
-        return binascii.unhexlify(nonce)
-    except (binascii.Error, ValueError):
-        raise ProtocolError("v2 request nonce is not hex") from None
+    return parse_nonce(obj.get("nonce"))
 
 
 def v2_response(attester: Attester, credentials: Credentials | None, nonce: bytes) -> bytes:

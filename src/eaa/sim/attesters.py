@@ -11,8 +11,9 @@ it is loaded); a changed file gives a changed MRENCLAVE / MRTD at the next start
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..attest.evidence import SGX_ECDSA, TDX_ECDSA, Evidence, pad_report_data
 from ..attest.registry import attesters

@@ -24,8 +24,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import ConfigError
 
@@ -82,7 +82,7 @@ def _raise_walk_error(e: OSError) -> None:
     raise ConfigError(f"cannot measure {e.filename}: {e.strerror}")
 
 
-def _measure(paths: Iterable[str | os.PathLike[str]], h: "hashlib._Hash") -> bytes:
+def _measure(paths: Iterable[str | os.PathLike[str]], h: hashlib._Hash) -> bytes:
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]  # type: ignore[list-item]
     for name, path in _collect(paths):

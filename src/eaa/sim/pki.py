@@ -11,8 +11,8 @@ function of ``(seed, now, tcb state)``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes

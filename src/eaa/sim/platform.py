@@ -22,11 +22,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import (
 from ..collateral.bundle import Collateral
 from ..errors import ConfigError, FormatError
 from ..formats.signed_json import split_signed
+from ..timeutil import as_utc, utc_now
 from ..verify.trust import TrustAnchor
 from . import pki, quote, tcbinfo
 from .measure import measure_files, tdx_measure
@@ -74,9 +76,7 @@ def default_sim_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(timezone.utc)
-    return now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
+    return as_utc(now) if now is not None else utc_now()
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -248,7 +248,7 @@ def read_state(d: Path, names: Iterable[str], what: str) -> dict[str, bytes]:
 
 
 def init_platform(sim_dir: str | os.PathLike[str] | None = None, *, tcb: str = "uptodate", force: bool = False,
-                  now: datetime | None = None, seed: bytes | None = None) -> "SimPlatform":
+                  now: datetime | None = None, seed: bytes | None = None) -> SimPlatform:
     """Generate a new platform into ``sim_dir`` (default :func:`default_sim_dir`) and load it.
 
     ``now`` (default: the current time, UTC) is the creation time every validity window starts from;
@@ -261,7 +261,7 @@ def init_platform(sim_dir: str | os.PathLike[str] | None = None, *, tcb: str = "
 
 
 def load_platform(sim_dir: str | os.PathLike[str] | None = None, *, create: bool = True,
-                  now: datetime | None = None) -> "SimPlatform":
+                  now: datetime | None = None) -> SimPlatform:
     """Load the platform in ``sim_dir`` (default :func:`default_sim_dir`); generate it on first use if ``create``.
 
     ``now`` is the creation time used only when the platform has to be generated (default: the current time).
@@ -314,7 +314,7 @@ class PlatformParams:
     mr_seam: bytes
 
     @classmethod
-    def from_json(cls, text: bytes) -> "PlatformParams":
+    def from_json(cls, text: bytes) -> PlatformParams:
         try:
             p = json.loads(text)
         except ValueError:
@@ -386,7 +386,7 @@ class SimPlatform:
                                  split_signed(files[qe_name], "enclaveIdentity"))
 
     @classmethod
-    def load(cls, sim_dir: str | os.PathLike[str]) -> "SimPlatform":
+    def load(cls, sim_dir: str | os.PathLike[str]) -> SimPlatform:
         d = Path(sim_dir)
         names = [PLATFORM_FILE, "root_ca_crl.der", "pck_crl.der"]
         names += [f"{n}.key" for n in KEY_NAMES] + [f"{n}.pem" for n in CERT_NAMES]

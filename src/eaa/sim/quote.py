@@ -7,8 +7,8 @@ shared/docs/dcap-reference.md §1; :func:`eaa.formats.quote.parse_quote` reads w
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ec
 

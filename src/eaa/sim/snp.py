@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -92,10 +93,8 @@ def _name(cn: str, platform_id: str) -> x509.Name:
 
 
 def _tcb(product: str, spl: Mapping[str, int]) -> TcbVersion:
-    if product == TURIN:
-        return TcbVersion(TURIN, bl=spl["bl"], tee=spl["tee"], snp=spl["snp"], ucode=spl["ucode"], fmc=spl["fmc"],
-                          reserved=(0, 0, 0))
-    return TcbVersion(product, bl=spl["bl"], tee=spl["tee"], snp=spl["snp"], ucode=spl["ucode"])
+    return TcbVersion.of(product, bl=spl["bl"], tee=spl["tee"], snp=spl["snp"], ucode=spl["ucode"],
+                         fmc=spl["fmc"] if product == TURIN else None)
 
 
 def _ca(subject: x509.Name, key: rsa.RSAPrivateKey, issuer: x509.Name, signer: rsa.RSAPrivateKey, serial: int,
@@ -176,7 +175,7 @@ def snp_dir(sim_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def init_snp_platform(sim_dir: str | os.PathLike[str] | None = None, *, product: str = DEFAULT_PRODUCT,
                       force: bool = False, now: datetime | None = None, revoke_ask: bool = False,
-                      report_version: int = DEFAULT_REPORT_VERSION) -> "SimSnpPlatform":
+                      report_version: int = DEFAULT_REPORT_VERSION) -> SimSnpPlatform:
     """Generate a simulated SNP platform under ``sim_dir`` (default: the simulated TEE's directory)."""
     d = snp_dir(sim_dir)
     files = generate_snp_files(now=now or datetime.now(timezone.utc), product=product, revoke_ask=revoke_ask,
@@ -185,7 +184,7 @@ def init_snp_platform(sim_dir: str | os.PathLike[str] | None = None, *, product:
     return SimSnpPlatform.load(d)
 
 
-def load_snp_platform(sim_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> "SimSnpPlatform":
+def load_snp_platform(sim_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> SimSnpPlatform:
     """The simulated SNP platform under ``sim_dir``; generated on first use when ``create``."""
     d = snp_dir(sim_dir)
     if (d / PLATFORM_FILE).is_file():
@@ -246,7 +245,7 @@ class SimSnpPlatform:
         self.crl = files["crl.der"]
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> "SimSnpPlatform":
+    def load(cls, directory: str | os.PathLike[str]) -> SimSnpPlatform:
         d = Path(directory)
         names = (PLATFORM_FILE, "crl.der", *(f"{n}.key" for n in _NAMES), *(f"{n}.pem" for n in _NAMES))
         return cls(d, read_state(d, names, "simulated SEV-SNP platform"))

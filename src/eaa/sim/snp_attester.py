@@ -10,7 +10,8 @@ taken once when the attester is created, as a real guest is measured at launch.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..attest.evidence import SEV_SNP, Evidence, pad_report_data
 from .snp import SimSnpPlatform, load_snp_platform

@@ -125,7 +125,8 @@ def _date(now: datetime, age_days: int) -> str:
     return _time(day)
 
 
-def _components(table: tuple[tuple[int, str | None, str | None], ...], overrides: dict[int, int]) -> list[dict[str, Any]]:
+def _components(table: tuple[tuple[int, str | None, str | None], ...],
+                overrides: dict[int, int]) -> list[dict[str, Any]]:
     out = []
     for i, (svn, category, kind) in enumerate(table):
         c: dict[str, Any] = {"svn": overrides.get(i, svn)}

@@ -9,9 +9,9 @@ lengths, text keys, byte-string values and no duplicate keys, as the C verifier 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 import cbor2
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..attest.evidence import Attester
 from ..errors import ConfigError
@@ -72,5 +73,5 @@ class TlsConfig:
         if self.trust_anchors is not None:
             object.__setattr__(self, "trust_anchors", tuple(self.trust_anchors))
 
-    def replace(self, **changes: Any) -> "TlsConfig":
+    def replace(self, **changes: Any) -> TlsConfig:
         return replace(self, **changes)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding

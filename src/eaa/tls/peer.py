@@ -23,15 +23,17 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..attest.evidence import NULL
 from ..errors import ConfigError
+from ..timeutil import as_utc, utc_now
 from ..verify.registry import CollateralSource, Verifier, verifier_for_evidence, verifiers
 from ..verify.result import VerificationResult
 from ..verify.trust import TrustAnchor
@@ -86,12 +88,6 @@ class _CacheEntry:
     fresh_until: datetime
 
 
-def _utc(at: datetime | int | float) -> datetime:
-    if isinstance(at, datetime):
-        return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(at, timezone.utc)
-
-
 class PeerVerifier:
     """Verifies peer certificates for one configuration; reuse it to keep its cache warm. Thread-safe."""
 
@@ -124,7 +120,7 @@ class PeerVerifier:
         self._options.update(trust_anchors=trust_anchors, trust_simulation=trust_simulation,
                              collateral_source=collateral, check_crl=check_crl, sim_dir=sim_dir, strict=strict,
                              **({"cache_size": 0} if cache_size <= 0 else {}))
-        self._at = _utc(at) if at is not None else None
+        self._at = as_utc(at) if at is not None else None
         self._clock = clock
         self._instances: dict[str, Verifier] = {}
         self._lock = threading.Lock()
@@ -136,8 +132,8 @@ class PeerVerifier:
         if self._at is not None:
             return self._at
         if self._clock is not None:
-            return _utc(self._clock())
-        return datetime.now(timezone.utc)
+            return as_utc(self._clock())
+        return utc_now()
 
     def verifier(self, name: str) -> Verifier:
         """The verifier called ``name``, configured as this endpoint verifies peers (one instance per name, so

@@ -106,9 +106,9 @@ class PeerCertificate:
         kind, hash_cls = alg
         key = self.public_key()
         try:
-            if kind == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
+            if kind == "ecdsa" and hash_cls is not None and isinstance(key, ec.EllipticCurvePublicKey):
                 key.verify(self.signature, self.tbs, ec.ECDSA(hash_cls()))
-            elif kind == "rsa" and isinstance(key, rsa.RSAPublicKey):
+            elif kind == "rsa" and hash_cls is not None and isinstance(key, rsa.RSAPublicKey):
                 key.verify(self.signature, self.tbs, padding.PKCS1v15(), hash_cls())
             elif kind == "ed25519" and isinstance(key, ed25519.Ed25519PublicKey):
                 key.verify(self.signature, self.tbs)

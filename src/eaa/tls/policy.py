@@ -13,7 +13,8 @@ or a forgotten ``return`` reject (fail closed), and so does raising, which may s
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ConfigError, EaaError, PolicyViolation
 from ..policy import Policy

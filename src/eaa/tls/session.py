@@ -13,7 +13,8 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..attest.evidence import Attester
 from ..attest.registry import attesters, no_tee_error
@@ -158,7 +159,7 @@ class TlsSession:
             self._closed = True
         self._channel.close()
 
-    def __enter__(self) -> "TlsSession":
+    def __enter__(self) -> TlsSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -220,7 +221,7 @@ class TlsClient:
         t = self.config.timeout if timeout is None else timeout
         try:
             sock = socket.create_connection((host, port), timeout=t)
-        except socket.timeout:
+        except TimeoutError:
             raise TlsTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as e:
             raise TransportError(f"cannot connect to {host}:{port}: {e.strerror or e}") from None
@@ -276,7 +277,7 @@ class TlsServer:
             try:
                 self.sock.settimeout(wait)  # inside the try: shutdown() may close the socket at any moment
                 return self.sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as e:
                 if self._stop.is_set():
@@ -357,7 +358,7 @@ class TlsServer:
 
     close = shutdown
 
-    def __enter__(self) -> "TlsServer":
+    def __enter__(self) -> TlsServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -378,7 +379,7 @@ def accept(listener: socket.socket | TlsServer, config: TlsConfig | None = None,
     listener.settimeout(timeout if timeout is not None else handle.config.timeout)
     try:
         conn, addr = listener.accept()
-    except socket.timeout:
+    except TimeoutError:
         raise TlsTimeout("no connection arrived in time") from None
     finally:
         listener.settimeout(previous)

@@ -11,9 +11,10 @@ import socket
 import struct
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes

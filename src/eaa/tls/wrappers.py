@@ -22,10 +22,12 @@ waits on a slow peer.
 from __future__ import annotations
 
 import errno
+import functools
 import select
 import socket
 import time
-from typing import Callable, Protocol, cast
+from collections.abc import Callable
+from typing import Protocol, cast
 
 from OpenSSL import SSL, crypto
 
@@ -146,7 +148,7 @@ class OpenSslChannel:
         try:
             while pos < len(data):
                 chunk = data[pos:pos + MAX_RECORD]
-                pos += self._io(lambda chunk=chunk: self._conn.send(chunk), deadline, "send")
+                pos += self._io(functools.partial(self._conn.send, chunk), deadline, "send")
         except SSL.ZeroReturnError:
             raise ConnectionClosed("the peer closed the TLS session") from None
         except SSL.SysCallError as e:
@@ -275,7 +277,7 @@ class OpenSslEndpoint:
             _wait(sock, want == WAIT_READ, deadline, "TLS handshake")
         return hs.finish()
 
-    def start_handshake(self, sock: socket.socket) -> "OpenSslHandshake":
+    def start_handshake(self, sock: socket.socket) -> OpenSslHandshake:
         return OpenSslHandshake(self, sock)
 
     @staticmethod
@@ -378,7 +380,7 @@ class NullTlsChannel:
     def __init__(self, sock: socket.socket, peer: PeerIdentity | None) -> None:
         self._sock = sock
         self.peer = peer
-        self.peer_certificate = None
+        self.peer_certificate: bytes | None = None  # plain TCP: no certificate
 
     def send(self, data: bytes, deadline: float | None) -> None:
         view = memoryview(bytes(data))
@@ -418,7 +420,7 @@ class NullTlsChannel:
 class NullTlsHandshake:
     """Plain TCP has no handshake: the first step completes it."""
 
-    def __init__(self, endpoint: "NullTlsEndpoint", sock: socket.socket) -> None:
+    def __init__(self, endpoint: NullTlsEndpoint, sock: socket.socket) -> None:
         self.endpoint = endpoint
         self.sock = sock
         sock.setblocking(False)

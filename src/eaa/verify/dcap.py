@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -32,7 +33,6 @@ from ..errors import (
     CollateralMissing,
     CrlError,
     EaaError,
-    FormatError,
     IdentityMismatch,
     UnsupportedCertificationData,
 )
@@ -42,6 +42,7 @@ from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx
 from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quote
 from ..formats.report_body import SgxReportBody, TdReportBody
 from ..formats.tcb_info import TcbInfo
+from ..timeutil import as_utc
 from .result import REVOKED, VerificationResult
 from .roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from .tcb import StatusWithAdvisory, check_qe_identity, evaluate_tcb, validate_statuses
@@ -63,12 +64,6 @@ from .x509chain import (
 
 T = TypeVar("T")
 _SGX_OID_RAW = encode_oid(SGX_EXTENSION_OID)
-
-
-def as_datetime(at: datetime | int | float) -> datetime:
-    if isinstance(at, datetime):
-        return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(at, timezone.utc)
 
 
 class _Lru:
@@ -138,7 +133,7 @@ class QuoteVerifier:
         """Chains repeat within one quote's collateral (TCB info and QE identity share one): check each once
         per role it plays."""
         key = (pem, role.signer)
-        chain = memo.chains.get(key)
+        chain: RoleChain | None = memo.chains.get(key)
         if chain is None:
             chain = memo.chains[key] = check_role_chain(load_pem_chain(pem, role.what, memo), self.anchors, role,
                                                         memo)
@@ -221,7 +216,7 @@ class QuoteVerifier:
                strict: bool = False) -> VerificationResult:
         """Steps 0-6 and 8 depend only on bytes and are prepared once per (quote, collateral); the checks
         that depend on the time (validity windows, strict expiry) and the quote signature run every call."""
-        now = as_datetime(at)
+        now = as_utc(at)
         if isinstance(quote, Quote):
             p = self._cache.get_or(("quote", quote.raw, collateral), lambda: self._prepare(quote, collateral))
         else:
@@ -316,10 +311,12 @@ class QuoteVerifier:
         # 4. QE report signature by the PCK key. One QE report serves every quote made with its attestation
         #    key, so a verified (report, signature, PCK) triple is remembered under its exact bytes.
         qe = q.signature_data.qe
-        self._cache.get_or(
-            ("qe-report", pck.fingerprint, qe.qe_report.raw, qe.qe_report_signature),
-            lambda: verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report",
-                                         check=Check.QE_REPORT_SIGNATURE) or True)
+        def qe_report_signed() -> bool:
+            verify_raw_signature(pck.key, qe.qe_report_signature, qe.qe_report.raw, "QE report",
+                                 check=Check.QE_REPORT_SIGNATURE)
+            return True
+
+        self._cache.get_or(("qe-report", pck.fingerprint, qe.qe_report.raw, qe.qe_report_signature), qe_report_signed)
 
         # 5. QE report data binds the attestation key and QE auth data.
         expected = hashlib.sha256(q.signature_data.attestation_key + qe.qe_auth_data).digest()

@@ -14,9 +14,9 @@ SIMULATION SGX Root CA" gives its SIMULATION names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID

@@ -18,9 +18,10 @@ given, then verifies the evidence itself. Options every factory accepts (unknown
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, Union
+from typing import Any, Protocol, Union
 
 from ..attest.evidence import NULL, SGX_ECDSA, SGX_LA, TDX_ECDSA, UNVERIFIABLE
 from ..collateral.bundle import Collateral, load_collateral
@@ -192,7 +193,7 @@ class UnsupportedVerifier:
 
     def __init__(self, name: str, evidence_type: str, why: str, **_: Any) -> None:
         self.name = name
-        self.evidence_types = (evidence_type,)
+        self.evidence_types: tuple[str, ...] = (evidence_type,)
         self.why = why
 
     def verify_evidence(self, evidence: bytes, **_: Any) -> VerificationResult:

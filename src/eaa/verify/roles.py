@@ -18,8 +18,8 @@ same way under its SIMULATION names).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from cryptography import x509
 

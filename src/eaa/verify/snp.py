@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -53,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ..attest.evidence import SEV_SNP
 from ..attest.snp_certs import SnpCertTable
-from ..collateral.kds import AMD_ARK_SHA256, KDS_URL, KdsClient, SnpTcb
+from ..collateral.kds import AMD_ARK_SHA256, KDS_URL, KdsClient, check_product
 from ..errors import (
     CertificateChainError,
     CollateralExpired,
@@ -71,6 +72,7 @@ from ..formats.snp_report import (
     SIGNING_KEY_VLEK,
     TURIN,
     SnpReport,
+    TcbVersion,
     normalize_product,
 )
 from ..formats.snp_vek import (
@@ -82,8 +84,9 @@ from ..formats.snp_vek import (
     vek_extensions,
     vek_kind,
 )
-from .result import UP_TO_DATE, VerificationResult
 from ..formats.x509_errors import PARSE_ERRORS
+from ..timeutil import as_utc
+from .result import UP_TO_DATE, VerificationResult
 from .trust import TrustAnchor, is_simulation_certificate
 from .x509chain import check_crl, check_signature_algorithm, typed_certificate_errors
 
@@ -98,9 +101,9 @@ _SHA256 = hashes.SHA256()
 _PINNED_ARKS = {bytes.fromhex(fp): product for product, fp in AMD_ARK_SHA256.items()}
 _MAX_CERT_FILE = 1 << 20
 
-CertInput = Union[bytes, str, x509.Certificate, Sequence[Union[bytes, str, x509.Certificate]]]
-AnchorInput = Union[TrustAnchor, x509.Certificate]
-CrlInput = Union[bytes, Sequence[bytes], None]
+CertInput = bytes | str | x509.Certificate | Sequence[bytes | str | x509.Certificate]
+AnchorInput = TrustAnchor | x509.Certificate
+CrlInput = bytes | Sequence[bytes] | None
 DEFAULT_V2_PRODUCT = "Milan"  # go-sev-guest abi.DefaultSevProduct(): what a v2 report is taken to be
 NO_CRL_HINT = "use --no-crl (check_crl=False) to skip revocation checking"
 
@@ -146,7 +149,7 @@ def _crls(value: CrlInput) -> tuple[bytes, ...]:
 def _crl_issuer(der: bytes) -> x509.Name | None:
     try:
         return x509.load_der_x509_crl(der).issuer
-    except (*PARSE_ERRORS, ValueError):
+    except PARSE_ERRORS:  # ValueError among them
         return None
 
 
@@ -165,20 +168,20 @@ class SnpCollateral:
 
     @classmethod
     def of(cls, vek: CertInput | None = None, chain: CertInput | None = None, crl: CrlInput = None,
-           source: str = "explicit") -> "SnpCollateral":
+           source: str = "explicit") -> SnpCollateral:
         """From DER/PEM bytes or certificates; the VEK(s) and the chain may also be mixed in either."""
         pool = _certs(vek) + _certs(chain)
         veks = tuple(c for c in pool if vek_kind(c) is not None)
         return cls(veks, tuple(c for c in pool if vek_kind(c) is None), _crls(crl), source)
 
     @classmethod
-    def from_cert_table(cls, table: SnpCertTable) -> "SnpCollateral":
+    def from_cert_table(cls, table: SnpCertTable) -> SnpCollateral:
         """The host's certificate table (VCEK/VLEK, ASK, ARK; any may be missing)."""
         parts = [table.get(name) for name in ("vcek", "vlek", "ask", "ark")]
         return cls.of(chain=[p for p in parts if p], source="cert table")
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str]) -> "SnpCollateral":
+    def from_path(cls, path: str | os.PathLike[str]) -> SnpCollateral:
         """Certificates from a file (PEM bundle or one DER) or every certificate file of a directory.
 
         Files that hold no certificate are skipped, so a directory shared with DCAP collateral works;
@@ -209,7 +212,7 @@ class SnpCollateral:
     def crl(self) -> bytes | None:
         return self.crls[0] if self.crls else None
 
-    def merged(self, other: "SnpCollateral") -> "SnpCollateral":
+    def merged(self, other: SnpCollateral) -> SnpCollateral:
         return SnpCollateral(self.veks + other.veks, self.chain + other.chain, self.crls + other.crls,
                              f"{self.source} + {other.source}")
 
@@ -334,12 +337,6 @@ def _anchor_issuer(child: x509.Certificate, anchors: Sequence[x509.Certificate],
     return None
 
 
-def _as_datetime(at: datetime | int | float) -> datetime:
-    from .dcap import as_datetime
-
-    return as_datetime(at)
-
-
 # ---------------- the verification ----------------
 
 @dataclass(frozen=True)
@@ -375,7 +372,7 @@ def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | fl
     ``crl``: AMD CRLs; the one the ARK issued is checked. ``require_crl``: fail when there is none.
     ``also_pinned``: trust AMD's pinned ARKs besides ``trust_anchors`` (e.g. with a simulated root).
     """
-    now = _as_datetime(at)
+    now = as_utc(at)
     veks = _certs(vek)
     if len(veks) != 1:
         raise CertificateChainError(f"expected one VEK certificate, got {len(veks)}")
@@ -766,7 +763,7 @@ class SevSnpVerifier:
             if signer == "vlek":
                 raise CollateralMissing("no VLEK certificate for this SEV-SNP report: VLEKs come only from the "
                                         "host's certificate table, not from AMD's KDS")
-            tcb = SnpTcb.from_reported_tcb(report.reported_tcb, product)
+            tcb = TcbVersion.decode(report.reported_tcb, check_product(product))
             vek = load_vek_certificate(kds.vcek(product, report.chip_id, tcb))
             fetched.append("VCEK")
         if not self._has_chain(vek, have.chain):
@@ -783,7 +780,7 @@ class SevSnpVerifier:
 
     # ---- the verifier interface ----
     def verify_evidence(self, evidence: bytes, *, evidence_type: str = SEV_SNP, report_data_hash: bytes | None = None,
-                        collateral: "Collateral | SnpCollateral | SnpCertTable | None" = None,
+                        collateral: Collateral | SnpCollateral | SnpCertTable | None = None,
                         at: datetime | int | float | None = None, **_: Any) -> VerificationResult:
         from .registry import check_report_data
 

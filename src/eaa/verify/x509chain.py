@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import binascii
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, ParamSpec, Sequence, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -24,8 +25,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import CertificateChainError, CrlError, EaaError, FormatError, InvalidSignature, UntrustedRoot
 from ..formats.der import read_header
+from ..formats.pem import pem_bodies
 from ..formats.tbs import TbsFields, read_tbs, signature_algorithms
-from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS
+from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS, READ_ERRORS
 from .trust import TrustAnchor, is_ca
 
 P = ParamSpec("P")
@@ -33,15 +35,13 @@ R = TypeVar("R")
 _P256 = ec.SECP256R1()
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 # ECDSA signature algorithms by OID, so a link check needs no hash object built per certificate.
+# What makes an anchor not the issuer of a chain's last certificate.
+_NOT_THIS_ANCHOR: tuple[type[Exception], ...] = (*READ_ERRORS, _CryptoInvalidSignature, FormatError)
 _ECDSA_BY_OID = {
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256: _ECDSA_SHA256,
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
 }
-
-_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
-_PEM_END = b"-----END CERTIFICATE-----"
-
 
 class ChainMemo:
     """One verification's scratch space.
@@ -61,7 +61,7 @@ class ChainMemo:
         self.keys: dict[int, Any] = {}
         self.links: set[tuple[int, int]] = set()
         self.cas: dict[int, bool] = {}
-        self.chains: dict[Any, CheckedChain] = {}
+        self.chains: dict[Any, Any] = {}  # the DCAP verifier's checked role chains
         self.tbs_fields: dict[int, TbsFields | None] = {}
         self.windows: dict[int, Window] = {}
 
@@ -137,7 +137,7 @@ def typed_certificate_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except EaaError:
             raise
-        except (*NAME_ERRORS, UnsupportedAlgorithm) as e:  # a name compared or printed fails with TypeError
+        except READ_ERRORS as e:  # a name compared or printed fails with TypeError
             raise FormatError(f"a certificate or CRL cannot be read ({e})", field="certificate") from None
 
     return wrapper
@@ -183,22 +183,6 @@ def tbs_of(der: bytes) -> bytes:
     if end != len(der) or der[header] != 0x30:
         raise FormatError("signed structure is not one DER SEQUENCE", field="der")
     return der[header:read_header(der, header, end, "tbs")[1]]
-
-
-def pem_bodies(data: bytes) -> list[bytes]:
-    """The base64 text of each BEGIN..END CERTIFICATE block, in order (found with bytes.find: chains are
-    read on every cold verification, and a regex costs more than the parse)."""
-    out = []
-    pos = 0
-    while True:
-        start = data.find(_PEM_BEGIN, pos)
-        if start < 0:
-            return out
-        end = data.find(_PEM_END, start)
-        if end < 0:
-            return out
-        pos = end + len(_PEM_END)
-        out.append(data[start + len(_PEM_BEGIN):end])
 
 
 def load_pem_chain(text: str | bytes, what: str, memo: ChainMemo | None = None) -> tuple[x509.Certificate, ...]:
@@ -269,7 +253,7 @@ def _find_anchor(last: x509.Certificate, anchors: Sequence[TrustAnchor],
                 continue
             last.verify_directly_issued_by(a.certificate)
             reissued_root = last.subject == last.issuer and memo.public_key(last) == a.public_key
-        except (*NAME_ERRORS, UnsupportedAlgorithm, _CryptoInvalidSignature, FormatError):
+        except _NOT_THIS_ANCHOR:
             continue  # a name or key cryptography cannot read is not this anchor's
         return a, reissued_root
     return None, False

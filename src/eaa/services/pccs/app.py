@@ -15,24 +15,25 @@ import logging
 import re
 import time
 import uuid
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...collateral.bundle import Collateral
 from ...errors import EaaError, VerificationError
+from ...formats.signed_json import loads_strict
 from .auth import ADMIN_HEADER, USER_HEADER, RateLimiter, Tokens
 from .errors import BadRequest, IntegrityError, PayloadTooLarge, ServiceError, TooManyRequests
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .platforms import CPU_SVN_SIZE, ENC_PPID_SIZE, PCE_ID_SIZE, PCE_SVN_SIZE, PLATFORM_MANIFEST_MAX, QE_ID_MAX
-from ...formats.signed_json import loads_strict
 from .platform_collateral import records_from_platform_collateral
-from .records import Record, parse_bundle, records_from_collateral, bundle_json
+from .platforms import CPU_SVN_SIZE, ENC_PPID_SIZE, PCE_ID_SIZE, PCE_SVN_SIZE, PLATFORM_MANIFEST_MAX, QE_ID_MAX
+from .records import Record, bundle_json, parse_bundle, records_from_collateral
 from .service import Answer, PccsService, encoding_param
 
 log = logging.getLogger("eaa.pccs")
@@ -296,7 +297,7 @@ def _registration_router(service: PccsService, api: int, tokens: Tokens, limiter
     r = APIRouter(prefix=f"/sgx/certification/v{api}", tags=[f"SGX v{api} admin"], responses=_ERRORS)
     unauthorized: dict[int | str, dict[str, Any]] = {401: _ERRORS[400] | {"description": "missing or wrong token"}}
     admin_auth = {**unauthorized, 403: _ERRORS[400] | {"description": "admin API disabled"}}
-    too_large = {413: _ERRORS[400] | {"description": "body too large"},
+    too_large: dict[int | str, dict[str, Any]] = {413: _ERRORS[400] | {"description": "body too large"},
                  460: _ERRORS[400] | {"description": "collateral whose signatures or chains do not verify"}}
     registration_body = {"requestBody": {"required": True, "content": {
         JSON_TYPE: {"schema": PlatformRegistration.model_json_schema()}}}}

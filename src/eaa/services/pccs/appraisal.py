@@ -48,7 +48,7 @@ class AppraisalPolicy:
         return hashlib.sha384(self.policy.encode("utf-8")).hexdigest()
 
     @classmethod
-    def parse(cls, obj: Any) -> "AppraisalPolicy":
+    def parse(cls, obj: Any) -> AppraisalPolicy:
         """Intel's APPRAISAL_POLICY_REG_SCHEMA and getPolicyTypeByClassId; every failure is a 400."""
         if not isinstance(obj, dict):
             raise BadRequest("the appraisal policy must be a JSON object")

@@ -15,8 +15,8 @@ import hmac
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ...errors import ConfigError
 from .errors import Forbidden, TooManyRequests, Unauthorized
@@ -59,7 +59,7 @@ class Tokens:
 
     @classmethod
     def from_plain(cls, admin: str | None = None, user: str | None = None, *,
-                   open_registration: bool = False) -> "Tokens":
+                   open_registration: bool = False) -> Tokens:
         return cls(token_hash(admin) if admin else None, token_hash(user) if user else None, open_registration)
 
     def admin_ok(self, given: str | None) -> bool:

@@ -66,7 +66,7 @@ class TempPostgres:
         if r.returncode != 0:
             raise PostgresUnavailable(f"{cmd[0]} failed: {(r.stderr or r.stdout).strip()[-500:]}")
 
-    def start(self) -> "TempPostgres":
+    def start(self) -> TempPostgres:
         if self.user:
             pw = pwd.getpwnam(self.user)
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
@@ -86,7 +86,7 @@ class TempPostgres:
             self.started = False
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "TempPostgres":
+    def __enter__(self) -> TempPostgres:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -46,6 +46,8 @@ TCBM_DIGITS = 36
 # (document field, tee, which) of each enclave identity; "_early" variants add update=early.
 IDENTITIES = (("qeidentity", "sgx", "qe"), ("tdqeidentity", "tdx", "qe"), ("qveidentity", "sgx", "qve"))
 
+_NOT_A_PCK_CERTIFICATE: tuple[type[Exception], ...] = (*PARSE_ERRORS, UnicodeEncodeError, EaaError)
+
 
 def _obj(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
@@ -141,7 +143,7 @@ def _pck_certs(entry: Mapping[str, Any], i: int, chains: Mapping[str, str],
         pem = unquote(_text(item.get("cert"), f"{where}.certs[{j}].cert"))
         try:
             ca = pck_certificate_info(x509.load_pem_x509_certificate(pem.encode("ascii"))).ca_type.upper()
-        except (*PARSE_ERRORS, UnicodeEncodeError, EaaError) as e:
+        except _NOT_A_PCK_CERTIFICATE as e:
             raise BadRequest(f"{where}.certs[{j}].cert is not a PCK certificate: {e}") from None
         chain = chains.get(ca)
         if chain is None:

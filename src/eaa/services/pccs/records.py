@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from cryptography import x509
 
@@ -20,7 +21,6 @@ from ...collateral.bundle import Collateral
 from ...collateral.errors import CorruptCollateral
 from ...collateral.kds import (
     KdsChain,
-    SnpTcb,
     check_hwid,
     check_product,
     load_der_certificate,
@@ -40,6 +40,7 @@ from ...collateral.validate import (
 )
 from ...errors import FormatError
 from ...formats.signed_json import loads_strict
+from ...formats.snp_report import TcbVersion
 from ...verify.trust import TrustAnchor
 from ...verify.x509chain import load_pem_chain
 
@@ -76,7 +77,7 @@ class Record:
                 "source": self.source}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Record":
+    def from_json(cls, obj: Any) -> Record:
         if not isinstance(obj, dict):
             raise FormatError("bundle record is not an object", field="records")
         try:
@@ -186,7 +187,7 @@ def validate_record(rec: Record, anchors: Sequence[TrustAnchor],
         hwid = ext.hwid.hex() if ext.hwid is not None else ""
         if len(parts) < 2 or check_hwid(product, parts[1]) != hwid:
             raise CorruptCollateral("VCEK hwID does not match its key")
-        validate_vek(rec.body, kds_chain, product, hwid=hwid, tcb=tcb_from_key(parts[2:]))
+        validate_vek(rec.body, kds_chain, product, hwid=hwid, tcb=tcb_from_key(product, parts[2:]))
         return replace(rec, next_update=_ts(cert.not_valid_after_utc))
     if rec.kind == PLATFORM:
         from .platforms import registration_from_record
@@ -201,13 +202,13 @@ def validate_record(rec: Record, anchors: Sequence[TrustAnchor],
     raise FormatError("unknown record kind", field="kind")
 
 
-def tcb_from_key(items: Sequence[str]) -> SnpTcb:
+def tcb_from_key(product: str, items: Sequence[str]) -> TcbVersion:
     """The TCB of a VEK record from the ``name=value`` parts of its key."""
     try:
         q = dict(item.split("=", 1) for item in items)
         fmc = q.get("fmcSPL")
-        return SnpTcb(bl=int(q["blSPL"]), tee=int(q["teeSPL"]), snp=int(q["snpSPL"]), ucode=int(q["ucodeSPL"]),
-                      fmc=int(fmc) if fmc is not None else None)
+        return TcbVersion.of(product, bl=int(q["blSPL"]), tee=int(q["teeSPL"]), snp=int(q["snpSPL"]),
+                             ucode=int(q["ucodeSPL"]), fmc=int(fmc) if fmc is not None else None)
     except (KeyError, ValueError):
         raise FormatError("VCEK key lacks its TCB (blSPL, teeSPL, snpSPL, ucodeSPL)", field="key") from None
 

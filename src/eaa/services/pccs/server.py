@@ -71,7 +71,7 @@ class PccsServer:
         """Serve in this thread until SIGINT/SIGTERM."""
         self.server.run(sockets=[self.sock])
 
-    def start(self, timeout: float = 10.0) -> "PccsServer":
+    def start(self, timeout: float = 10.0) -> PccsServer:
         """Serve in a background thread; returns once the server accepts connections."""
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
                                         name=f"eaa-pccs:{self.port}")
@@ -89,7 +89,7 @@ class PccsServer:
             self._thread.join(timeout)
         self.sock.close()
 
-    def __enter__(self) -> "PccsServer":
+    def __enter__(self) -> PccsServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -18,16 +18,17 @@ import re
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Sequence
 from urllib.parse import parse_qs
 
 from cryptography import x509
 
 from ...collateral.cache import Cached, MemoryCache
 from ...collateral.errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
-from ...collateral.kds import KdsChain, SnpTcb, check_hwid, check_product, validate_cert_chain
+from ...collateral.kds import KdsChain, check_hwid, check_product, kds_query, validate_cert_chain
 from ...errors import EaaError, FormatError, TransportError, VerificationError
+from ...formats.snp_report import TcbVersion
 from ...verify.trust import TrustAnchor, default_anchors
 from .appraisal import AppraisalPolicy, fmspc_param
 from .errors import (
@@ -41,6 +42,15 @@ from .errors import (
     UpstreamDown,
 )
 from .metrics import Metrics
+from .platforms import (
+    STATE_CACHED,
+    STATE_NOT_AVAILABLE,
+    STATE_PENDING,
+    Registration,
+    check_hex,
+    listing,
+    platforms_source,
+)
 from .records import (
     APPRAISAL,
     IDENTITY,
@@ -60,15 +70,6 @@ from .records import (
     tcb_key,
     validate_record,
     vek_key,
-)
-from .platforms import (
-    STATE_CACHED,
-    STATE_NOT_AVAILABLE,
-    STATE_PENDING,
-    Registration,
-    check_hex,
-    listing,
-    platforms_source,
 )
 from .refresh import RefreshSummary, fmspc_list, refresh_cache, refresh_type
 from .store import Store
@@ -298,8 +299,8 @@ class PccsService:
     def identity(self, tee: str, which: str, api: int, update: str | None, *, fill: bool = False) -> Answer:
         upd = update_param(update)
         return self._lookup(IDENTITY, identity_key(tee, which, upd or "standard"),
-                            f"{tee.upper()} {which.upper()} identity", lambda: self._up().identity(tee, which, api, upd),
-                            api, fill=fill)
+                            f"{tee.upper()} {which.upper()} identity",
+                            lambda: self._up().identity(tee, which, api, upd), api, fill=fill)
 
     def pck_crl(self, api: int, ca: str | None, encoding: str | None, *, fill: bool = False) -> Answer:
         c = ca_param(ca)
@@ -358,7 +359,7 @@ class PccsService:
                 continue
             tcbm = bytes.fromhex(rec.meta["tcbm"])
             level = (*tcbm[:16], int.from_bytes(tcbm[16:], "little"))
-            if all(a <= b for a, b in zip(level, raw)) and (best is None or level > best[0]):
+            if all(a <= b for a, b in zip(level, raw, strict=True)) and (best is None or level > best[0]):
                 best = (level, rec)
         return best[1] if best else None
 
@@ -511,9 +512,9 @@ class PccsService:
             raise BadRequest("fmcSPL applies to Turin only")
         else:
             fmc_v = None
-        tcb = SnpTcb(bl=spl_param(bl, "blSPL"), tee=spl_param(tee, "teeSPL"), snp=spl_param(snp, "snpSPL"),
-                     ucode=spl_param(ucode, "ucodeSPL"), fmc=fmc_v)
-        key = vek_key(p, hw, tcb.query(p))
+        tcb = TcbVersion.of(p, bl=spl_param(bl, "blSPL"), tee=spl_param(tee, "teeSPL"), snp=spl_param(snp, "snpSPL"),
+                            ucode=spl_param(ucode, "ucodeSPL"), fmc=fmc_v)
+        key = vek_key(p, hw, kds_query(tcb))
         rec = self._get(KDS_VEK, key)
         if rec is not None and (not self._fills(True) or self.fresh(rec, self.clock())):
             self.metrics.cache.labels(KDS_VEK, "hit").inc()

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from cryptography import x509
 
 from ...collateral.bundle import MAX_COLLATERAL_FILE, load_collateral
+from ...collateral.http import tls_verify
 from ...collateral.kds import KDS_URL, KdsClient
 from ...collateral.pcs import INTEL_PCS_URL, PcsClient
-from ...collateral.http import tls_verify
 from ...errors import ConfigError
 from ...formats.x509_errors import PARSE_ERRORS
 from ...verify.trust import TrustAnchor, anchor_from_file, default_anchors

@@ -7,7 +7,8 @@ killed at any moment loses nothing it had acknowledged.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from ...errors import ConfigError
 from .records import Record
@@ -36,7 +37,8 @@ class Store(Protocol):
 
 
 def open_store(url: str, *, pool_size: int = 8) -> Store:
-    """``postgresql://…`` opens PostgreSQL; ``sqlite:///path`` or a plain path opens SQLite (one file, shared by threads)."""
+    """``postgresql://…`` opens PostgreSQL; ``sqlite:///path`` or a plain path opens SQLite (one file, shared by
+    threads)."""
     if url.startswith(("postgresql://", "postgres://")):
         from .store_postgres import PostgresStore
 

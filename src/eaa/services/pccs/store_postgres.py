@@ -8,7 +8,8 @@ durable whichever replica wrote it; concurrent upserts of the same key are resol
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from ...errors import ConfigError, TransportError
 from .records import Record

@@ -12,8 +12,9 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from ...errors import ConfigError
 from .records import Record

@@ -8,12 +8,13 @@ as an import (:func:`validate_record`), so nothing unverified can reach the stor
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from cryptography import x509
 
 from ...collateral.errors import CollateralNotFound
-from ...collateral.kds import KdsChain, KdsClient, SnpTcb, chain_path, crl_path, vcek_path
+from ...collateral.http import HttpResponse
+from ...collateral.kds import KdsChain, KdsClient, chain_path, crl_path, kds_query, vcek_path
 from ...collateral.pcs import (
     H_IDENTITY_ISSUER_CHAIN,
     H_PCK_CRL_ISSUER_CHAIN,
@@ -26,7 +27,7 @@ from ...collateral.pcs import (
     header_chain,
     status_error,
 )
-from ...collateral.http import HttpResponse
+from ...formats.snp_report import TcbVersion
 from ...verify.trust import TrustAnchor
 from .breaker import CircuitBreaker
 from .records import (
@@ -156,7 +157,7 @@ class Upstream:
         resp = _ok(self._kds_get(crl_path(product, key_type)))
         return self._record(KDS_CRL, kds_key(key_type, product), crl_der(resp.body, "KDS CRL"), {}, chain)
 
-    def kds_vek(self, product: str, hwid: str, tcb: SnpTcb, chain: KdsChain) -> Record:
-        query = tcb.query(product)
+    def kds_vek(self, product: str, hwid: str, tcb: TcbVersion, chain: KdsChain) -> Record:
+        query = kds_query(tcb)
         resp = _ok(self._kds_get(vcek_path(product, hwid), query))
         return self._record(KDS_VEK, vek_key(product, hwid, query), resp.body, {}, chain)
