@@ -25,14 +25,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
-
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(1, str(ROOT / "tests"))
 
-from eaa_flow import free_port, wait_port  # noqa: E402
+from _procs import Proc as Daemon  # noqa: E402 - one way to run a daemon, shared with the tests
+from eaa_flow import free_port  # noqa: E402
 
 # What the workload measures by default (its own program files): shelter's reference values come from these.
 PROGRAM = [str(ROOT / "src/eaa" / rel) for rel in ("services/workload.py", "cli/enclave_tls_server.py")]
@@ -162,44 +162,6 @@ class Outcome:
         return "success" if self.ok else f"exit {self.rc}, {self.code or 'no code'}"
 
 
-class Daemon:
-    """One eaa console program as a process, output to a log file, in its own session."""
-
-    def __init__(self, module: str, args: Sequence[str], env: dict[str, str], log: Path, port: int) -> None:
-        self.log = log
-        self._out = open(log, "ab")
-        self.p = subprocess.Popen([sys.executable, "-m", module, *args], env=env, stdout=self._out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_port(port, self.p)
-        except SystemExit:
-            self.stop()
-            raise RuntimeError(f"{module} did not start: {self.output()[-2000:]}") from None
-
-    @property
-    def pid(self) -> int:
-        return self.p.pid
-
-    def alive(self) -> bool:
-        return self.p.poll() is None
-
-    def output(self) -> str:
-        if not self._out.closed:
-            self._out.flush()
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait()
-        self._out.close()
-        return self.p.returncode
-
-
 def base_env(work: Path) -> dict[str, str]:
     """A new simulated platform under ``work``; nothing trusted, debugged or configured by inheritance."""
     from eaa.sim import init_platform
@@ -247,9 +209,10 @@ class Flow:
             raise
 
     def start_workload(self) -> None:
+        again = "-again" if self.workload is not None else ""
         self.workload = Daemon("eaa.cli.enclave_tls_server", [
             "--ip", "127.0.0.1", "--port", str(self.wport), "--mutual", "--attester", "sim_sgx_ecdsa", *self.trust],
-            self.env, self.work / f"{self.name}-workload.log", self.wport)
+            self.env, self.work / f"{self.name}-workload{again}.log", self.wport)
 
     def shelter_argv(self, timeout: float = 10.0) -> list[str]:
         return [sys.executable, "-m", "eaa.cli.shelter", "remoteattestation", "--addr", self.addr, *self.trust,
@@ -378,7 +341,7 @@ def pccs_fault_case(setup: PccsSetup, work: Path, fault: str) -> FaultCase:
         setup.front.set_fault(None)
         flow.stop()
         assert flow.inclavared is not None and flow.workload is not None
-        case.daemon_tracebacks = "Traceback" in flow.inclavared.output() + flow.workload.output()
+        case.daemon_tracebacks = any("Traceback" in d.output() for d in (flow.inclavared, flow.workload))
     return case
 
 
@@ -471,7 +434,7 @@ def sigterm_under_load(work: Path, env: dict[str, str], shelters: int = 16) -> S
     procs: list[subprocess.Popen[str]] = []
     try:
         assert flow.inclavared is not None
-        pid = flow.inclavared.pid
+        pid = flow.inclavared.p.pid
         idle = fd_count(pid)
         procs = [subprocess.Popen(flow.shelter_argv(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(shelters)]
@@ -522,6 +485,9 @@ class LongRun:
     hwm_after_kib: int
     seconds: float
     samples: list[tuple[int, int, int]]  # (attestations done, fds, VmRSS KiB)
+    warmup: int = 0
+    fds_start: int = 0  # before the warm-up
+    rss_start_kib: int = 0
 
 
 def settle_fds(pid: int, at_most: int, timeout: float = 10.0) -> int:
@@ -543,7 +509,7 @@ def long_run(flow: Flow, count: int, warmup: int = 20, samples: int = 10) -> Lon
     from eaa.tls import TlsConfig
 
     assert flow.inclavared is not None
-    pid = flow.inclavared.pid
+    pid = flow.inclavared.p.pid
     policy = Policy(reference=ReferenceValues.from_mapping({"mrenclave": measure_files(PROGRAM).hex()}))
     tls = TlsConfig(verifier="sgx_ecdsa", trust_simulation=True, sim_dir=flow.env["EAA_SIM_DIR"],
                     policy=policy.without_reference())
@@ -557,6 +523,7 @@ def long_run(flow: Flow, count: int, warmup: int = 20, samples: int = 10) -> Lon
             failures += 1
             first = first or f"{r.error_code}: {r.error}"
 
+    fds_start, rss_start = fd_count(pid), memory_kib(pid)["VmRSS"]
     for _ in range(warmup):
         one()
     fds0 = fd_count(pid)
@@ -572,4 +539,4 @@ def long_run(flow: Flow, count: int, warmup: int = 20, samples: int = 10) -> Lon
     fds1 = settle_fds(pid, fds0)
     mem1 = memory_kib(pid)
     return LongRun(count, failures, first, fds0, fds1, mem0["VmRSS"], mem1["VmRSS"], mem0["VmHWM"], mem1["VmHWM"],
-                   seconds, points)
+                   seconds, points, warmup, fds_start, rss_start)
