@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(1, str(ROOT / "tests"))
 
 from _procs import Proc as Daemon  # noqa: E402 - one way to run a daemon, shared with the tests
+from _procs import sim_env  # noqa: E402
 from eaa_flow import free_port  # noqa: E402
 
 # What the workload measures by default (its own program files): shelter's reference values come from these.
@@ -164,13 +166,9 @@ class Outcome:
 
 def base_env(work: Path) -> dict[str, str]:
     """A new simulated platform under ``work``; nothing trusted, debugged or configured by inheritance."""
-    from eaa.sim import init_platform
-
-    init_platform(work / "sim")
-    env = dict(os.environ)
-    for name in ("EAA_TRUST_SIMULATION", "EAA_DEBUG", "EAA_PCCS_URL", "EAA_QCNL_CONF", "QCNL_CONF_PATH"):
+    env = sim_env(work)
+    for name in ("EAA_PCCS_URL", "EAA_QCNL_CONF", "QCNL_CONF_PATH"):
         env.pop(name, None)
-    env["EAA_SIM_DIR"] = str(work / "sim")
     env["EAA_COLLATERAL_CACHE_DIR"] = "none"  # daemons: memory cache only, empty at start
     return env
 
