@@ -37,8 +37,11 @@ fuzz: $(STAMP)
 	$(BIN)/pip install -q -c requirements-lock.txt -e '.[test,fuzz]'
 	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
+# Slowloris, fault injection, SIGTERM under load and a long run; writes docs/reliability.md.
+# RELIABILITY_ARGS e.g. --long 2000 for a shorter long run (the document says what was run).
+RELIABILITY_ARGS ?=
 reliability: $(STAMP)
-	$(BIN)/python bench/reliability.py
+	$(BIN)/python bench/reliability.py --doc docs/reliability.md $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -1,4 +1,5 @@
-"""Real shelter attestations while inclavared is held by slowloris connections (``make reliability``).
+"""Real shelter attestations while inclavared is held by slowloris connections, the fault cases of
+bench/faults.py, SIGTERM under load and a long run (``make reliability``, which writes docs/reliability.md).
 
 A simulated platform, an enclave-tls-server and an inclavared run as processes on loopback (the
 seed's flags, simulated attesters). First ``--runs`` sequential ``shelter remoteattestation``
@@ -10,8 +11,13 @@ must succeed; then the unloaded runs are repeated, because the machine may have 
 quieter meanwhile. The script prints each time, the medians and each loaded time's ratio to the
 median of all unloaded runs. Target: every loaded attestation within 2x that median.
 
+Then (bench/faults.py): a PCCS down, slow and serving broken signatures, the workload killed in the middle
+of its handshake with inclavared, SIGTERM while ``--shelters`` shelters are served, and ``--long``
+sequential attestations (after ``--long-warmup``) with inclavared's descriptors and memory read from /proc.
+
 Run: ``python bench/reliability.py [--idle N] [--reconnecting N] [--runs N] [--sources N]
-[--target inclavared|workload]`` (``--target workload`` holds the mutual-TLS workload's port instead).
+[--target inclavared|workload] [--long N] [--long-warmup N] [--shelters N] [--only PART]... [--doc FILE]``
+(``--target workload`` holds the mutual-TLS workload's port instead).
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(1, str(ROOT / "bench"))
 
+import faults  # noqa: E402
 from eaa_flow import free_port, stop_processes, wait_port  # noqa: E402
 
 
@@ -201,16 +210,9 @@ def attest(env: dict[str, str], addr: str, reference: Path) -> tuple[bool, float
     return r.returncode == 0, time.perf_counter() - t0, r.stderr.strip()[-300:]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--idle", type=int, default=500, help="silent connections (default 500)")
-    ap.add_argument("--reconnecting", type=int, default=500, help="trickling, reconnecting connections (default 500)")
-    ap.add_argument("--runs", type=int, default=20, help="sequential attestations per phase (default 20)")
-    ap.add_argument("--sources", type=int, default=8, help="attacker source addresses 127.0.0.2.. (default 8)")
-    ap.add_argument("--target", choices=("inclavared", "workload"), default="inclavared",
-                    help="whose port the attacker holds (default inclavared, shelter's side)")
-    args = ap.parse_args()
-
+def slowloris_phase(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[bool, str]:
+    """The slowloris measurement, its lines to ``out``: whether every loaded attestation succeeded, and the
+    medians and ratios in one line."""
     from eaa.services.server import raise_fd_limit
     from eaa.sim import init_platform
 
@@ -271,25 +273,219 @@ def main() -> int:
         after = unloaded_phase()  # the machine may be busier or quieter than before: measure again
         base = statistics.median(before + after)
 
-        print(f"attacker on {args.target}: {args.idle} idle + {args.reconnecting} reconnecting slowloris "
-              f"connections from {len(sources)} addresses; {held} connected before the first run, open at the "
-              f"end: {open_now}; {stats.opened} opened, {stats.closed_by_server} closed by {args.target}, "
-              f"{stats.refused} refused")
-        print(f"{'run':>3} {'before s':>9} {'loaded s':>9} {'after s':>8} {'loaded/unloaded median':>23}")
+        out(f"attacker on {args.target}: {args.idle} idle + {args.reconnecting} reconnecting slowloris "
+            f"connections from {len(sources)} addresses; {held} connected before the first run, open at the "
+            f"end: {open_now}; {stats.opened} opened, {stats.closed_by_server} closed by {args.target}, "
+            f"{stats.refused} refused")
+        out(f"{'run':>3} {'before s':>9} {'loaded s':>9} {'after s':>8} {'loaded/unloaded median':>23}")
         for i, (b, ld, a) in enumerate(zip(before, loaded, after, strict=True), 1):
-            print(f"{i:3d} {b:9.3f} {ld:9.3f} {a:8.3f} {ld / base:23.2f}")
+            out(f"{i:3d} {b:9.3f} {ld:9.3f} {a:8.3f} {ld / base:23.2f}")
         worst = max(loaded) / base
-        print(f"median unloaded {base:.3f} s, median loaded {statistics.median(loaded):.3f} s "
-              f"(ratio {statistics.median(loaded) / base:.2f}), worst loaded {max(loaded):.3f} s (ratio {worst:.2f})")
-        print(f"succeeded under load: {args.runs - len(failures)} of {args.runs}; target: all, each within 2x "
-              f"the unloaded median: {'met' if not failures and worst <= 2.0 else 'NOT met'}")
+        summary = (f"median unloaded {base:.3f} s, median loaded {statistics.median(loaded):.3f} s "
+                   f"(ratio {statistics.median(loaded) / base:.2f}), worst loaded {max(loaded):.3f} s "
+                   f"(ratio {worst:.2f})")
+        out(summary)
+        out(f"succeeded under load: {args.runs - len(failures)} of {args.runs}; target: all, each within 2x "
+            f"the unloaded median: {'met' if not failures and worst <= 2.0 else 'NOT met'}")
         for err in failures[:3]:
-            print(f"failure: {err}")
-        return 0 if not failures else 1
+            out(f"failure: {err}")
+        return not failures, summary
     finally:
         if attacker is not None:
             attacker.stop()
         stop_processes(procs)
+
+
+# ---- make reliability: every measurement, and docs/reliability.md ----
+
+def inputs_tried() -> list[str]:
+    """What the suite and ``make fuzz`` feed the readers of untrusted bytes, and the mutation tests."""
+    lines = ["| fuzz target | seed inputs | mutated inputs per `make test` (tests/test_fuzz_short.py) | "
+             "corpus kept by `make fuzz` (fuzz/corpus/) |", "|---|---|---|---|"]
+    try:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import test_fuzz_short as short  # the targets and the examples the suite runs
+
+        for name, target in sorted(short.fuzz_targets.TARGETS.items()):
+            corpus = ROOT / "fuzz" / "corpus" / name
+            kept = str(sum(1 for _ in corpus.iterdir())) if corpus.is_dir() else "no `make fuzz` run here"
+            lines.append(f"| {name} | {len(list(target.seeds()))} | {short.EXAMPLES.get(name, 150)} | {kept} |")
+    except Exception as e:  # noqa: BLE001 - e.g. the shared vectors are absent: say so in the document
+        lines.append(f"| (targets not loaded: {type(e).__name__}) | | | |")
+    counts = {}
+    for test in ("test_fuzz_short.py", "test_mutations.py", "test_formats_property.py",
+                 "test_certificate_robustness.py", "test_cli_bad_inputs.py"):
+        r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", f"tests/{test}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+        counts[test] = sum(1 for ln in r.stdout.splitlines() if "::" in ln)
+    lines += ["", "Test cases collected in the suite (each runs in `make test`):", ""]
+    lines += [f"- tests/{t}: {n}" for t, n in counts.items()]
+    lines += ["", "tests/test_mutations.py changes one byte at >= 200 positions of every signed or bound region of "
+              "each verifiable quote vector, then the collateral, the expiry edges and the trust anchor: every "
+              "change must make verification fail."]
+    return lines
+
+
+def md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def fault_rows(cases: list[faults.FaultCase], kill: faults.KillCase | None) -> tuple[list[str], bool]:
+    rows = ["| fault | step | expected | outcome | s | shelter's error line |", "|---|---|---|---|---|---|"]
+    met = True
+    for case in cases:
+        for step in case.steps:
+            r = step.result
+            rows.append(f"| PCCS {case.fault} | {step.what} | {step.expect} | {r.summary()}"
+                        f"{'' if step.met else ' (NOT as expected)'} | {r.seconds:.1f} | "
+                        f"{md_escape(r.lines[0][:200]) if r.lines else ''} |")
+        rows.append(f"| PCCS {case.fault} | daemons afterwards | alive, no traceback | "
+                    f"{'alive' if case.daemons_alive else 'DEAD'}, "
+                    f"{'traceback logged' if case.daemon_tracebacks else 'no traceback'} | | |")
+        met &= case.met
+    if kill is not None:
+        for what, o in (("workload SIGKILLed while a verifier in its handshake with inclavared waits for collateral",
+                         kill.during), ("workload started again on its port", kill.after_restart)):
+            if o is not None:
+                rows.append(f"| workload killed | {what} | {'success' if o is kill.after_restart else 'typed failure'}"
+                            f" | {o.summary()} | {o.seconds:.1f} | {md_escape(o.lines[0][:200]) if o.lines else ''} |")
+        rows.append(f"| workload killed | inclavared afterwards | alive, no traceback | "
+                    f"{'alive' if kill.inclavared_alive else 'DEAD'}, "
+                    f"{'traceback logged' if kill.daemon_tracebacks else 'no traceback'} | | |")
+        met &= kill.met
+    return rows, met
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--idle", type=int, default=500, help="silent connections (default 500)")
+    ap.add_argument("--reconnecting", type=int, default=500, help="trickling, reconnecting connections (default 500)")
+    ap.add_argument("--runs", type=int, default=20, help="sequential attestations per phase (default 20)")
+    ap.add_argument("--sources", type=int, default=8, help="attacker source addresses 127.0.0.2.. (default 8)")
+    ap.add_argument("--target", choices=("inclavared", "workload"), default="inclavared",
+                    help="whose port the attacker holds (default inclavared, shelter's side)")
+    ap.add_argument("--long", type=int, default=10_000, help="attestations in the long run (default 10000)")
+    ap.add_argument("--long-warmup", type=int, default=300, help="attestations before the long run's first "
+                    "measurement (default 300)")
+    ap.add_argument("--shelters", type=int, default=16, help="concurrent shelters when SIGTERM comes (default 16)")
+    ap.add_argument("--only", choices=("slowloris", "faults", "sigterm", "long"), action="append",
+                    help="run only these parts (repeatable; default all)")
+    ap.add_argument("--doc", type=Path, help="write the results as Markdown to this file (docs/reliability.md)")
+    args = ap.parse_args()
+    parts = set(args.only or ("slowloris", "faults", "sigterm", "long"))
+    ok = True
+    doc: list[str] = []
+
+    def section(title: str) -> None:
+        print(f"\n== {title}", flush=True)
+        doc.extend(["", f"## {title}", ""])
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+        doc.append(line)
+
+    started = datetime.now(timezone.utc)
+    t_all = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="eaa-reliability-"))
+    measured: list[str] = []
+    if "slowloris" in parts:
+        section("Slowloris: real attestations while inclavared holds idle and trickling connections")
+        doc.append("```")
+        passed, summary = slowloris_phase(args, out)
+        doc.append("```")
+        measured.append(f"| shelter attestation under {args.idle} idle + {args.reconnecting} reconnecting "
+                        f"slowloris connections ({args.runs} runs) | {summary} |")
+        ok &= passed
+    if "faults" in parts:
+        section("Faults survived")
+        doc.append("Real processes on 127.0.0.1; every verifier (shelter, inclavared, the workload) trusts the "
+                   "simulated root with `--trust-root` and fetches collateral through `EAA_PCCS_URL` from an HTTP "
+                   "front of a real OFFLINE eaa-pccs holding the simulated platform's collateral (QCNL "
+                   "`retry_times` 0, so a fault costs one request timeout of "
+                   f"{faults.PCCS_TIMEOUT:.0f} s). Daemons start with empty caches for each PCCS fault; "
+                   "\"slow\" answers only after "
+                   f"{4 * faults.PCCS_TIMEOUT:.0f} s; \"corrupt\" changes one hex digit of the signature (JSON) or "
+                   "the last byte (DER CRLs). Expected \"typed failure\": exit 1, one error line with an error "
+                   "code, no traceback. The seconds include a Python start-up of shelter.")
+        doc.append("")
+        setup = faults.pccs_setup(work / "pccs")
+        try:
+            cases = []
+            for fault in faults.FAULTS:
+                cases.append(faults.pccs_fault_case(setup, work / "pccs", fault))
+                for step in cases[-1].steps:
+                    print(f"PCCS {fault}: {step.what}: {step.result.summary()} in {step.result.seconds:.1f} s")
+            kill = faults.workload_killed_mid_handshake(setup, work / "pccs")
+            print(f"workload killed mid-handshake: {kill.during.summary() if kill.during else '?'}; after its "
+                  f"restart: {kill.after_restart.summary() if kill.after_restart else '?'}")
+        finally:
+            setup.stop()
+        rows, met = fault_rows(cases, kill)
+        doc.extend(rows)
+        doc.extend(["", f"All as expected: {'yes' if met else 'NO'}."])
+        ok &= met
+    if "sigterm" in parts:
+        section("SIGTERM under load")
+        env = faults.base_env(work / "sigterm")
+        case = faults.sigterm_under_load(work / "sigterm", env, shelters=args.shelters)
+        out(f"{case.shelters} shelter processes started at once; SIGTERM sent to inclavared once it had served "
+            f"one and held {case.in_flight} more descriptors than when idle.")
+        out("")
+        out(f"- inclavared exit status {case.exit_code}, {case.seconds:.3f} s after SIGTERM; traceback logged: "
+            f"{'yes' if case.daemon_traceback else 'no'}")
+        out(f"- shelters: {', '.join(f'{n} {k}' for k, n in sorted(case.shelter_outcomes.items()))}; "
+            f"untyped failures: {case.untyped}")
+        out("- a request a worker is serving is finished (up to 5 s); connections not yet in a request are "
+            "closed, and their shelters report CONNECTION_CLOSED or TRANSPORT_ERROR.")
+        measured.append(f"| inclavared exit after SIGTERM with {case.shelters} shelters in flight | "
+                        f"{case.seconds:.3f} s, status {case.exit_code} |")
+        ok &= case.met
+    if "long" in parts:
+        section(f"Long run: {args.long} sequential attestations")
+        env = faults.base_env(work / "long")
+        flow = faults.Flow(work / "long", env, ["--trust-sim"], name="long")
+        try:
+            run = faults.long_run(flow, args.long, warmup=args.long_warmup, samples=20)
+            alive = flow.alive()
+        finally:
+            flow.stop()
+        out(f"One in-process shelter (the real client code, without a Python start-up each time) attests the "
+            f"simulated workload through inclavared {args.long_warmup} times to warm up, then {run.attestations} "
+            f"times; inclavared's /proc/PID/fd and /proc/PID/status are read along the way.")
+        out("")
+        out(f"- failures: {run.failures}{' (first: ' + run.first_failure + ')' if run.failures else ''}; "
+            f"inclavared alive afterwards: {'yes' if alive else 'NO'}")
+        out(f"- {run.attestations} attestations in {run.seconds:.1f} s ({run.attestations / run.seconds:.0f}/s)")
+        out(f"- file descriptors: {run.fds_start} at start, {run.fds_before} after the warm-up, "
+            f"{run.fds_after} after the run")
+        out(f"- VmRSS: {run.rss_start_kib / 1024:.1f} MiB at start, {run.rss_before_kib / 1024:.1f} MiB after the "
+            f"warm-up, {run.rss_after_kib / 1024:.1f} MiB after the run "
+            f"({(run.rss_after_kib - run.rss_before_kib) / 1024:+.1f} MiB); VmHWM {run.hwm_after_kib / 1024:.1f} MiB")
+        out("")
+        out("| attestations after the warm-up | fds | VmRSS MiB |")
+        out("|---|---|---|")
+        for n, fds, rss in run.samples:
+            out(f"| {n} | {fds} | {rss / 1024:.1f} |")
+        measured.append(f"| long run: {run.attestations} attestations, failures | {run.failures} |")
+        measured.append(f"| inclavared fds after warm-up -> after the run | {run.fds_before} -> {run.fds_after} |")
+        measured.append(f"| inclavared VmRSS after warm-up -> after the run | {run.rss_before_kib / 1024:.1f} -> "
+                        f"{run.rss_after_kib / 1024:.1f} MiB (peak {run.hwm_after_kib / 1024:.1f} MiB) |")
+        ok &= run.failures == 0 and alive and run.fds_after <= run.fds_before
+    elapsed = time.monotonic() - t_all
+    if args.doc:
+        head = ["# Reliability", "",
+                f"Written by `make reliability` (bench/reliability.py) on {started:%Y-%m-%d %H:%M} UTC in "
+                f"{elapsed / 60:.1f} min, on a machine with {os.cpu_count()} CPUs shared with other work, "
+                f"Python {sys.version.split()[0]}. Run: `python bench/reliability.py "
+                f"{' '.join(sys.argv[1:])}`. Every number below is what that run measured; the suite asserts "
+                "successes and error codes (tests/test_reliability.py, tests/test_faults.py), never times.", "",
+                "## Inputs tried", ""]
+        head += inputs_tried()
+        if measured:
+            head += ["", "## Numbers measured", "", "| what | measured |", "|---|---|", *measured]
+        args.doc.write_text("\n".join(head + doc).rstrip() + "\n")
+        print(f"\nwrote {args.doc}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ def _checked(what: str, fn: Callable[[], T]) -> T:
         return fn()
     except CorruptCollateral:
         raise
-    except EaaError as e:
-        raise CorruptCollateral(f"{what}: {e}", check=e.check) from e
+    except EaaError as e:  # most messages already start with what they are about
+        raise CorruptCollateral(str(e) if str(e).startswith(what) else f"{what}: {e}", check=e.check) from e
     except READ_ERRORS as e:  # cryptography parses lazily
         raise CorruptCollateral(f"{what}: {e}") from e
 
