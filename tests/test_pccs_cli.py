@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import signal
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -184,3 +186,32 @@ def test_console_script_entry_point() -> None:
     assert r.returncode == 0 and "serve" in r.stdout and "import" in r.stdout
     r = subprocess.run([sys.executable, "-m", "eaa.cli.eaa", "pccs", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "export" in r.stdout
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_serve_stops_cleanly_on_a_signal(tmp_path: Path, sig: int, status: int) -> None:
+    """uvicorn shuts down gracefully and re-raises the signal; eaa-pccs exits with a status instead of
+    dying by it, and logs no traceback."""
+    from _procs import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "eaa.cli.pccs_server", "serve", "--mode", "offline",
+                             "--insecure-http", "--listen", f"127.0.0.1:{port}", "--db", str(tmp_path / "db")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == status, out
+    assert "Traceback" not in out and "Finished server process" in out

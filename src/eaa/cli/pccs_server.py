@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -218,12 +219,12 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"eaa-pccs: {opts.mode.value} mode, serving {server.url} (store: {_safe_db(opts.db)})", file=sys.stderr,
           flush=True)
     try:
-        server.serve_forever()
+        stopped_by = server.serve_forever()
     finally:
         if schedule is not None:
             schedule.stop()
         service.store.close()
-    return 0
+    return 130 if stopped_by == signal.SIGINT else 0
 
 
 def _safe_db(db: str) -> str:

@@ -6,6 +6,7 @@ port and :attr:`PccsServer.port` reports it) and a port already in use fails at 
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import threading
@@ -67,9 +68,20 @@ class PccsServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
-    def serve_forever(self) -> None:
-        """Serve in this thread until SIGINT/SIGTERM."""
-        self.server.run(sockets=[self.sock])
+    def serve_forever(self) -> int:
+        """Serve in this (main) thread until SIGINT/SIGTERM; returns that signal's number.
+
+        uvicorn shuts down gracefully, then raises the signal again under the handlers it found: these
+        record it, so the daemon exits with a status (0 for SIGTERM) instead of dying by the signal."""
+        stopped: list[int] = []
+        previous = {sig: signal.signal(sig, lambda s, _frame: stopped.append(s))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return stopped[0] if stopped else 0
 
     def start(self, timeout: float = 10.0) -> PccsServer:
         """Serve in a background thread; returns once the server accepts connections."""
