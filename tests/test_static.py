@@ -39,3 +39,16 @@ def test_ci_entry_point_is_a_valid_script() -> None:
     r = subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("make test")
+
+
+def test_threat_model_names_only_tests_that_exist() -> None:
+    """Every claim in docs/threat-model.md names the test that holds it: each named test must exist."""
+    import re
+
+    root = Path(__file__).resolve().parent
+    text = (root.parent / "docs" / "threat-model.md").read_text()
+    refs = set(re.findall(r"`(test_\w+\.py)(?:::(\w+))?`", text))
+    assert refs
+    missing = [f"{f}::{fn}" if fn else f for f, fn in refs
+               if not (root / f).is_file() or (fn and f"def {fn}(" not in (root / f).read_text())]
+    assert not missing, missing
