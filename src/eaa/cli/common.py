@@ -140,6 +140,20 @@ def bounded_int(low: int, high: int, what: str = "value") -> Callable[[str], int
     return parse
 
 
+def bounded_float(low: float, high: float, what: str = "value") -> Callable[[str], float]:
+    """A finite number within [low, high] (nan, inf and out-of-range values are usage errors)."""
+    def parse(value: str) -> float:
+        try:
+            n = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {value!r}") from None
+        if not low <= n <= high:  # also false for nan
+            raise argparse.ArgumentTypeError(f"{what} must be {low:g} to {high:g}, not {value}")
+        return n
+    parse.__name__ = what
+    return parse
+
+
 def _seconds(value: str, *, zero: bool) -> float:
     try:
         s = float(value)

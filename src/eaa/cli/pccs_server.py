@@ -25,12 +25,11 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 from ..errors import ConfigError, TransportError
-from .common import add_version, run_main, setup_daemon_logging
+from .common import add_version, bounded_float, bounded_int, run_main, setup_daemon_logging
 
 DEFAULT_LISTEN = "127.0.0.1:8081"
 
@@ -40,19 +39,6 @@ def _listen(value: str) -> tuple[str, int]:
     if not sep or not port.isascii() or not port.isdigit() or len(port) > 5 or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 0-65535, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def _number(kind: type, low: float, high: float) -> Callable[[str], float]:
-    """An argparse type: a finite number within [low, high] (so no option can take nan, inf or -1)."""
-    def parse(value: str) -> float:
-        try:
-            n = kind(value)
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-        if not (low <= n <= high):  # also false for nan
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {value!r}")
-        return n
-    return parse
 
 
 def _trust_args(p: argparse.ArgumentParser) -> None:
@@ -90,15 +76,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--upstream-ca", metavar="PEM", help="CA bundle to verify the upstreams' TLS certificates")
     s.add_argument("--upstream-insecure", action="store_true",
                    help="do not verify the upstreams' TLS certificates (collateral signatures still are)")
-    s.add_argument("--upstream-timeout", type=_number(float, 0.1, 3600), default=10.0, metavar="S",
+    s.add_argument("--upstream-timeout", type=bounded_float(0.1, 3600, "--upstream-timeout"), default=10.0, metavar="S",
                    help="per request (default 10)")
-    s.add_argument("--upstream-retries", type=_number(int, 0, 20), default=2, metavar="N", help="retries (default 2)")
-    s.add_argument("--upstream-failures", type=_number(int, 1, 1000), default=3, metavar="N",
+    s.add_argument("--upstream-retries", type=bounded_int(0, 20, "--upstream-retries"), default=2, metavar="N",
+                   help="retries (default 2)")
+    s.add_argument("--upstream-failures", type=bounded_int(1, 1000, "--upstream-failures"), default=3, metavar="N",
                    help="consecutive upstream failures that open its circuit: requests then fail fast (serving "
                         "the cache) until a probe succeeds (default 3)")
-    s.add_argument("--upstream-cooldown", type=_number(float, 0.0, 86400), default=30.0, metavar="S",
+    s.add_argument("--upstream-cooldown", type=bounded_float(0, 86400, "--upstream-cooldown"), default=30.0,
+                   metavar="S",
                    help="seconds an open circuit waits before probing the upstream again (default 30)")
-    s.add_argument("--min-refresh", type=_number(float, 0.0, 365 * 86400), default=600.0, metavar="S",
+    s.add_argument("--min-refresh", type=bounded_float(0, 365 * 86400, "--min-refresh"), default=600.0, metavar="S",
                    help="ask the upstream again at most this often for expired data (default 600)")
     s.add_argument("--refresh-every", metavar="DURATION", default=None,
                    help="lazy and req modes: refresh the whole cache from the upstream this often, as Intel's PCCS "
@@ -114,7 +102,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="the user token as its SHA-512 hash (Intel PCCS's UserTokenHash)")
     s.add_argument("--open-registration", action="store_true",
                    help="let anyone register platforms (POST /platforms) without a token")
-    s.add_argument("--registration-rate", type=_number(float, 0.0, 1e6), default=60.0, metavar="N",
+    s.add_argument("--registration-rate", type=bounded_float(0, 1e6, "--registration-rate"), default=60.0, metavar="N",
                    help="registrations per minute and client address (burst: the same number); 0: no limit "
                         "(default 60)")
     s.add_argument("--import", dest="imports", metavar="SRC", action="append", default=[],
@@ -129,7 +117,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     i.add_argument("--url", metavar="URL", help="import through a running eaa-pccs instead of into --db")
     i.add_argument("--admin-token-file", metavar="FILE", help="admin token for --url")
     i.add_argument("--ca", metavar="PEM", help="CA bundle to verify the server's certificate (--url)")
-    i.add_argument("--batch-size", type=_number(int, 0, 10_000_000), default=0, metavar="N",
+    i.add_argument("--batch-size", type=bounded_int(0, 10_000_000, "--batch-size"), default=0, metavar="N",
                    help="commit about every N records, never splitting a platform's registration from its "
                         "PCK certificates (default: one transaction per source)")
     i.add_argument("--progress", action="store_true", help="print a line after every committed batch")
