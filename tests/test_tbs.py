@@ -65,7 +65,6 @@ def _agree(cert: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         expected = (False, None)
     assert fields.basic_constraints() == expected
-    assert fields.basic_constraints_ca() == expected[0]
 
 
 @pytest.mark.parametrize("name, der_", CERTS or [("<no vectors>", b"")])
@@ -100,11 +99,10 @@ def bc(value: bytes) -> TbsFields:
 ])
 def test_basic_constraints(value: bytes, expected: tuple[bool, int | None] | None) -> None:
     assert bc(value).basic_constraints() == expected
-    assert bc(value).basic_constraints_ca() is (None if expected is None else expected[0])
 
 
 def test_absent_basic_constraints_is_not_a_ca() -> None:
-    assert TbsFields(b"", b"", {}).basic_constraints_ca() is False
+    assert TbsFields(b"", b"", {}).basic_constraints() == (False, None)
 
 
 def test_unreadable_input_returns_none() -> None:
@@ -135,7 +133,7 @@ def test_hand_built_tbs() -> None:
     assert f is not None and f.subject == der.sequence(der.octet_string(b"subject"))
     assert f.extensions == {BASIC_CONSTRAINTS: (True, der.sequence(der.boolean(True))),
                             encode_oid("1.2.3"): (False, b"v"), encode_oid("1.2.4"): (False, b"w")}
-    assert f.basic_constraints_ca() is True
+    assert f.basic_constraints() == (True, None)
     assert read_tbs(tbs()) == TbsFields(der.sequence(), der.sequence(der.octet_string(b"subject")), {})
 
 

@@ -47,11 +47,6 @@ class TbsFields:
             return None
         return True, value[7]
 
-    def basic_constraints_ca(self) -> bool | None:
-        """The cA flag, False when the extension is absent; None if it is not in plain DER."""
-        bc = self.basic_constraints()
-        return None if bc is None else bc[0]
-
 
 def read_tbs(tbs: bytes) -> TbsFields | None:
     """Subject and extensions of a TBSCertificate, or None if it is not laid out as RFC 5280 says."""

@@ -27,7 +27,7 @@ from ..checks import Check
 from ..errors import CertificateChainError, FormatError
 from ..formats.x509_errors import NAME_ERRORS
 from .pki_names import PkiNames
-from .trust import TrustAnchor, basic_constraints
+from .trust import TrustAnchor
 from .x509chain import ChainMemo, CheckedChain, check_chain_signatures, describe
 
 _TCB_SIGNING, _PCK, _PCK_CA = "TCB Signing", "PCK", "PCK CA"
@@ -100,7 +100,7 @@ def _expect_leaf(memo: ChainMemo, cert: x509.Certificate, subject: bytes, issuer
     if subject_der(memo, cert) != subject:
         raise CertificateChainError(f"{role.what}: {describe(cert)} is not the {role.signer} certificate of "
                                     f"this PKI", check=role.name)
-    if _constraints(memo, cert)[0]:
+    if memo.is_ca(cert):
         raise CertificateChainError(f"{role.what}: the {role.signer} certificate must not be a CA", check=role.name)
     if issuer_der(memo, cert) != issuer:
         raise CertificateChainError(f"{role.what}: the {role.signer} certificate names another issuer",
@@ -115,7 +115,7 @@ def _expect_pck_ca(memo: ChainMemo, ca: x509.Certificate, names: PkiNames, role:
     if issuer_der(memo, ca) != names.root:
         raise CertificateChainError(f"{role.what}: the PCK {kind} CA names another issuer than the root",
                                     check=Check.PCK_ISSUER_NAME if role.signer == _PCK else name_check)
-    if _constraints(memo, ca) != (True, 0):
+    if memo.constraints(ca) != (True, 0):
         raise CertificateChainError(f"{role.what}: the PCK {kind} CA must be a CA with path length 0, as Intel "
                                     f"issues it", check=Check.PCK_CA_CONSTRAINTS)
     return kind
@@ -137,9 +137,3 @@ def _name_der(name: Callable[[], x509.Name]) -> bytes:
         return name().public_bytes()
     except NAME_ERRORS as e:
         raise FormatError(f"certificate has a malformed name ({e})", field="certificate") from None
-
-
-def _constraints(memo: ChainMemo, cert: x509.Certificate) -> tuple[bool, int | None]:
-    fields = memo.fields(cert)
-    bc = fields.basic_constraints() if fields is not None else None
-    return bc if bc is not None else basic_constraints(cert)

@@ -28,7 +28,7 @@ from ..formats.der import read_header
 from ..formats.pem import pem_bodies
 from ..formats.tbs import TbsFields, read_tbs, signature_algorithms
 from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS, READ_ERRORS
-from .trust import TrustAnchor, is_ca
+from .trust import TrustAnchor, basic_constraints
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,7 +60,7 @@ class ChainMemo:
         self.tbs: dict[int, bytes] = {}
         self.keys: dict[int, Any] = {}
         self.links: set[tuple[int, int]] = set()
-        self.cas: dict[int, bool] = {}
+        self.cas: dict[int, tuple[bool, int | None]] = {}
         self.chains: dict[Any, Any] = {}  # the DCAP verifier's checked role chains
         self.tbs_fields: dict[int, TbsFields | None] = {}
         self.windows: dict[int, Window] = {}
@@ -114,13 +114,17 @@ class ChainMemo:
             w = self.windows[id(cert)] = (cert, cert.not_valid_before_utc, cert.not_valid_after_utc)
         return w
 
-    def is_ca(self, cert: x509.Certificate) -> bool:
-        ca = self.cas.get(id(cert))
-        if ca is None:
+    def constraints(self, cert: x509.Certificate) -> tuple[bool, int | None]:
+        """(cA, pathLenConstraint), read from the DER this memo holds, else by cryptography."""
+        bc = self.cas.get(id(cert))
+        if bc is None:
             fields = self.fields(cert)
-            raw = fields.basic_constraints_ca() if fields is not None else None
-            ca = self.cas[id(cert)] = is_ca(cert) if raw is None else raw
-        return ca
+            raw = fields.basic_constraints() if fields is not None else None
+            bc = self.cas[id(cert)] = basic_constraints(cert) if raw is None else raw
+        return bc
+
+    def is_ca(self, cert: x509.Certificate) -> bool:
+        return self.constraints(cert)[0]
 
 
 def typed_certificate_errors(fn: Callable[P, R]) -> Callable[P, R]:
