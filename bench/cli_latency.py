@@ -6,6 +6,8 @@ interleaved rounds (every command once per round, so a slow moment on a shared m
 alike), and reported as the median and the range (min-max) of its wall times, with ratios:
 
   python -c pass                      the bare interpreter: the floor of any Python command
+  cryptography floor                  import cryptography's X.509 and EC modules and load one certificate:
+                                      the floor of any Python verifier built on cryptography
   dcap-qvl one-shot                   python -c "import dcap_qvl; verify the same quote" (the pinned package)
   eaa verify-quote                    the same quote, collateral and time
   eaa --help / shelter --help         start-up and argument parsing only
@@ -98,6 +100,13 @@ def commands(flow: Flow | None) -> dict[str, list[str]]:
     quote, coll, at = VECTORS / v["quote"], VECTORS / v["collateral"]["qvl_json"], int(v["verify_at"])
     py = sys.executable
     cmds = {"python -c pass": [py, "-c", "pass"]}
+    # What any verifier built on cryptography pays before its own code runs: cryptography's Rust loader
+    # imports the whole cryptography.x509 package when it parses its first certificate.
+    cmds["cryptography floor"] = [py, "-c", (
+        "import binascii\n"
+        "from cryptography import x509\n"
+        "from cryptography.hazmat.primitives.asymmetric import ec\n"
+        f"x509.load_pem_x509_certificate(open({str(ROOT / 'src/eaa/data/intel_sgx_root_ca.pem')!r}, 'rb').read())")]
     try:
         import dcap_qvl  # type: ignore[import-not-found]  # noqa: F401
         cmds["dcap-qvl one-shot"] = [py, "-c", (
