@@ -12,7 +12,7 @@ import pytest
 
 from eaa.collateral.bundle import Collateral
 from eaa.formats.quote import decode_quote_text
-from eaa.verify.trust import TrustAnchor, anchor_from_file
+from eaa.pki.trust import TrustAnchor, anchor_from_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

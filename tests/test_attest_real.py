@@ -25,7 +25,6 @@ import pytest
 from eaa.attest import occlum, sev_guest
 from eaa.attest.configfs_tsm import MAX_BLOB, PROVIDER_SEV, PROVIDER_TDX, REPORT_DIR, ConfigfsTsm, TsmUnavailable
 from eaa.attest.errors import AttestationError, ConcurrentReportRequest, EvidenceMismatch, TeeInterfaceError
-from eaa.attest.evidence import SEV_SNP, SGX_ECDSA, TDX_ECDSA, Evidence
 from eaa.attest.gramine import GramineUnavailable
 from eaa.attest.null import NullAttester
 from eaa.attest.occlum import GenDcapQuoteArg, OcclumDcap
@@ -36,6 +35,7 @@ from eaa.attest.snp import SevSnpAttester, SnpAttestation
 from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, parse_cert_table
 from eaa.attest.tdx import TdxEcdsaAttester
 from eaa.errors import ConfigError, EaaError, FormatError
+from eaa.evidence import SEV_SNP, SGX_ECDSA, TDX_ECDSA, Evidence
 from eaa.sim import SimPlatform, init_platform
 from eaa.tls.session import select_attester
 from eaa.verify.registry import verifiers

@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from eaa.errors import FormatError
+from eaa.pki.chain import describe_name
+from eaa.pki.trust import basic_constraints, is_ca, is_simulation_certificate
 from eaa.sim import pki
-from eaa.verify.trust import basic_constraints, is_ca, is_simulation_certificate
-from eaa.verify.x509chain import describe_name
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SKI_OID = bytes.fromhex("0603551d0e")  # 2.5.29.14

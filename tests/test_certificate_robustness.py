@@ -16,8 +16,8 @@ from _vectors import require_vectors
 from eaa.collateral import kds
 from eaa.collateral import validate as v
 from eaa.errors import EaaError
+from eaa.pki.trust import default_anchors
 from eaa.services.pccs.records import signed_response
-from eaa.verify.trust import default_anchors
 from test_pccs_support import vector_case
 
 

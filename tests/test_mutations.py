@@ -207,7 +207,7 @@ def test_pck_chain_text_changes_fail_or_change_nothing(vid: str) -> None:
     import binascii
 
     from eaa.formats.quote import CERT_PCK_CHAIN
-    from eaa.verify.x509chain import pem_bodies
+    from eaa.pki.chain import pem_bodies
 
     v = get_vector(vid)
     raw = quote_bytes(v)

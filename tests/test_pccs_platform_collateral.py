@@ -21,11 +21,11 @@ from eaa.collateral.fetch import fetch_collateral_for_quote
 from eaa.collateral.validate import pck_ca_type, pck_certificate_info
 from eaa.errors import EaaError
 from eaa.formats.quote import parse_quote
+from eaa.pki.chain import load_pem_chain, pem_bodies
 from eaa.services.pccs import Mode
 from eaa.services.pccs.platform_collateral import records_from_platform_collateral
 from eaa.services.pccs.records import PCK_CERT, PLATFORM, Record
 from eaa.verify.dcap import QuoteVerifier
-from eaa.verify.x509chain import load_pem_chain, pem_bodies
 from test_pccs_support import (
     VectorCase,
     client_for,

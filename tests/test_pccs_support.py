@@ -24,9 +24,9 @@ from eaa.collateral.kds import KdsClient
 from eaa.collateral.pcs import PcsClient
 from eaa.formats.quote import parse_quote
 from eaa.formats.tcb_info import TcbInfo
+from eaa.pki.trust import anchor_from_file, default_anchors
 from eaa.services.pccs import Mode, PccsServer, PccsService, create_app, open_store
 from eaa.services.pccs.upstream import Upstream
-from eaa.verify.trust import anchor_from_file, default_anchors
 
 # (status, body, headers)
 Reply = tuple[int, bytes, dict[str, str]]
@@ -153,7 +153,7 @@ def intel_routes(case: VectorCase, *, versions: tuple[int, ...] | None = None) -
         "enclaveIdentity", c.qe_identity, c.qe_identity_signature)
     versions = versions or (case.api,)
     from eaa.collateral.validate import pck_ca_type
-    from eaa.verify.x509chain import load_pem_chain
+    from eaa.pki.chain import load_pem_chain
 
     ca = pck_ca_type(load_pem_chain(c.pck_crl_issuer_chain, "x")[0])
     routes: dict[str, Route] = {}

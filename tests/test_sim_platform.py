@@ -22,6 +22,8 @@ from eaa.formats.der import decode_int, decode_oid, read_tlv
 from eaa.formats.enclave_identity import EnclaveIdentity
 from eaa.formats.pck_extensions import SGX_EXTENSION_OID, parse_sgx_extension
 from eaa.formats.tcb_info import TcbInfo
+from eaa.pki.chain import verify_raw_signature
+from eaa.pki.trust import is_simulation_certificate
 from eaa.sim import (
     TCB_STATES,
     PlatformExists,
@@ -35,8 +37,6 @@ from eaa.sim import (
     simulation_collateral,
 )
 from eaa.sim.pki import raw_public_key
-from eaa.verify.trust import is_simulation_certificate
-from eaa.verify.x509chain import verify_raw_signature
 
 
 def _all_certs(p: SimPlatform) -> list[x509.Certificate]:

@@ -11,12 +11,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from _sim import T0, _never_the_real_home, plat  # noqa: F401 - shared fixtures
-from eaa.attest.evidence import Evidence
 from eaa.attest.registry import attesters
 from eaa.errors import CertificateChainError, CollateralExpired, ConfigError, UntrustedRoot, VerificationError
+from eaa.evidence import Evidence
 from eaa.formats.enclave_identity import EnclaveIdentity
 from eaa.formats.quote import INTEL_QE_VENDOR_ID, parse_quote
 from eaa.formats.tcb_info import TcbInfo
+from eaa.pki.chain import public_key_from_raw, verify_raw_signature
 from eaa.sim import (
     EXPECTED_STATUS,
     TCB_STATES,
@@ -31,7 +32,6 @@ from eaa.sim.attesters import SimSgxEcdsaAttester, SimTdxEcdsaAttester
 from eaa.sim.pki import raw_public_key
 from eaa.sim.quote import QE_AUTH_DATA
 from eaa.verify.dcap import verify_quote
-from eaa.verify.x509chain import public_key_from_raw, verify_raw_signature
 
 AT = T0 + timedelta(minutes=5)
 RD = bytes(range(64))
@@ -250,7 +250,7 @@ def test_never_verifies_against_the_default_intel_anchor(plat: SimPlatform, tee:
         verify_quote(raw, plat.collateral(tee), at=AT)
     with pytest.raises(CertificateChainError):
         verify_quote(raw, plat.collateral(tee), at=AT, trust_anchors=None)
-    from eaa.verify.trust import default_anchors
+    from eaa.pki.trust import default_anchors
 
     with pytest.raises(CertificateChainError):
         verify_quote(raw, plat.collateral(tee), at=AT, trust_anchors=list(default_anchors()))

@@ -25,8 +25,8 @@ from eaa.errors import (
     UntrustedRoot,
 )
 from eaa.formats.snp_report import TcbVersion
+from eaa.pki.trust import TrustAnchor
 from eaa.verify.snp import check_vek_chain, verify_snp_report
-from eaa.verify.trust import TrustAnchor
 from test_snp_support import (
     NOW,
     PSS,

@@ -22,9 +22,9 @@ from eaa.errors import (
     UntrustedRoot,
 )
 from eaa.formats.snp_report import TcbVersion
+from eaa.pki.trust import intel_root
 from eaa.verify.registry import ReportDataMismatch, verifiers
 from eaa.verify.snp import SevSnpVerifier, SnpCollateral
-from eaa.verify.trust import intel_root
 from test_snp_support import NOW, VekSpec, build_report, der, make_pki, pem, read_report, vector_path
 
 AT = NOW

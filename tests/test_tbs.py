@@ -18,8 +18,8 @@ from eaa.errors import FormatError
 from eaa.formats.der import encode_oid
 from eaa.formats.quote import parse_quote
 from eaa.formats.tbs import BASIC_CONSTRAINTS, TbsFields, read_tbs
+from eaa.pki.chain import pem_bodies, tbs_of
 from eaa.sim import der, pki
-from eaa.verify.x509chain import pem_bodies, tbs_of
 
 
 def _vector_certs() -> list[tuple[str, bytes]]:

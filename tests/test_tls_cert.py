@@ -12,9 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from eaa.attest.evidence import SGX_ECDSA, TDX_ECDSA
 from eaa.attest.null import NullAttester
 from eaa.errors import UnsupportedQuoteFormat
+from eaa.evidence import SGX_ECDSA, TDX_ECDSA
 from eaa.sim import simulation_collateral
 from eaa.tls import cert as certs
 from eaa.tls.claims import decode_claims, encode_claims

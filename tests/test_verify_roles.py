@@ -1,4 +1,4 @@
-"""Only the right certificate may sign each piece of collateral (eaa.verify.roles).
+"""Only the right certificate may sign each piece of collateral (eaa.pki.roles).
 
 The attack: a platform whose TCB is out of date (its PCK key extracted), TCB info edited so that every
 level says UpToDate and signed with a key the attacker holds, that key's chain passed as the TCB info
@@ -32,13 +32,13 @@ from eaa.collateral.validate import (
     validate_root_ca_crl,
     validate_tcb_info,
 )
+from eaa.pki.names import pki_names
+from eaa.pki.roles import TCB_INFO, check_role_chain
+from eaa.pki.trust import TrustAnchor, intel_root
 from eaa.services.pccs.records import signed_response
 from eaa.sim import pki
 from eaa.sim.platform import SimPlatform, init_platform
 from eaa.verify.dcap import QuoteVerifier
-from eaa.verify.pki_names import pki_names
-from eaa.verify.roles import TCB_INFO, check_role_chain
-from eaa.verify.trust import TrustAnchor, intel_root
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 AT = NOW + timedelta(days=1)

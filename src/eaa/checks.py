@@ -13,7 +13,7 @@ from enum import StrEnum
 class Check(StrEnum):
     # Quote.
     QE_VENDOR_ID = "QE_VENDOR_ID"  # the quote's QE vendor is Intel's
-    # Certificate chains, one set per role (see eaa.verify.roles).
+    # Certificate chains, one set per role (see eaa.pki.roles).
     PCK_CHAIN = "PCK_CHAIN"  # PCK chain: signatures up to a trusted root, CA flags
     PCK_CHAIN_SHAPE = "PCK_CHAIN_SHAPE"  # exactly [PCK leaf, PCK CA, root]
     PCK_LEAF_SUBJECT = "PCK_LEAF_SUBJECT"  # the leaf is the PKI's "SGX PCK Certificate", not a CA

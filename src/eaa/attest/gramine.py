@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..evidence import REPORT_DATA_SIZE
 from ._io import read_bounded, read_text, under, write_all
 from .errors import TeeInterfaceError
-from .evidence import REPORT_DATA_SIZE
 
 ATTESTATION_DIR = "/dev/attestation"
 # Gramine's quote buffer is 8 KiB (SGX_QUOTE_MAX_SIZE); leave room for larger future certification data.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .evidence import NULL, Evidence, pad_report_data
+from ..evidence import NULL, Evidence, pad_report_data
 
 
 class NullAttester:

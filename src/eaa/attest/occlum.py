@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..evidence import REPORT_DATA_SIZE
 from ._io import DEFAULT_IOCTL, IoctlFunc, ioctl_retry, is_device_like, open_device, under
 from .errors import TeeInterfaceError
-from .evidence import REPORT_DATA_SIZE
 
 DEVICE = "/dev/sgx"
 SGXIOC_GET_DCAP_QUOTE_SIZE = 0x80047307  # _IOR('s', 7, uint32_t)

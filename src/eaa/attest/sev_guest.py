@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..evidence import REPORT_DATA_SIZE
 from ._io import DEFAULT_IOCTL, IOCTL_RETRIES, IoctlFunc, is_device_like, open_device, under
 from .errors import TeeInterfaceError
-from .evidence import REPORT_DATA_SIZE
 
 DEVICE = "/dev/sev-guest"
 SNP_GET_REPORT = 0xC0205300  # _IOWR('S', 0x0, struct snp_guest_request_ioctl)

@@ -15,8 +15,8 @@ import os
 from typing import Any, Protocol
 
 from ..errors import ConfigError
+from ..evidence import SGX_ECDSA, Evidence, pad_report_data
 from ._io import IoctlFunc, under
-from .evidence import SGX_ECDSA, Evidence, pad_report_data
 from .gramine import ATTESTATION_DIR, GramineAttestation
 from .occlum import OcclumDcap, OcclumUnavailable
 from .quote_check import check_quote

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, FormatError
+from ..evidence import SEV_SNP, Evidence, pad_report_data
 from ._io import IoctlFunc
 from .configfs_tsm import PROVIDER_SEV, ConfigfsTsm, TsmUnavailable
 from .errors import EvidenceMismatch
-from .evidence import SEV_SNP, Evidence, pad_report_data
 from .sev_guest import SNP_REPORT_SIZE, ExtReportUnsupported, SevGuestDevice, SevGuestUnavailable
 from .snp_certs import SnpCertTable, parse_cert_table
 

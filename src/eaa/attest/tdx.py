@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..evidence import TDX_ECDSA, Evidence, pad_report_data
 from ._io import under
 from .configfs_tsm import PROVIDER_TDX, ConfigfsTsm, TsmUnavailable
-from .evidence import TDX_ECDSA, Evidence, pad_report_data
 from .quote_check import check_quote
 
 TDX_GUEST_DEVICE = "/dev/tdx_guest"

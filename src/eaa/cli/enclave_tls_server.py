@@ -109,9 +109,9 @@ def _claims(items: list[str]) -> dict[str, bytes]:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
+    from ..pki.trust import anchor_from_file
     from ..policy import Policy
     from ..tls import TlsConfig
-    from ..verify.trust import anchor_from_file
 
     options: dict[str, Any] = {}
     if args.measure:

@@ -62,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace) -> Any:
+    from ..pki.trust import anchor_from_file, default_anchors
     from ..policy import Policy
     from ..services.address import parse_address
     from ..services.inclavared import InclavaredConfig, program_files
     from ..services.limits import limits_from_args
     from ..services.processes import check_processes
     from ..tls import TlsConfig
-    from ..verify.trust import anchor_from_file, default_anchors
 
     if not args.listen and not args.connect:
         raise ConfigError("give --listen (server mode) or --connect (client mode)")

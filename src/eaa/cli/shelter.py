@@ -217,9 +217,9 @@ def _unchecked(args: argparse.Namespace, policy: Policy, inclavared: ReferenceVa
 
 
 def _options(args: argparse.Namespace, policy: Policy, inclavared: ReferenceValues) -> Any:
+    from ..pki.trust import anchor_from_file, default_anchors
     from ..services.shelter import ShelterOptions
     from ..tls import TlsConfig
-    from ..verify.trust import anchor_from_file, default_anchors
 
     anchors = [*default_anchors(), *(anchor_from_file(p) for p in args.trust_root)] if args.trust_root else None
     at = parse_time(args.at) if args.at else None

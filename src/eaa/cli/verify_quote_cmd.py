@@ -18,8 +18,8 @@ from .common import SIMULATION_WARNING, decode_evidence, parse_time, read_input,
 if TYPE_CHECKING:  # imported where used: `eaa verify-quote --help` and bad input stay fast
     from ..collateral.bundle import Collateral
     from ..formats.quote import Quote
+    from ..pki.trust import TrustAnchor
     from ..verify.result import VerificationResult
-    from ..verify.trust import TrustAnchor
 
 EXIT_REVOKED = 10
 
@@ -50,7 +50,7 @@ def read_quote(path: str) -> bytes:
 
 
 def resolve_trust(trust_roots: list[str], trust_sim: bool) -> list[TrustAnchor]:
-    from ..verify.trust import anchor_from_file, default_anchors
+    from ..pki.trust import anchor_from_file, default_anchors
 
     anchors = list(default_anchors())
     anchors += [anchor_from_file(p) for p in trust_roots]

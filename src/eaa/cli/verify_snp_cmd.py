@@ -68,8 +68,8 @@ def render_text(result: VerificationResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..pki.trust import anchor_from_pem
     from ..verify.snp import verify_snp_report
-    from ..verify.trust import anchor_from_pem
 
     at = parse_time(args.at)
     report = decode_evidence(read_input(args.report, "report", max_size=MAX_FILE), "report")
@@ -102,8 +102,8 @@ def _fetch_crl(report: bytes, vek: bytes, args: argparse.Namespace) -> bytes:
     from ..collateral.kds import KdsClient
     from ..formats.snp_report import SnpReport
     from ..formats.snp_vek import VLEK, load_vek_certificate, vek_extensions, vek_kind
+    from ..pki.trust import anchor_from_pem
     from ..verify.snp import DEFAULT_V2_PRODUCT, default_kds_url
-    from ..verify.trust import anchor_from_pem
 
     r = SnpReport.parse(report)
     cert = load_vek_certificate(vek)

@@ -16,7 +16,7 @@ from cryptography import x509
 from ..errors import ConfigError, UnsupportedCertificationData
 from ..formats.quote import CERT_PCK_CHAIN, Quote, parse_quote
 from ..formats.x509_errors import PARSE_ERRORS
-from ..verify.trust import TrustAnchor
+from ..pki.trust import TrustAnchor
 from .bundle import Collateral
 from .errors import CorruptCollateral
 from .pcs import PcsClient

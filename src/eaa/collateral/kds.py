@@ -26,7 +26,7 @@ from ..errors import EaaError, FormatError
 from ..formats.snp_report import TURIN, TcbVersion
 from ..formats.snp_vek import vek_extensions
 from ..formats.x509_errors import PARSE_ERRORS
-from ..verify.x509chain import typed_certificate_errors
+from ..pki.chain import typed_certificate_errors
 from .cache import Cached, MemoryCache
 from .errors import CorruptCollateral
 from .http import HttpGetter, HttpResponse

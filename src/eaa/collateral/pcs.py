@@ -23,7 +23,7 @@ from cryptography import x509
 
 from ..collateral.bundle import crl_to_der
 from ..errors import EaaError, FormatError
-from ..verify.trust import TrustAnchor, default_anchors
+from ..pki.trust import TrustAnchor, default_anchors
 from .cache import Cached, DiskCache, MemoryCache, RawEntry, default_cache_dir
 from .errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
 from .http import HttpGetter, HttpResponse, tls_verify

@@ -3,7 +3,7 @@
 A cache that stores whatever an upstream returned turns one bad response into a lasting outage (or
 worse, into data served as if it were Intel's). So every response is checked here against the trust
 anchors first: issuer chains up to a trusted root with the shape and signer names Intel's QVL requires
-(:mod:`eaa.verify.roles`: TCB info only from the TCB Signing certificate, CRLs only from their CA), the
+(:mod:`eaa.pki.roles`: TCB info only from the TCB Signing certificate, CRLs only from their CA), the
 signature over the exact signed JSON bytes, CRL signatures, and that the response is the one that was
 asked for (FMSPC, TEE, identity, CA).
 Validity windows are deliberately *not* checked: whether expired collateral is acceptable is the
@@ -26,9 +26,9 @@ from ..formats.enclave_identity import EnclaveIdentity
 from ..formats.pck_extensions import parse_sgx_extension, sgx_extension_value
 from ..formats.tcb_info import TcbInfo
 from ..formats.x509_errors import READ_ERRORS
-from ..verify.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
-from ..verify.trust import TrustAnchor
-from ..verify.x509chain import ChainMemo, CheckedCrl, check_crl, crl_issuer_der, load_pem_chain, verify_raw_signature
+from ..pki.chain import ChainMemo, CheckedCrl, check_crl, crl_issuer_der, load_pem_chain, verify_raw_signature
+from ..pki.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
+from ..pki.trust import TrustAnchor
 from .errors import CorruptCollateral
 
 T = TypeVar("T")

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..attest.evidence import SGX_ECDSA, Attester, Evidence
+from ..attest.evidence import Attester
 from ..errors import ConfigError, EaaError, ProtocolError
+from ..evidence import SGX_ECDSA, Evidence
 from ..tls.cert import spki_der
 from ..tls.claims import NONCE, encode_claims
 from ..tls.crypto import Credentials

@@ -16,7 +16,7 @@ import os
 from datetime import datetime
 
 from ..collateral.bundle import Collateral
-from ..verify.trust import TrustAnchor
+from ..pki.trust import TrustAnchor
 from .measure import measure_files, tdx_measure
 from .platform import (
     PlatformExists,

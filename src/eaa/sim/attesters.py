@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..attest.evidence import SGX_ECDSA, TDX_ECDSA, Evidence, pad_report_data
 from ..attest.registry import attesters
 from ..errors import ConfigError
+from ..evidence import SGX_ECDSA, TDX_ECDSA, Evidence, pad_report_data
 from .measure import measure_files, tdx_measure
 from .platform import SimPlatform, load_platform
 

@@ -2,7 +2,7 @@
 
 It has Intel's shape (shared/docs/dcap-reference.md §2.1, §2.3) so the same verifier code checks it,
 and Intel's names nowhere: every subject says ``SIMULATION``, which is how
-:func:`eaa.verify.trust.is_simulation_certificate` recognises it. All keys are P-256.
+:func:`eaa.pki.trust.is_simulation_certificate` recognises it. All keys are P-256.
 
 Everything random is derived from one seed and every time from one ``now``, so a platform is a
 function of ``(seed, now, tcb state)``.

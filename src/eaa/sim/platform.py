@@ -41,8 +41,8 @@ from cryptography.hazmat.primitives.serialization import (
 from ..collateral.bundle import Collateral
 from ..errors import ConfigError, FormatError
 from ..formats.signed_json import split_signed
+from ..pki.trust import TrustAnchor
 from ..timeutil import as_utc, utc_now
-from ..verify.trust import TrustAnchor
 from . import pki, quote, tcbinfo
 from .measure import measure_files, tdx_measure
 

@@ -62,7 +62,7 @@ from ..formats.snp_vek import (
     OID_UCODE_SPL,
     VCEK_CN,
 )
-from ..verify.trust import TrustAnchor
+from ..pki.trust import TrustAnchor
 from . import der
 from .measure import tdx_measure
 from .platform import PlatformExists, default_sim_dir, read_state, write_state

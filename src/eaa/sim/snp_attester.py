@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ..attest.evidence import SEV_SNP, Evidence, pad_report_data
+from ..evidence import SEV_SNP, Evidence, pad_report_data
 from .snp import SimSnpPlatform, load_snp_platform
 
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from ..attest.evidence import SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA
 from ..errors import ConfigError
+from ..evidence import SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA
 
 DICE = "dice"
 LEGACY = "legacy"

@@ -11,8 +11,8 @@ from typing import Any
 
 from ..attest.evidence import Attester
 from ..errors import ConfigError
+from ..pki.trust import TrustAnchor
 from ..verify.registry import CollateralSource, Verifier
-from ..verify.trust import TrustAnchor
 from .cert import CERT_FORMATS, DICE, KEY_ALGORITHMS
 from .policy import PolicyLike
 

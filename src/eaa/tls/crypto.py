@@ -17,8 +17,9 @@ from types import MappingProxyType
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..attest.evidence import NULL, TDX_ECDSA, Attester, Evidence
+from ..attest.evidence import Attester
 from ..errors import ConfigError
+from ..evidence import NULL, TDX_ECDSA, Evidence
 from ..registry import Registry
 from . import cert as certs
 from .claims import encode_claims

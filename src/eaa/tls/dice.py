@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import cbor2
 
-from ..attest.evidence import CSV, SEV, SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA, TEE_REPORT, UNVERIFIABLE
 from ..collateral.bundle import Collateral, crl_to_der
 from ..errors import CollateralInvalid, EaaError, FormatError, UnsupportedQuoteFormat
+from ..evidence import CSV, SEV, SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA, TEE_REPORT, UNVERIFIABLE
 from ..formats.x509_errors import PARSE_ERRORS
 from .errors import EvidenceFormatError, UnknownEvidenceTag, UnsupportedEvidenceType
 

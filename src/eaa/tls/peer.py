@@ -31,12 +31,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..attest.evidence import NULL
 from ..errors import ConfigError
+from ..evidence import NULL
+from ..pki.trust import TrustAnchor
 from ..timeutil import as_utc, utc_now
 from ..verify.registry import CollateralSource, Verifier, verifier_for_evidence, verifiers
 from ..verify.result import VerificationResult
-from ..verify.trust import TrustAnchor
 from . import cert as certs
 from .claims import decode_claims
 from .dice import (

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 
-from ..attest.evidence import SGX_ECDSA, Evidence, pad_report_data
+from ..evidence import SGX_ECDSA, Evidence, pad_report_data
 from ..formats.der import read_tlv
 from ..verify.registry import check_report_data
 from ..verify.result import UP_TO_DATE, VerificationResult

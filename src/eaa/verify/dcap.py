@@ -42,12 +42,7 @@ from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx
 from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quote
 from ..formats.report_body import SgxReportBody, TdReportBody
 from ..formats.tcb_info import TcbInfo
-from ..timeutil import as_utc
-from .result import REVOKED, VerificationResult
-from .roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
-from .tcb import StatusWithAdvisory, check_qe_identity, evaluate_tcb, validate_statuses
-from .trust import TrustAnchor, default_anchors
-from .x509chain import (
+from ..pki.chain import (
     ChainMemo,
     CheckedChain,
     CheckedCrl,
@@ -61,6 +56,11 @@ from .x509chain import (
     typed_certificate_errors,
     verify_raw_signature,
 )
+from ..pki.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
+from ..pki.trust import TrustAnchor, default_anchors
+from ..timeutil import as_utc
+from .result import REVOKED, VerificationResult
+from .tcb import StatusWithAdvisory, check_qe_identity, evaluate_tcb, validate_statuses
 
 T = TypeVar("T")
 _SGX_OID_RAW = encode_oid(SGX_EXTENSION_OID)
@@ -143,7 +143,7 @@ class QuoteVerifier:
         return self._cache.get_or(("pck", pem), lambda: self._make_pck_record(pem, memo))
 
     def _make_pck_record(self, pem: str | bytes, memo: ChainMemo) -> _PckRecord:
-        # [PCK leaf, PCK Processor/Platform CA, root], each named as its role (eaa.verify.roles).
+        # [PCK leaf, PCK Processor/Platform CA, root], each named as its role (eaa.pki.roles).
         chain = self._chain(pem, PCK, memo).chain
         leaf, ca = chain.certs
         key = memo.public_key(leaf)
@@ -163,7 +163,7 @@ class QuoteVerifier:
     def _make_collateral_record(self, c: Collateral, memo: ChainMemo) -> _CollateralRecord:
         if not c.tcb_info or not c.qe_identity:
             raise CollateralMissing("collateral lacks TCB info or QE identity")
-        # Signed by the TCB Signing certificate directly under the root, and by no other (eaa.verify.roles).
+        # Signed by the TCB Signing certificate directly under the root, and by no other (eaa.pki.roles).
         tcb_chain = self._chain(c.tcb_info_issuer_chain, TCB_INFO, memo).chain
         qe_chain = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, QE_IDENTITY, memo).chain
         if qe_chain.anchor is not tcb_chain.anchor:

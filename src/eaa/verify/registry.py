@@ -23,12 +23,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, Union
 
-from ..attest.evidence import NULL, SGX_ECDSA, SGX_LA, TDX_ECDSA, UNVERIFIABLE
 from ..collateral.bundle import Collateral, load_collateral
 from ..errors import CollateralMissing, ConfigError, IdentityMismatch, UnsupportedEvidence, UntrustedRoot
+from ..evidence import NULL, SGX_ECDSA, SGX_LA, TDX_ECDSA, UNVERIFIABLE
+from ..pki.trust import TrustAnchor, default_anchors, is_simulation_certificate
 from ..registry import Registry
 from .result import VerificationResult
-from .trust import TrustAnchor, default_anchors, is_simulation_certificate
 
 NOT_VERIFIED = "NotVerified"
 NO_EVIDENCE = "NoEvidence"

@@ -52,7 +52,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from ..attest.evidence import SEV_SNP
 from ..attest.snp_certs import SnpCertTable
 from ..collateral.kds import AMD_ARK_SHA256, KDS_URL, KdsClient, check_product
 from ..errors import (
@@ -66,6 +65,7 @@ from ..errors import (
     InvalidSignature,
     UntrustedRoot,
 )
+from ..evidence import SEV_SNP
 from ..formats.snp_report import (
     PRODUCTS,
     SIGNING_KEY_NONE,
@@ -85,10 +85,10 @@ from ..formats.snp_vek import (
     vek_kind,
 )
 from ..formats.x509_errors import PARSE_ERRORS
+from ..pki.chain import check_crl, check_signature_algorithm, typed_certificate_errors
+from ..pki.trust import TrustAnchor, is_simulation_certificate
 from ..timeutil import as_utc
 from .result import UP_TO_DATE, VerificationResult
-from .trust import TrustAnchor, is_simulation_certificate
-from .x509chain import check_crl, check_signature_algorithm, typed_certificate_errors
 
 if TYPE_CHECKING:
     from ..collateral.bundle import Collateral

@@ -41,8 +41,8 @@ from ...collateral.validate import (
 from ...errors import FormatError
 from ...formats.signed_json import loads_strict
 from ...formats.snp_report import TcbVersion
-from ...verify.trust import TrustAnchor
-from ...verify.x509chain import load_pem_chain
+from ...pki.chain import load_pem_chain
+from ...pki.trust import TrustAnchor
 
 TCB = "tcb"
 IDENTITY = "identity"

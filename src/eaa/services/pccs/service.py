@@ -29,7 +29,7 @@ from ...collateral.errors import CollateralNotFound, CorruptCollateral, Upstream
 from ...collateral.kds import KdsChain, check_hwid, check_product, kds_query, validate_cert_chain
 from ...errors import EaaError, FormatError, TransportError, VerificationError
 from ...formats.snp_report import TcbVersion
-from ...verify.trust import TrustAnchor, default_anchors
+from ...pki.trust import TrustAnchor, default_anchors
 from .appraisal import AppraisalPolicy, fmspc_param
 from .errors import (
     BadRequest,

@@ -21,7 +21,7 @@ from ...collateral.kds import KDS_URL, KdsClient
 from ...collateral.pcs import INTEL_PCS_URL, PcsClient
 from ...errors import ConfigError
 from ...formats.x509_errors import PARSE_ERRORS
-from ...verify.trust import TrustAnchor, anchor_from_file, default_anchors
+from ...pki.trust import TrustAnchor, anchor_from_file, default_anchors
 from .auth import Tokens, check_hash, check_token_text, token_hash
 from .breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, CircuitBreaker
 from .records import Record, parse_bundle, records_from_collateral

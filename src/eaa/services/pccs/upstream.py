@@ -28,7 +28,7 @@ from ...collateral.pcs import (
     status_error,
 )
 from ...formats.snp_report import TcbVersion
-from ...verify.trust import TrustAnchor
+from ...pki.trust import TrustAnchor
 from .breaker import CircuitBreaker
 from .records import (
     IDENTITY,

@@ -270,7 +270,7 @@ def check_chain_signatures(
     """Verify each link up to a trusted anchor; ``check`` is the identifier its errors carry.
 
     Only keys and CA flags are checked here; which certificate may hold which place is the business of
-    :mod:`eaa.verify.roles`. ``memo`` must be the one :func:`load_pem_chain` filled (it keeps one object
+    :mod:`eaa.pki.roles`. ``memo`` must be the one :func:`load_pem_chain` filled (it keeps one object
     per certificate); links already verified in it are not verified again.
     """
     if not certs:
@@ -292,7 +292,7 @@ def check_chain_signatures(
         if not (anchor.is_ca if last else memo.is_ca(issuer)):
             raise CertificateChainError(f"{what}: {describe(issuer)} is not a CA", check=check)
         # The link is the issuer's key verifying this certificate's signature; names are compared by
-        # the role checks (eaa.verify.roles), on the DER they already hold.
+        # the role checks (eaa.pki.roles), on the DER they already hold.
         issuer_key = anchor.public_key if last else memo.public_key(issuer)
         alg = _ECDSA_BY_OID.get(cert.signature_algorithm_oid)
         if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or alg is None:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import ConfigError, FormatError
 from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS
-from .pki_names import PkiNames, pki_names
+from .names import PkiNames, pki_names
 
 INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
 SIMULATION_MARKER = "SIMULATION"

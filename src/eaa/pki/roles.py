@@ -12,7 +12,7 @@ Intel's QVL (``TCBSigningChain``, ``PckCertVerifier``, ``CommonVerifier``) and g
 A chain that only verifies up to the root is not enough: every certificate under the root can sign,
 so without these checks the key of one platform's PCK leaf (extractable from an out-of-date, vulnerable
 platform) could sign TCB info saying every platform is up to date. Names are compared as exact DER
-(:mod:`eaa.verify.pki_names` derives them from the trusted root, so the simulated PKI is checked the
+(:mod:`eaa.pki.names` derives them from the trusted root, so the simulated PKI is checked the
 same way under its SIMULATION names).
 """
 
@@ -26,9 +26,9 @@ from cryptography import x509
 from ..checks import Check
 from ..errors import CertificateChainError, FormatError
 from ..formats.x509_errors import NAME_ERRORS
-from .pki_names import PkiNames
+from .chain import ChainMemo, CheckedChain, check_chain_signatures, describe
+from .names import PkiNames
 from .trust import TrustAnchor
-from .x509chain import ChainMemo, CheckedChain, check_chain_signatures, describe
 
 _TCB_SIGNING, _PCK, _PCK_CA = "TCB Signing", "PCK", "PCK CA"
 
