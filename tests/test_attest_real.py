@@ -36,7 +36,7 @@ from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, parse_cert_table
 from eaa.attest.tdx import TdxEcdsaAttester
 from eaa.errors import ConfigError, EaaError, FormatError
 from eaa.evidence import SEV_SNP, SGX_ECDSA, TDX_ECDSA, Evidence
-from eaa.sim import SimPlatform, init_platform
+from eaa.sim import SimPlatform, TrustedSimulation, init_platform
 from eaa.tls.session import select_attester
 from eaa.verify.registry import verifiers
 
@@ -79,7 +79,7 @@ def gramine_tree(root: Path, *, attestation_type: str = "dcap", quote: bytes | N
 
 def test_gramine_quote_is_returned_after_writing_the_report_data(tmp_path: Path, sgx_quote: bytes) -> None:
     d = gramine_tree(tmp_path, quote=sgx_quote)
-    att = attesters.select("sgx_ecdsa", root=tmp_path, sim_dir="/ignored", measure_paths=["/x"])
+    att = attesters.select("sgx_ecdsa", root=tmp_path)
     assert isinstance(att, SgxEcdsaAttester) and att.backend == "Gramine"
     assert (att.name, att.evidence_type) == ("sgx_ecdsa", SGX_ECDSA)
     ev = att.collect_evidence(RD)
@@ -142,12 +142,26 @@ def test_missing_tree_makes_every_real_attester_unavailable(tmp_path: Path) -> N
         entry = attesters.get(name)
         assert entry.auto
         with pytest.raises(ConfigError):
-            entry.factory(root=tmp_path, sim_dir=tmp_path / "sim", measure_paths=[])
+            entry.make({"root": tmp_path})
     with pytest.raises(NoTeeFound, match="sgx_ecdsa: .*tdx_ecdsa: .*sev_snp: ") as e:
         select_attester(None, {"root": tmp_path, "measure_paths": [tmp_path / "app"]})
     assert e.value.exit_code == 2 and "--attester sim_sgx_ecdsa" in str(e.value)
     # nullattester is still there, but only when named
-    assert isinstance(select_attester("nullattester", {"root": tmp_path}), NullAttester)
+    assert isinstance(select_attester("nullattester"), NullAttester)
+
+
+def test_options_are_checked_not_ignored(tmp_path: Path) -> None:
+    """A misspelt option, or one the named attester does not take, is an error rather than silently dropped;
+    the simulator's directory (an environment setting) only goes to the attesters that take it."""
+    with pytest.raises(ConfigError, match="unknown attester option measure_path$"):
+        attesters.select("sim_sgx_ecdsa", measure_path=["/x"])
+    with pytest.raises(ConfigError, match="attester sgx_ecdsa does not take measure_paths"):
+        attesters.select("sgx_ecdsa", root=tmp_path, measure_paths=["/x"])
+    with pytest.raises(ConfigError, match="unknown attester option vmlp"):
+        select_attester(None, {"root": tmp_path, "vmlp": 1})
+    with pytest.raises(ConfigError, match="does not take"):
+        select_attester("nullattester", {"measure_paths": ["/x"]})
+    assert isinstance(select_attester("nullattester", {"sim_dir": tmp_path / "sim"}), NullAttester)
 
 
 def test_rats_tls_priorities() -> None:
@@ -186,7 +200,7 @@ def test_gramine_concurrent_requests_each_get_their_own_quote(tmp_path: Path, si
 def test_gramine_evidence_verifies_end_to_end(tmp_path: Path, sim: SimPlatform, sgx_quote: bytes) -> None:
     gramine_tree(tmp_path / "enclave", quote=sgx_quote)
     ev = attesters.select("sgx_ecdsa", root=tmp_path / "enclave").collect_evidence(RD)
-    verifier = verifiers.select("sgx_ecdsa", trust_simulation=True, sim_dir=sim.sim_dir)
+    verifier = verifiers.select("sgx_ecdsa", simulation=TrustedSimulation(sim.sim_dir))
     r = verifier.verify_evidence(ev.data, evidence_type=ev.type, report_data_hash=RD[:32],
                                  collateral=ev.collateral, at=_now())
     assert r.tee == "sgx" and r.simulated and r.status == "UpToDate" and r.report_data == RD
@@ -245,7 +259,7 @@ def occlum_tree(root: Path) -> Path:
 def test_occlum_quote_through_ioctls(tmp_path: Path, sim: SimPlatform) -> None:
     occlum_tree(tmp_path)
     driver = FakeOcclumDriver(sim.make_sgx_quote)
-    att = attesters.select("sgx_ecdsa", root=tmp_path, ioctl=driver, sim_dir="/ignored")
+    att = attesters.select("sgx_ecdsa", root=tmp_path, ioctl=driver)
     assert att.backend == "Occlum"
     ev = att.collect_evidence(b"occlum")
     assert ev.type == SGX_ECDSA and ev.report_data == b"occlum" + bytes(58)
@@ -395,7 +409,7 @@ def test_tdx_quote_from_configfs_tsm(tmp_path: Path, tdx_quote: bytes) -> None:
 
 def test_tdx_evidence_verifies_end_to_end(tmp_path: Path, sim: SimPlatform, tdx_quote: bytes) -> None:
     ev = TdxEcdsaAttester(tsm=FakeTsm(tsm_root(tmp_path), outblob=tdx_quote)).collect_evidence(RD)
-    verifier = verifiers.select("tdx_ecdsa", trust_simulation=True, sim_dir=sim.sim_dir)
+    verifier = verifiers.select("tdx_ecdsa", simulation=TrustedSimulation(sim.sim_dir))
     r = verifier.verify_evidence(ev.data, evidence_type=ev.type, report_data_hash=RD[:32], collateral=None,
                                  at=_now())
     assert r.tee == "tdx" and r.simulated and r.report_data == RD
@@ -642,7 +656,7 @@ def sev_guest_tree(root: Path) -> Path:
 def test_snp_falls_back_to_dev_sev_guest(tmp_path: Path) -> None:
     sev_guest_tree(tmp_path)
     driver = FakeSevGuest()
-    att = attesters.select("sev_snp", root=tmp_path, ioctl=driver, sim_dir="/ignored", measure_paths=[])
+    att = attesters.select("sev_snp", root=tmp_path, ioctl=driver)
     assert isinstance(att, SevSnpAttester) and att.backend == "/dev/sev-guest"
     got = att.collect(b"snp")
     rd = b"snp" + bytes(61)

@@ -333,7 +333,7 @@ def test_attesters_are_registered_but_never_automatic() -> None:
 def test_attester_evidence_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, tee: str) -> None:
     monkeypatch.setenv("EAA_SIM_DIR", str(tmp_path / "env-sim"))
     (tmp_path / "app.py").write_bytes(b"print(1)")
-    att = attesters.select(name, measure_paths=[tmp_path / "app.py"], unrelated_option=1)
+    att = attesters.select(name, measure_paths=[tmp_path / "app.py"])
     ev = att.collect_evidence(b"nonce")
     assert isinstance(ev, Evidence)
     assert ev.type == f"{tee}_ecdsa" and ev.simulated and ev.report_data == b"nonce" + bytes(59)

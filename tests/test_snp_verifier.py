@@ -23,8 +23,9 @@ from eaa.errors import (
 )
 from eaa.formats.snp_report import TcbVersion
 from eaa.pki.trust import intel_root
-from eaa.verify.registry import ReportDataMismatch, verifiers
+from eaa.verify.registry import verifiers
 from eaa.verify.snp import SevSnpVerifier, SnpCollateral
+from eaa.verify.verifier import ReportDataMismatch
 from test_snp_support import NOW, VekSpec, build_report, der, make_pki, pem, read_report, vector_path
 
 AT = NOW
@@ -63,12 +64,16 @@ def signed(pki):  # type: ignore[no-untyped-def]
     return cert, key, build_report(key, report_data=b"\xab" * 32 + bytes(32))
 
 
-def test_registered_with_its_priority_and_ignores_other_options(pki, signed) -> None:  # type: ignore[no-untyped-def]
+def test_registered_with_its_priority_and_refuses_other_options(pki, signed) -> None:  # type: ignore[no-untyped-def]
     entry = next(e for e in verifiers.ordered() if e.name == "sev_snp")
     assert entry.priority == 42
     cert, _, report = signed
+    with pytest.raises(ConfigError, match="unknown verifier option something_else"):
+        _select(amd_anchors=[pki.ark], something_else=1)
+    with pytest.raises(ConfigError, match="verifier sev_snp does not take simulation"):
+        _select(amd_anchors=[pki.ark], simulation=object())
     v = _select(amd_anchors=[pki.ark], collateral_source=SnpCollateral.of(vek=der(cert), chain=pki.chain),
-                strict=False, something_else=1)
+                strict=False)
     assert isinstance(v, SevSnpVerifier) and v.evidence_types == ("sev_snp",)
     res = _verify(v, report, rd_hash=b"\xab" * 32)
     assert res.status == "UpToDate" and res.details["collateral_source"] == "explicit"

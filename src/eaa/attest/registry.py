@@ -7,37 +7,31 @@ workload never silently serves no evidence (or simulated evidence) because its T
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
-
 from ..errors import ConfigError
 from ..registry import Registry
 from .evidence import Attester
-from .null import NullAttester
 
 
-def _lazy(module: str, factory: str) -> Callable[..., Attester]:
-    """A factory that imports its attester's module when it is called. Every program that imports the TLS
-    layer imports this registry, and most never attest (shelter, a one-way client): they should not pay
-    for every TEE interface and the simulator (and a real deployment never loads the simulator)."""
-    def make(**kwargs: Any) -> Attester:
-        real: Callable[..., Attester] = getattr(importlib.import_module(module, __package__), factory)
-        return real(**kwargs)  # each real factory takes the options it knows and ignores the others
-
-    make.__name__ = make.__qualname__ = factory
-    return make
+class AttesterRegistry(Registry[Attester]):
+    def none_available(self, reasons: list[str]) -> ConfigError:
+        return no_tee_error(reasons)
 
 
-attesters: Registry[Attester] = Registry("attester")
-attesters.register("nullattester", 0, NullAttester, auto=False)
-attesters.register("sgx_ecdsa", 52, _lazy(".sgx", "sgx_ecdsa_factory"))
-attesters.register("tdx_ecdsa", 42, _lazy(".tdx", "tdx_ecdsa_factory"))
-attesters.register("sev_snp", 42, _lazy(".snp", "sev_snp_factory"))
-# The simulated TEE: only when named. Importing eaa.sim.attesters registers the same entries again.
-attesters.register("sim_sgx_ecdsa", 52, _lazy("..sim.attesters", "_sgx_factory"), auto=False)
-attesters.register("sim_tdx_ecdsa", 42, _lazy("..sim.attesters", "_tdx_factory"), auto=False)
-attesters.register("sim_sev_snp", 42, _lazy("..sim.snp_attester", "sim_sev_snp_factory"), auto=False)
+# Every attester is made on use ("module:factory"): a program that never attests (shelter, a one-way
+# client) does not pay for every TEE interface, and a real deployment never loads the simulator.
+attesters = AttesterRegistry("attester")
+attesters.register("nullattester", 0, "eaa.attest.null:NullAttester", auto=False)
+attesters.register("sgx_ecdsa", 52, "eaa.attest.sgx:sgx_ecdsa_factory", options={"root", "ioctl"})
+attesters.register("tdx_ecdsa", 42, "eaa.attest.tdx:tdx_ecdsa_factory", options={"root"})
+attesters.register("sev_snp", 42, "eaa.attest.snp:sev_snp_factory", options={"root", "ioctl", "vmpl"})
+# The simulated TEE: only when named.
+attesters.register("sim_sgx_ecdsa", 52, "eaa.sim.attesters:SimSgxEcdsaAttester", auto=False, options={
+    "sim_dir", "measure_paths", "mrenclave", "isv_prod_id", "isv_svn", "debug", "platform"})
+attesters.register("sim_tdx_ecdsa", 42, "eaa.sim.attesters:SimTdxEcdsaAttester", auto=False, options={
+    "sim_dir", "measure_paths", "mrtd", "rtmrs", "debug", "platform"})
+attesters.register("sim_sev_snp", 42, "eaa.sim.snp_attester:SimSevSnpAttester", auto=False, options={
+    "sim_dir", "measure_paths", "measurement", "debug", "platform", "policy", "vmpl", "guest_svn", "family_id",
+    "image_id", "host_data", "id_key_digest", "author_key_digest"})
 
 NO_TEE_HINT = ("name an attester: --attester sim_sgx_ecdsa for the simulated TEE (development only; "
                "see 'eaa sim init'), or --attester nullattester to serve no evidence at all")

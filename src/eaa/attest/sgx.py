@@ -12,7 +12,7 @@ fetches TCB info / QE identity from its PCCS.
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..errors import ConfigError
 from ..evidence import SGX_ECDSA, Evidence, pad_report_data
@@ -64,7 +64,6 @@ class SgxEcdsaAttester:
         return Evidence(SGX_ECDSA, quote, rd)
 
 
-def sgx_ecdsa_factory(root: str | os.PathLike[str] = "/", ioctl: IoctlFunc | None = None,
-                      **_: Any) -> SgxEcdsaAttester:
-    """Registry factory. The TLS layer passes every attester the same options; the unknown ones are ignored."""
+def sgx_ecdsa_factory(root: str | os.PathLike[str] = "/", ioctl: IoctlFunc | None = None) -> SgxEcdsaAttester:
+    """Registry factory (``root``: where /dev and /sys are, for tests on fake trees)."""
     return SgxEcdsaAttester(root, ioctl=ioctl)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import ConfigError, FormatError
 from ..evidence import SEV_SNP, Evidence, pad_report_data
@@ -126,7 +125,7 @@ class SevSnpAttester:
         return self.collect(report_data).evidence
 
 
-def sev_snp_factory(root: str | os.PathLike[str] = "/", ioctl: IoctlFunc | None = None, vmpl: int | None = None,
-                    **_: Any) -> SevSnpAttester:
-    """Registry factory; options meant for other attesters are ignored."""
+def sev_snp_factory(root: str | os.PathLike[str] = "/", ioctl: IoctlFunc | None = None,
+                    vmpl: int | None = None) -> SevSnpAttester:
+    """Registry factory (``root``: where /dev and /sys are, for tests on fake trees)."""
     return SevSnpAttester(root, ioctl=ioctl, vmpl=vmpl)

@@ -10,7 +10,6 @@ report data) before it is returned.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ..evidence import TDX_ECDSA, Evidence, pad_report_data
 from ._io import under
@@ -44,6 +43,6 @@ class TdxEcdsaAttester:
         return Evidence(TDX_ECDSA, quote, rd)
 
 
-def tdx_ecdsa_factory(root: str | os.PathLike[str] = "/", **_: Any) -> TdxEcdsaAttester:
-    """Registry factory; options meant for other attesters are ignored."""
+def tdx_ecdsa_factory(root: str | os.PathLike[str] = "/") -> TdxEcdsaAttester:
+    """Registry factory (``root``: where /dev and /sys are, for tests on fake trees)."""
     return TdxEcdsaAttester(root)

@@ -350,3 +350,13 @@ def log_process_ids(loggers: tuple[str, ...] = ("eaa",)) -> None:
     for name in loggers:
         for handler in logging.getLogger(name).handlers:
             handler.setFormatter(log_formatter(LOG_FORMAT_PID))
+
+
+def attester_takes(name: str | None, option: str) -> bool:
+    """Whether the named attester takes ``option`` (automatic selection only picks real attesters, which
+    take no measurement options), so that a default is only passed where it means something."""
+    if not name:
+        return False
+    from ..attest.registry import attesters
+
+    return option in attesters.get(name).options

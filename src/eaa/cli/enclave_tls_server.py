@@ -166,14 +166,15 @@ def run(args: argparse.Namespace) -> int:
     from ..services.server import ConnectionServer, describe_endpoint
     from ..services.workload import WorkloadService, program_files
     from ..tls import EnclaveTls
+    from .common import attester_takes
 
     setup_logging(args.log_level, daemon=True)
     log = logging.getLogger("eaa.workload")
     limits = check_args(args)
     address = Address("tcp", host=args.ip, port=args.port)
     processes = check_processes(args.processes, address)
-    if not args.measure:
-        args.measure = program_files()
+    if not args.measure and attester_takes(args.attester, "measure_paths"):
+        args.measure = program_files()  # a simulated attester measures the program it serves
     print("    - Welcome to Enclave-TLS sample server program", flush=True)
     config = config_from_args(args)
     if config.trust_simulation:

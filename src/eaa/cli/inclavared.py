@@ -18,6 +18,7 @@ from .common import (
     SIMULATION_WARNING,
     add_snp_arguments,
     add_version,
+    attester_takes,
     parse_args,
     parse_time,
     run_main,
@@ -82,7 +83,8 @@ def build_config(args: argparse.Namespace) -> Any:
     anchors = [*default_anchors(), *(anchor_from_file(p) for p in args.trust_root)] if args.trust_root else None
     at = parse_time(args.at) if args.at else None
     trust_sim = trust_sim_requested(args.trust_sim)
-    options = {"measure_paths": list(args.measure or program_files())}
+    options = {"measure_paths": list(args.measure or program_files())} \
+        if args.measure or attester_takes(args.attester, "measure_paths") else {}
     common: dict[str, Any] = dict(attester=args.attester or None, tls=args.tls or None, crypto=args.crypto or None,
                                   trust_anchors=anchors, trust_simulation=trust_sim, collateral=args.collateral,
                                   at=at, check_crl=not args.no_crl, timeout=args.timeout,

@@ -68,10 +68,14 @@ def resolve_collateral(path: str | None, quote: Quote, raw: bytes, trust_sim: bo
         from ..collateral.bundle import load_collateral
 
         return load_collateral(path)
-    from ..verify.registry import default_collateral  # the PCCS client and, with --trust-sim, the simulator
+    from ..verify.dcap_verifier import default_collateral  # the PCCS client
 
-    return default_collateral(quote, raw, trust_simulation=trust_sim_requested(trust_sim), sim_dir=None,
-                              anchors=anchors)
+    simulation = None
+    if trust_sim_requested(trust_sim):
+        from ..sim import TrustedSimulation
+
+        simulation = TrustedSimulation()
+    return default_collateral(quote, simulation=simulation, anchors=anchors)
 
 
 def render_text(result: VerificationResult) -> str:

@@ -25,7 +25,8 @@ from ..policy import Policy
 from ..tls.config import TlsConfig
 from ..tls.peercert import parse_certificate
 from ..tls.session import EnclaveTls, TlsSession
-from ..verify.registry import Verifier, verifier_for_evidence
+from ..verify.registry import verifier_for_evidence
+from ..verify.verifier import Verifier
 from . import protocol
 from .address import Address, dial, listen
 from .limits import ServerLimits

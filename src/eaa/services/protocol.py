@@ -22,8 +22,8 @@ from typing import Any
 from ..collateral.bundle import Collateral
 from ..errors import EaaError, IdentityMismatch, ProtocolError
 from ..tls.claims import NONCE, decode_claims
-from ..verify.registry import Verifier
 from ..verify.result import VerificationResult
+from ..verify.verifier import Verifier
 
 GETENCLAVEINFO = "GETENCLAVEINFO"
 V1_REQUEST = b'{"type":"GETENCLAVEINFO"}'

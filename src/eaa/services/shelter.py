@@ -21,8 +21,9 @@ from ..policy import Policy
 from ..tls.config import TlsConfig
 from ..tls.peercert import parse_certificate
 from ..tls.session import EnclaveTls
-from ..verify.registry import Verifier, verifier_for_evidence
+from ..verify.registry import verifier_for_evidence
 from ..verify.result import VerificationResult
+from ..verify.verifier import Verifier
 from . import protocol
 from .address import dial, parse_address
 

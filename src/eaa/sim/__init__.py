@@ -33,6 +33,7 @@ __all__ = [
     "PlatformExists",
     "SimPlatform",
     "TCB_STATES",
+    "TrustedSimulation",
     "default_sim_dir",
     "generate_files",
     "init_platform",
@@ -53,3 +54,23 @@ def simulation_collateral(tee: str, sim_dir: str | os.PathLike[str] | None = Non
                           now: datetime | None = None) -> Collateral:
     """The simulated platform's collateral for ``tee`` ("sgx" or "tdx") quotes."""
     return load_platform(sim_dir, now=now).collateral(tee)
+
+
+class TrustedSimulation:
+    """The simulated platform in ``sim_dir``, as a verifier that was told to trust it takes it
+    (:class:`eaa.verify.verifier.SimulationTrust`): verification never imports the simulator itself.
+
+    The root is read once; collateral is read on each use, so a platform refreshed on disk
+    (``eaa sim refresh``) is seen by a long-running verifier."""
+
+    def __init__(self, sim_dir: str | os.PathLike[str] | None = None) -> None:
+        self.sim_dir = sim_dir
+        self._anchor: TrustAnchor | None = None
+
+    def anchor(self) -> TrustAnchor:
+        if self._anchor is None:
+            self._anchor = simulation_anchor(self.sim_dir)
+        return self._anchor
+
+    def collateral(self, tee: str) -> Collateral:
+        return simulation_collateral(tee, self.sim_dir)

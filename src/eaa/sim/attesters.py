@@ -13,9 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
-from ..attest.registry import attesters
 from ..errors import ConfigError
 from ..evidence import SGX_ECDSA, TDX_ECDSA, Evidence, pad_report_data
 from .measure import measure_files, tdx_measure
@@ -76,20 +74,3 @@ class SimTdxEcdsaAttester:
         rd = pad_report_data(report_data)
         quote = self.platform.make_tdx_quote(rd, mrtd=self.mrtd, rtmrs=self.rtmrs, debug=self.debug)
         return Evidence(TDX_ECDSA, quote, rd, self.platform.collateral("tdx"), simulated=True)
-
-
-_SGX_KWARGS = frozenset({"sim_dir", "measure_paths", "mrenclave", "isv_prod_id", "isv_svn", "debug", "platform"})
-_TDX_KWARGS = frozenset({"sim_dir", "measure_paths", "mrtd", "rtmrs", "debug", "platform"})
-
-
-def _sgx_factory(**kwargs: Any) -> SimSgxEcdsaAttester:
-    """Registry factory: the registry passes one set of options to every attester; keep the ones we know."""
-    return SimSgxEcdsaAttester(**{k: v for k, v in kwargs.items() if k in _SGX_KWARGS})
-
-
-def _tdx_factory(**kwargs: Any) -> SimTdxEcdsaAttester:
-    return SimTdxEcdsaAttester(**{k: v for k, v in kwargs.items() if k in _TDX_KWARGS})
-
-
-attesters.register("sim_sgx_ecdsa", 52, _sgx_factory, auto=False)
-attesters.register("sim_tdx_ecdsa", 42, _tdx_factory, auto=False)

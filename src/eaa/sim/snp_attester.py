@@ -31,11 +31,3 @@ class SimSevSnpAttester:
     def collect_evidence(self, report_data: bytes) -> Evidence:
         rd = pad_report_data(report_data)
         return Evidence(SEV_SNP, self.platform.report(rd, self.guest), rd, None, simulated=True)
-
-
-_KWARGS = frozenset({"sim_dir", "measure_paths", "measurement", "debug", "platform"})
-
-
-def sim_sev_snp_factory(**kwargs: Any) -> SimSevSnpAttester:
-    """Registry factory: keep the options this attester knows (the registry passes one set to all)."""
-    return SimSevSnpAttester(**{k: v for k, v in kwargs.items() if k in _KWARGS})

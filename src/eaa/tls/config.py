@@ -12,7 +12,7 @@ from typing import Any
 from ..attest.evidence import Attester
 from ..errors import ConfigError
 from ..pki.trust import TrustAnchor
-from ..verify.registry import CollateralSource, Verifier
+from ..verify.verifier import CollateralSource, Verifier
 from .cert import CERT_FORMATS, DICE, KEY_ALGORITHMS
 from .policy import PolicyLike
 

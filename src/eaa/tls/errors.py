@@ -9,7 +9,7 @@ or :class:`~eaa.errors.TransportError` subclass.
 from __future__ import annotations
 
 from ..errors import IdentityMismatch, ProtocolError, TransportError, UnsupportedEvidence, VerificationError
-from ..verify.registry import ReportDataMismatch  # noqa: F401  (raised by verifiers: report data != SHA256(claims))
+from ..verify.verifier import ReportDataMismatch  # noqa: F401  (raised by verifiers: report data != SHA256(claims))
 
 
 class PeerCertificateError(VerificationError):

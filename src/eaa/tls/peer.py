@@ -35,8 +35,9 @@ from ..errors import ConfigError
 from ..evidence import NULL
 from ..pki.trust import TrustAnchor
 from ..timeutil import as_utc, utc_now
-from ..verify.registry import CollateralSource, Verifier, verifier_for_evidence, verifiers
+from ..verify.registry import verifier_for_evidence, verifiers
 from ..verify.result import VerificationResult
+from ..verify.verifier import CollateralSource, Verifier
 from . import cert as certs
 from .claims import decode_claims
 from .dice import (
@@ -113,13 +114,19 @@ class PeerVerifier:
         if isinstance(verifier, str) and verifier:
             verifiers.get(verifier)  # unknown names fail now, not at the first handshake
         self.policy = policy
-        # Options for verifiers of one kind only (e.g. sev_snp's product and KDS URL) go with the common ones;
-        # every factory ignores what it does not know. A disabled peer cache disables the verifiers' own
-        # caches too: "verify every handshake in full".
+        # One set of options configures a verifier per evidence type a peer may present: each is given the
+        # options it takes (e.g. only sev_snp its product and KDS URL); an option no verifier takes is refused
+        # now. A disabled peer cache disables the verifiers' own caches too: "verify every handshake in full".
         self._options = dict(verifier_options or {})
-        self._options.update(trust_anchors=trust_anchors, trust_simulation=trust_simulation,
+        simulation = None
+        if trust_simulation:
+            from ..sim import TrustedSimulation
+
+            simulation = TrustedSimulation(sim_dir)
+        self._options.update(trust_anchors=trust_anchors, simulation=simulation, trust_simulation=trust_simulation,
                              collateral_source=collateral, check_crl=check_crl, sim_dir=sim_dir, strict=strict,
                              **({"cache_size": 0} if cache_size <= 0 else {}))
+        verifiers.check_options(self._options)
         self._at = as_utc(at) if at is not None else None
         self._clock = clock
         self._instances: dict[str, Verifier] = {}
@@ -143,7 +150,7 @@ class PeerVerifier:
         with self._lock:
             inst = self._instances.get(name)
         if inst is None:
-            inst = verifiers.select(name, **self._options)
+            inst = verifiers.select(name, **verifiers.options_for(name, self._options))
             with self._lock:
                 inst = self._instances.setdefault(name, inst)
         return inst

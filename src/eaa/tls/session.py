@@ -8,7 +8,6 @@ receive a byte; ``send``/``recv`` map to one TLS write/read, like ``rats_tls_tra
 
 from __future__ import annotations
 
-import inspect
 import logging
 import socket
 import threading
@@ -17,9 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..attest.evidence import Attester
-from ..attest.registry import attesters, no_tee_error
+from ..attest.registry import attesters
 from ..errors import ConfigError, EaaError, TransportError
-from ..registry import Entry
 from ..verify.result import VerificationResult
 from .config import TlsConfig
 from .crypto import Credentials, crypto_wrappers
@@ -30,38 +28,18 @@ from .wrappers import Channel, tls_wrappers
 log = logging.getLogger("eaa.tls")
 
 
-def _factory_kwargs(factory: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options a plugin factory accepts (all of them when it takes ``**kwargs``)."""
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return dict(options)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return dict(options)
-    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return {k: v for k, v in options.items() if k in names}
-
-
-def _make(entry: Entry[Any], options: Mapping[str, Any]) -> Any:
-    return entry.factory(**_factory_kwargs(entry.factory, options))
-
-
 def select_attester(name: str | Attester | None, options: Mapping[str, Any] | None = None) -> Attester:
-    """The named attester, or the highest-priority automatic one that is available here (rats-tls rules)."""
+    """The named attester, or the highest-priority automatic one that is available here (rats-tls rules).
+
+    ``sim_dir`` is where the simulated platform lives, a setting of the environment rather than of one
+    attester: it goes to the attesters that take it. Every other option must be taken by a named attester."""
     if name is not None and not isinstance(name, str):
         return name
     opts = {k: v for k, v in (options or {}).items() if v is not None}
-    if name:
-        return _make(attesters.get(name), opts)
-    errors = []
-    for entry in attesters.ordered():
-        if not entry.auto:
-            continue
-        try:
-            return _make(entry, opts)
-        except ConfigError as e:
-            errors.append(f"{entry.name}: {e}")
-    raise no_tee_error(errors)
+    sim_dir = opts.pop("sim_dir", None)
+    if name and sim_dir is not None and "sim_dir" in attesters.get(name).options:
+        opts["sim_dir"] = sim_dir
+    return attesters.select(name or None, **opts)
 
 
 class TlsSession:

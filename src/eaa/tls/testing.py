@@ -24,8 +24,8 @@ from OpenSSL import SSL, crypto
 
 from ..evidence import SGX_ECDSA, Evidence, pad_report_data
 from ..formats.der import read_tlv
-from ..verify.registry import check_report_data
 from ..verify.result import UP_TO_DATE, VerificationResult
+from ..verify.verifier import check_report_data
 from . import cert as certs
 
 FAKE_QUOTE_SIZE = 436

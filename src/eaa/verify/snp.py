@@ -634,7 +634,7 @@ class SevSnpVerifier:
                  trust_anchors: Sequence[AnchorInput] | None = None, collateral_source: SnpCollateralSource = None,
                  kds: KdsClient | str | bool | None = None, product: str | None = None, strict: bool = False,
                  check_crl: bool = True, trust_simulation: bool = False,
-                 sim_dir: str | os.PathLike[str] | None = None, **_: Any) -> None:
+                 sim_dir: str | os.PathLike[str] | None = None) -> None:
         if amd_anchors is not None:
             self.anchors: tuple[AnchorInput, ...] | None = tuple(amd_anchors)
         else:
@@ -782,7 +782,7 @@ class SevSnpVerifier:
     def verify_evidence(self, evidence: bytes, *, evidence_type: str = SEV_SNP, report_data_hash: bytes | None = None,
                         collateral: Collateral | SnpCollateral | SnpCertTable | None = None,
                         at: datetime | int | float | None = None, **_: Any) -> VerificationResult:
-        from .registry import check_report_data
+        from .verifier import check_report_data
 
         if at is None:
             raise ConfigError("the verification time is required")
