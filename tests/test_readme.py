@@ -44,3 +44,17 @@ def test_seed_commands_on_a_fresh_home(tmp_path: Path) -> None:
     # the platform was created where the README says, under the fresh HOME
     assert (home / ".local" / "share" / "eaa" / "sim").is_dir()
     assert (work / "reference.toml").read_text().count("mrenclave") == 2
+
+
+def test_api_section_runs_as_a_doctest() -> None:
+    """The README's Python API example, run as written."""
+    import doctest
+
+    text = (ROOT / "README.md").read_text()
+    begin = text.index("```python", text.index("<!-- readme-api-doctest -->")) + len("```python")
+    block = text[begin:text.index("```", begin)]
+    test = doctest.DocTestParser().get_doctest(block, {}, "README API", "README.md", 0)
+    assert test.examples, "the README's API section has no examples"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.failures == 0

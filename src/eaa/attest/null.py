@@ -9,8 +9,5 @@ class NullAttester:
     name = "nullattester"
     evidence_type = NULL
 
-    def __init__(self, **_: object) -> None:
-        """Options meant for other attesters (sim_dir, measure_paths, root ...) do not apply."""
-
     def collect_evidence(self, report_data: bytes) -> Evidence:
         return Evidence(NULL, b"", pad_report_data(report_data))

@@ -22,7 +22,7 @@ from ..tls.config import TlsConfig
 from ..tls.peercert import parse_certificate
 from ..tls.session import EnclaveTls
 from ..verify.registry import verifier_for_evidence
-from ..verify.result import VerificationResult
+from ..verify.result import TcbStatus, VerificationResult
 from ..verify.verifier import Verifier
 from . import protocol
 from .address import dial, parse_address
@@ -135,9 +135,9 @@ class Shelter:
                 data = session.recv(2047, timeout=opts.timeout)
                 report.v1_info = info = protocol.parse_enclaveinfo_v1(data)
                 # Protocol v1 carries only the workload's self-reported identity: compare what there is.
-                claimed = VerificationResult(tee="sgx", status="SelfReported", advisory_ids=(), report_data=b"",
-                                             measurements={"mrenclave": info["mrenclave"],
-                                                           "mrsigner": info["mrsigner"]})
+                claimed = VerificationResult(tee="sgx", status=TcbStatus.SELF_REPORTED, advisory_ids=(),
+                                             report_data=b"", measurements={"mrenclave": info["mrenclave"],
+                                                                            "mrsigner": info["mrsigner"]})
                 if report.inclavared is None or report.inclavared.tee == "none":
                     if opts.require_verified:
                         raise NothingVerified("nothing was verified: inclavared's evidence was not checked "

@@ -14,10 +14,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -59,7 +58,8 @@ from ..pki.chain import (
 from ..pki.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from ..pki.trust import TrustAnchor, default_anchors
 from ..timeutil import as_utc
-from .result import REVOKED, VerificationResult
+from .measurements import SgxMeasurements, TdxMeasurements
+from .result import REVOKED, TcbStatus, VerificationResult
 from .tcb import StatusWithAdvisory, check_qe_identity, evaluate_tcb, validate_statuses
 
 T = TypeVar("T")
@@ -248,7 +248,7 @@ class QuoteVerifier:
         anchor = p.pck.chain.anchor
         return VerificationResult(
             tee=q.tee,
-            status=REVOKED if p.pck_revoked else tcb.status,
+            status=REVOKED if p.pck_revoked else TcbStatus(tcb.status),
             advisory_ids=tcb.advisory_ids,
             measurements=p.measurements,
             report_data=q.body.report_data,
@@ -340,7 +340,7 @@ class QuoteVerifier:
             tcb: StatusWithAdvisory | EaaError = _platform_tcb(q, pck.ext, coll.tcb_info, qe_level)
         except EaaError as e:
             tcb = e
-        return _Prepared(q, pck, coll, pck_revoked, qe_level, att_key, tcb, MappingProxyType(_measurements(q.body)))
+        return _Prepared(q, pck, coll, pck_revoked, qe_level, att_key, tcb, _measurements(q.body))
 
 
 def _fresh(e: EaaError) -> EaaError:
@@ -374,7 +374,7 @@ class _Prepared:
     qe_level: EnclaveTcbLevel
     attestation_key: ec.EllipticCurvePublicKey
     tcb: StatusWithAdvisory | EaaError  # step 8's outcome
-    measurements: Mapping[str, Any]
+    measurements: SgxMeasurements | TdxMeasurements
 
 
 def _same_issuer(coll: _CollateralRecord, pck: _PckRecord) -> bool:
@@ -405,38 +405,34 @@ def _ec_key(cert: x509.Certificate, memo: ChainMemo, check: Check) -> ec.Ellipti
     return key
 
 
-def _measurements(body: SgxReportBody | TdReportBody) -> dict[str, Any]:
+def _measurements(body: SgxReportBody | TdReportBody) -> SgxMeasurements | TdxMeasurements:
     if isinstance(body, SgxReportBody):
-        return {
-            "mrenclave": body.mr_enclave.hex(),
-            "mrsigner": body.mr_signer.hex(),
-            "isv_prod_id": body.isv_prod_id,
-            "isv_svn": body.isv_svn,
-            "attributes": body.attributes.hex(),
-            "misc_select": body.misc_select,
-            "config_svn": body.config_svn,
-            "config_id": body.config_id.hex(),
-        }
-    m: dict[str, Any] = {
-        "mrtd": body.mr_td.hex(),
-        "rtmr0": body.rtmr[0].hex(),
-        "rtmr1": body.rtmr[1].hex(),
-        "rtmr2": body.rtmr[2].hex(),
-        "rtmr3": body.rtmr[3].hex(),
-        "mr_seam": body.mr_seam.hex(),
-        "mrsigner_seam": body.mrsigner_seam.hex(),
-        "td_attributes": body.td_attributes.hex(),
-        "xfam": body.xfam.hex(),
-        "mr_config_id": body.mr_config_id.hex(),
-        "mr_owner": body.mr_owner.hex(),
-        "mr_owner_config": body.mr_owner_config.hex(),
-        "tee_tcb_svn": body.tee_tcb_svn.hex(),
-    }
-    if body.mr_servicetd is not None:
-        m["mr_servicetd"] = body.mr_servicetd.hex()
-    return m
-
-
+        return SgxMeasurements(
+            mrenclave=body.mr_enclave.hex(),
+            mrsigner=body.mr_signer.hex(),
+            isv_prod_id=body.isv_prod_id,
+            isv_svn=body.isv_svn,
+            attributes=body.attributes.hex(),
+            misc_select=body.misc_select,
+            config_svn=body.config_svn,
+            config_id=body.config_id.hex(),
+        )
+    return TdxMeasurements(
+        mrtd=body.mr_td.hex(),
+        rtmr0=body.rtmr[0].hex(),
+        rtmr1=body.rtmr[1].hex(),
+        rtmr2=body.rtmr[2].hex(),
+        rtmr3=body.rtmr[3].hex(),
+        mr_seam=body.mr_seam.hex(),
+        mrsigner_seam=body.mrsigner_seam.hex(),
+        td_attributes=body.td_attributes.hex(),
+        xfam=body.xfam.hex(),
+        mr_config_id=body.mr_config_id.hex(),
+        mr_owner=body.mr_owner.hex(),
+        mr_owner_config=body.mr_owner_config.hex(),
+        tee_tcb_svn=body.tee_tcb_svn.hex(),
+        mr_servicetd=body.mr_servicetd.hex() if body.mr_servicetd is not None else None,
+    )
 
 
 def verify_quote(quote: bytes | Quote, collateral: Collateral, *, at: datetime | int | float,

@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedEvidence
 from ..evidence import NULL, SGX_LA, UNVERIFIABLE
-from .result import VerificationResult
+from .result import NO_EVIDENCE, NOT_VERIFIED, VerificationResult
 
 if TYPE_CHECKING:
     from ..collateral.bundle import Collateral
 
-NOT_VERIFIED = "NotVerified"
-NO_EVIDENCE = "NoEvidence"
 
 
 def unverified_claims(evidence_type: str, evidence: bytes) -> dict[str, Any]:
