@@ -18,18 +18,19 @@ from datetime import datetime
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..checks import Check
 from ..errors import EaaError
 from ..formats.enclave_identity import EnclaveIdentity
 from ..formats.pck_extensions import parse_sgx_extension, sgx_extension_value
+from ..formats.signed_json import split_signed
 from ..formats.tcb_info import TcbInfo
 from ..formats.x509_errors import READ_ERRORS
-from ..pki.chain import ChainMemo, CheckedCrl, check_crl, crl_issuer_der, load_pem_chain, verify_raw_signature
+from ..pki.chain import ChainMemo, CheckedCrl, check_crl, crl_issuer_der, load_pem_chain
 from ..pki.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from ..pki.trust import TrustAnchor
 from .errors import CorruptCollateral
+from .signed import checked_identity, checked_tcb_info
 
 T = TypeVar("T")
 CA_TYPES = ("processor", "platform")
@@ -54,22 +55,14 @@ def _role_chain(issuer_chain: str, anchors: Sequence[TrustAnchor], role: ChainRo
     return check_role_chain(load_pem_chain(issuer_chain, role.what, memo), anchors, role, memo)
 
 
-def _leaf_key(cert: x509.Certificate, what: str, check: Check) -> ec.EllipticCurvePublicKey:
-    key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise CorruptCollateral(f"{what}: the signing certificate does not hold an EC key", check=check)
-    return key
-
-
 def validate_tcb_info(response: str | bytes, issuer_chain: str, anchors: Sequence[TrustAnchor], *,
                       tee: str | None = None, fmspc: str | bytes | None = None) -> TcbInfo:
     """Parse and check a full TCB info response (``{"tcbInfo":…,"signature":…}``)."""
 
     def run() -> TcbInfo:
-        info = TcbInfo.from_response(response)
-        signer = _role_chain(issuer_chain, anchors, TCB_INFO).signer
-        verify_raw_signature(_leaf_key(signer, "TCB info", Check.TCB_INFO_SIGNER), info.signature, info.body,
-                             "TCB info", check=Check.TCB_INFO_SIGNATURE)
+        body, signature = split_signed(response, "tcbInfo")
+        memo = ChainMemo()
+        info = checked_tcb_info(body, signature, _role_chain(issuer_chain, anchors, TCB_INFO, memo), memo)
         if tee is not None and info.id != tee.upper():
             raise CorruptCollateral(f"TCB info is for {info.id}, {tee.upper()} was requested")
         if fmspc is not None:
@@ -86,10 +79,9 @@ def validate_enclave_identity(response: str | bytes, issuer_chain: str, anchors:
     """Parse and check a full enclave identity response (QE, TD_QE or QVE)."""
 
     def run() -> EnclaveIdentity:
-        ident = EnclaveIdentity.from_response(response)
-        signer = _role_chain(issuer_chain, anchors, QE_IDENTITY).signer
-        verify_raw_signature(_leaf_key(signer, "enclave identity", Check.QE_IDENTITY_SIGNER), ident.signature,
-                             ident.body, "enclave identity", check=Check.QE_IDENTITY_SIGNATURE)
+        body, signature = split_signed(response, "enclaveIdentity")
+        memo = ChainMemo()
+        ident = checked_identity(body, signature, _role_chain(issuer_chain, anchors, QE_IDENTITY, memo), memo)
         if identity_id is not None and ident.id != identity_id:
             raise CorruptCollateral(f"enclave identity is {ident.id!r}, {identity_id!r} was requested")
         return ident

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..checks import Check
 from ..collateral.bundle import Collateral
+from ..collateral.signed import checked_identity, checked_tcb_info
 from ..errors import (
     CertificateChainError,
     CollateralExpired,
@@ -164,17 +165,13 @@ class QuoteVerifier:
         if not c.tcb_info or not c.qe_identity:
             raise CollateralMissing("collateral lacks TCB info or QE identity")
         # Signed by the TCB Signing certificate directly under the root, and by no other (eaa.pki.roles).
-        tcb_chain = self._chain(c.tcb_info_issuer_chain, TCB_INFO, memo).chain
-        qe_chain = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, QE_IDENTITY, memo).chain
+        tcb_role = self._chain(c.tcb_info_issuer_chain, TCB_INFO, memo)
+        qe_role = self._chain(c.qe_identity_issuer_chain or c.tcb_info_issuer_chain, QE_IDENTITY, memo)
+        tcb_chain, qe_chain = tcb_role.chain, qe_role.chain
         if qe_chain.anchor is not tcb_chain.anchor:
             raise CertificateChainError("TCB info and QE identity lead to different roots", check=Check.SAME_ROOT)
-        tcb_body, qe_body = c.tcb_info.encode(), c.qe_identity.encode()
-        verify_raw_signature(_ec_key(tcb_chain.leaf, memo, Check.TCB_INFO_SIGNER), c.tcb_info_signature, tcb_body,
-                             "TCB info", check=Check.TCB_INFO_SIGNATURE)
-        tcb_info = TcbInfo.from_body(tcb_body, c.tcb_info_signature, authenticated=True)
-        verify_raw_signature(_ec_key(qe_chain.leaf, memo, Check.QE_IDENTITY_SIGNER), c.qe_identity_signature,
-                             qe_body, "QE identity", check=Check.QE_IDENTITY_SIGNATURE)
-        qe_identity = EnclaveIdentity.from_body(qe_body, c.qe_identity_signature, authenticated=True)
+        tcb_info = checked_tcb_info(c.tcb_info, c.tcb_info_signature, tcb_role, memo)
+        qe_identity = checked_identity(c.qe_identity, c.qe_identity_signature, qe_role, memo)
         validate_statuses(tcb_info, qe_identity)
         windows = [*tcb_chain.windows, *qe_chain.windows,
                    ("TCB info", tcb_info.issue_date, tcb_info.next_update),
@@ -396,13 +393,6 @@ def _sgx_extension(leaf: x509.Certificate) -> bytes:
     if value is None:
         raise CertificateChainError("PCK certificate lacks the SGX extension", check=Check.PCK_LEAF_SUBJECT)
     return value
-
-
-def _ec_key(cert: x509.Certificate, memo: ChainMemo, check: Check) -> ec.EllipticCurvePublicKey:
-    key = memo.public_key(cert)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise CertificateChainError(f"{describe(cert)} does not hold an EC key", check=check)
-    return key
 
 
 def _measurements(body: SgxReportBody | TdReportBody) -> SgxMeasurements | TdxMeasurements:
