@@ -31,7 +31,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..attest.evidence import NULL
+from ..attest.evidence import NULL, SEV_SNP
 from ..errors import ConfigError
 from ..timeutil import as_utc, utc_now
 from ..verify.registry import CollateralSource, Verifier, verifier_for_evidence, verifiers
@@ -249,7 +249,7 @@ class PeerVerifier:
             if endorse.critical:
                 raise CriticalExtension("the endorsements extension 2.23.133.5.4.2 is marked critical")
             if name != "nullverifier":
-                collateral = decode_endorsements(endorse.value).collateral
+                collateral = _decode_endorsements(evidence_type, endorse.value)
                 collateral_from = "endorsements"
         if collateral is None and name != "nullverifier" and self._options["collateral_source"] is not None:
             collateral_from = "configured"
@@ -259,6 +259,15 @@ class PeerVerifier:
         self._store(der, identity, cert, at)
         apply_policy(self.policy, result)
         return identity
+
+
+def _decode_endorsements(evidence_type: str, value: bytes) -> Any:
+    """DCAP collateral for SGX/TDX quotes, the certificate table for SEV-SNP reports."""
+    if evidence_type == SEV_SNP:
+        from .snp_endorsements import decode_snp_endorsements
+
+        return decode_snp_endorsements(value)
+    return decode_endorsements(value).collateral
 
 
 def make_peer_verifier(config: Any) -> PeerVerifier:
