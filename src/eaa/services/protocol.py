@@ -162,7 +162,7 @@ class WorkloadEvidence:
         if not isinstance(etype, str) or not etype or len(etype) > 32:
             raise ProtocolError("workload evidence lacks evidence_type")
         coll = obj.get("collateral")
-        collateral = None
+        collateral: Collateral | SnpEndorsements | None = None
         if coll is not None:
             if not isinstance(coll, dict):
                 raise ProtocolError("collateral must be an object")
@@ -201,9 +201,10 @@ class WorkloadEvidence:
             raise IdentityMismatch("the evidence's claims do not carry this request's nonce (replayed evidence)")
         if expected_spki is not None:
             claims.check_key(expected_spki)
+        # SNP endorsements come only with sev_snp evidence (from_obj), whose verifier takes them as collateral
         return verifier.verify_evidence(self.evidence, evidence_type=self.evidence_type,
                                         report_data_hash=hashlib.sha256(self.claims).digest(),
-                                        collateral=self.collateral, at=at)
+                                        collateral=self.collateral, at=at)  # type: ignore[arg-type]
 
 
 def endorsements_obj(collateral: Collateral | SnpEndorsements | None) -> dict[str, Any]:

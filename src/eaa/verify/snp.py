@@ -767,10 +767,10 @@ class SevSnpVerifier:
             lambda: self._from_source(collateral, report.raw),
             lambda: self._from_source(self.collateral_source, report.raw),
             lambda: self._simulated(report))
-        for source in sources:
+        for ask in sources:
             if self._complete(report, have, product):
                 break
-            found = source()
+            found = ask()
             if found is not None:
                 have = found if have.source == "none" else have.merged(found)
         signer = _signer(report).lower()
