@@ -14,13 +14,23 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from _checks import fails
 from eaa.attest.evidence import SEV_SNP, Evidence
 from eaa.attest.snp import SevSnpAttester
 from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, SnpEndorsements, build_cert_table, parse_cert_table
 from eaa.checks import Check
-from eaa.errors import FormatError, InvalidSignature, ProtocolError, UntrustedRoot
+from eaa.errors import (
+    CertificateChainError,
+    CrlError,
+    EaaError,
+    FormatError,
+    InvalidSignature,
+    ProtocolError,
+    UntrustedRoot,
+)
 from eaa.formats.snp_report import TcbVersion
 from eaa.services import protocol
 from eaa.services.workload import v2_response
@@ -237,3 +247,30 @@ def test_relay_carries_them_and_refuses_malformed_ones(sim: SimSnpPlatform, nowh
 def test_evidence_without_certificates_still_relays() -> None:
     ev = Evidence(SEV_SNP, b"r", bytes(64))
     assert protocol.endorsements_obj(ev.collateral) == {"collateral": None}
+
+
+def test_a_crl_that_came_with_the_evidence_is_checked(sim: SimSnpPlatform, nowhere: Path,
+                                                       tmp_path: Path) -> None:
+    ev = SimSevSnpAttester(platform=sim, measurement=bytes(48)).collect_evidence(b"")
+    assert isinstance(ev.collateral, SnpEndorsements)
+    other = init_snp_platform(tmp_path / "other")
+    for crls, kind in (((b"garbage",), FormatError), ((other.crl,), CrlError)):  # not the trusted ARK's CRL
+        with pytest.raises(kind):
+            _verifier(_anchor(sim), nowhere).verify_evidence(
+                ev.data, collateral=SnpEndorsements(ev.collateral.table, crls), at=utc_now())
+    revoking = init_snp_platform(tmp_path / "revoked", revoke_ask=True)
+    ev = SimSevSnpAttester(platform=revoking, measurement=bytes(48)).collect_evidence(b"")
+    with pytest.raises(CertificateChainError, match="revoked"):
+        _verifier(_anchor(revoking), nowhere).verify_evidence(ev.data, collateral=ev.collateral, at=utc_now())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=400))
+def test_garbage_never_escapes_as_an_untyped_error(data: bytes) -> None:
+    v1 = bytes.fromhex("1a00000001")
+    for decode in (decode_snp_endorsements, lambda b: decode_snp_endorsements(_ext(v1, b, b"")),
+                   lambda b: protocol.parse_snp_certificates({"cert_table": base64.b64encode(b).decode()})):
+        try:
+            decode(data)
+        except EaaError:
+            pass
