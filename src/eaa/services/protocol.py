@@ -21,15 +21,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..attest.evidence import SEV_SNP
-from ..attest.snp_certs import SnpEndorsements
 from ..collateral.bundle import Collateral
 from ..errors import EaaError, IdentityMismatch, ProtocolError
 from ..tls.claims import NONCE, decode_claims
 from ..verify.registry import Verifier
 from ..verify.result import VerificationResult
+
+if TYPE_CHECKING:  # imported where used: only SEV-SNP evidence needs it
+    from ..attest.snp_certs import SnpEndorsements
 
 GETENCLAVEINFO = "GETENCLAVEINFO"
 V1_REQUEST = b'{"type":"GETENCLAVEINFO"}'
@@ -87,6 +89,8 @@ def snp_certificates_obj(endorsements: SnpEndorsements) -> dict[str, Any]:
 
 def parse_snp_certificates(value: Any) -> SnpEndorsements:
     """Parse ``snp_certificates``; a table that does not parse keeps its check (``SNP_CERT_TABLE``)."""
+    from ..attest.snp_certs import SnpEndorsements
+
     if not isinstance(value, dict):
         raise ProtocolError("snp_certificates must be an object")
     table = _unb64(value, "cert_table") or b""
@@ -209,9 +213,11 @@ class WorkloadEvidence:
 
 def endorsements_obj(collateral: Collateral | SnpEndorsements | None) -> dict[str, Any]:
     """``collateral`` (DCAP, QVL JSON) and, for SEV-SNP, ``snp_certificates``."""
-    if isinstance(collateral, SnpEndorsements):
-        return {"collateral": None, SNP_CERTIFICATES: snp_certificates_obj(collateral)}
-    return {"collateral": json.loads(collateral.to_qvl_json()) if collateral else None}
+    if collateral is None:
+        return {"collateral": None}
+    if isinstance(collateral, Collateral):
+        return {"collateral": json.loads(collateral.to_qvl_json())}
+    return {"collateral": None, SNP_CERTIFICATES: snp_certificates_obj(collateral)}
 
 
 # ---- v2 reply (inclavared -> shelter) ----

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..attest.evidence import NULL, SEV_SNP, TDX_ECDSA, Attester, Evidence
-from ..attest.snp_certs import SnpEndorsements
+from ..collateral.bundle import Collateral
 from ..errors import ConfigError
 from ..registry import Registry
 from . import cert as certs
@@ -94,12 +94,12 @@ class OpenSslCrypto:
         endorsements_ext = None
         if endorsements:
             if evidence.type == SEV_SNP and evidence.collateral is not None:
+                from ..attest.snp_certs import SnpEndorsements
                 from .snp_endorsements import encode_snp_endorsements
 
                 assert isinstance(evidence.collateral, SnpEndorsements)
                 endorsements_ext = encode_snp_endorsements(evidence.collateral)
-            elif evidence.collateral is not None:
-                assert not isinstance(evidence.collateral, SnpEndorsements)
+            elif isinstance(evidence.collateral, Collateral):
                 version = ENDORSEMENTS_VERSION_TDX if evidence.type == TDX_ECDSA else ENDORSEMENTS_VERSION_SGX
                 endorsements_ext = encode_endorsements(evidence.collateral, version=version)
             else:  # rats-tls tolerates failing to collect endorsements and omits the extension
