@@ -274,3 +274,25 @@ def test_garbage_never_escapes_as_an_untyped_error(data: bytes) -> None:
             decode(data)
         except EaaError:
             pass
+
+
+def test_an_ask_the_trusted_ark_did_not_sign_is_refused(sim: SimSnpPlatform, nowhere: Path) -> None:
+    """The genuine ARK, an ASK the attacker made under the genuine ASK's name, and a VCEK it signed."""
+    ask_key, vek_key = rsa_key(9), ec.generate_private_key(ec.SECP384R1())
+
+    def copy(cert: x509.Certificate, public_key, signer) -> x509.Certificate:  # type: ignore[no-untyped-def]
+        b = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer).public_key(public_key)
+             .serial_number(cert.serial_number).not_valid_before(cert.not_valid_before_utc)
+             .not_valid_after(cert.not_valid_after_utc))
+        for ext in cert.extensions:
+            b = b.add_extension(ext.value, ext.critical)
+        return b.sign(signer, hashes.SHA384(), rsa_padding=PSS)
+
+    ask = copy(sim.ask, ask_key.public_key(), ask_key)
+    vek = copy(sim.vcek, vek_key.public_key(), ask_key)
+    report = build_report(vek_key, version=4, reported_tcb=TcbVersion.decode(sim.tcb, "Milan"), chip_id=sim.chip_id,
+                          report_data=RD)
+    carried = SnpEndorsements(parse_cert_table(build_cert_table(
+        [(VCEK_GUID, der(vek)), (ASK_GUID, der(ask)), (ARK_GUID, der(sim.ark))])), (sim.crl,))
+    with fails(Check.SNP_ASK_SIGNATURE, InvalidSignature):
+        _verifier(_anchor(sim), nowhere).verify_evidence(report, collateral=carried, at=utc_now())
