@@ -32,10 +32,10 @@ from eaa.attest.registry import NoTeeFound, attesters
 from eaa.attest.sev_guest import SevGuestDevice, SnpGuestRequestIoctl, SnpReportReq
 from eaa.attest.sgx import SgxEcdsaAttester
 from eaa.attest.snp import SevSnpAttester, SnpAttestation
-from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, parse_cert_table
 from eaa.attest.tdx import TdxEcdsaAttester
 from eaa.errors import ConfigError, EaaError, FormatError
 from eaa.evidence import SEV_SNP, SGX_ECDSA, TDX_ECDSA, Evidence
+from eaa.formats.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, SnpEndorsements, parse_cert_table
 from eaa.sim import SimPlatform, TrustedSimulation, init_platform
 from eaa.tls.session import select_attester
 from eaa.verify.registry import verifiers
@@ -569,7 +569,9 @@ def test_snp_report_and_certificates_from_configfs_tsm(tmp_path: Path) -> None:
     att = SevSnpAttester(tsm=tsm)
     got = att.collect(RD)
     assert isinstance(got, SnpAttestation)
-    assert got.evidence == Evidence(SEV_SNP, snp_report(), RD, None)
+    # the host's table travels with the evidence, byte for byte (padding included)
+    assert got.evidence == Evidence(SEV_SNP, snp_report(), RD, SnpEndorsements(got.certificates))
+    assert got.evidence.collateral.table.raw == aux  # type: ignore[union-attr]
     assert got.certificates.get("vcek") == b"vcek-der" and got.certificates.get("ark") == b"ark-der"
     assert got.certificates.get("vlek") is None and got.certificates.raw == aux
     assert att.certificates == got.certificates

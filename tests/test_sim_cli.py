@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from eaa.cli.eaa import main
 from eaa.collateral.bundle import load_collateral
@@ -219,3 +220,48 @@ def test_verify_quote_takes_the_simulated_collateral_itself(sim_env: Path, tmp_p
         capsys.readouterr()
         assert main(["verify-quote", str(q), "--trust-sim", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["status"] == "UpToDate"
+
+
+def test_init_creates_the_snp_platform_too(sim_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eaa.sim.snp import load_snp_platform
+
+    assert main(["sim", "init", "--snp-product", "Genoa"]) == 0
+    out = capsys.readouterr().out
+    snp = load_snp_platform(sim_env, create=False)
+    assert snp.product == "Genoa" and "SEV-SNP platform: Genoa, report version 4" in out
+    assert snp.ark.fingerprint(hashes.SHA256()).hex() in out
+    assert main(["sim", "init", "--force"]) == 0  # both regenerated
+    assert load_snp_platform(sim_env, create=False).ark != snp.ark
+
+
+def test_snp_report_round_trip(sim_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eaa.formats.snp_report import SnpReport
+
+    prog = tmp_path / "prog"
+    prog.write_text("guest program\n")
+    out, certs = tmp_path / "r.bin", tmp_path / "certs"
+    assert main(["sim", "snp-report", "--report-data", "ab" * 32, "--measure", str(prog), "--guest-svn", "3",
+                 "--certs", str(certs), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    r = SnpReport.parse(out.read_bytes())
+    assert r.measurement == tdx_measure([prog]) and f"MEASUREMENT: {r.measurement.hex()}" in printed
+    assert r.guest_svn == 3 and r.report_data == bytes([0xAB]) * 32 + bytes(32)
+    assert sorted(p.name for p in certs.iterdir()) == ["ark.pem", "cert_chain.pem", "cert_table.bin", "crl.der",
+                                                       "vcek.pem"]
+    # eaa verify-snp: --trust-sim takes the certificates from the platform; refused without it
+    assert main(["verify-snp", str(out), "--trust-sim", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["simulated"] and doc["details"]["revocation"].startswith("checked")
+    assert main(["verify-snp", str(out)]) == 2  # no --vek/--chain and no --trust-sim
+    capsys.readouterr()
+    files = ["--vek", str(certs / "vcek.pem"), "--chain", str(certs / "cert_chain.pem"),
+             "--crl", str(certs / "crl.der")]
+    assert main(["verify-snp", str(out), *files]) == 4  # the simulated ARK is not trusted by default
+    assert "SNP_ARK_TRUSTED" in capsys.readouterr().err
+    assert main(["verify-snp", str(out), *files, "--trust-root", str(certs / "ark.pem")]) == 0
+    ark = tmp_path / "ark.pem"
+    assert main(["sim", "root", "--tee", "snp", "-o", str(ark)]) == 0
+    assert ark.read_bytes() == (certs / "ark.pem").read_bytes()
+    for bad in (["--measurement", "00" * 47], ["--vmpl", "4"], ["--host-data", "zz"], ["--report-data", "00" * 65]):
+        args = ["sim", "snp-report", "--report-data", "00", "-o", str(tmp_path / "x"), *bad]
+        assert main(args) == 2, bad

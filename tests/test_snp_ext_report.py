@@ -18,7 +18,7 @@ from eaa.attest.errors import TeeInterfaceError
 from eaa.attest.registry import attesters
 from eaa.attest.sev_guest import SevGuestDevice, SnpExtReportReq, SnpGuestRequestIoctl
 from eaa.attest.snp import SevSnpAttester
-from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID
+from eaa.formats.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID
 from eaa.verify.registry import verifiers
 from test_attest_real import FakeTsm, cert_table, device_tree, snp_report, tsm_root
 

@@ -1,5 +1,8 @@
 """The EAA flow with SEV-SNP evidence from the simulated SNP platform: enclave-tls-server and inclavared
-attest with ``sim_sev_snp``, shelter verifies both (chain, CRL, report) and appraises the workload."""
+attest with ``sim_sev_snp``, shelter verifies both (chain, CRL, report) and appraises the workload.
+
+With ``--endorsements`` the certificates travel with the evidence (TLS extension and protocol relay): shelter
+then verifies with nothing on disk but the simulated ARK and no reachable KDS."""
 
 from __future__ import annotations
 
@@ -31,17 +34,21 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return e
 
 
+NO_KDS = ["--kds-url", "http://127.0.0.1:9/"]  # nothing listens there: any fetch would fail
+
+
 class SnpNode:
-    def __init__(self, env: dict[str, str], name: str) -> None:
+    def __init__(self, env: dict[str, str], name: str, *, endorsements: bool = False) -> None:
         base = Path(env["EAA_TEST_DIR"]) / name
         self.prog = program_copy(base / "prog")
         wport, self.port = free_port(), free_port()
+        e = ["--endorsements", *NO_KDS] if endorsements else []
         self.workload = Proc("eaa.cli.enclave_tls_server",
                              ["--ip", "127.0.0.1", "--port", str(wport), "--mutual", "--attester", "sim_sev_snp",
-                              "--trust-sim", "--measure", str(self.prog)], env, base / "workload.log", port=wport)
+                              "--trust-sim", "--measure", str(self.prog), *e], env, base / "workload.log", port=wport)
         self.inclavared = Proc("eaa.cli.inclavared",
                                ["--listen", f"127.0.0.1:{self.port}", "--xfer", f"127.0.0.1:{wport}",
-                                "--attester", "sim_sev_snp", "--verifier", "sev_snp", "--mutual", "--trust-sim"],
+                                "--attester", "sim_sev_snp", "--verifier", "sev_snp", "--mutual", "--trust-sim", *e],
                                env, base / "inclavared.log", port=self.port)
         self.addr = f"tcp://127.0.0.1:{self.port}"
 
@@ -53,6 +60,14 @@ class SnpNode:
 @pytest.fixture(scope="module")
 def node(env: dict[str, str]) -> Iterator[SnpNode]:
     n = SnpNode(env, "snp")
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="module")
+def carrying(env: dict[str, str]) -> Iterator[SnpNode]:
+    """Workload and inclavared that send their certificate table (and CRL) with their evidence."""
+    n = SnpNode(env, "snp-e", endorsements=True)
     yield n
     n.stop()
 
@@ -93,3 +108,48 @@ def test_snp_flow_failures(env: dict[str, str], node: SnpNode) -> None:
     rc, _, err = shelter(env, f"--addr={node.addr}", "--no-reference")  # the simulated ARK is not trusted by default
     assert rc == 1 and "UNTRUSTED_ROOT" in err and "simulated SEV-SNP" in err
     assert node.inclavared.alive() and node.workload.alive()
+
+
+def test_certificates_travel_with_the_evidence(env: dict[str, str], carrying: SnpNode) -> None:
+    """shelter has no simulated platform and no KDS, only the simulated ARK as a file it trusts."""
+    d = Path(env["EAA_TEST_DIR"])
+    ark = d / "snp-ark.pem"
+    r = run("eaa.cli.eaa", ["sim", "root", "--tee", "snp", "-o", str(ark)], env)
+    assert r.returncode == 0, r.stderr
+    ref = d / "snp-e-reference.toml"
+    r = run("eaa.cli.shelter", ["mrenclave", "--sim", str(carrying.prog), "--tee", "snp", "-o", str(ref)], env)
+    assert r.returncode == 0, r.stderr
+    bare = dict(env, EAA_SIM_DIR=str(d / "shelter-has-no-platform"))
+    (d / "shelter-has-no-platform").mkdir(exist_ok=True)
+    rc, out, err = shelter(bare, f"--addr={carrying.addr}", "--trust-root", str(ark), *NO_KDS,
+                           "--reference", str(ref), "--output", "json")
+    assert rc == 0, err + carrying.inclavared.output()
+    (n,) = json.loads(out)["nodes"]
+    assert n["inclavared_verdict"]["ok"] is True  # inclavared verified the relayed evidence with its certificates
+    for result in (n["workload"], n["inclavared"]):
+        assert result["tee"] == "sev-snp" and result["status"] == "UpToDate" and result["simulated"]
+        assert result["details"]["collateral_source"] == "evidence"
+        assert result["details"]["revocation"].startswith("checked")
+        assert result["details"]["root"] == str(ark)  # the trusted file, not the ARK the evidence carried
+    # a root it does not trust: refused with the check that failed, whatever the evidence carried
+    other = d / "other-sim"
+    r = run("eaa.cli.eaa", ["sim", "init", "--dir", str(other)], env)
+    assert r.returncode == 0, r.stderr
+    other_ark = d / "other-ark.pem"
+    assert run("eaa.cli.eaa", ["sim", "root", "--tee", "snp", "--dir", str(other), "-o", str(other_ark)],
+               env).returncode == 0
+    rc, _, err = shelter(bare, f"--addr={carrying.addr}", "--trust-root", str(other_ark), *NO_KDS, "--no-reference")
+    assert rc == 1 and "UNTRUSTED_ROOT" in err and "SNP_ARK_TRUSTED" in err
+    assert carrying.inclavared.alive() and carrying.workload.alive()
+
+
+def test_without_endorsements_shelter_needs_certificates(env: dict[str, str], node: SnpNode) -> None:
+    """A node that does not send them: shelter's TLS check of inclavared finds no VCEK and cannot fetch one."""
+    d = Path(env["EAA_TEST_DIR"])
+    ark = d / "snp-ark-2.pem"
+    assert run("eaa.cli.eaa", ["sim", "root", "--tee", "snp", "-o", str(ark)], env).returncode == 0
+    bare = dict(env, EAA_SIM_DIR=str(d / "shelter-has-no-platform-2"))
+    (d / "shelter-has-no-platform-2").mkdir(exist_ok=True)
+    rc, _, err = shelter(bare, f"--addr={node.addr}", "--trust-root", str(ark), *NO_KDS, "--no-reference")
+    assert rc == 1 and "Traceback" not in err
+    assert "UPSTREAM_UNAVAILABLE" in err and "127.0.0.1:9/vcek/v1/Milan/" in err  # it had to ask the KDS

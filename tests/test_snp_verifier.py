@@ -9,7 +9,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from eaa.attest.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, parse_cert_table
 from eaa.collateral.kds import KdsClient
 from eaa.errors import (
     CertificateChainError,
@@ -21,6 +20,7 @@ from eaa.errors import (
     InvalidSignature,
     UntrustedRoot,
 )
+from eaa.formats.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, parse_cert_table
 from eaa.formats.snp_report import TcbVersion
 from eaa.pki.trust import intel_root
 from eaa.verify.registry import verifiers

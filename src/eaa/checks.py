@@ -73,3 +73,9 @@ class Check(StrEnum):
     SGX_PROVISION_KEY = "SGX_PROVISION_KEY"
     SGX_KSS = "SGX_KSS"
     SGX_MODE64 = "SGX_MODE64"
+    # SEV-SNP certificates (eaa.verify.snp); those that came with the evidence are checked like any others.
+    SNP_CERT_TABLE = "SNP_CERT_TABLE"  # the certificate table (host's, or carried with the evidence) parses
+    SNP_ENDORSEMENTS = "SNP_ENDORSEMENTS"  # the SNP endorsements (extension or relay) are well formed
+    SNP_ARK_TRUSTED = "SNP_ARK_TRUSTED"  # the chain ends in a trusted ARK (AMD's pinned, or a given anchor)
+    SNP_ASK_SIGNATURE = "SNP_ASK_SIGNATURE"  # the ASK/ASVK is signed by that ARK
+    SNP_VEK_SIGNATURE = "SNP_VEK_SIGNATURE"  # the VCEK/VLEK is signed by that ASK/ASVK

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .collateral.bundle import Collateral
+    from .formats.snp_certs import SnpEndorsements
 
 REPORT_DATA_SIZE = 64
 
@@ -43,7 +44,8 @@ class Evidence:
     type: str  # one of the evidence types above
     data: bytes  # the quote or report, exact bytes
     report_data: bytes  # the 64 bytes the attester bound into it
-    collateral: Collateral | None = None  # endorsements, when the attester has them
+    # endorsements, when the attester has them: DCAP collateral (SGX/TDX), the certificate table (SEV-SNP)
+    collateral: Collateral | SnpEndorsements | None = None
     simulated: bool = False  # produced by the simulated TEE (a hint only; trust comes from the verifier)
 
 

@@ -6,7 +6,7 @@ response buffer is MSG_REPORT_RSP: a 32-byte header (status, report size) and th
 ATTESTATION_REPORT.
 
 ``SNP_GET_EXT_REPORT`` asks the same and also has the hypervisor copy its certificate table (VCEK or
-VLEK, ASK, ARK; the layout of :mod:`eaa.attest.snp_certs`) into a guest buffer. The buffer is whole
+VLEK, ASK, ARK; the layout of :mod:`eaa.formats.snp_certs`) into a guest buffer. The buffer is whole
 pages; when it is too small the call fails with the VMM error INVALID_LEN and ``certs_len`` set to the
 size needed, and is repeated once with that size (go-sev-guest ``client.getExtendedReport`` does the
 same). Kernels without it answer ENOTTY/EINVAL, and the plain report is used.

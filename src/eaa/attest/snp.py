@@ -7,11 +7,14 @@ SNP_GET_REPORT where the kernel lacks it. When configfs-tsm returns no certifica
 configfs-tsm has no auxblob support) and ``/dev/sev-guest`` is there too, the report is taken with
 SNP_GET_EXT_REPORT instead, so the host's certificates are not lost.
 
-Evidence is the raw report (type ``sev_snp``) with ``collateral=None``: the certificates are not
-DCAP collateral. They are exposed instead by :meth:`SevSnpAttester.collect`, which returns an
-:class:`SnpAttestation` (evidence + parsed table), and as :attr:`SevSnpAttester.certificates`, the
-table from the latest report — the host's certificates describe the platform, not one request, so
-the latest table is right for every caller even when requests run concurrently.
+Evidence is the raw report (type ``sev_snp``); the host's certificate table travels with it as its
+collateral (:class:`~.snp_certs.SnpEndorsements`, exactly the bytes the host gave), so the verifier
+needs no certificates on disk and no KDS for them: Enclave-TLS puts it in the endorsements extension
+(``-e``) and the EAA protocol relays it. A table that does not parse is dropped with a warning (the
+verifier can still fetch from AMD's KDS). :meth:`SevSnpAttester.collect` also returns the parsed table
+(:class:`SnpAttestation`), and :attr:`SevSnpAttester.certificates` is the table from the latest report
+— the host's certificates describe the platform, not one request, so the latest table is right for
+every caller even when requests run concurrently.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, FormatError
 from ..evidence import SEV_SNP, Evidence, pad_report_data
+from ..formats.snp_certs import SnpCertTable, SnpEndorsements, parse_cert_table
 from ._io import IoctlFunc
 from .configfs_tsm import PROVIDER_SEV, ConfigfsTsm, TsmUnavailable
 from .errors import EvidenceMismatch
 from .sev_guest import SNP_REPORT_SIZE, ExtReportUnsupported, SevGuestDevice, SevGuestUnavailable
-from .snp_certs import SnpCertTable, parse_cert_table
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +122,8 @@ class SevSnpAttester:
                 certs = SnpCertTable((), table)
         check_snp_report(report, rd, self.vmpl, source)
         self.certificates = certs
-        return SnpAttestation(Evidence(SEV_SNP, report, rd), certs)
+        carried = SnpEndorsements(certs) if certs.entries else None
+        return SnpAttestation(Evidence(SEV_SNP, report, rd, carried), certs)
 
     def collect_evidence(self, report_data: bytes) -> Evidence:
         return self.collect(report_data).evidence

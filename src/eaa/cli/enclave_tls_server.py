@@ -73,7 +73,9 @@ def add_common_arguments(p: argparse.ArgumentParser, *, server: bool) -> None:
                    help="address to listen on" if server else "server address to connect to")
     p.add_argument("-p", "--port", type=listen_port if server else port, default=1234,
                    help="TCP port (1-65535, default 1234)")
-    p.add_argument("-e", "--endorsements", action="store_true", help="send collateral (DICE endorsements)")
+    p.add_argument("-e", "--endorsements", action="store_true",
+                   help="send the attester's endorsements (DICE extension): DCAP collateral, or the SEV-SNP "
+                        "certificate table (rats-tls peers refuse the latter)")
     p.add_argument("-P", "--product-enclave", action="store_true", help="accepted for compatibility; no effect")
     p.add_argument("-D", "--debug-enclave", action="store_true", help="accepted for compatibility; no effect")
     p.add_argument("--cert-format", choices=("dice", "legacy"), default="dice",

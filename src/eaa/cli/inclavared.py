@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", action="append", default=[], metavar="FILE",
                    help="files measured into the simulated attester's MRENCLAVE (sim attesters)")
     p.add_argument("--collateral", metavar="PATH", help="collateral file/directory when the workload sends none")
+    p.add_argument("--endorsements", action="store_true",
+                   help="send the attester's endorsements in inclavared's certificates (DCAP collateral, the SEV-SNP "
+                        "certificate table), as enclave-tls-server -e does")
     p.add_argument("--trust-root", action="append", default=[], metavar="PEM", help="extra trusted root CA")
     p.add_argument("--no-crl", action="store_true", help="do not check CRLs")
     p.add_argument("--at", metavar="TIME", help="verification time (unix seconds or ISO-8601; default now)")
@@ -88,6 +91,7 @@ def build_config(args: argparse.Namespace) -> Any:
     common: dict[str, Any] = dict(attester=args.attester or None, tls=args.tls or None, crypto=args.crypto or None,
                                   trust_anchors=anchors, trust_simulation=trust_sim, collateral=args.collateral,
                                   at=at, check_crl=not args.no_crl, timeout=args.timeout,
+                                  endorsements=args.endorsements,
                                   attester_options=options, verifier_options=snp_verifier_options(args))
     server_tls = TlsConfig(mutual=False, **common)  # as the original: shelter is not asked for evidence
     upstream_tls = TlsConfig(verifier=args.verifier or None, mutual=args.mutual, policy=policy,

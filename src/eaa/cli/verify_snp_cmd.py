@@ -6,6 +6,10 @@ failure, 6 certificates or CRL missing, 7 expired or not yet valid (with --stric
 Revocation is checked by default: AMD's CRL comes from --crl, else from --kds-url (default: the PCCS
 configured for Intel data, which eaa-pccs answers from its KDS cache, else AMD's KDS). --no-crl skips
 it, and the result says so.
+
+--trust-sim also trusts the simulated SEV-SNP platform's ARK (``eaa sim``), and takes the VCEK, chain and
+CRL not given from that platform, so ``eaa verify-snp REPORT --trust-sim`` verifies a report written by
+``eaa sim snp-report``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CollateralMissing, ConfigError, FormatError
-from .common import SIMULATION_WARNING, decode_evidence, parse_time, read_input, result_lines
+from .common import SIMULATION_WARNING, decode_evidence, parse_time, read_input, result_lines, trust_sim_requested
 
 if TYPE_CHECKING:  # imported where used: building the parser (eaa --help) stays cheap
     from ..verify.result import VerificationResult
@@ -29,9 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("report", help="the ATTESTATION_REPORT: binary, hex (any whitespace), base64, "
                                   "or '-' for standard input")
-    p.add_argument("--vek", metavar="FILE", required=True, help="the VCEK or VLEK certificate (DER or PEM)")
-    p.add_argument("--chain", metavar="FILE", required=True,
-                   help="ASK (or ASVK) and ARK, PEM, as AMD's KDS cert_chain serves them")
+    p.add_argument("--vek", metavar="FILE", help="the VCEK or VLEK certificate (DER or PEM; required unless "
+                                                 "--trust-sim)")
+    p.add_argument("--chain", metavar="FILE",
+                   help="ASK (or ASVK) and ARK, PEM, as AMD's KDS cert_chain serves them (required unless --trust-sim)")
     p.add_argument("--crl", metavar="FILE", help="AMD's CRL for the chain (DER or PEM)")
     p.add_argument("--no-crl", action="store_true", help="do not check revocation (recorded in the result)")
     p.add_argument("--kds-url", metavar="URL", help="where to fetch AMD's CRL when --crl is not given")
@@ -40,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="trust this ARK instead of AMD's pinned ones (repeatable)")
     p.add_argument("--at", metavar="TIME", help="verification time: unix seconds or ISO-8601 (default: now)")
     p.add_argument("--strict", action="store_true", help="fail on expired or not-yet-valid certificates")
+    p.add_argument("--trust-sim", action="store_true",
+                   help="also trust the simulated SEV-SNP platform's ARK, and take what is not given from it")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -72,22 +79,41 @@ def run(args: argparse.Namespace) -> int:
     from ..verify.snp import verify_snp_report
 
     at = parse_time(args.at)
-    report = decode_evidence(read_input(args.report, "report", max_size=MAX_FILE), "report")
-    vek = _read(args.vek, "VEK certificate")
-    crl = None
     if args.crl and args.no_crl:
         raise ConfigError("give --crl or --no-crl, not both")
+    sim = None
+    if trust_sim_requested(args.trust_sim):
+        from ..sim.snp import load_snp_platform
+
+        sim = load_snp_platform(create=False)
+    elif not (args.vek and args.chain):
+        raise ConfigError("--vek and --chain are required (unless --trust-sim verifies a simulated report)")
+    report = decode_evidence(read_input(args.report, "report", max_size=MAX_FILE), "report")
+    if sim is not None:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        vek = _read(args.vek, "VEK certificate") if args.vek else sim.vcek.public_bytes(Encoding.PEM)
+        chain = _read(args.chain, "certificate chain") if args.chain else sim.chain_pem
+    else:
+        vek, chain = _read(args.vek, "VEK certificate"), _read(args.chain, "certificate chain")
+    crl = None
     if args.crl:
         crl = _read(args.crl, "CRL")
+    elif sim is not None and not args.no_crl:
+        crl = sim.crl
     elif not args.no_crl:
         crl = _fetch_crl(report, vek, args)
+    anchors = [anchor_from_pem(_read(p, "trust root"), p) for p in args.trust_root]
+    if sim is not None:
+        anchors.append(sim.anchor())
     result = verify_snp_report(
         report,
         vek=vek,
-        chain=_read(args.chain, "certificate chain"),
+        chain=chain,
         crl=crl,
         at=at,
-        trust_anchors=[anchor_from_pem(_read(p, "trust root"), p) for p in args.trust_root] or None,
+        trust_anchors=anchors or None,
+        also_pinned=sim is not None and not args.trust_root,
         product=args.product,
         strict=args.strict,
         require_crl=not args.no_crl,

@@ -7,6 +7,10 @@ v2 adds freshness and end-to-end checking: one JSON object per line; the verifie
 travels to the workload, whose fresh evidence binds ``SHA256(claims)`` where the claims hold the
 nonce and the hash of its TLS key. Every party that relays the evidence can re-verify it, so shelter
 does not have to trust inclavared's verdict.
+
+The evidence's endorsements travel with it: DCAP collateral as ``collateral`` (Intel QVL JSON), the
+SEV-SNP certificate table (and any AMD CRL) as ``snp_certificates``:
+``{"cert_table": "<base64 of the table as the host gave it>", "crls": ["<base64 DER>", ...]}``.
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..collateral.bundle import Collateral
 from ..errors import EaaError, IdentityMismatch, ProtocolError
+from ..evidence import SEV_SNP
 from ..tls.claims import NONCE, decode_claims
 from ..verify.result import VerificationResult
 from ..verify.verifier import Verifier
+
+if TYPE_CHECKING:  # imported where used: only SEV-SNP evidence needs it
+    from ..formats.snp_certs import SnpEndorsements
 
 GETENCLAVEINFO = "GETENCLAVEINFO"
 V1_REQUEST = b'{"type":"GETENCLAVEINFO"}'
@@ -32,6 +40,8 @@ V1_REPLY_ID = "123456"
 NONCE_SIZE = 32
 MAX_REQUEST = 4096  # a request is a few dozen bytes; anything near this is abuse
 MAX_REPLY = 4 << 20  # evidence with a PCK chain and collateral stays well below
+SNP_CERTIFICATES = "snp_certificates"
+MAX_SNP_CRLS = 4
 
 
 def _b64(data: bytes) -> str:
@@ -70,6 +80,28 @@ def parse_nonce(value: Any) -> bytes:
         return binascii.unhexlify(value)  # unlike bytes.fromhex, no white space that would shorten it
     except (binascii.Error, ValueError):
         raise ProtocolError("nonce is not hex") from None
+
+
+def snp_certificates_obj(endorsements: SnpEndorsements) -> dict[str, Any]:
+    """The ``snp_certificates`` member: the table exactly as the host gave it, and the CRLs."""
+    return {"cert_table": _b64(endorsements.table.raw), "crls": [_b64(c) for c in endorsements.crls]}
+
+
+def parse_snp_certificates(value: Any) -> SnpEndorsements:
+    """Parse ``snp_certificates``; a table that does not parse keeps its check (``SNP_CERT_TABLE``)."""
+    from ..formats.snp_certs import SnpEndorsements
+
+    if not isinstance(value, dict):
+        raise ProtocolError("snp_certificates must be an object")
+    table = _unb64(value, "cert_table") or b""
+    crls = value.get("crls", [])
+    if not isinstance(crls, list) or len(crls) > MAX_SNP_CRLS:
+        raise ProtocolError(f"snp_certificates.crls must be a list of at most {MAX_SNP_CRLS} base64 CRLs")
+    ders = [_unb64({"crl": c}, "crl") or b"" for c in crls]
+    try:
+        return SnpEndorsements.parse(table, ders)
+    except EaaError as e:
+        raise ProtocolError(f"snp_certificates are malformed: {e}", check=e.check) from None
 
 
 # ---- shelter -> inclavared ----
@@ -115,7 +147,7 @@ class WorkloadEvidence:
     evidence_type: str
     evidence: bytes
     claims: bytes
-    collateral: Collateral | None
+    collateral: Collateral | SnpEndorsements | None
     certificate: bytes | None  # the workload's TLS certificate (DER) as inclavared saw it
     nonce: bytes
 
@@ -134,7 +166,7 @@ class WorkloadEvidence:
         if not isinstance(etype, str) or not etype or len(etype) > 32:
             raise ProtocolError("workload evidence lacks evidence_type")
         coll = obj.get("collateral")
-        collateral = None
+        collateral: Collateral | SnpEndorsements | None = None
         if coll is not None:
             if not isinstance(coll, dict):
                 raise ProtocolError("collateral must be an object")
@@ -142,6 +174,10 @@ class WorkloadEvidence:
                 collateral = Collateral.from_qvl_json(json.dumps(coll))
             except EaaError as e:
                 raise ProtocolError(f"collateral is malformed: {e}") from None
+        if obj.get(SNP_CERTIFICATES) is not None:
+            if etype != SEV_SNP or collateral is not None:
+                raise ProtocolError("snp_certificates come only with sev_snp evidence, and instead of collateral")
+            collateral = parse_snp_certificates(obj[SNP_CERTIFICATES])
         cert = _unb64(obj, "certificate", required=False) or certificate
         return cls(etype, _unb64(obj, "evidence") or b"", _unb64(obj, "claims") or b"", collateral, cert,
                    parse_nonce(obj.get("nonce")))
@@ -151,7 +187,7 @@ class WorkloadEvidence:
             "evidence_type": self.evidence_type,
             "evidence": _b64(self.evidence),
             "claims": _b64(self.claims),
-            "collateral": json.loads(self.collateral.to_qvl_json()) if self.collateral else None,
+            **endorsements_obj(self.collateral),
             "certificate": _b64(self.certificate) if self.certificate else None,
             "nonce": self.nonce.hex(),
         }
@@ -169,9 +205,19 @@ class WorkloadEvidence:
             raise IdentityMismatch("the evidence's claims do not carry this request's nonce (replayed evidence)")
         if expected_spki is not None:
             claims.check_key(expected_spki)
+        # SNP endorsements come only with sev_snp evidence (from_obj), whose verifier takes them as collateral
         return verifier.verify_evidence(self.evidence, evidence_type=self.evidence_type,
                                         report_data_hash=hashlib.sha256(self.claims).digest(),
-                                        collateral=self.collateral, at=at)
+                                        collateral=self.collateral, at=at)  # type: ignore[arg-type]
+
+
+def endorsements_obj(collateral: Collateral | SnpEndorsements | None) -> dict[str, Any]:
+    """``collateral`` (DCAP, QVL JSON) and, for SEV-SNP, ``snp_certificates``."""
+    if collateral is None:
+        return {"collateral": None}
+    if isinstance(collateral, Collateral):
+        return {"collateral": json.loads(collateral.to_qvl_json())}
+    return {"collateral": None, SNP_CERTIFICATES: snp_certificates_obj(collateral)}
 
 
 # ---- v2 reply (inclavared -> shelter) ----

@@ -28,7 +28,7 @@ from ..tls.cert import spki_der
 from ..tls.claims import NONCE, encode_claims
 from ..tls.crypto import Credentials
 from ..tls.session import TlsServer, TlsSession
-from .protocol import NONCE_SIZE, parse_nonce
+from .protocol import NONCE_SIZE, endorsements_obj, parse_nonce
 
 log = logging.getLogger("eaa.workload")
 
@@ -96,7 +96,7 @@ def v2_response(attester: Attester, credentials: Credentials | None, nonce: byte
         "evidence_type": evidence.type,
         "evidence": base64.b64encode(evidence.data).decode(),
         "claims": base64.b64encode(claims).decode(),
-        "collateral": json.loads(evidence.collateral.to_qvl_json()) if evidence.collateral else None,
+        **endorsements_obj(evidence.collateral),
         "simulated": evidence.simulated,
     }
     return (json.dumps(obj, sort_keys=True) + "\n").encode()

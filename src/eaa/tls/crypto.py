@@ -18,8 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..attest.evidence import Attester
+from ..collateral.bundle import Collateral
 from ..errors import ConfigError
-from ..evidence import NULL, TDX_ECDSA, Evidence
+from ..evidence import NULL, SEV_SNP, TDX_ECDSA, Evidence
 from ..registry import Registry
 from . import cert as certs
 from .claims import encode_claims
@@ -93,7 +94,13 @@ class OpenSslCrypto:
             raise ConfigError(f"no DICE evidence tag for {evidence.type} evidence")
         endorsements_ext = None
         if endorsements:
-            if evidence.collateral is not None:
+            if evidence.type == SEV_SNP and evidence.collateral is not None:
+                from ..formats.snp_certs import SnpEndorsements
+                from .snp_endorsements import encode_snp_endorsements
+
+                assert isinstance(evidence.collateral, SnpEndorsements)
+                endorsements_ext = encode_snp_endorsements(evidence.collateral)
+            elif isinstance(evidence.collateral, Collateral):
                 version = ENDORSEMENTS_VERSION_TDX if evidence.type == TDX_ECDSA else ENDORSEMENTS_VERSION_SGX
                 endorsements_ext = encode_endorsements(evidence.collateral, version=version)
             else:  # rats-tls tolerates failing to collect endorsements and omits the extension

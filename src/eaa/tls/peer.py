@@ -32,7 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..errors import ConfigError
-from ..evidence import NULL
+from ..evidence import NULL, SEV_SNP
 from ..pki.trust import TrustAnchor
 from ..timeutil import as_utc, utc_now
 from ..verify.registry import verifier_for_evidence, verifiers
@@ -256,7 +256,7 @@ class PeerVerifier:
             if endorse.critical:
                 raise CriticalExtension("the endorsements extension 2.23.133.5.4.2 is marked critical")
             if name != "nullverifier":
-                collateral = decode_endorsements(endorse.value).collateral
+                collateral = _decode_endorsements(evidence_type, endorse.value)
                 collateral_from = "endorsements"
         if collateral is None and name != "nullverifier" and self._options["collateral_source"] is not None:
             collateral_from = "configured"
@@ -266,6 +266,15 @@ class PeerVerifier:
         self._store(der, identity, cert, at)
         apply_policy(self.policy, result)
         return identity
+
+
+def _decode_endorsements(evidence_type: str, value: bytes) -> Any:
+    """DCAP collateral for SGX/TDX quotes, the certificate table for SEV-SNP reports."""
+    if evidence_type == SEV_SNP:
+        from .snp_endorsements import decode_snp_endorsements
+
+        return decode_snp_endorsements(value)
+    return decode_endorsements(value).collateral
 
 
 def make_peer_verifier(config: Any) -> PeerVerifier:

@@ -30,10 +30,13 @@ Revocation. AMD revokes ASKs/ASVKs through a CRL signed by the ARK (the KDS ``cr
 ``sev_snp`` verifier requires it unless ``check_crl=False`` (``--no-crl``). Either way the result says
 what was done in ``details["revocation"]``.
 
-Certificates come from a collateral source, because SNP evidence carries none: explicit ones, the cert
-table the host hands the guest (configfs-tsm ``auxblob``), a file or directory of certificates, or
-AMD's Key Distribution Service through :class:`eaa.collateral.kds.KdsClient` (VCEKs and chains only:
-VLEKs are not public). Whatever the source, the chain is checked here against the trust anchors.
+Certificates come first from the evidence itself: the cert table the host hands the guest (configfs-tsm
+``auxblob``, SNP_GET_EXT_REPORT) travels with the report as :class:`~eaa.formats.snp_certs.SnpEndorsements`
+(Enclave-TLS endorsements extension, the EAA protocol relay). What it lacks comes from a collateral
+source: explicit certificates, a file or directory of certificates, the trusted simulated platform, or
+AMD's Key Distribution Service through :class:`eaa.collateral.kds.KdsClient` (VCEKs, chains and CRLs;
+VLEKs are not public). Whatever the source, the chain is checked here against the trust anchors, which
+are inputs: an attacker can put any chain in the evidence, and only one ending in a trusted ARK passes.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from ..attest.snp_certs import SnpCertTable
+from ..checks import Check
 from ..collateral.kds import AMD_ARK_SHA256, KDS_URL, KdsClient, check_product
 from ..errors import (
     CertificateChainError,
@@ -66,6 +69,7 @@ from ..errors import (
     UntrustedRoot,
 )
 from ..evidence import SEV_SNP
+from ..formats.snp_certs import SnpCertTable, SnpEndorsements
 from ..formats.snp_report import (
     PRODUCTS,
     SIGNING_KEY_NONE,
@@ -181,6 +185,16 @@ class SnpCollateral:
         return cls.of(chain=[p for p in parts if p], source="cert table")
 
     @classmethod
+    def from_endorsements(cls, endorsements: SnpEndorsements) -> SnpCollateral:
+        """What came with the evidence: the host's certificate table and any CRLs (untrusted until checked)."""
+        parts = [endorsements.table.get(name) for name in ("vcek", "vlek", "ask", "ark")]
+        try:
+            return cls.of(chain=[p for p in parts if p], crl=endorsements.crls, source="evidence")
+        except FormatError as e:
+            raise FormatError(f"a certificate that came with the evidence does not parse: {e}",
+                              check=Check.SNP_CERT_TABLE) from None
+
+    @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> SnpCollateral:
         """Certificates from a file (PEM bundle or one DER) or every certificate file of a directory.
 
@@ -273,11 +287,13 @@ def _trusted_root(ark: x509.Certificate, anchors: Sequence[AnchorInput] | None, 
             return _Root(ark, name, pinned, simulated or is_simulation_certificate(ark))
     if is_simulation_certificate(ark):
         raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} belongs to a SIMULATION platform, whose root is "
-                            "not trusted (use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)")
+                            "not trusted (use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)",
+                            check=Check.SNP_ARK_TRUSTED)
     if anchors is None:
         raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} is not one of AMD's pinned ARKs "
-                            f"({', '.join(PRODUCTS)})")
-    raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} is not among the given trust anchors")
+                            f"({', '.join(PRODUCTS)})", check=Check.SNP_ARK_TRUSTED)
+    raise UntrustedRoot(f"ARK {ark.subject.rfc4514_string()} is not among the given trust anchors",
+                        check=Check.SNP_ARK_TRUSTED)
 
 
 # ---------------- certificate checks ----------------
@@ -287,7 +303,7 @@ def _cn(cert: x509.Certificate) -> str:
     return str(cns[0].value) if len(cns) == 1 else ""
 
 
-def _pss_verify(child: x509.Certificate, parent: x509.Certificate, what: str) -> None:
+def _pss_verify(child: x509.Certificate, parent: x509.Certificate, what: str, check: str | None = None) -> None:
     """``child`` signed by ``parent``'s RSA key with RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48 (AMD's only scheme)."""
     if child.issuer != parent.subject:
         raise CertificateChainError(f"{what}: issued by {child.issuer.rfc4514_string()}, "
@@ -302,7 +318,8 @@ def _pss_verify(child: x509.Certificate, parent: x509.Certificate, what: str) ->
     try:
         key.verify(child.signature, child.tbs_certificate_bytes, PSS_SHA384, hashes.SHA384())
     except _CryptoInvalidSignature:
-        raise InvalidSignature(f"{what}: RSASSA-PSS signature by {_cn(parent)} does not verify") from None
+        raise InvalidSignature(f"{what}: RSASSA-PSS signature by {_cn(parent)} does not verify",
+                               check=check) from None
 
 
 def _require_ca(cert: x509.Certificate, what: str) -> None:
@@ -333,7 +350,8 @@ def _anchor_issuer(child: x509.Certificate, anchors: Sequence[x509.Certificate],
         except EaaError:
             continue
     if named:
-        raise UntrustedRoot(f"the {what} is not signed by any trusted ARK named {child.issuer.rfc4514_string()}")
+        raise UntrustedRoot(f"the {what} is not signed by any trusted ARK named {child.issuer.rfc4514_string()}",
+                            check=Check.SNP_ARK_TRUSTED)
     return None
 
 
@@ -401,8 +419,8 @@ def check_vek_chain(vek: CertInput, chain: CertInput, *, at: datetime | int | fl
     _require_ca(ark, "ARK")
     _require_ca(ask, intermediate)
     _pss_verify(ark, ark, "ARK (self-signed)")
-    _pss_verify(ask, ark, intermediate)
-    _pss_verify(vek_cert, ask, kind)
+    _pss_verify(ask, ark, intermediate, Check.SNP_ASK_SIGNATURE)
+    _pss_verify(vek_cert, ask, kind, Check.SNP_VEK_SIGNATURE)
 
     # Validity at the verification time, with the DCAP verifier's semantics: expiry and issue dates in the
     # future are reported (``collateral_expired``, ``details["not_yet_valid"]``, rejected by the default
@@ -688,6 +706,8 @@ class SevSnpVerifier:
             return None
         if isinstance(source, SnpCollateral):
             return source
+        if isinstance(source, SnpEndorsements):
+            return SnpCollateral.from_endorsements(source)
         if isinstance(source, SnpCertTable):
             return SnpCollateral.from_cert_table(source)
         if isinstance(source, (str, os.PathLike)):
@@ -708,6 +728,13 @@ class SevSnpVerifier:
         anchors = [_anchor_cert(a) for a in self.anchors] if self.anchors is not None else []
         return _find_issuer(ask, pool) is not None or any(a.subject == ask.issuer for a in anchors)
 
+    def _complete(self, report: SnpReport, have: SnpCollateral, product: str | None) -> bool:
+        """Whether ``have`` holds a VEK for ``report``, its chain and (when revocation is checked) a CRL."""
+        if not have.veks or (self.check_crl and not have.crls):
+            return False
+        vek = have.select_vek(report, product)
+        return vek is not None and self._has_chain(vek, have.chain)
+
     def _simulated(self, report: SnpReport) -> SnpCollateral | None:
         """The simulated platform's certificates, when it is trusted and this report is its chip's.
 
@@ -723,22 +750,30 @@ class SevSnpVerifier:
                 return None
             if report.chip_id == sim.chip_id:
                 raise UntrustedRoot("the report comes from the simulated SEV-SNP platform, whose ARK is not trusted "
-                                    "(use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)")
+                                    "(use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)",
+                                    check=Check.SNP_ARK_TRUSTED)
             return None
         if report.chip_id != self._sim.chip_id:
             return None
         return self._sim.collateral()  # type: ignore[no-any-return]
 
     def collateral_for(self, report: SnpReport, collateral: Any = None) -> SnpCollateral:
-        """Certificates and CRL for ``report``: those given, the configured source, the trusted simulated
-        platform, then (VCEK, chains and CRLs) the KDS or the PCCS serving AMD's paths."""
+        """Certificates and CRL for ``report``: those that came with it (``collateral``), the configured
+        source, the trusted simulated platform, then (VCEK, chains and CRLs) the KDS or the PCCS serving AMD's
+        paths. Each source is asked only while the ones before it left something missing."""
         have = SnpCollateral(source="none")
-        for found in (*(self._from_source(s, report.raw) for s in (collateral, self.collateral_source)),
-                      self._simulated(report)):
+        product = self.product or report.product
+        sources: tuple[Callable[[], SnpCollateral | None], ...] = (
+            lambda: self._from_source(collateral, report.raw),
+            lambda: self._from_source(self.collateral_source, report.raw),
+            lambda: self._simulated(report))
+        for ask in sources:
+            if self._complete(report, have, product):
+                break
+            found = ask()
             if found is not None:
                 have = found if have.source == "none" else have.merged(found)
         signer = _signer(report).lower()
-        product = self.product or report.product
         vek = have.select_vek(report, product)
         if product is None and vek is not None:
             try:  # a v2 report does not name its product; the VEK's productName does (verified later)
@@ -780,7 +815,7 @@ class SevSnpVerifier:
 
     # ---- the verifier interface ----
     def verify_evidence(self, evidence: bytes, *, evidence_type: str = SEV_SNP, report_data_hash: bytes | None = None,
-                        collateral: Collateral | SnpCollateral | SnpCertTable | None = None,
+                        collateral: Collateral | SnpCollateral | SnpCertTable | SnpEndorsements | None = None,
                         at: datetime | int | float | None = None, **_: Any) -> VerificationResult:
         from .verifier import check_report_data
 

@@ -5,13 +5,19 @@ all-zero entry; offsets are relative to the start of the table (shared/docs/tee-
 go-sev-guest ``abi/abi.go``). The certificates are whatever the (untrusted) host chose to supply
 — typically the VCEK or VLEK and the ASK/ARK — so they are only a cache for the verifier, which
 checks them against AMD's root like certificates fetched from KDS.
+
+:class:`SnpEndorsements` is that table as it travels with an SNP report (Enclave-TLS endorsements
+extension, the EAA protocol relay): the raw table exactly as the host gave it, plus AMD CRLs when the
+attester has them (a real host supplies none; the simulated platform adds its ARK's CRL).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..checks import Check
 from ..errors import FormatError
 
 VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
@@ -59,13 +65,15 @@ def parse_cert_table(data: bytes) -> SnpCertTable:
     pos = 0
     while True:
         if pos + ENTRY_SIZE > len(data):
-            raise FormatError("SNP certificate table has no terminating all-zero entry", offset=pos)
+            raise FormatError("SNP certificate table has no terminating all-zero entry", offset=pos,
+                              check=Check.SNP_CERT_TABLE)
         entry = data[pos:pos + ENTRY_SIZE]
         pos += ENTRY_SIZE
         if entry == bytes(ENTRY_SIZE):
             break
         if len(headers) == MAX_ENTRIES:
-            raise FormatError(f"SNP certificate table has more than {MAX_ENTRIES} entries", offset=pos)
+            raise FormatError(f"SNP certificate table has more than {MAX_ENTRIES} entries", offset=pos,
+                              check=Check.SNP_CERT_TABLE)
         guid = uuid.UUID(bytes=entry[:16])
         offset = int.from_bytes(entry[16:20], "little")
         length = int.from_bytes(entry[20:24], "little")
@@ -74,10 +82,41 @@ def parse_cert_table(data: bytes) -> SnpCertTable:
     seen = set()
     for i, (guid, offset, length) in enumerate(headers):
         if guid in seen:
-            raise FormatError(f"SNP certificate table lists {guid} twice", field=f"entry[{i}]")
+            raise FormatError(f"SNP certificate table lists {guid} twice", field=f"entry[{i}]",
+                              check=Check.SNP_CERT_TABLE)
         seen.add(guid)
         if offset < pos or offset + length > len(data):
             raise FormatError(f"SNP certificate {guid} at {offset}+{length} lies outside the table's data "
-                              f"({pos}..{len(data)})", field=f"entry[{i}]")
+                              f"({pos}..{len(data)})", field=f"entry[{i}]", check=Check.SNP_CERT_TABLE)
         entries.append(SnpCertificate(guid, data[offset:offset + length]))
     return SnpCertTable(tuple(entries), data)
+
+
+def build_cert_table(entries: Iterable[tuple[uuid.UUID, bytes]]) -> bytes:
+    """A certificate table in the host's layout: the entries, the all-zero entry, then the certificates."""
+    items = [(guid, bytes(blob)) for guid, blob in entries]
+    pos = ENTRY_SIZE * (len(items) + 1)
+    head, body = b"", b""
+    for guid, blob in items:
+        head += guid.bytes + (pos + len(body)).to_bytes(4, "little") + len(blob).to_bytes(4, "little")
+        body += blob
+    return head + bytes(ENTRY_SIZE) + body
+
+
+@dataclass(frozen=True)
+class SnpEndorsements:
+    """The certificates (and CRLs) that travel with one SNP report; untrusted until the verifier checks them."""
+
+    table: SnpCertTable
+    crls: tuple[bytes, ...] = ()  # AMD CRLs, DER
+
+    @classmethod
+    def parse(cls, table: bytes, crls: Iterable[bytes] = ()) -> SnpEndorsements:
+        """From the raw table and CRLs as received; a malformed table is a FormatError (SNP_CERT_TABLE)."""
+        raw = bytes(table)
+        parsed = parse_cert_table(raw) if raw else SnpCertTable()
+        return cls(parsed, tuple(bytes(c) for c in crls if c))
+
+    @property
+    def empty(self) -> bool:
+        return not self.table.entries and not self.crls
