@@ -32,6 +32,7 @@ from eaa.errors import (
 from eaa.evidence import SEV_SNP, Evidence
 from eaa.formats.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, SnpEndorsements, build_cert_table, parse_cert_table
 from eaa.formats.snp_report import TcbVersion
+from eaa.pki.trust import TrustAnchor
 from eaa.services import protocol
 from eaa.services.workload import v2_response
 from eaa.sim.snp import SimSnpPlatform, init_snp_platform
@@ -45,7 +46,6 @@ from eaa.tls.peercert import parse_certificate
 from eaa.tls.snp_endorsements import decode_snp_endorsements, encode_snp_endorsements
 from eaa.verify.registry import verifiers
 from eaa.verify.snp import SevSnpVerifier
-from eaa.verify.trust import TrustAnchor
 from test_snp_support import PSS, VekSpec, build_report, ca_cert, der, make_pki, rsa_key
 
 
