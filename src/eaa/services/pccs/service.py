@@ -473,7 +473,7 @@ class PccsService:
                                      or (fmspcs and self._platform_fmspc(rec.key) not in fmspcs)):
                 continue
             try:
-                out.append(listing(rec))
+                out.append(listing(rec, kind))
             except EaaError as e:  # a damaged row must not hide the others
                 log.error("skipping unreadable platform record %s: %s", rec.key, e)
                 continue
