@@ -46,6 +46,15 @@ def containers(obj: dict[str, Any], init: bool = False) -> dict[str, dict[str, A
     return {c["name"]: c for c in pod_spec(obj).get("initContainers" if init else "containers", [])}
 
 
+def mount_of(obj: dict[str, Any], container: str, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The volume mount (and its volume) under which a file ``path`` of one container lies."""
+    vols = {v["name"]: v for v in pod_spec(obj).get("volumes", [])}
+    for m in containers(obj)[container].get("volumeMounts", []):
+        if path.startswith(m["mountPath"].rstrip("/") + "/"):
+            return m, vols[m["name"]]
+    pytest.fail(f"{path} is not on a volume of {container}")
+
+
 def mounts(obj: dict[str, Any], container: str) -> dict[str, tuple[str, dict[str, Any]]]:
     """mountPath -> (volume name, volume) for one container."""
     vols = {v["name"]: v for v in pod_spec(obj).get("volumes", [])}

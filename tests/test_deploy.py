@@ -24,7 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from _manifests import K8S, built, containers, find, mounts, pod_spec
+from _manifests import K8S, built, containers, find, mount_of, mounts, pod_spec
 from eaa.cli.enclave_tls_server import build_parser as server_parser
 from eaa.cli.inclavared import build_parser as inclavared_parser
 from eaa.cli.pccs_server import build_parser as pccs_parser
@@ -323,6 +323,25 @@ def test_pccs_deployment() -> None:
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8081, "scheme": "HTTPS"}
     assert pod_spec(dep)["securityContext"]["runAsNonRoot"] is True
     assert mounts(dep, "eaa-pccs")["/var/lib/eaa-pccs"][1]["persistentVolumeClaim"]["claimName"] == "eaa-pccs-data"
+
+
+def test_pccs_tokens_come_from_their_own_secrets() -> None:
+    """Registration (POST /platforms) needs the user token and the admin routes the admin token, as in Intel's
+    PCCS: each is a file from its own Secret, mounted read-only and not world-readable, never an env value."""
+    dep = find(built("sgx"), "Deployment", "eaa-pccs")
+    c = containers(dep)["eaa-pccs"]
+    args = pccs_parser().parse_args(c["args"])
+    assert not args.open_registration and not args.user_token_hash and not args.admin_token_hash
+    secrets = {}
+    for what, path in (("admin", args.admin_token_file), ("user", args.user_token_file)):
+        assert path, what
+        mount, vol = mount_of(dep, "eaa-pccs", path)
+        assert mount["readOnly"] is True and vol["secret"]["defaultMode"] == 0o440, what
+        secrets[what] = vol["secret"]["secretName"]
+    assert secrets == {"admin": "eaa-pccs-admin", "user": "eaa-pccs-user"}
+    assert not any("TOKEN" in e["name"] for e in c.get("env", []))
+    text = (K8S / "base" / "pccs.yaml").read_text()  # the comment says how to create both Secrets
+    assert all(f"create secret generic {s} --from-file=token=" in text for s in secrets.values())
 
 
 # ---- images ----

@@ -15,7 +15,7 @@ from eaa.collateral.pcs import PcsClient
 from eaa.services.pccs import Mode, PccsService, open_store
 from eaa.services.pccs.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from eaa.services.pccs.upstream import Upstream
-from test_pccs_support import fake_upstream, intel_routes, running, vector_case
+from test_pccs_support import error_json, fake_upstream, intel_routes, running, vector_case
 
 
 def test_breaker_states(caplog: pytest.LogCaptureFixture) -> None:
@@ -77,13 +77,14 @@ def test_unreachable_upstream_fails_fast_and_healthz_says_degraded(tmp_path: Pat
             assert httpx.get(tcb, params={"fmspc": case.fmspc}).status_code == 200  # cached now
             assert httpx.get(f"{srv.url}/healthz").json()["status"] == "ok"
             up.fail_status = 503  # the upstream goes down
-            for _ in range(2):
+            for _ in range(2):  # Intel's answer to an upstream answering 5xx: no cache data (404)
                 r = httpx.get(f"{srv.url}/sgx/certification/v{case.api}/qe/identity")
-                assert r.status_code == 503
+                assert r.status_code == 404 and error_json(r)["code"] == "UPSTREAM_UNAVAILABLE"
             hits = up.total
-            for _ in range(5):  # open: uncached requests fail at once without reaching the upstream
+            for _ in range(5):  # open: uncached requests fail at once without reaching the upstream, still
+                # answered as the failure that opened the circuit (an upstream answering 5xx: 404)
                 r = httpx.get(f"{srv.url}/sgx/certification/v{case.api}/qe/identity")
-                assert r.status_code == 503 and "circuit open" in r.json()["error"]["message"]
+                assert r.status_code == 404 and "circuit open" in error_json(r)["message"]
             assert up.total == hits
             h = httpx.get(f"{srv.url}/healthz")
             assert h.status_code == 200 and h.json()["status"] == "degraded"

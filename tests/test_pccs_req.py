@@ -21,6 +21,8 @@ from test_pccs_support import (
     intel_routes,
     make_service,
     outcome,
+    refresh_counts,
+    registered,
     running,
     vector_case,
 )
@@ -57,7 +59,7 @@ def test_registration_fills_the_cache_and_requests_never_reach_the_upstream(tmp_
 
             r = httpx.post(f"{srv.url}/sgx/certification/v{case.api}/platforms", json=reg,
                            headers={"user-token": "adm1n"})
-            assert r.status_code == 200 and r.json() == {"state": "cached"}, r.text
+            assert registered(r) == "cached"
             fetched = up.total
             assert fetched > 0
 
@@ -68,7 +70,7 @@ def test_registration_fills_the_cache_and_requests_never_reach_the_upstream(tmp_
 
             # /refresh works in REQ mode (it has an upstream), and still only refreshes what is cached
             r = httpx.get(f"{srv.url}/sgx/certification/v4/refresh", headers={"admin-token": "adm1n"})
-            assert r.status_code == 200 and r.json()["failed"] == 0, r.text
+            assert r.status_code == 200 and refresh_counts(r)["failed"] == 0, r.text
 
 
 def test_registration_reports_collateral_it_could_not_fetch(tmp_path: Path) -> None:
@@ -79,9 +81,11 @@ def test_registration_reports_collateral_it_could_not_fetch(tmp_path: Path) -> N
         svc = make_service(str(tmp_path / "req.sqlite3"), mode=Mode.REQ, upstream_url=up.url, anchors=case.anchors,
                            clock=lambda: float(case.verify_at))
         answer = svc.register_platform(case.api, _registration(case.quote))
-    assert answer["state"] == "cached"
-    missing = answer["missing"]
+    assert answer.state == "cached"
+    missing = answer.missing
     assert isinstance(missing, list) and len(missing) == 1 and missing[0].startswith("PCK CRL")
+    # Intel's REQ mode fails the registration when the collateral cannot be fetched (platformsRegService.js)
+    assert isinstance(answer.failure, NotFound)
 
 
 def test_registration_with_the_upstream_down_is_pending(tmp_path: Path) -> None:
@@ -91,9 +95,11 @@ def test_registration_with_the_upstream_down_is_pending(tmp_path: Path) -> None:
         svc = make_service(str(tmp_path / "req.sqlite3"), mode=Mode.REQ, upstream_url=up.url, anchors=case.anchors,
                            clock=lambda: float(case.verify_at))
         answer = svc.register_platform(case.api, _registration(case.quote))
-        assert answer["state"] == "pending" and "unavailable" in str(answer["error"])
+        assert answer.state == "pending" and "unavailable" in answer.error
+        assert answer.failure is not None and answer.failure.intel[0] == 404  # upstream 5xx: Intel's 404
         up.fail_status = None  # registering again retries
-        assert svc.register_platform(case.api, _registration(case.quote))["state"] == "cached"
+        again = svc.register_platform(case.api, _registration(case.quote))
+        assert again.state == "cached" and again.failure is None
 
 
 def test_serve_builds_a_req_service_with_an_upstream(tmp_path: Path) -> None:

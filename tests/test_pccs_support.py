@@ -248,6 +248,44 @@ def outcome(fn: Callable[[], Any]) -> Any:
         return {"error": e.code}
 
 
+# Intel PCCS constants/pccs_status_code.js: the body its middleware/error.js sends for each status (written
+# out here, not imported from eaa, so that the tests hold eaa-pccs to Intel's text); 413 and 429 are eaa-pccs's
+INTEL_BODIES = {
+    200: "Operation successful.",
+    400: "Invalid request parameters.",
+    401: "Authentication failed.",
+    404: "No cache data for this platform.",
+    460: "The integrity of the data can't be verified.",
+    461: "The platform was not found in the cache.",
+    462: "Certificates are not available for certain TCBs.",
+    500: "Internal server error occurred.",
+    503: "Server is currently unable to process the request.",
+    504: "Unable to retrieve the collateral from the Intel SGX PCS.",
+    413: "request entity too large",
+    429: "Too many requests.",
+}
+EXPRESS_TEXT = "text/html; charset=utf-8"  # Express's res.send(string)
+
+
+def refresh_counts(resp: Any) -> dict[str, int]:
+    """A refresh's counts (EAA-Refresh: ``refreshed=1, unchanged=0, kept=0, failed=0``); the body is Intel's."""
+    assert resp.content == INTEL_BODIES[resp.status_code].encode(), resp.content
+    return {k: int(v) for k, _, v in (item.partition("=") for item in resp.headers["eaa-refresh"].split(", "))}
+
+
+def registered(resp: Any) -> str:
+    """A registration's state (EAA-Platform-State) once Intel's "Operation successful." was answered."""
+    assert resp.status_code == 200 and resp.content == b"Operation successful.", (resp.status_code, resp.text)
+    assert resp.headers["content-type"] == EXPRESS_TEXT
+    return str(resp.headers["eaa-platform-state"])
+
+
 def error_json(resp: Any) -> dict[str, str]:
-    obj = json.loads(resp.content)
-    return obj["error"]  # type: ignore[no-any-return]
+    """eaa-pccs's code and reason of an error: from the JSON body on eaa's own routes; on Intel's routes
+    (after checking the body is Intel's text for the status) from the EAA-Error-* headers."""
+    if resp.headers.get("content-type", "").startswith("application/json"):
+        obj = json.loads(resp.content)
+        return obj["error"]  # type: ignore[no-any-return]
+    assert resp.headers["content-type"] == EXPRESS_TEXT, resp.headers
+    assert resp.text == INTEL_BODIES[resp.status_code], (resp.status_code, resp.text)
+    return {"code": resp.headers["eaa-error-code"], "message": resp.headers.get("eaa-error-message", "")}

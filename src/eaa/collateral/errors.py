@@ -22,6 +22,14 @@ class UpstreamUnavailable(TransportError):
     code = "UPSTREAM_UNAVAILABLE"
 
 
+class UpstreamServerError(UpstreamUnavailable):
+    """The service answered, with a server error (5xx) or 429, after the retries: reachable but failing.
+    Kept apart from a connection failure because a PCCS answers the two differently (Intel's PCCS: 404
+    for any upstream status but 200, 504 when the upstream could not be reached)."""
+
+    status = 0
+
+
 class UpstreamRejected(ConfigError):
     """The service refused the request itself (400/401/403): a configuration problem, retrying won't help."""
 

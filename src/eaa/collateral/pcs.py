@@ -25,7 +25,13 @@ from ..collateral.bundle import crl_to_der
 from ..errors import EaaError, FormatError
 from ..pki.trust import TrustAnchor, default_anchors
 from .cache import Cached, DiskCache, MemoryCache, RawEntry, default_cache_dir
-from .errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
+from .errors import (
+    CollateralNotFound,
+    CorruptCollateral,
+    UpstreamRejected,
+    UpstreamServerError,
+    UpstreamUnavailable,
+)
 from .http import HttpGetter, HttpResponse, tls_verify
 from .qcnl import DEFAULT_RETRY_DELAY, QcnlConfig, check_url
 from .validate import (
@@ -74,16 +80,52 @@ def split_service_url(url: str) -> tuple[str, int | None]:
     return urlunsplit((parts.scheme, parts.netloc, path, "", "")), version
 
 
+# eaa-pccs's reason for an error, beside Intel's fixed body text (services/pccs/errors.py)
+H_EAA_ERROR_CODE = "eaa-error-code"
+H_EAA_ERROR_MESSAGE = "eaa-error-message"
+# what eaa-pccs's codes mean to a client, whatever Intel status carried them
+_EAA_CODES: dict[str, type[EaaError]] = {
+    "NOT_FOUND": CollateralNotFound, "PLATFORM_UNKNOWN": CollateralNotFound,
+    "UPSTREAM_UNAVAILABLE": UpstreamUnavailable, "UPSTREAM_BAD_DATA": UpstreamUnavailable,
+    "STORAGE_UNAVAILABLE": UpstreamUnavailable, "SERVICE_UNAVAILABLE": UpstreamUnavailable,
+}
+
+
+def _printable(raw: bytes | str, limit: int = 300) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = text.strip().replace("\n", " ")
+    return text[:limit] if text.isprintable() else ""
+
+
 def status_error(resp: HttpResponse) -> EaaError:
+    """The typed error for a non-200 answer of Intel's PCS, Intel's PCCS or eaa-pccs.
+
+    Intel's PCCS answers "no data" both for a collateral it never had and for an upstream that failed
+    (404, ``commonCacheLogic.js``), 461/462 for an unknown platform or TCB, 504 when its PCS could not be
+    reached; eaa-pccs answers the same statuses and names its reason in ``EAA-Error-Code``, which is
+    used when present, so an upstream outage behind eaa-pccs is retried (and a stale copy used) rather
+    than reported as missing collateral.
+    """
     detail = ""
-    if resp.body and len(resp.body) < 2048:
-        text = resp.body.decode("utf-8", "replace").strip().replace("\n", " ")
-        if text.isprintable():
-            detail = f": {text[:300]}"
+    reason = _printable(resp.headers.get(H_EAA_ERROR_MESSAGE, ""))
+    if reason:
+        detail = f": {reason}"
+    elif resp.body and len(resp.body) < 2048:
+        text = _printable(resp.body)
+        if text:
+            detail = f": {text}"
+    typed = _EAA_CODES.get(resp.headers.get(H_EAA_ERROR_CODE, ""))
+    if typed is not None:
+        return typed(f"{resp.url}: HTTP {resp.status}{detail}")
     if resp.status == 404:
         return CollateralNotFound(f"{resp.url}: not found (HTTP 404){detail}")
+    if resp.status in (461, 462):
+        what = "platform unknown" if resp.status == 461 else "certificates not available for this TCB"
+        return CollateralNotFound(f"{resp.url}: {what} (HTTP {resp.status}){detail}")
     if resp.status in (429,) or resp.status >= 500:
-        return UpstreamUnavailable(f"{resp.url}: HTTP {resp.status}{detail}")
+        err = UpstreamServerError(f"{resp.url}: HTTP {resp.status}{detail}")
+        err.status = resp.status
+        return err
     return UpstreamRejected(f"{resp.url}: HTTP {resp.status}{detail}")
 
 

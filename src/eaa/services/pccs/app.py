@@ -2,10 +2,18 @@
 
 Paths, query parameters and response headers are those of Intel's PCCS (shared/docs/dcap-reference.md
 §3), so QCNL, dcap-qvl and go-tdx-guest clients work unchanged; AMD paths are KDS's own. Handlers are
-synchronous (run in the server's thread pool) because storage and upstream calls block. Every error
-is JSON ``{"error": {"code", "message"}}`` with Intel's status where Intel's PCCS has one (400 bad
-input, 401 token, 404 not cached, 460 collateral failing its checks, 461 unknown platform, 503 refresh
-impossible) and a meaningful one otherwise; every answer carries a ``Request-ID``.
+synchronous (run in the server's thread pool) because storage and upstream calls block.
+
+On Intel's routes every answer is what Intel's PCCS sends (Express under its controllers/ and
+middleware/): its status, its content type (``res.send`` of a string adds ``charset=utf-8``, of a
+Buffer does not) and its body, byte for byte where its source fixes one: "Operation successful." for
+registration, upload and refresh, and the text of constants/pccs_status_code.js for every error
+(400 bad input, 401 token, 404 no data, 460 collateral failing its checks, 461 unknown platform, 503
+refresh impossible, 504 PCS unreachable), Express's own page for a path or method it has no route
+for. eaa-pccs's stable error code and reason travel in ``EAA-Error-Code`` and ``EAA-Error-Message``
+headers (a registration's outcome in ``EAA-Platform-State``, an upload's in ``EAA-Imported``, a
+refresh's in ``EAA-Refresh``). eaa's own routes (/eaa/v1, AMD KDS, /healthz, /metrics) answer
+errors as JSON ``{"error": {"code", "message"}}``. Every answer carries a ``Request-ID``.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import json
 import logging
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -29,7 +38,22 @@ from ...collateral.bundle import Collateral
 from ...errors import EaaError, VerificationError
 from ...formats.signed_json import loads_strict
 from .auth import ADMIN_HEADER, USER_HEADER, RateLimiter, Tokens
-from .errors import BadRequest, IntegrityError, PayloadTooLarge, ServiceError, TooManyRequests
+from .errors import (
+    INTEL_INTEGRITY_ERROR,
+    INTEL_INTERNAL_ERROR,
+    INTEL_INVALID_REQ,
+    INTEL_NO_CACHE_DATA,
+    INTEL_PCS_ACCESS_FAILURE,
+    INTEL_PLATFORM_UNKNOWN,
+    INTEL_SUCCESS,
+    INTEL_UNAUTHORIZED,
+    BadRequest,
+    IntegrityError,
+    PayloadTooLarge,
+    RefreshUnavailable,
+    ServiceError,
+    TooManyRequests,
+)
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .platform_collateral import records_from_platform_collateral
 from .platforms import CPU_SVN_SIZE, ENC_PPID_SIZE, PCE_ID_SIZE, PCE_SVN_SIZE, PLATFORM_MANIFEST_MAX, QE_ID_MAX
@@ -42,7 +66,15 @@ MAX_IMPORT_SIZE = 64 << 20
 MAX_REGISTRATION_SIZE = 256 << 10  # a registration with the largest platform manifest fits
 MAX_POLICY_SIZE = (1 << 20) + 4096
 TEXT_TYPE = "text/html; charset=utf-8"  # what Express's res.send(string) sends, and so Intel's PCCS
+INTEL_JSON_TYPE = "application/json; charset=utf-8"  # Express's res.send(object), i.e. res.json
 PEM_TYPE = "application/x-pem-file"
+PEM_TEXT_TYPE = PEM_TYPE + "; charset=utf-8"  # Intel sets application/x-pem-file, then res.send(string)
+H_ERROR_CODE = "EAA-Error-Code"
+H_ERROR_MESSAGE = "EAA-Error-Message"
+H_PLATFORM_STATE = "EAA-Platform-State"
+MAX_HEADER_TEXT = 512
+# paths that are eaa-pccs's own (JSON errors); everything else answers as Intel's PCCS (an Express app) does
+EAA_PREFIXES = ("/eaa/", "/healthz", "/metrics", "/vcek/", "/vlek/")
 CRL_TYPE = "application/pkix-crl"
 CERT_TYPE = "application/pkix-cert"
 JSON_TYPE = "application/json"
@@ -55,6 +87,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                  (502, "the upstream sent data that failed validation"),
                  (503, "not cached and the upstream is unavailable"))
 }
+_INTEL_ERROR_HEADERS = {H_ERROR_CODE: {"schema": {"type": "string"}, "description": "eaa-pccs's stable error code"},
+                        H_ERROR_MESSAGE: {"schema": {"type": "string"}, "description": "eaa-pccs's reason, one line"}}
+
+
+def _intel_doc(intel: tuple[int, str], description: str) -> dict[str, Any]:
+    """An error of Intel's routes in the OpenAPI document: Intel's fixed text, eaa's reason in headers."""
+    return {"description": f"{description} (Intel's text: {intel[1]})", "headers": _INTEL_ERROR_HEADERS,
+            "content": {TEXT_TYPE: {"schema": {"type": "string", "enum": [intel[1]]}}}}
+
+
+_INTEL_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _intel_doc(INTEL_INVALID_REQ, "bad request parameters"),
+    404: _intel_doc(INTEL_NO_CACHE_DATA, "not cached, or the upstream answered without usable collateral"),
+    504: _intel_doc(INTEL_PCS_ACCESS_FAILURE, "not cached and the upstream could not be reached"),
+}
 
 
 def encode_chain(pem: str) -> str:
@@ -64,6 +111,64 @@ def encode_chain(pem: str) -> str:
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def intel_scope(path: str) -> bool:
+    """Whether a path is answered as Intel's PCCS answers it (every path but eaa-pccs's own)."""
+    return not path.startswith(EAA_PREFIXES)
+
+
+def header_text(text: str) -> str:
+    """One line of printable ASCII for a response header (HTTP allows no line breaks, Starlette only
+    Latin-1); never longer than :data:`MAX_HEADER_TEXT`."""
+    flat = unicodedata.normalize("NFKD", " ".join(text.split()))
+    out = "".join(c if " " <= c <= "~" else "?" for c in flat)
+    return out[:MAX_HEADER_TEXT]
+
+
+def intel_text(status: int, text: str, headers: dict[str, str] | None = None) -> Response:
+    """``res.status(status).send(text)`` of Intel's PCCS: the text as is, ``text/html; charset=utf-8``."""
+    return Response(text.encode("utf-8"), status_code=status, media_type=TEXT_TYPE, headers=headers)
+
+
+def intel_success(headers: dict[str, str] | None = None) -> Response:
+    """PCCS_STATUS_SUCCESS as Intel's controllers send it for a registration, an upload and a refresh."""
+    return intel_text(*INTEL_SUCCESS, headers=headers)
+
+
+def intel_error(intel: tuple[int, str], code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An error as Intel's middleware/error.js sends it (its status, its fixed text), with eaa-pccs's own
+    code and reason in headers."""
+    extra = {H_ERROR_CODE: code, **({H_ERROR_MESSAGE: header_text(message)} if message else {}), **(headers or {})}
+    return intel_text(intel[0], intel[1], extra)
+
+
+def service_error_response(path: str, exc: ServiceError, headers: dict[str, str] | None = None) -> Response:
+    resp: Response
+    if intel_scope(path):
+        resp = intel_error(exc.intel, exc.code, str(exc), headers)
+    else:
+        resp = error_response(exc.status, exc.code, str(exc))
+        resp.headers.update(headers or {})
+    if isinstance(exc, TooManyRequests):
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
+
+
+def _escape_html(text: str) -> str:
+    """npm escape-html, as Express's finalhandler uses it."""
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+            .replace("'", "&#39;"))
+
+
+def express_not_found(method: str, raw_path: str) -> Response:
+    """What Express (finalhandler) answers for a path or method no route takes: 404 with its HTML page
+    ``Cannot <METHOD> <path>`` (Express has no 405)."""
+    path = quote(raw_path, safe="!%&'()*+,-./:;=?@[]_~")
+    body = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n'
+            f"</head>\n<body>\n<pre>{_escape_html(f'Cannot {method} {path}')}</pre>\n</body>\n</html>\n")
+    return Response(body.encode("utf-8"), status_code=404, media_type=TEXT_TYPE,
+                    headers={"Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})
 
 
 def _served(ans: Answer, body: bytes, media_type: str, headers: dict[str, str] | None = None) -> Response:
@@ -148,7 +253,7 @@ class FirstQueryValueMiddleware:
 
 
 def _intel_router(service: PccsService, tee: str, api: int) -> APIRouter:
-    r = APIRouter(prefix=f"/{tee}/certification/v{api}", tags=[f"{tee.upper()} v{api}"], responses=_ERRORS)
+    r = APIRouter(prefix=f"/{tee}/certification/v{api}", tags=[f"{tee.upper()} v{api}"], responses=_INTEL_ERRORS)
     tcb_chain_header = "TCB-Info-Issuer-Chain" if api >= 4 else "SGX-TCB-Info-Issuer-Chain"
 
     @r.get("/tcb", summary="TCB info for an FMSPC", response_class=Response,
@@ -177,23 +282,23 @@ def _intel_router(service: PccsService, tee: str, api: int) -> APIRouter:
                        {"SGX-Enclave-Identity-Issuer-Chain": encode_chain(ans.record.meta.get("issuer_chain", ""))})
 
     @r.get("/pckcrl", summary="PCK CRL of the processor or platform CA", response_class=Response,
-           responses={200: {"content": {CRL_TYPE: {}, PEM_TYPE: {}}}})
+           responses={200: {"content": {CRL_TYPE: {}, PEM_TEXT_TYPE: {}}}})
     def pckcrl(ca: str = Query(..., description="processor or platform"),
                encoding: str | None = Query(None, description="der for DER; hex-encoded DER otherwise (as PCCS)")
                ) -> Response:
         ans = service.pck_crl(api, ca, encoding)
         der = encoding_param(encoding) == "der"
         body = ans.record.body if der else ans.record.body.hex().encode()
-        return _served(ans, body, CRL_TYPE if der else PEM_TYPE,
+        return _served(ans, body, CRL_TYPE if der else PEM_TEXT_TYPE,
                        {"SGX-PCK-CRL-Issuer-Chain": encode_chain(ans.record.meta.get("issuer_chain", ""))})
 
     @r.get("/rootcacrl", summary="Root CA CRL, hex-encoded DER on v3 and v4 (as Intel's PCCS)", response_class=Response,
-           responses={200: {"content": {PEM_TYPE: {}}}})
+           responses={200: {"content": {PEM_TEXT_TYPE: {}}}})
     def rootcacrl() -> Response:
         # Intel's PCCS hex-encodes it on every API version "to keep backward compatibility"; QCNL and
         # dcap-qvl decode hex here.
         ans = service.root_ca_crl(api)
-        return _served(ans, ans.record.body.hex().encode(), PEM_TYPE)
+        return _served(ans, ans.record.body.hex().encode(), PEM_TEXT_TYPE)
 
     @r.get("/crl", summary="A CRL by its distribution point URL (QCNL with pccs_api_version 3.1), DER",
            response_class=Response, responses={200: {"content": {CRL_TYPE: {}}}})
@@ -202,8 +307,9 @@ def _intel_router(service: PccsService, tee: str, api: int) -> APIRouter:
         return _served(ans, ans.record.body, CRL_TYPE)
 
     @r.get("/pckcert", summary="PCK certificate for a platform's raw TCB", response_class=Response,
-           responses={200: {"content": {PEM_TYPE: {}}},
-                      461: _ERRORS[400] | {"description": "platform unknown (OFFLINE and REQ fetch nothing for it)"}})
+           responses={200: {"content": {PEM_TEXT_TYPE: {}}},
+                      461: _intel_doc(INTEL_PLATFORM_UNKNOWN, "platform unknown (OFFLINE and REQ fetch nothing "
+                                                              "for it)")})
     def pckcert(qeid: str = Query(..., description="QE ID, hex"),
                 cpusvn: str = Query(..., description="32 hex digits"),
                 pcesvn: str = Query(..., description="4 hex digits, little-endian"),
@@ -211,7 +317,7 @@ def _intel_router(service: PccsService, tee: str, api: int) -> APIRouter:
                 encrypted_ppid: str | None = Query(None, description="encrypted PPID, 768 hex digits")) -> Response:
         ans = service.pck_cert(api, qeid, cpusvn, pcesvn, pceid, encrypted_ppid)
         m = ans.record.meta
-        return _served(ans, ans.record.body, PEM_TYPE, {
+        return _served(ans, ans.record.body, PEM_TEXT_TYPE, {
             "SGX-PCK-Certificate-Issuer-Chain": encode_chain(m.get("issuer_chain", "")),
             "SGX-TCBm": m.get("tcbm", ""), "SGX-FMSPC": m.get("fmspc", ""),
             "SGX-PCK-Certificate-CA-Type": m.get("ca_type", ""),
@@ -294,60 +400,76 @@ def _registration_router(service: PccsService, api: int, tokens: Tokens, limiter
     for POST /platforms, the admin token for the others (GET /appraisalpolicy is public). Every route
     authenticates (and registration is rate-limited per client) before reading any body, and reads
     bodies as a stream with a size limit."""
-    r = APIRouter(prefix=f"/sgx/certification/v{api}", tags=[f"SGX v{api} admin"], responses=_ERRORS)
-    unauthorized: dict[int | str, dict[str, Any]] = {401: _ERRORS[400] | {"description": "missing or wrong token"}}
-    admin_auth = {**unauthorized, 403: _ERRORS[400] | {"description": "admin API disabled"}}
-    too_large: dict[int | str, dict[str, Any]] = {413: _ERRORS[400] | {"description": "body too large"},
-                 460: _ERRORS[400] | {"description": "collateral whose signatures or chains do not verify"}}
+    r = APIRouter(prefix=f"/sgx/certification/v{api}", tags=[f"SGX v{api} admin"], responses=_INTEL_ERRORS)
+    admin_auth: dict[int | str, dict[str, Any]] = {
+        401: _intel_doc(INTEL_UNAUTHORIZED, "missing or wrong token, or that token is not configured")}
+    too_large: dict[int | str, dict[str, Any]] = {
+        413: _intel_doc(PayloadTooLarge.intel, "body too large"),
+        460: _intel_doc(INTEL_INTEGRITY_ERROR, "collateral whose signatures or chains do not verify")}
     registration_body = {"requestBody": {"required": True, "content": {
         JSON_TYPE: {"schema": PlatformRegistration.model_json_schema()}}}}
 
     @r.post("/platforms", summary="Register a platform (user token unless --open-registration); fetches its PCK cert",
             openapi_extra=registration_body,
-            responses={**admin_auth, **too_large, 429: _ERRORS[400] | {"description": "too many registrations"},
-                       200: {"description": "registered; state cached or pending", "content": {JSON_TYPE: {}}}})
+            responses={**admin_auth, **too_large, 429: _intel_doc(TooManyRequests.intel, "too many registrations"),
+                       200: {"description": "registered (Operation successful.); EAA-Platform-State: cached or "
+                                            "pending", "content": {TEXT_TYPE: {}}}})
     async def register(request: Request,
                        user_token_h: str | None = Header(None, alias=USER_HEADER),
-                       admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+                       admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> Response:
         if limiter is not None:
             limiter.check(_client(request))
         tokens.check_user(user_token_h, admin_token_h)
         body = _json_body(await read_body(request, MAX_REGISTRATION_SIZE, "registrations"), "registration")
         from starlette.concurrency import run_in_threadpool
 
-        return JSONResponse(await run_in_threadpool(service.register_platform, api, body))
+        reg = await run_in_threadpool(service.register_platform, api, body)
+        headers = {H_PLATFORM_STATE: reg.state}
+        if reg.missing:
+            headers["EAA-Missing"] = header_text("; ".join(reg.missing))
+        if reg.failure is not None:  # Intel's PCCS answers a registration whose fetch failed with that error
+            return service_error_response(request.url.path, reg.failure, headers)
+        return intel_success(headers)
 
     @r.get("/platforms", summary="Registered (source=reg, reg_na) or cached ([FMSPC,...]) platforms (admin)",
-           responses={**admin_auth, 200: {"content": {JSON_TYPE: {}},
+           response_class=Response,
+           responses={**admin_auth, 200: {"content": {INTEL_JSON_TYPE: {}},
                                           "headers": {"platform-count": {"schema": {"type": "integer"}}}}})
     def platforms(source: str | None = Query(None, description="reg (default), reg_na, or [FMSPC,...] ([] for all)"),
-                  admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+                  admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> Response:
         tokens.check_admin(admin_token_h)
         listed = service.platforms(source)
-        return JSONResponse(listed, headers={"platform-count": str(len(listed))})
+        # Express's res.send(array): JSON.stringify, compact, non-ASCII as is
+        body = json.dumps(listed, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return Response(body, media_type=INTEL_JSON_TYPE, headers={"platform-count": str(len(listed))})
 
     def refresh(type: str | None = Query(None, description="certs (also PCK certificates) or fmspcs (TCB infos)"),
                 fmspc: list[str] | None = Query(None, description="FMSPCs to refresh (repeated, or [A,B])"),
-                admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+                admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> Response:
         tokens.check_admin(admin_token_h)
         summary = service.refresh(api, type, fmspc).to_json()
+        counts = {"EAA-Refresh": ", ".join(f"{k}={summary[k]}" for k in ("refreshed", "unchanged", "kept", "failed"))}
         if summary["failed"]:  # Intel's PCCS fails the refresh with 503 when the upstream fails
-            return JSONResponse({"error": {"code": "SERVICE_UNAVAILABLE",
-                                           "message": f"{summary['failed']} records could not be refreshed"},
-                                 **summary}, status_code=503)
-        return JSONResponse(summary)
+            first = summary["failures"][0]
+            return intel_error(RefreshUnavailable.intel, RefreshUnavailable.code,
+                               f"{summary['failed']} records could not be refreshed; first: {first['kind']} "
+                               f"{first['key']}: {first['error']}", counts)
+        return intel_success(counts)
 
-    refresh_responses = {**admin_auth, 503: _ERRORS[503] | {"description": "OFFLINE, or the upstream failed"},
-                         200: {"content": {JSON_TYPE: {}}}}
+    refresh_responses = {**admin_auth, 503: _intel_doc(RefreshUnavailable.intel, "OFFLINE, or the upstream failed"),
+                         200: {"description": "Operation successful.; EAA-Refresh: the counts",
+                               "content": {TEXT_TYPE: {}}}}
     r.add_api_route("/refresh", refresh, methods=["GET"], summary="Refresh the cache from the upstream (admin)",
-                    responses=refresh_responses, operation_id=f"refresh_get_v{api}")
+                    response_class=Response, responses=refresh_responses, operation_id=f"refresh_get_v{api}")
     r.add_api_route("/refresh", refresh, methods=["POST"], summary="Refresh (PccsAdminTool's method; admin)",
-                    responses=refresh_responses, operation_id=f"refresh_post_v{api}")
+                    response_class=Response, responses=refresh_responses, operation_id=f"refresh_post_v{api}")
 
     @r.put("/platformcollateral", summary="Upload PccsAdminTool's platform collateral document (admin)",
-           responses={**admin_auth, **too_large, 200: {"content": {JSON_TYPE: {}}}})
+           response_class=Response,
+           responses={**admin_auth, **too_large, 200: {"description": "Operation successful.; EAA-Imported: records",
+                                                       "content": {TEXT_TYPE: {}}}})
     async def platform_collateral(request: Request,
-                                  admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> JSONResponse:
+                                  admin_token_h: str | None = Header(None, alias=ADMIN_HEADER)) -> Response:
         tokens.check_admin(admin_token_h)
         body = await read_body(request, MAX_IMPORT_SIZE, "import documents")
         try:
@@ -360,7 +482,7 @@ def _registration_router(service: PccsService, api: int, tokens: Tokens, limiter
         from starlette.concurrency import run_in_threadpool
 
         n = await run_in_threadpool(service.import_records, records)
-        return JSONResponse({"imported": n})
+        return intel_success({"EAA-Imported": str(n)})
 
     @r.put("/appraisalpolicy", summary="Upload an appraisal policy (admin); answers its id (SHA-384)",
            response_class=Response, responses={**admin_auth, **too_large, 200: {"content": {TEXT_TYPE: {}}}})
@@ -439,33 +561,37 @@ def create_app(service: PccsService, *, admin_token: str | None = None, user_tok
                   docs_url=None, redoc_url=None)
 
     @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        resp = error_response(exc.status, exc.code, str(exc))
-        if isinstance(exc, TooManyRequests):
-            resp.headers["Retry-After"] = str(exc.retry_after)
-        return resp
+    async def service_error(request: Request, exc: ServiceError) -> Response:
+        return service_error_response(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = []
         for err in exc.errors():
             where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("query", "path", "header"))
             problems.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
-        return error_response(400, "BAD_REQUEST", "; ".join(problems) or "bad request")
+        return service_error_response(request.url.path, BadRequest("; ".join(problems) or "bad request"))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if intel_scope(request.url.path) and exc.status_code in (404, 405):
+            raw = request.scope.get("raw_path") or request.url.path.encode()
+            return express_not_found(request.method, raw.decode("latin-1"))
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(EaaError)
-    async def eaa_error(request: Request, exc: EaaError) -> JSONResponse:
+    async def eaa_error(request: Request, exc: EaaError) -> Response:
         log.error("unexpected %s on %s: %s", exc.code, request.url.path, exc)
+        if intel_scope(request.url.path):
+            return intel_error(INTEL_INTERNAL_ERROR, exc.code, str(exc))
         return error_response(502 if exc.code.startswith("UPSTREAM") else 500, exc.code, str(exc))
 
     @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(request: Request, exc: Exception) -> Response:
         log.exception("internal error on %s", request.url.path)
+        if intel_scope(request.url.path):
+            return intel_error(INTEL_INTERNAL_ERROR, "INTERNAL_ERROR", "internal error (see the server log)")
         return error_response(500, "INTERNAL_ERROR", "internal error (see the server log)")
 
     for tee, api in (("sgx", 3), ("sgx", 4), ("tdx", 4)):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ...collateral.errors import UpstreamUnavailable
+from ...collateral.errors import UpstreamServerError, UpstreamUnavailable
 
 log = logging.getLogger("eaa.pccs")
 T = TypeVar("T")
@@ -39,6 +39,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probing = False
+        self._answered = False  # the last failure was an answer (5xx, 429), not a connection failure
         self._lock = threading.Lock()
 
     @property
@@ -58,19 +59,23 @@ class CircuitBreaker:
         with self._lock:
             if self._state == CLOSED:
                 return
+            # failing fast stands for the failure that opened the circuit: an upstream that kept answering
+            # 5xx is still failing, not unreachable (a PCCS answers the two differently)
+            fail = UpstreamServerError if self._answered else UpstreamUnavailable
             if self._state == OPEN:
                 if self.clock() - self._opened_at < self.cooldown:
-                    raise UpstreamUnavailable(f"upstream {self.name} is unreachable (circuit open after "
-                                              f"{self._failures} failures; next probe in "
-                                              f"{self.cooldown - (self.clock() - self._opened_at):.0f} s)")
+                    raise fail(f"upstream {self.name} is unavailable (circuit open after "
+                               f"{self._failures} failures; next probe in "
+                               f"{self.cooldown - (self.clock() - self._opened_at):.0f} s)")
                 self._set(HALF_OPEN, "probing")
             if self._probing:  # one probe at a time; the others fail fast meanwhile
-                raise UpstreamUnavailable(f"upstream {self.name} is being probed after failures")
+                raise fail(f"upstream {self.name} is being probed after failures")
             self._probing = True
 
-    def _result(self, ok: bool, why: str = "") -> None:
+    def _result(self, ok: bool, why: str = "", *, answered: bool = False) -> None:
         with self._lock:
             self._probing = False
+            self._answered = answered
             if ok:
                 self._failures = 0
                 self._set(CLOSED, "upstream answered")
@@ -87,7 +92,7 @@ class CircuitBreaker:
         try:
             result = fn()
         except UpstreamUnavailable as e:
-            self._result(False, str(e)[:200])
+            self._result(False, str(e)[:200], answered=isinstance(e, UpstreamServerError))
             raise
         except BaseException:
             self._result(True)

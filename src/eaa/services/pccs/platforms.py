@@ -99,12 +99,18 @@ def registration_from_record(rec: Record) -> Registration:
     return reg
 
 
-def listing(rec: Record) -> dict[str, Any]:
-    """One entry of ``GET /platforms``: Intel's fields, absent ones as "" as Intel's PCCS stores them
-    (PccsAdminTool fetch takes ``len(platform_manifest)`` and formats ``enc_ppid`` into a URL), plus
-    eaa-pccs's ``state`` (clients ignore extra keys)."""
+# the columns, in order, of Intel's listings: dao/platformsRegDao.js findRegisteredPlatforms (source=reg,
+# reg_na) and dao/platformsDao.js getCachedPlatformsByFmspc (source=[FMSPC,...])
+REGISTERED_FIELDS = ("qe_id", "pce_id", "cpu_svn", "pce_svn", "platform_manifest", "enc_ppid")
+CACHED_FIELDS = ("qe_id", "pce_id", "cpu_svn", "pce_svn", "enc_ppid", "platform_manifest")
+
+
+def listing(rec: Record, kind: str = "reg") -> dict[str, Any]:
+    """One entry of ``GET /platforms``: Intel's fields in the order of its query (``kind`` as
+    :func:`platforms_source` gives it), absent ones as "" as Intel's PCCS stores them (PccsAdminTool
+    fetch takes ``len(platform_manifest)`` and formats ``enc_ppid`` into a URL)."""
     fields = {k: v or "" for k, v in registration_from_record(rec).to_json().items()}
-    return {**fields, "state": rec.meta.get("state", STATE_PENDING)}
+    return {k: fields.get(k, "") for k in (CACHED_FIELDS if kind == "cached" else REGISTERED_FIELDS)}
 
 
 def platforms_source(source: str | None) -> tuple[str, set[str]]:

@@ -6,8 +6,10 @@ Intel collateral only when a platform is registered (POST /platforms) and otherw
 what it holds (AMD KDS data, which has no registration, is fetched on demand); OFFLINE never
 contacts anything and serves only what was imported. When the upstream is down a LAZY service still
 serves every record it holds (stale ones included: refusing them would turn an upstream outage into
-a verification outage; verifiers flag expired collateral themselves) and answers 503 only for data
-it never had. Upstream data that fails validation is never stored; the caller gets 502.
+a verification outage; verifiers flag expired collateral themselves) and fails only for data it
+never had. Upstream data that fails validation is never stored. What a client then gets on Intel's
+routes is Intel's status (errors.py): 404 when the upstream answered anything but usable collateral
+(404, 5xx, invalid data), 504 when it could not be reached.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qs
 
 from cryptography import x509
 
 from ...collateral.cache import Cached, MemoryCache
-from ...collateral.errors import CollateralNotFound, CorruptCollateral, UpstreamRejected, UpstreamUnavailable
+from ...collateral.errors import (
+    CollateralNotFound,
+    CorruptCollateral,
+    UpstreamRejected,
+    UpstreamServerError,
+    UpstreamUnavailable,
+)
 from ...collateral.kds import KdsChain, check_hwid, check_product, kds_query, validate_cert_chain
 from ...errors import EaaError, FormatError, TransportError, VerificationError
 from ...formats.snp_report import TcbVersion
@@ -40,6 +48,7 @@ from .errors import (
     StorageUnavailable,
     UpstreamBadData,
     UpstreamDown,
+    UpstreamFailed,
 )
 from .metrics import Metrics
 from .platforms import (
@@ -88,6 +97,17 @@ class Mode(enum.Enum):
     LAZY = "lazy"
     REQ = "req"
     OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What a registration did: the platform's state (cached, pending), why it is pending, which REQ-mode
+    collateral could not be fetched, and the error Intel's PCCS would answer the registration with."""
+
+    state: str
+    error: str = ""
+    missing: list[str] = field(default_factory=list)
+    failure: ServiceError | None = None
 
 
 @dataclass(frozen=True)
@@ -240,7 +260,8 @@ class PccsService:
                 log.warning("serving stale %s: %s", what, e)
                 self.metrics.cache.labels(kind, "stale").inc()
                 return Answer(stale, "stale")
-            raise UpstreamDown(f"{what} is not cached and the upstream is unavailable ({e})") from None
+            failed = UpstreamFailed if isinstance(e, UpstreamServerError) else UpstreamDown
+            raise failed(f"{what} is not cached and the upstream is unavailable ({e})") from None
         except CorruptCollateral as e:
             self.metrics.upstream.labels(kind, "invalid").inc()
             log.error("upstream sent invalid %s: %s", what, e)
@@ -364,18 +385,20 @@ class PccsService:
         return best[1] if best else None
 
     # ---- platform registration and refresh (Intel PCCS admin routes) ----
-    def register_platform(self, api: int, body: object) -> dict[str, object]:
+    def register_platform(self, api: int, body: object) -> Registered:
         """Store a registration and, unless OFFLINE, fetch its PCK certificate now, as Intel's PCCS does; in
         REQ mode also the rest of the collateral its quotes will need, since nothing is fetched later.
 
-        A failed fetch does not fail the registration (Intel's PCCS queues it): the platform is stored
-        as ``pending`` with the reason; registering it again retries.
+        A failed fetch leaves the platform stored as ``pending`` with the reason (registering it again
+        retries, as Intel's REQ mode keeps it queued) and is the registration's ``failure``: Intel's
+        PCCS answers the registration with the fetch's error (platformsRegService.js lets it propagate).
         """
         if not isinstance(body, dict):
             raise BadRequest("the registration must be a JSON object")
         reg = Registration.parse(body)
         state, error = STATE_PENDING, ""
         missing: list[str] = []
+        failure: ServiceError | None = None
         if self.mode is Mode.OFFLINE:
             # Intel's checkPCKCertCacheStatus: a platform whose certificate is already cached is not queued
             # for the admin (GET /platforms?source=reg)
@@ -387,21 +410,21 @@ class PccsService:
                 pck = self.pck_cert(api, reg.qe_id, reg.cpu_svn, reg.pce_svn, reg.pce_id, reg.enc_ppid, fill=True)
                 state = STATE_CACHED
                 if self.mode is Mode.REQ:
-                    missing = self._fill_platform_collateral(api, pck.record)
+                    missing, failure = self._fill_platform_collateral(api, pck.record)
             except ServiceError as e:
-                error = str(e)
+                error, failure = str(e), e
                 log.warning("platform %s registered, PCK certificate not fetched: %s", reg.key, e)
         try:
             self.store.put(reg.to_record(state=state, now=self.clock(), error=error))
         except Exception as e:  # noqa: BLE001 - an unstored registration must not be acknowledged
             raise StorageUnavailable(f"cannot store the registration: {e}") from None
-        return {"state": state, **({"error": error} if error else {}), **({"missing": missing} if missing else {})}
+        return Registered(state, error, missing, failure)
 
-    def _fill_platform_collateral(self, api: int, pck: Record) -> list[str]:
+    def _fill_platform_collateral(self, api: int, pck: Record) -> tuple[list[str], ServiceError | None]:
         """REQ mode: TCB info for the platform's FMSPC, its CA's CRL, the QE/QvE identities and the root CA
-        CRL, fetched now. Returns what could not be fetched. TDX collateral is fetched too; an FMSPC
-        that has none (an SGX-only platform) is not an error, nor is an upstream without a QvE identity
-        (only QvE-based verifiers need it)."""
+        CRL, fetched now. Returns what could not be fetched, and the first such error. TDX collateral is
+        fetched too; an FMSPC that has none (an SGX-only platform) is not an error, nor is an upstream
+        without a QvE identity (only QvE-based verifiers need it)."""
         fmspc, ca = pck.meta.get("fmspc", ""), pck.meta.get("ca_type", "").lower()
         wanted: list[tuple[str, Callable[[], Answer], bool]] = [
             ("SGX TCB info", lambda: self.tcb_info("sgx", api, fmspc, None, fill=True), False),
@@ -412,18 +435,21 @@ class PccsService:
             ("TDX TCB info", lambda: self.tcb_info("tdx", 4, fmspc, None, fill=True), True),
             ("TD_QE identity", lambda: self.identity("tdx", "qe", 4, None, fill=True), True),
         ]
-        missing = []
+        missing: list[str] = []
+        first: ServiceError | None = None
         for what, fetch, optional in wanted:
             try:
                 fetch()
-            except NotFound:
+            except NotFound as e:
                 if not optional:
                     missing.append(f"{what}: not found upstream")
+                    first = first or e
             except ServiceError as e:
                 missing.append(f"{what}: {e}")
+                first = first or e
         if missing:
             log.warning("platform with FMSPC %s registered, collateral missing: %s", fmspc, "; ".join(missing))
-        return missing
+        return missing, first
 
     def platforms(self, source: str | None = None) -> list[dict[str, object]]:
         """Intel's ``GET /platforms?source=``: ``reg`` (default) lists registered platforms whose PCK
@@ -447,7 +473,7 @@ class PccsService:
                                      or (fmspcs and self._platform_fmspc(rec.key) not in fmspcs)):
                 continue
             try:
-                out.append(listing(rec))
+                out.append(listing(rec, kind))
             except EaaError as e:  # a damaged row must not hide the others
                 log.error("skipping unreadable platform record %s: %s", rec.key, e)
                 continue
