@@ -25,8 +25,9 @@ from eaa.errors import (
     UntrustedRoot,
 )
 from eaa.formats.snp_report import TcbVersion
+from eaa.pki.amd import check_vek_chain
 from eaa.pki.trust import TrustAnchor
-from eaa.verify.snp import check_vek_chain, verify_snp_report
+from eaa.verify.snp import verify_snp_report
 from test_snp_support import (
     NOW,
     PSS,

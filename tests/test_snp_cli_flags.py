@@ -12,7 +12,8 @@ from eaa.cli import enclave_tls_client, enclave_tls_server, inclavared, shelter
 from eaa.collateral.kds import KDS_URL
 from eaa.errors import ConfigError
 from eaa.tls.peer import make_peer_verifier
-from eaa.verify.snp import SevSnpVerifier, default_kds_url
+from eaa.verify.snp_collateral import default_kds_url
+from eaa.verify.snp_verifier import SevSnpVerifier
 
 FLAGS = ["--snp-product", "Genoa", "--kds-url", "https://pccs.example:8081"]
 

@@ -45,7 +45,7 @@ from eaa.tls.peer import PeerVerifier
 from eaa.tls.peercert import parse_certificate
 from eaa.tls.snp_endorsements import decode_snp_endorsements, encode_snp_endorsements
 from eaa.verify.registry import verifiers
-from eaa.verify.snp import SevSnpVerifier
+from eaa.verify.snp_verifier import SevSnpVerifier
 from test_snp_support import PSS, VekSpec, build_report, ca_cert, der, make_pki, rsa_key
 
 
@@ -62,8 +62,7 @@ def nowhere(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _verifier(anchor: TrustAnchor | None, nowhere: Path, **kw: object) -> SevSnpVerifier:
     """No KDS (kds=False: nothing can be fetched), no simulated platform, only the given ARK trusted."""
-    v = verifiers.select("sev_snp", kds=False, sim_dir=nowhere, amd_anchors=None if anchor is None else [anchor],
-                         **kw)
+    v = verifiers.select("sev_snp", kds=False, amd_anchors=None if anchor is None else [anchor], **kw)
     assert isinstance(v, SevSnpVerifier)
     return v
 

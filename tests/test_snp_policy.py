@@ -12,6 +12,7 @@ import pytest
 
 from eaa.errors import ConfigError, PolicyViolation
 from eaa.policy import Policy
+from eaa.sim import TrustedSimulation
 from eaa.sim.snp import SimSnpPlatform, init_snp_platform
 from eaa.verify.registry import verifiers
 from eaa.verify.result import VerificationResult
@@ -44,7 +45,7 @@ def _tcb(sim: SimSnpPlatform, **spl: int) -> int:
 def _result(sim: SimSnpPlatform, guest: dict[str, Any] | None = None, **report: Any) -> VerificationResult:
     g = sim.guest(measurement=b"\x42" * 48, **{**GUEST, **(guest or {})})
     raw = sim.report(b"\x01" * 32, g, **{**REPORT, **report})
-    v = verifiers.select("sev_snp", trust_simulation=True, sim_dir=sim.directory.parent, kds=False)
+    v = verifiers.select("sev_snp", simulation=TrustedSimulation(sim.directory.parent), kds=False)
     return v.verify_evidence(raw, evidence_type="sev_snp", report_data_hash=None, collateral=None, at=AT)
 
 
@@ -118,7 +119,7 @@ def test_each_check_fails_on_its_own(sim: SimSnpPlatform, ident: str, guest: dic
         guest = {k: v for k, v in guest.items() if k != "measurement"}
         g = sim.guest(measurement=b"\x43" * 48, **GUEST)
         raw = sim.report(b"\x01" * 32, g, **REPORT)
-        v = verifiers.select("sev_snp", trust_simulation=True, sim_dir=sim.directory.parent, kds=False)
+        v = verifiers.select("sev_snp", simulation=TrustedSimulation(sim.directory.parent), kds=False)
         res = v.verify_evidence(raw, evidence_type="sev_snp", report_data_hash=None, collateral=None, at=AT)
     else:
         res = _result(sim, guest, **report)

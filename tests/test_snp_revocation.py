@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from eaa.collateral.kds import KdsClient
 from eaa.errors import CertificateChainError, CollateralMissing, InvalidSignature
 from eaa.services.pccs import Mode
+from eaa.sim import TrustedSimulation
 from eaa.verify.registry import verifiers
-from eaa.verify.snp import SnpCollateral
+from eaa.verify.snp_collateral import SnpCollateral
 from test_pccs_support import fake_upstream, make_service, running
 from test_snp_support import NOW, PSS, der
 from test_snp_verifier import pki, signed  # noqa: F401  (the generated Milan PKI and a report it signs)
@@ -141,6 +142,6 @@ def test_crl_of_the_simulated_platform(tmp_path: Path) -> None:
     sim = init_snp_platform(tmp_path / "sim", revoke_ask=True, now=NOW - dt.timedelta(days=1))
     report = sim.report(b"\x01" * 32, sim.guest(measurement=bytes(48)))
     with pytest.raises(CertificateChainError, match="revoked"):
-        _verify(report, trust_simulation=True, sim_dir=tmp_path / "sim")
-    res = _verify(report, trust_simulation=True, sim_dir=tmp_path / "sim", check_crl=False)
+        _verify(report, simulation=TrustedSimulation(tmp_path / "sim"))
+    res = _verify(report, simulation=TrustedSimulation(tmp_path / "sim"), check_crl=False)
     assert res.simulated and res.details["revocation"].startswith("not checked")

@@ -24,7 +24,8 @@ from eaa.formats.snp_certs import ARK_GUID, ASK_GUID, VCEK_GUID, VLEK_GUID, pars
 from eaa.formats.snp_report import TcbVersion
 from eaa.pki.trust import intel_root
 from eaa.verify.registry import verifiers
-from eaa.verify.snp import SevSnpVerifier, SnpCollateral
+from eaa.verify.snp_collateral import SnpCollateral
+from eaa.verify.snp_verifier import SevSnpVerifier
 from eaa.verify.verifier import ReportDataMismatch
 from test_snp_support import NOW, VekSpec, build_report, der, make_pki, pem, read_report, vector_path
 
@@ -70,8 +71,8 @@ def test_registered_with_its_priority_and_refuses_other_options(pki, signed) -> 
     cert, _, report = signed
     with pytest.raises(ConfigError, match="unknown verifier option something_else"):
         _select(amd_anchors=[pki.ark], something_else=1)
-    with pytest.raises(ConfigError, match="verifier sev_snp does not take simulation"):
-        _select(amd_anchors=[pki.ark], simulation=object())
+    with pytest.raises(ConfigError, match="verifier sev_snp does not take cache_size"):
+        _select(amd_anchors=[pki.ark], cache_size=0)
     v = _select(amd_anchors=[pki.ark], collateral_source=SnpCollateral.of(vek=der(cert), chain=pki.chain),
                 strict=False)
     assert isinstance(v, SevSnpVerifier) and v.evidence_types == ("sev_snp",)

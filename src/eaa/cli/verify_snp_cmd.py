@@ -129,7 +129,8 @@ def _fetch_crl(report: bytes, vek: bytes, args: argparse.Namespace) -> bytes:
     from ..formats.snp_report import SnpReport
     from ..formats.snp_vek import VLEK, load_vek_certificate, vek_extensions, vek_kind
     from ..pki.trust import anchor_from_pem
-    from ..verify.snp import DEFAULT_V2_PRODUCT, default_kds_url
+    from ..verify.snp import DEFAULT_V2_PRODUCT
+    from ..verify.snp_collateral import default_kds_url
 
     r = SnpReport.parse(report)
     cert = load_vek_certificate(vek)

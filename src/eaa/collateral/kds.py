@@ -15,18 +15,19 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives import hashes
 
+from ..checks import Check
 from ..errors import EaaError, FormatError
 from ..formats.snp_report import TURIN, TcbVersion
 from ..formats.snp_vek import vek_extensions
 from ..formats.x509_errors import PARSE_ERRORS
-from ..pki.chain import typed_certificate_errors
+from ..pki.amd import AMD_ARK_SHA256, common_name, pss_verify, require_ca, trusted_root
+from ..pki.chain import check_crl, typed_certificate_errors
 from .cache import Cached, MemoryCache
 from .errors import CorruptCollateral
 from .http import HttpGetter, HttpResponse
@@ -36,13 +37,8 @@ KDS_URL = "https://kdsintf.amd.com"
 PRODUCTS = ("Milan", "Genoa", "Turin")
 KEY_TYPES = ("vcek", "vlek")
 HOUR = 3600.0
+T = TypeVar("T")
 
-# SHA-256 of the DER of AMD's root keys (ARK), as served by the KDS ``cert_chain`` of each product.
-AMD_ARK_SHA256: Mapping[str, str] = {
-    "Milan": "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
-    "Genoa": "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
-    "Turin": "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
-}
 
 
 def check_product(product: str) -> str:
@@ -93,13 +89,14 @@ def load_der_certificate(der: bytes, what: str) -> x509.Certificate:
             raise CorruptCollateral(f"{what} is not a DER certificate") from None
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate, what: str) -> None:
+def _amd_pki(what: str, fn: Callable[[], T]) -> T:
+    """Run one of eaa.pki.amd's checks (the verifier's own) and report its failure as corrupt collateral."""
     try:
-        child.verify_directly_issued_by(parent)
-    except _CryptoInvalidSignature:
-        raise CorruptCollateral(f"{what}: signature does not verify") from None
-    except (ValueError, TypeError) as e:
-        raise CorruptCollateral(f"{what}: not issued by {parent.subject.rfc4514_string()} ({e})") from None
+        return fn()
+    except CorruptCollateral:
+        raise
+    except EaaError as e:
+        raise CorruptCollateral(f"{what}: {e}", check=e.check) from None
 
 
 @dataclass(frozen=True)
@@ -123,18 +120,28 @@ def validate_cert_chain(pem: bytes, product: str, key_type: str = "vcek",
     if len(certs) != 2:
         raise CorruptCollateral(f"KDS cert_chain holds {len(certs)} certificates, expected 2 (ASK, ARK)")
     ask, ark = certs
-    fp = ark.fingerprint(hashes.SHA256())
-    if trusted_arks is not None:
-        trusted = any(fp == t.fingerprint(hashes.SHA256()) for t in trusted_arks)
-    else:
-        trusted = fp.hex() == AMD_ARK_SHA256[product]
-    if not trusted:
-        raise CorruptCollateral(f"KDS cert_chain root {ark.subject.rfc4514_string()} is not AMD's {product} ARK")
-    _issued_by(ark, ark, "ARK")
-    _issued_by(ask, ark, "ASK" if key_type == "vcek" else "ASVK")
-    cn = ask.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    intermediate = "ASK" if key_type == "vcek" else "ASVK"
+
+    def check() -> None:  # the ARK pinned (or given), self-signed, a CA; the ASK/ASVK a CA it signed
+        trusted_root(ark, trusted_arks)
+        require_ca(ark, "ARK")
+        require_ca(ask, intermediate)
+        pss_verify(ark, ark, "ARK (self-signed)")
+        pss_verify(ask, ark, intermediate, Check.SNP_ASK_SIGNATURE)
+
+    try:
+        _amd_pki("KDS cert_chain", check)
+    except CorruptCollateral as e:
+        if e.check == Check.SNP_ARK_TRUSTED:
+            raise CorruptCollateral(f"KDS cert_chain root {ark.subject.rfc4514_string()} is not AMD's {product} ARK"
+                                    f"{'' if trusted_arks is None else ' nor a given one'}",
+                                    check=Check.SNP_ARK_TRUSTED) from None
+        raise
+    if trusted_arks is None and AMD_ARK_SHA256[product] != ark.fingerprint(hashes.SHA256()).hex():
+        raise CorruptCollateral(f"KDS cert_chain root {ark.subject.rfc4514_string()} is not AMD's {product} ARK",
+                                check=Check.SNP_ARK_TRUSTED)
     expected = f"SEV-{product}" if key_type == "vcek" else f"SEV-VLEK-{product}"
-    if not cn or str(cn[0].value) != expected:
+    if common_name(ask) != expected:
         raise CorruptCollateral(f"KDS cert_chain intermediate is {ask.subject.rfc4514_string()}, "
                                 f"expected CN={expected}")
     return KdsChain(ask, ark, pem)
@@ -146,7 +153,7 @@ def validate_vek(der: bytes, chain: KdsChain, product: str, *, hwid: str | None 
     """Check a VCEK/VLEK: signed by the chain's ASK, and for the product, chip and TCB requested."""
     product = check_product(product)
     cert = load_der_certificate(der, "VEK certificate")
-    _issued_by(cert, chain.ask, "VEK certificate")
+    _amd_pki("VEK certificate", lambda: pss_verify(cert, chain.ask, "VEK certificate", Check.SNP_VEK_SIGNATURE))
     try:
         ext = vek_extensions(cert)
         got = ext.tcb(product) if tcb is not None else None
@@ -164,14 +171,9 @@ def validate_vek(der: bytes, chain: KdsChain, product: str, *, hwid: str | None 
 
 @typed_certificate_errors
 def validate_crl(der: bytes, chain: KdsChain) -> x509.CertificateRevocationList:
-    """A KDS CRL, signed by the product's ARK."""
-    try:
-        crl = x509.load_der_x509_crl(der)
-    except PARSE_ERRORS:
-        raise CorruptCollateral("KDS CRL is not DER") from None
-    if crl.issuer != chain.ark.subject or not crl.is_signature_valid(chain.ark.public_key()):  # type: ignore[arg-type]
-        raise CorruptCollateral("KDS CRL is not signed by the ARK")
-    return crl
+    """A KDS CRL, signed by the product's ARK (checked as the verifier checks it, :func:`eaa.pki.chain.check_crl`)."""
+    _amd_pki("KDS CRL", lambda: check_crl(der, chain.ark, "KDS CRL"))
+    return x509.load_der_x509_crl(der)
 
 
 # ---- the client ----

@@ -12,28 +12,33 @@ MRENCLAVE / MRTD are measurements of the files the simulated enclave runs (:func
 
 from __future__ import annotations
 
-import os
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ..collateral.bundle import Collateral
-from ..pki.trust import TrustAnchor
-from .measure import measure_files, tdx_measure
-from .platform import (
-    PlatformExists,
-    SimPlatform,
-    default_sim_dir,
-    generate_files,
-    init_platform,
-    load_platform,
-)
-from .tcbinfo import EXPECTED_STATUS, TCB_STATES
+from .._lazy import lazy_exports
 
+_EXPORTS = {
+    "EXPECTED_STATUS": "tcbinfo",
+    "TCB_STATES": "tcbinfo",
+    "PlatformExists": "platform",
+    "SimPlatform": "platform",
+    "default_sim_dir": "platform",
+    "generate_files": "platform",
+    "init_platform": "platform",
+    "load_platform": "platform",
+    "measure_files": "measure",
+    "tdx_measure": "measure",
+    "TrustedSimulation": "trust",
+    "UntrustedSimulation": "trust",
+    "simulation_anchor": "trust",
+    "simulation_collateral": "trust",
+}
 __all__ = [
     "EXPECTED_STATUS",
     "PlatformExists",
     "SimPlatform",
     "TCB_STATES",
     "TrustedSimulation",
+    "UntrustedSimulation",
     "default_sim_dir",
     "generate_files",
     "init_platform",
@@ -43,34 +48,10 @@ __all__ = [
     "simulation_collateral",
     "tdx_measure",
 ]
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
-
-def simulation_anchor(sim_dir: str | os.PathLike[str] | None = None, *, now: datetime | None = None) -> TrustAnchor:
-    """The simulated platform's root as a trust anchor (``simulated=True``); pass it only on explicit request."""
-    return load_platform(sim_dir, now=now).anchor()
-
-
-def simulation_collateral(tee: str, sim_dir: str | os.PathLike[str] | None = None, *,
-                          now: datetime | None = None) -> Collateral:
-    """The simulated platform's collateral for ``tee`` ("sgx" or "tdx") quotes."""
-    return load_platform(sim_dir, now=now).collateral(tee)
-
-
-class TrustedSimulation:
-    """The simulated platform in ``sim_dir``, as a verifier that was told to trust it takes it
-    (:class:`eaa.verify.verifier.SimulationTrust`): verification never imports the simulator itself.
-
-    The root is read once; collateral is read on each use, so a platform refreshed on disk
-    (``eaa sim refresh``) is seen by a long-running verifier."""
-
-    def __init__(self, sim_dir: str | os.PathLike[str] | None = None) -> None:
-        self.sim_dir = sim_dir
-        self._anchor: TrustAnchor | None = None
-
-    def anchor(self) -> TrustAnchor:
-        if self._anchor is None:
-            self._anchor = simulation_anchor(self.sim_dir)
-        return self._anchor
-
-    def collateral(self, tee: str) -> Collateral:
-        return simulation_collateral(tee, self.sim_dir)
+if TYPE_CHECKING:
+    from .measure import measure_files, tdx_measure
+    from .platform import PlatformExists, SimPlatform, default_sim_dir, generate_files, init_platform, load_platform
+    from .tcbinfo import EXPECTED_STATUS, TCB_STATES
+    from .trust import TrustedSimulation, UntrustedSimulation, simulation_anchor, simulation_collateral

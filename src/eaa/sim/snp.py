@@ -267,8 +267,8 @@ class SimSnpPlatform:
         return TrustAnchor(self.ark, f"EAA simulated SEV-SNP ARK-{self.product} ({self.directory})", simulated=True)
 
     def collateral(self) -> Any:
-        """The VCEK, ASK, ARK and CRL as :class:`eaa.verify.snp.SnpCollateral`."""
-        from ..verify.snp import SnpCollateral
+        """The VCEK, ASK, ARK and CRL as :class:`eaa.verify.snp_collateral.SnpCollateral`."""
+        from ..verify.snp_collateral import SnpCollateral
 
         return SnpCollateral((self.vcek,), (self.ask, self.ark), (self.crl,), "simulated SEV-SNP platform")
 

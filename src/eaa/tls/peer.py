@@ -118,13 +118,14 @@ class PeerVerifier:
         # options it takes (e.g. only sev_snp its product and KDS URL); an option no verifier takes is refused
         # now. A disabled peer cache disables the verifiers' own caches too: "verify every handshake in full".
         self._options = dict(verifier_options or {})
-        simulation = None
-        if trust_simulation:
-            from ..sim import TrustedSimulation
+        # The simulated platform, trusted or only recognised (its SEV-SNP reports are then refused at once).
+        from ..sim.trust import TrustedSimulation, UntrustedSimulation
 
-            simulation = TrustedSimulation(sim_dir)
-        self._options.update(trust_anchors=trust_anchors, simulation=simulation, trust_simulation=trust_simulation,
-                             collateral_source=collateral, check_crl=check_crl, sim_dir=sim_dir, strict=strict,
+        simulation = TrustedSimulation(sim_dir) if trust_simulation else None
+        untrusted = None if trust_simulation else UntrustedSimulation(sim_dir)
+        self._options.update(trust_anchors=trust_anchors, simulation=simulation, untrusted_simulation=untrusted,
+                             collateral_source=collateral,
+                             check_crl=check_crl, strict=strict,
                              **({"cache_size": 0} if cache_size <= 0 else {}))
         verifiers.check_options(self._options)
         self._at = as_utc(at) if at is not None else None

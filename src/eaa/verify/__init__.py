@@ -18,13 +18,14 @@ _EXPORTS = {
     "QuoteVerifier": "dcap",
     "verify_quote": "dcap",
     "verify_snp_report": "snp",
-    "SevSnpVerifier": "snp",
-    "SnpCollateral": "snp",
+    "SevSnpVerifier": "snp_verifier",
+    "SnpCollateral": "snp_collateral",
     "VerificationResult": "result",
     "TcbStatus": "result",
     "Measurements": "measurements",
     "SgxMeasurements": "measurements",
     "TdxMeasurements": "measurements",
+    "SnpMeasurements": "measurements",
     "Verifier": "verifier",
     "verifiers": "registry",
 }
@@ -33,6 +34,7 @@ __all__ = [
     "QuoteVerifier",
     "SevSnpVerifier",
     "SgxMeasurements",
+    "SnpMeasurements",
     "SnpCollateral",
     "TcbStatus",
     "TdxMeasurements",
@@ -46,8 +48,10 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .dcap import QuoteVerifier, verify_quote
-    from .measurements import Measurements, SgxMeasurements, TdxMeasurements
+    from .measurements import Measurements, SgxMeasurements, SnpMeasurements, TdxMeasurements
     from .registry import verifiers
     from .result import TcbStatus, VerificationResult
-    from .snp import SevSnpVerifier, SnpCollateral, verify_snp_report
+    from .snp import verify_snp_report
+    from .snp_collateral import SnpCollateral
+    from .snp_verifier import SevSnpVerifier
     from .verifier import Verifier

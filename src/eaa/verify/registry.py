@@ -25,7 +25,7 @@ from .verifier import Verifier
 
 DCAP_OPTIONS = frozenset({"trust_anchors", "simulation", "collateral_source", "check_crl", "strict", "cache_size"})
 SNP_OPTIONS = frozenset({"amd_anchors", "trust_anchors", "collateral_source", "kds", "product", "strict",
-                         "check_crl", "trust_simulation", "sim_dir"})
+                         "check_crl", "simulation", "untrusted_simulation"})
 
 verifiers: Registry[Verifier] = Registry("verifier")
 verifiers.register("nullverifier", 0, "eaa.verify.null:NullVerifier")
@@ -33,7 +33,7 @@ verifiers.register("sgx_la", 15, "eaa.verify.null:sgx_la")
 verifiers.register("csv", 20, "eaa.verify.null:csv")
 verifiers.register("sev", 35, "eaa.verify.null:sev")
 verifiers.register("tdx_ecdsa", 42, "eaa.verify.dcap_verifier:tdx_ecdsa", options=DCAP_OPTIONS)
-verifiers.register("sev_snp", 42, "eaa.verify.snp:SevSnpVerifier", options=SNP_OPTIONS)
+verifiers.register("sev_snp", 42, "eaa.verify.snp_verifier:SevSnpVerifier", options=SNP_OPTIONS)
 verifiers.register("sgx_ecdsa", 52, "eaa.verify.dcap_verifier:sgx_ecdsa", options=DCAP_OPTIONS)
 verifiers.register("sgx_ecdsa_qve", 53, "eaa.verify.dcap_verifier:sgx_ecdsa_qve", options=DCAP_OPTIONS)
 

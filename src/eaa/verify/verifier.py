@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ..errors import IdentityMismatch
 from .result import VerificationResult
@@ -35,12 +35,32 @@ class Verifier(Protocol):
         ...
 
 
+class SimulatedSnpPlatform(Protocol):
+    """The simulated SEV-SNP platform: its ARK, its one chip, and that chip's certificates and CRL."""
+
+    chip_id: bytes
+
+    def anchor(self) -> TrustAnchor: ...
+
+    def collateral(self) -> Any: ...  # eaa.verify.snp_collateral.SnpCollateral
+
+
 class SimulationTrust(Protocol):
-    """A simulated platform the caller chose to trust: its root, and the collateral it issues."""
+    """A simulated platform the caller chose to trust: its root, the collateral it issues (SGX/TDX), and its
+    SEV-SNP platform."""
 
     def anchor(self) -> TrustAnchor: ...
 
     def collateral(self, tee: str) -> Collateral: ...
+
+    def snp(self) -> SimulatedSnpPlatform: ...
+
+
+class UntrustedSimulationHint(Protocol):
+    """A simulated platform that is *not* trusted, known only so that its evidence is refused at once, saying
+    why, instead of asking AMD's KDS about a chip that does not exist."""
+
+    def snp_chip_id(self) -> bytes | None: ...
 
 
 class ReportDataMismatch(IdentityMismatch):
