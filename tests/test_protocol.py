@@ -39,14 +39,13 @@ def test_bad_requests(data: bytes) -> None:
 def test_one_nonce_rule_on_both_legs(nonce: object) -> None:
     """shelter-to-inclavared and inclavared-to-workload requests parse a nonce alike: 32 bytes of hex, no
     blanks (bytes.fromhex would skip a blank and give a shorter nonce)."""
-    from eaa.services.workload import parse_v2_request
 
     with pytest.raises(ProtocolError, match="nonce"):
         protocol.parse_request(json.dumps({"type": "GETENCLAVEINFO", "version": 2, "nonce": nonce}).encode())
     with pytest.raises(ProtocolError, match="nonce"):
-        parse_v2_request(json.dumps({"version": 2, "nonce": nonce}).encode())
+        protocol.parse_evidence_request(json.dumps({"version": 2, "nonce": nonce}).encode())
     good = bytes(range(32))
-    assert parse_v2_request(json.dumps({"version": 2, "nonce": good.hex()}).encode()) == good
+    assert protocol.parse_evidence_request(json.dumps({"version": 2, "nonce": good.hex()}).encode()) == good
 
 
 def _evidence_obj(**kw: object) -> dict[str, object]:
@@ -138,3 +137,81 @@ def test_random_evidence_objects(obj: dict[str, object]) -> None:
         protocol.WorkloadEvidence.from_obj({**_evidence_obj(), **obj})
     except ProtocolError:
         pass
+
+
+# ---- every message of both legs: what its builder writes, its parser reads back ----
+
+_nonces = st.binary(min_size=protocol.NONCE_SIZE, max_size=protocol.NONCE_SIZE)
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.none() | _nonces)
+def test_request_round_trip(nonce: bytes | None) -> None:
+    data = protocol.make_request(nonce)
+    assert protocol.request_complete(data)
+    req = protocol.parse_request(data)
+    assert (req.version, req.nonce) == ((1, None) if nonce is None else (2, nonce))
+    assert not protocol.request_complete(data[:len(data) // 2])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32), _text)
+def test_enclaveinfo_v1_round_trip(mrenclave: bytes, mrsigner: bytes, message: str) -> None:
+    obj = protocol.parse_enclaveinfo_v1(protocol.enclaveinfo_v1(mrenclave, mrsigner, message.encode()))
+    assert (obj["mrenclave"], obj["mrsigner"], obj["message"]) == (mrenclave.hex(), mrsigner.hex(), message)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_nonces, st.sampled_from(["sgx_ecdsa", "tdx_ecdsa", "sev_snp", "nullattester"]), st.binary(max_size=300),
+       st.binary(max_size=100), st.none() | st.binary(min_size=1, max_size=200), st.booleans(),
+       st.none() | _text, st.none() | st.dictionaries(st.text(max_size=10), st.integers(), max_size=3))
+def test_enclaveinfo_v2_round_trip_any_content(nonce: bytes, etype: str, evidence: bytes, claims: bytes,
+                                               cert: bytes | None, ok: bool, error: str | None,
+                                               result: dict[str, int] | None) -> None:
+    workload = protocol.WorkloadEvidence(etype, evidence, claims, None, cert, nonce)
+    verdict = protocol.Verdict(ok, None if ok else "SOME_CODE", error, result)
+    info = protocol.parse_enclaveinfo_v2(protocol.enclaveinfo_v2(nonce, workload, verdict))
+    assert info.nonce == nonce and info.workload == workload and info.verdict == verdict
+    assert protocol.parse_enclaveinfo_v2(protocol.enclaveinfo_v2(nonce, None, verdict)).workload is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_", min_size=1, max_size=30), _text)
+def test_error_round_trip(code: str, message: str) -> None:
+    data = protocol.make_error(code, message)
+    err = protocol.error_of(protocol.parse_json_line(data, "reply"))
+    assert isinstance(err, ProtocolError) and f"[{code}]" in str(err) and message[:500] in str(err)
+    assert protocol.error_of({"msgtype": "ENCLAVEINFO"}) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.none() | st.tuples(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32)),
+       st.binary(max_size=100))
+def test_identity_reply_round_trip(ids: tuple[bytes, bytes] | None, message: bytes) -> None:
+    identity = protocol.SgxIdentity(*ids) if ids else None
+    parsed = protocol.parse_identity_reply(protocol.make_identity_reply(identity, message))
+    assert parsed is not None
+    assert parsed == ((identity or protocol.SgxIdentity(bytes(32), bytes(32))), message)
+    assert protocol.parse_identity_reply(bytes(63)) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(_nonces)
+def test_evidence_request_round_trip(nonce: bytes) -> None:
+    assert protocol.parse_evidence_request(protocol.make_evidence_request(nonce)) == nonce
+    assert protocol.parse_evidence_request(b"hello from inclavared") is None
+    with pytest.raises(ProtocolError):
+        protocol.make_evidence_request(nonce[:-1])
+
+
+@settings(max_examples=100, deadline=None)
+@given(_nonces, st.sampled_from(["sgx_ecdsa", "tdx_ecdsa", "sev_snp"]), st.binary(max_size=300),
+       st.binary(max_size=100), st.booleans())
+def test_evidence_reply_round_trip(nonce: bytes, etype: str, data: bytes, claims: bytes, simulated: bool) -> None:
+    from eaa.evidence import Evidence
+
+    evidence = Evidence(etype, data, bytes(64), None, simulated=simulated)
+    relayed = protocol.WorkloadEvidence.from_workload_reply(protocol.make_evidence_reply(nonce, evidence, claims),
+                                                            b"cert")
+    assert relayed == protocol.WorkloadEvidence(etype, data, claims, None, b"cert", nonce)

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from eaa.formats.quote import parse_quote
-from eaa.services.workload import GREETING, WorkloadService, parse_v1_reply, v1_reply
+from eaa.services.protocol import make_identity_reply, parse_identity_reply
+from eaa.services.workload import GREETING, WorkloadService
 from eaa.sim import load_platform
 
 
@@ -184,9 +185,9 @@ def test_workload_v1_reply_layout(tmp_path):
     body = parse_quote(creds.evidence.data).body
     assert len(reply) == 98
     assert reply == body.mr_enclave + body.mr_signer + b"Hello and welcome to Enclave TLS!\n"
-    ident, msg = parse_v1_reply(reply)
+    ident, msg = parse_identity_reply(reply)
     assert (ident.mrenclave, msg) == (body.mr_enclave, GREETING)
-    assert v1_reply(None) == b"\0" * 64 + GREETING
+    assert make_identity_reply(None, GREETING) == b"\0" * 64 + GREETING
     assert WorkloadService(creds, reply="echo").reply(b"abc") == b"abc"
 
 

@@ -57,7 +57,8 @@ def _print_identity(session: Any, log: logging.Logger) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..services.workload import GREETING, MAX_REQUEST, parse_v1_reply
+    from ..services.protocol import parse_identity_reply
+    from ..services.workload import GREETING, MAX_REQUEST
     from ..tls import TlsClient
 
     setup_logging(args.log_level)
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if reply == GREETING:
         print(f"Server:\n{reply.decode('utf-8', 'replace')}", end="")
         return 0
-    split = parse_v1_reply(reply)
+    split = parse_identity_reply(reply)
     if split is None or split[1] != GREETING:
         raise InvalidResponse("Invalid response retrieved from enclave-tls server")
     identity, message = split

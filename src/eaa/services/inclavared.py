@@ -10,7 +10,6 @@ thread, and at most ``limits.workers`` requests are relayed at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -54,24 +53,6 @@ def program_files() -> list[str]:
     """inclavared's own program, measured by a simulated attester when no --measure is given."""
     root = Path(__file__).resolve().parent
     return [str(root / name) for name in ("inclavared.py", "address.py", "protocol.py", "server.py")]
-
-
-def request_complete(buf: bytes) -> bool:
-    """Whether ``buf`` is a whole request: a v1 request has no newline, so a complete JSON object or a
-    line ends it. A ProtocolError once it exceeds the size limit."""
-    if len(buf) > protocol.MAX_REQUEST:
-        raise ProtocolError(f"request exceeds {protocol.MAX_REQUEST} bytes")
-    if buf.endswith(b"\n"):
-        return True
-    try:
-        json.loads(buf)
-        return True
-    except (ValueError, UnicodeDecodeError):
-        return False
-
-
-def error_line(code: str, message: str) -> bytes:
-    return (json.dumps({"msgtype": "ERROR", "error_code": code, "error": message}) + "\n").encode()
 
 
 class Inclavared:
@@ -124,7 +105,7 @@ class Inclavared:
         identity = None
         try:
             with self._upstream() as up:
-                up.send(json.dumps({"nonce": nonce.hex(), "type": "GETEVIDENCE", "version": 2}).encode() + b"\n")
+                up.send(protocol.make_evidence_request(nonce))
                 line = up.recv_line(protocol.MAX_REPLY, timeout=self.config.timeout)
                 cert = up.peer_certificate
             workload = protocol.WorkloadEvidence.from_workload_reply(line, cert)
@@ -142,10 +123,10 @@ class Inclavared:
     max_request = protocol.MAX_REQUEST + 1  # one byte over the limit, so an oversized request is seen
 
     def complete(self, buf: bytes) -> bool:
-        return request_complete(buf)
+        return protocol.request_complete(buf)
 
     def timeout_reply(self) -> bytes:
-        return error_line(ProtocolError.code, "request not received in time")
+        return protocol.make_error(ProtocolError.code, "request not received in time")
 
     def handle(self, session: TlsSession, request: bytes | EaaError) -> None:
         """Answer one request (or the framing error it caused) and log its real result, once."""
@@ -171,7 +152,7 @@ class Inclavared:
             if not isinstance(e, EaaError):
                 log.error("peer=%s internal error: %s: %s", peer, type(e).__name__, e)
             try:
-                session.send(error_line(code, message))
+                session.send(protocol.make_error(code, message))
             except EaaError as send_error:
                 outcome += f"; the error line was not delivered: [{send_error.code}] {send_error}"
         finally:

@@ -1,4 +1,10 @@
-"""The messages between shelter, inclavared and the workload (DESIGN.md "Protocol").
+"""Every message between shelter, inclavared and the workload (DESIGN.md "Protocol"), built and parsed here.
+
+Two legs: shelter -> inclavared (``GETENCLAVEINFO`` requests; ``ENCLAVEINFO`` and ``ERROR`` replies) and
+inclavared -> workload (v1: a hello answered by ``MRENCLAVE || MRSIGNER || message``; v2: ``GETEVIDENCE``
+answered by one ``EVIDENCE`` line). Each message has its builder and its parser side by side, and one
+nonce rule (:data:`NONCE_SIZE`, :func:`parse_nonce`) serves both legs; tests/test_protocol.py round-trips
+every one of them.
 
 v1 is byte-compatible with Inclavare's inclavared/shelter: the request ``{"type":"GETENCLAVEINFO"}``
 and the sorted-key ENCLAVEINFO reply carrying the workload's self-reported MRENCLAVE/MRSIGNER.
@@ -25,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..collateral.bundle import Collateral
 from ..errors import EaaError, IdentityMismatch, ProtocolError
-from ..evidence import SEV_SNP
+from ..evidence import SEV_SNP, Evidence
 from ..tls.claims import NONCE, decode_claims
 from ..verify.result import VerificationResult
 from ..verify.verifier import Verifier
@@ -34,6 +40,7 @@ if TYPE_CHECKING:  # imported where used: only SEV-SNP evidence needs it
     from ..formats.snp_certs import SnpEndorsements
 
 GETENCLAVEINFO = "GETENCLAVEINFO"
+GETEVIDENCE = "GETEVIDENCE"
 V1_REQUEST = b'{"type":"GETENCLAVEINFO"}'
 V1_UPSTREAM_HELLO = b"hello from inclavared"
 V1_REPLY_ID = "123456"
@@ -104,6 +111,22 @@ def parse_snp_certificates(value: Any) -> SnpEndorsements:
         raise ProtocolError(f"snp_certificates are malformed: {e}", check=e.check) from None
 
 
+# ---- shelter -> inclavared: framing ----
+
+def request_complete(buf: bytes) -> bool:
+    """Whether ``buf`` is a whole request: a v1 request has no newline, so a complete JSON object or a
+    line ends it. A ProtocolError once it exceeds the size limit."""
+    if len(buf) > MAX_REQUEST:
+        raise ProtocolError(f"request exceeds {MAX_REQUEST} bytes")
+    if buf.endswith(b"\n"):
+        return True
+    try:
+        json.loads(buf)
+        return True
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 # ---- shelter -> inclavared ----
 
 @dataclass(frozen=True)
@@ -138,6 +161,81 @@ def enclaveinfo_v1(mrenclave: bytes, mrsigner: bytes, message: bytes) -> bytes:
     obj = {"id": V1_REPLY_ID, "message": message.decode("utf-8", "replace"), "mrenclave": mrenclave.hex(),
            "mrsigner": mrsigner.hex(), "msgtype": "ENCLAVEINFO", "version": 1}
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# ---- errors (inclavared -> shelter) ----
+
+def make_error(code: str, message: str) -> bytes:
+    return (json.dumps({"msgtype": "ERROR", "error_code": code, "error": message}) + "\n").encode()
+
+
+def error_of(obj: dict[str, Any]) -> ProtocolError | None:
+    """The error an ``ERROR`` reply reports (its code and message, shortened), or None for any other reply."""
+    if obj.get("msgtype") != "ERROR":
+        return None
+    return ProtocolError(f"inclavared: [{str(obj.get('error_code'))[:64]}] {str(obj.get('error'))[:500]}")
+
+
+# ---- inclavared -> workload, v1: a hello, answered by the workload's self-reported identity ----
+
+IDENTITY_SIZE = 64
+
+
+@dataclass(frozen=True)
+class SgxIdentity:
+    mrenclave: bytes
+    mrsigner: bytes
+
+
+def make_identity_reply(identity: SgxIdentity | None, message: bytes) -> bytes:
+    """``MRENCLAVE || MRSIGNER || message`` (zeros when there is no SGX identity)."""
+    if identity is None:
+        return b"\x00" * IDENTITY_SIZE + message
+    return identity.mrenclave + identity.mrsigner + message
+
+
+def parse_identity_reply(data: bytes) -> tuple[SgxIdentity, bytes] | None:
+    """Split a v1 identity reply; None when ``data`` is too short to hold one."""
+    if len(data) < IDENTITY_SIZE:
+        return None
+    return SgxIdentity(data[:32], data[32:64]), data[64:]
+
+
+# ---- inclavared -> workload, v2: GETEVIDENCE, answered by one EVIDENCE line ----
+
+def make_evidence_request(nonce: bytes) -> bytes:
+    if len(nonce) != NONCE_SIZE:
+        raise ProtocolError(f"nonce must be {NONCE_SIZE} bytes")
+    return json.dumps({"nonce": nonce.hex(), "type": GETEVIDENCE, "version": 2}).encode() + b"\n"
+
+
+def parse_evidence_request(data: bytes) -> bytes | None:
+    """The nonce of a v2 request, or None when ``data`` is not one (a v1 message, answered the v1 way)."""
+    text = data.strip()
+    if not text.startswith(b"{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or obj.get("version") != 2:
+        return None
+    return parse_nonce(obj.get("nonce"))
+
+
+def make_evidence_reply(nonce: bytes, evidence: Evidence, claims: bytes) -> bytes:
+    """The workload's answer: its fresh evidence, the claims whose hash it binds, and its endorsements."""
+    obj: dict[str, Any] = {
+        "version": 2,
+        "msgtype": "EVIDENCE",
+        "nonce": nonce.hex(),
+        "evidence_type": evidence.type,
+        "evidence": _b64(evidence.data),
+        "claims": _b64(claims),
+        **endorsements_obj(evidence.collateral),
+        "simulated": evidence.simulated,
+    }
+    return (json.dumps(obj, sort_keys=True) + "\n").encode()
 
 
 # ---- the workload's evidence, as relayed ----

@@ -154,8 +154,9 @@ class Shelter:
         if not line:
             raise ProtocolError("inclavared closed the connection without a reply")
         obj = protocol.parse_json_line(line, "inclavared reply")
-        if obj.get("msgtype") == "ERROR":
-            raise ProtocolError(f"inclavared: [{obj.get('error_code')}] {str(obj.get('error'))[:500]}")
+        error = protocol.error_of(obj)
+        if error is not None:
+            raise error
         reply = protocol.parse_enclaveinfo_v2(line)
         report.inclavared_verdict = {"ok": reply.verdict.ok, "error_code": reply.verdict.error_code,
                                      "error": reply.verdict.error}

@@ -7,17 +7,15 @@ host build's behaviour applies: the message is echoed (``reply="auto"``, the def
 
 v2 (a JSON line ``{"version":2,"type":"GETEVIDENCE","nonce":"<64 hex>"}``): fresh evidence whose report
 data is ``SHA256(claims)``, the claims buffer holding ``pubkey-hash`` (of this TLS key) and ``nonce``,
-answered as one JSON line (see :func:`v2_response`).
+answered as one JSON line (see :func:`v2_response`). The messages themselves are built and parsed in
+:mod:`eaa.services.protocol`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,13 @@ from ..tls.cert import spki_der
 from ..tls.claims import NONCE, encode_claims
 from ..tls.crypto import Credentials
 from ..tls.session import TlsServer, TlsSession
-from .protocol import NONCE_SIZE, endorsements_obj, parse_nonce
+from .protocol import (
+    NONCE_SIZE,
+    SgxIdentity,
+    make_evidence_reply,
+    make_identity_reply,
+    parse_evidence_request,
+)
 
 log = logging.getLogger("eaa.workload")
 
@@ -36,12 +40,6 @@ GREETING = b"Hello and welcome to Enclave TLS!\n"
 MAX_REQUEST = 256  # the sample server's receive buffer
 IDENTITY_SIZE = 64
 REPLY_MODES = ("auto", "identity", "echo")
-
-
-@dataclass(frozen=True)
-class SgxIdentity:
-    mrenclave: bytes
-    mrsigner: bytes
 
 
 def identity_from_evidence(evidence: Evidence | None) -> SgxIdentity | None:
@@ -54,52 +52,13 @@ def identity_from_evidence(evidence: Evidence | None) -> SgxIdentity | None:
     return SgxIdentity(body.mr_enclave, body.mr_signer)  # type: ignore[union-attr]
 
 
-def v1_reply(identity: SgxIdentity | None, message: bytes = GREETING) -> bytes:
-    """``MRENCLAVE || MRSIGNER || message`` (zeros when there is no SGX identity)."""
-    if identity is None:
-        return b"\x00" * IDENTITY_SIZE + message
-    return identity.mrenclave + identity.mrsigner + message
-
-
-def parse_v1_reply(data: bytes) -> tuple[SgxIdentity, bytes] | None:
-    """Split a v1 identity reply; None when ``data`` is too short to hold one."""
-    if len(data) < IDENTITY_SIZE:
-        return None
-    return SgxIdentity(data[:32], data[32:64]), data[64:]
-
-
-def parse_v2_request(data: bytes) -> bytes | None:
-    """The nonce of a v2 request, or None when ``data`` is not one (a v1 message)."""
-    text = data.strip()
-    if not text.startswith(b"{"):
-        return None
-    try:
-        obj = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(obj, dict) or obj.get("version") != 2:
-        return None
-    return parse_nonce(obj.get("nonce"))
-
-
 def v2_response(attester: Attester, credentials: Credentials | None, nonce: bytes) -> bytes:
-    """One JSON line: fresh evidence over ``SHA256(claims)`` with claims ``{pubkey-hash, nonce}``."""
+    """Fresh evidence over ``SHA256(claims)``, the claims ``{pubkey-hash of this TLS key, nonce}``."""
     if len(nonce) != NONCE_SIZE:
         raise ProtocolError(f"nonce must be {NONCE_SIZE} bytes")
     spki = spki_der(credentials.private_key) if credentials is not None else b""
     claims = encode_claims(spki, {NONCE: nonce})
-    evidence = attester.collect_evidence(hashlib.sha256(claims).digest())
-    obj: dict[str, Any] = {
-        "version": 2,
-        "msgtype": "EVIDENCE",
-        "nonce": nonce.hex(),
-        "evidence_type": evidence.type,
-        "evidence": base64.b64encode(evidence.data).decode(),
-        "claims": base64.b64encode(claims).decode(),
-        **endorsements_obj(evidence.collateral),
-        "simulated": evidence.simulated,
-    }
-    return (json.dumps(obj, sort_keys=True) + "\n").encode()
+    return make_evidence_reply(nonce, attester.collect_evidence(hashlib.sha256(claims).digest()), claims)
 
 
 def program_files() -> list[str]:
@@ -126,14 +85,14 @@ class WorkloadService:
         self.on_message = on_message
 
     def reply(self, request: bytes) -> bytes:
-        nonce = parse_v2_request(request)
+        nonce = parse_evidence_request(request)
         if nonce is not None:
             if self.attester is None:
                 raise ProtocolError("this workload cannot produce fresh evidence (no attester)")
             return v2_response(self.attester, self.credentials, nonce)
         if self.reply_mode == "echo":
             return request
-        return v1_reply(self.identity, self.greeting)
+        return make_identity_reply(self.identity, self.greeting)
 
     # ---- served by ConnectionServer (see services/server.py) ----
     max_request = MAX_REQUEST  # the sample server's one read: v1 and v2 requests both fit
