@@ -87,3 +87,23 @@ def test_daemon_log_format() -> None:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
         logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_one_shot_console_scripts_flush_and_keep_their_status() -> None:
+    """The one-shot scripts exit without the interpreter's teardown: every byte is still written, and the
+    status is the command's (success, a usage error, a verification error)."""
+    d = require_vectors() / "dcap-qvl"
+    ok = subprocess.run([str(BIN / "eaa"), "verify-quote", str(d / "sgx_quote"), "--collateral",
+                         str(d / "sgx_quote_collateral.json"), "--at", "1752919277", "--json"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["status"] == "ConfigurationAndSWHardeningNeeded"
+    usage = subprocess.run([str(BIN / "shelter"), "no-such-command"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "invalid choice" in usage.stderr
+    strict = subprocess.run([str(BIN / "eaa"), "verify-quote", str(d / "sgx_quote"), "--collateral",
+                             str(d / "sgx_quote_collateral.json"), "--at", "1", "--strict", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 7 and json.loads(strict.stdout)["error"]["check"] == "COLLATERAL_NOT_YET_VALID"
+    version = subprocess.run([str(BIN / "enclave-tls-client"), "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.returncode == 0 and eaa.__version__ in version.stdout

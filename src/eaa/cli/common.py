@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import binascii
+import gc
 import math
 import os
 import re
@@ -20,7 +21,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .. import __version__
 from ..errors import ConfigError, EaaError, FormatError
@@ -360,3 +361,29 @@ def attester_takes(name: str | None, option: str) -> bool:
     from ..attest.registry import attesters
 
     return option in attesters.get(name).options
+
+
+def one_shot(main: Callable[[], int]) -> NoReturn:
+    """What the console scripts of one-shot commands (eaa, shelter, enclave-tls-client) run: ``main``, then
+    an immediate exit with its status.
+
+    Everything such a command allocates dies with the process, so the cyclic collector's passes over the
+    objects that start-up creates (every imported module's) and the interpreter's teardown (freeing them
+    all again) are pure cost: about an eighth of an ``eaa verify-quote``. Output is flushed and logging
+    shut down first; ``main`` itself is unchanged (tests call it in-process), and daemons keep the normal
+    exit path."""
+    gc.disable()
+    try:
+        rc = main()
+    except SystemExit as e:  # argparse's usage errors and --help/--version
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)  # as Python's own exit
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    if "logging" in sys.modules:  # flush its handlers, as the normal exit would (not imported by every command)
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader that went away; a closed stream
+            pass
+    os._exit(rc)

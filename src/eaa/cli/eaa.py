@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from .common import add_version, dispatch
+from .common import add_version, dispatch, one_shot
 
 # subcommand -> module (each has add_parser(sub), which sets ``func`` to its ``run(args) -> int``)
 COMMANDS = {
@@ -43,6 +43,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     return dispatch("eaa", build_parser(argv), argv)
+
+
+def console() -> None:
+    """The ``eaa`` console script: :func:`main`, exiting at once (:func:`eaa.cli.common.one_shot`)."""
+    one_shot(main)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from ..errors import VerificationError
-from .common import SIMULATION_WARNING, parse_args, run_main
+from .common import SIMULATION_WARNING, one_shot, parse_args, run_main
 from .enclave_tls_server import add_common_arguments, config_from_args, setup_logging
 
 PROG = "enclave-tls-client"
@@ -91,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(PROG, build_parser(), argv)
     return run_main(PROG, lambda: run(args))
+
+
+def console() -> None:
+    """The ``enclave-tls-client`` console script: :func:`main`, exiting at once (:func:`eaa.cli.common.one_shot`)."""
+    one_shot(main)
 
 
 if __name__ == "__main__":

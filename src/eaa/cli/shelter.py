@@ -27,6 +27,7 @@ from .common import (
     add_version,
     bounded_int,
     dispatch,
+    one_shot,
     parse_time,
     seconds,
     snp_verifier_options,
@@ -399,6 +400,11 @@ def _sim_values(args: argparse.Namespace, paths: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger("eaa").addHandler(logging.NullHandler())
     return dispatch(PROG, build_parser(), argv)
+
+
+def console() -> None:
+    """The ``shelter`` console script: :func:`main`, exiting at once (:func:`eaa.cli.common.one_shot`)."""
+    one_shot(main)
 
 
 if __name__ == "__main__":
