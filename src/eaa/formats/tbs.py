@@ -58,6 +58,9 @@ def read_tbs(tbs: bytes) -> TbsFields | None:
 
 def _der_header(data: bytes, pos: int, end: int, context: str) -> tuple[int, int]:
     """:func:`read_header`, refusing a long-form length that DER would have written shorter."""
+    length = data[pos + 1]
+    if length < 0x80 and pos + 2 + length <= end:  # short form, most headers: no call, no further checks
+        return pos + 2, pos + 2 + length
     start, stop = read_header(data, pos, end, context)
     if data[pos + 1] & 0x80 and (stop - start < 0x80 or data[pos + 2] == 0):
         raise FormatError("DER length not in its shortest form", field=context, offset=pos + 1)
