@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -347,12 +347,17 @@ def check_windows(windows: Sequence[Window], at: datetime, not_yet_valid: list[s
 
 @dataclass(frozen=True)
 class CheckedCrl:
+    """A CRL whose issuer and signature were checked. Its revoked entries were validated when cryptography
+    loaded it (the whole revokedCertificates sequence is parsed then); a lookup scans them in Rust for
+    the serials asked about, rather than building a Python object for every entry (Intel's PCK CRLs list
+    dozens, and a verification asks about two or three serials)."""
+
     this_update: datetime
     next_update: datetime
-    revoked: frozenset[int]
+    crl: x509.CertificateRevocationList | None = field(default=None, compare=False, repr=False)  # None: empty
 
     def is_revoked(self, serial: int) -> bool:
-        return serial in self.revoked
+        return self.crl is not None and self.crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
 def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None, *,
@@ -388,8 +393,7 @@ def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None, 
     try:  # the revoked entries are parsed on first use
         if crl.next_update_utc is None:
             raise CrlError(f"{what} has no nextUpdate", check=issuer_check)
-        revoked = frozenset(r.serial_number for r in crl) if len(crl) else _NONE_REVOKED
-        return CheckedCrl(crl.last_update_utc, crl.next_update_utc, revoked)
+        return CheckedCrl(crl.last_update_utc, crl.next_update_utc, crl if len(crl) else None)
     except ValueError as e:
         raise FormatError(f"{what} is malformed ({e})", field=what) from None
 
@@ -406,5 +410,3 @@ def crl_issuer_der(der: bytes) -> bytes:
         raise FormatError("CRL has no issuer name", field="tbsCertList")
     return tbs[pos:read_header(tbs, pos, end, "issuer")[1]]
 
-
-_NONE_REVOKED: frozenset[int] = frozenset()
