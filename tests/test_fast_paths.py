@@ -17,9 +17,9 @@ from _vectors import collateral, get_vector, require_vectors
 from eaa.collateral.bundle import crl_to_der
 from eaa.errors import FormatError
 from eaa.formats.signed_json import split_signed, top_level_spans
+from eaa.pki.chain import CheckedCrl
 from eaa.tls.errors import PeerCertificateError
 from eaa.tls.peercert import _parse_time
-from eaa.verify.x509chain import CheckedCrl
 
 SIG = "ab" * 64
 
