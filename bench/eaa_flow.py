@@ -10,10 +10,21 @@ attestations (attested TLS to inclavared, fresh nonce, the workload's evidence v
 reference values compared). Each concurrency level is measured for both configurations alternately
 (their order reversed every round); the table gives each cell's median rate with its range over the
 rounds, p50/p99 over all its attestations, and the ratio of N processes to one (median of the
-rounds' ratios, and their range). The clients share the machine's cores with the daemons: on a
-machine with few cores the clients' own work limits what any number of server processes can show.
+rounds' ratios, and their range).
 
-Run: ``python bench/eaa_flow.py [--seconds S] [--rounds R] [--clients 1,16,64] [--processes N]``
+The clients share the machine's cores with the daemons, so on a machine with few cores the clients'
+own work (and anything else running) limits what any number of server processes can show as a rate.
+The benchmark therefore also reports where the CPU went, from /proc, per cell: the cores used by each
+daemon and by the clients (CPU seconds per second of measurement), and the daemons' CPU time per
+attestation (inclavared plus the workload, in ms), which does not depend on who else shares the
+cores; and it checks that the multi-process daemons do use more than one core (inclavared and the
+workload together above 1.0, and inclavared alone). ``--client-cpus 0`` (a list such as ``0,1``)
+pins the client processes to those CPUs (``os.sched_setaffinity``) and ``--daemon-cpus`` the
+daemons, to give the daemons cores of their own on a machine that has enough; on a 2-core machine
+pinning only moves the contention, so by default nothing is pinned.
+
+Run: ``python bench/eaa_flow.py [--seconds S] [--rounds R] [--clients 1,16,64] [--processes N]
+[--client-cpus LIST] [--daemon-cpus LIST]``
 (``make bench`` runs it).
 """
 
@@ -150,8 +161,15 @@ def relay_attest(addr: str) -> tuple[bool, str]:
     return True, ""
 
 
+def parse_cpus(text: str | None) -> set[int] | None:
+    return {int(x) for x in text.split(",") if x.strip()} if text else None
+
+
 def client_main(sim_dir: str, load: str, addresses: list[str]) -> int:
     """A client process: commands on stdin (JSON lines), results on stdout. Warms up against every flow."""
+    pin = parse_cpus(os.environ.get("EAA_BENCH_CLIENT_CPUS"))
+    if pin:
+        os.sched_setaffinity(0, pin)
     from eaa.policy import Policy, ReferenceValues
     from eaa.services.shelter import Shelter, ShelterOptions
     from eaa.sim import load_platform, measure_files
@@ -246,6 +264,10 @@ class Clients:
             elapsed = max(elapsed, res["elapsed"])
         return len(latencies) / elapsed, latencies, n_errors, examples
 
+    def cpu(self) -> float:
+        """CPU seconds used so far by the client processes (all their threads)."""
+        return cpu_seconds([p.pid for p in self.procs])
+
     def close(self) -> None:
         for p in self.procs:
             if p.stdin is not None:
@@ -265,21 +287,23 @@ class Flow:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     addr: str = ""
 
-    def start(self, env: dict[str, str]) -> Flow:
+    def start(self, env: dict[str, str], cpus: set[int] | None = None) -> Flow:
         py = sys.executable
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None  # noqa: E731 - inherited by children
         wport, iport = free_port(), free_port()
         n = ["--processes", str(self.processes)]
         workload = subprocess.Popen([py, "-m", "eaa.cli.enclave_tls_server", "--ip", "127.0.0.1", "--port",
                                      str(wport), "--mutual", "--attester", "sim_sgx_ecdsa", "--trust-sim",
                                      "--log-level", "error", *n, *sum((["--measure", p] for p in PROGRAM), [])],
-                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin)
         self.procs.append(workload)
         wait_port(wport, workload)
         inclavared = subprocess.Popen([py, "-m", "eaa.cli.inclavared", "--listen", f"127.0.0.1:{iport}", "--xfer",
                                        f"127.0.0.1:{wport}", "--attester", "sim_sgx_ecdsa", "--verifier",
                                        "sgx_ecdsa_qve", "--mutual", "--trust-sim", "--log-level", "error",
                                        "--max-connections", "256", *n],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      preexec_fn=pin)
         self.procs.append(inclavared)
         wait_port(iport, inclavared)
         self.addr = f"tcp://127.0.0.1:{iport}"
@@ -310,6 +334,11 @@ class Cell:
     examples: list[str] = field(default_factory=list)
     workload_cores: list[float] = field(default_factory=list)  # CPU seconds per second of the cell
     inclavared_cores: list[float] = field(default_factory=list)
+    client_cores: list[float] = field(default_factory=list)
+    daemon_ms: list[float] = field(default_factory=list)  # daemons' CPU ms per attestation (both daemons)
+
+    def daemon_cores(self) -> list[float]:
+        return [a + b for a, b in zip(self.inclavared_cores, self.workload_cores, strict=True)]
 
 
 def fmt_range(values: list[float], spec: str = ".1f") -> str:
@@ -337,12 +366,15 @@ def measure(load: str, flows: list[Flow], configs: list[int], levels: list[int],
                     order.reverse()
                 rates = {}
                 for p, flow in order:
-                    cpu0, t0 = flow.cpu(), time.monotonic()
+                    cpu0, ccpu0, t0 = flow.cpu(), clients.cpu(), time.monotonic()
                     rate, lat, nerr, examples = clients.run(flow.addr, n, args.seconds)
-                    cpu1, wall = flow.cpu(), time.monotonic() - t0
+                    cpu1, ccpu1, wall = flow.cpu(), clients.cpu(), time.monotonic() - t0
                     cell = cells[(n, p)]
                     cell.workload_cores.append((cpu1[0] - cpu0[0]) / wall)
                     cell.inclavared_cores.append((cpu1[1] - cpu0[1]) / wall)
+                    cell.client_cores.append((ccpu1 - ccpu0) / wall)
+                    if lat:
+                        cell.daemon_ms.append(1000 * (cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1]) / len(lat))
                     cell.rates.append(rate)
                     cell.latencies += lat
                     cell.errors += nerr
@@ -359,15 +391,19 @@ def print_table(load: str, cells: dict[tuple[int, int], Cell], ratios: dict[int,
     """The table and whether N processes beat one at 16 and more shelters."""
     print(f"\n{LOADS[load]}")
     print(f"{'shelters':>8} {'procs':>5} {'attest/s median [range]':>24} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
-          f" {'ratio to 1 process':>19} {'cores used: inclavared':>22} {'workload':>8}")
+          f" {'ratio to 1 process':>19} {'cores used: inclavared':>22} {'workload':>8} {'daemons':>7}"
+          f" {'clients':>7} {'daemon CPU ms/attest':>20}")
     for n in levels:
         for p in configs:
             c = cells[(n, p)]
             ratio = fmt_range(ratios[n], ".2f") if p != configs[0] else "1"
             p50 = statistics.median(c.latencies) if c.latencies else float("nan")
+            ms = fmt_range(c.daemon_ms) if c.daemon_ms else "-"
             print(f"{n:8d} {p:5d} {fmt_range(c.rates):>24} {p50:7.1f} {percentile(c.latencies, 0.99):7.1f} "
                   f"{c.errors:6d} {ratio:>19} {statistics.median(c.inclavared_cores):22.2f} "
-                  f"{statistics.median(c.workload_cores):8.2f}" + (f"  e.g. {c.examples[0]}" if c.examples else ""))
+                  f"{statistics.median(c.workload_cores):8.2f} {statistics.median(c.daemon_cores()):7.2f} "
+                  f"{statistics.median(c.client_cores):7.2f} {ms:>20}"
+                  + (f"  e.g. {c.examples[0]}" if c.examples else ""))
     loaded = [n for n in levels if n >= 16]
     met = bool(loaded) and all(statistics.median(ratios[n]) > 1.0 for n in loaded)
     print(f"target: {configs[1]} processes attest faster than 1 (median ratio > 1 at "
@@ -375,6 +411,16 @@ def print_table(load: str, cells: dict[tuple[int, int], Cell], ratios: dict[int,
     above = [n for n in loaded if statistics.median(cells[(n, configs[1])].inclavared_cores) > 1.0]
     print(f"inclavared with {configs[1]} processes used more than one core at "
           f"{', '.join(map(str, above)) or 'none'} of {', '.join(map(str, loaded)) or '-'} shelters")
+    both = {n: max(cells[(n, configs[1])].daemon_cores()) for n in loaded}
+    print(f"the daemons with {configs[1]} processes used more than one core together (peak over the rounds): "
+          + (", ".join(f"{both[n]:.2f} at {n}" for n in loaded) or "-")
+          + f": {'yes' if any(v > 1.0 for v in both.values()) else 'no'}")
+    for n in loaded:
+        one, many = cells[(n, configs[0])], cells[(n, configs[1])]
+        if one.daemon_ms and many.daemon_ms:
+            print(f"{n} shelters: daemon CPU per attestation {statistics.median(one.daemon_ms):.1f} ms with 1 process, "
+                  f"{statistics.median(many.daemon_ms):.1f} ms with {configs[1]}; the clients used "
+                  f"{statistics.median(many.client_cores):.2f} cores of {cpus()}")
     top = max(levels)
     print(f"target: no errors at {top} shelters: "
           f"{'met' if all(cells[(top, p)].errors == 0 for p in configs) else 'NOT met'}")
@@ -391,6 +437,8 @@ def main() -> int:
     ap.add_argument("--processes", type=int, default=cpus(), help="processes of the multi-process flow "
                     "(default: the CPUs available)")
     ap.add_argument("--client-processes", type=int, default=cpus(), help="client processes (default: CPUs)")
+    ap.add_argument("--client-cpus", help="pin the client processes to these CPUs (e.g. 0 or 0,1)")
+    ap.add_argument("--daemon-cpus", help="pin the daemons (every process of both flows) to these CPUs")
     ap.add_argument("--load", default="shelter,relay", help="client kinds, tables in this order: shelter "
                     "(full verification by the client) and/or relay (default shelter,relay)")
     args = ap.parse_args()
@@ -404,6 +452,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="eaa-bench-"))
     env = dict(os.environ, EAA_SIM_DIR=str(work / "sim"))
     env.pop("EAA_DEBUG", None)
+    if args.client_cpus:
+        env["EAA_BENCH_CLIENT_CPUS"] = args.client_cpus
     init_platform(work / "sim")
     configs = [1, args.processes]
     flows: list[Flow] = []
@@ -411,7 +461,7 @@ def main() -> int:
     load_before = os.getloadavg()
     try:
         for p in configs:
-            flows.append(Flow(p).start(env))
+            flows.append(Flow(p).start(env, parse_cpus(args.daemon_cpus)))
         split0 = flows[1].child_cpu()
         for load in loads:
             results.append((load, *measure(load, flows, configs, levels, args, str(work / "sim"), env)))
@@ -443,9 +493,12 @@ def main() -> int:
     print(f"\nCPU time of each of the {configs[1]} processes, share of its daemon's: {'; '.join(shares)}")
     print(f"inclavared peak RSS (largest process): {rss[0]:.1f} MiB with 1 process, {rss[1]:.1f} MiB with "
           f"{configs[1]}; target < 100 MiB per process: {'met' if max(rss) < 100 else 'NOT met'}")
-    if n_cpu <= 2:
+    if args.client_cpus or args.daemon_cpus:
+        print(f"pinned: clients to CPUs {args.client_cpus or 'any'}, daemons to CPUs {args.daemon_cpus or 'any'}")
+    elif n_cpu <= 2:
         print(f"note: the clients share these {n_cpu} cores with both flows' daemons (and any other load on the "
-              f"machine), so no configuration has a core to itself")
+              f"machine), so no configuration has a core to itself: compare the daemons' CPU ms per attestation "
+              f"and the cores they used, not only the rates")
     return 0
 
 

@@ -34,6 +34,9 @@ def crl_to_der(data: bytes | str | None, field: str) -> bytes | None:
         return data
     text = data.strip()
     if text.startswith(b"-----BEGIN"):
+        der = _pem_crl_der(text)
+        if der is not None:
+            return der
         from cryptography import x509
 
         try:
@@ -47,6 +50,31 @@ def crl_to_der(data: bytes | str | None, field: str) -> bytes | None:
     if der[:1] != b"\x30":
         raise FormatError("CRL is not DER", field=field)
     return der
+
+
+_CRL_BEGIN, _CRL_END = b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----"
+
+
+def _pem_crl_der(text: bytes) -> bytes | None:
+    """The DER of one bare ``X509 CRL`` PEM block, base64-decoded rather than parsed and re-encoded by
+    cryptography: the verifier parses every CRL once, from this DER, and a peer sends its CRLs as PEM
+    on every handshake. Anything else (other labels, several blocks, bad base64, DER that is not one
+    SEQUENCE) gives None and takes cryptography's PEM reader and its error."""
+    if not (text.startswith(_CRL_BEGIN) and text.endswith(_CRL_END)):
+        return None
+    try:
+        der = binascii.a2b_base64(b"".join(text[len(_CRL_BEGIN):-len(_CRL_END)].split()), strict_mode=True)
+    except binascii.Error:
+        return None
+    if len(der) < 2 or der[0] != 0x30:
+        return None
+    size, head = der[1], 2
+    if size & 0x80:
+        head += size & 0x7F
+        if not 3 <= head <= 6 or len(der) < head:
+            return None
+        size = int.from_bytes(der[2:head], "big")
+    return der if head + size == len(der) else None
 
 
 def _der_encoding() -> Any:

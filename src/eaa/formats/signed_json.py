@@ -110,9 +110,38 @@ def top_level_spans(text: str, what: str) -> dict[str, tuple[int, int]]:
         raise FormatError(f"{what} is not valid JSON: expected ',' or '}}'", field=what, offset=i)
 
 
+_SIGNATURE_MEMBER = ',"signature":"'
+
+
+def _split_compact(text: str, body_key: str) -> tuple[str, str] | None:
+    """(inner object text, signature hex) of a response written exactly as Intel's PCS and rats-tls write
+    it, ``{"<key>":{...},"signature":"<hex>"}``, or None for any other layout.
+
+    The inner object must be one complete JSON value (orjson checks that in C, where the strict reader
+    would decode it a second time in Python only to find where it ends) and the signature plain hex, so
+    the text is an object with exactly these two members: what :func:`top_level_spans` would find."""
+    prefix = '{"' + body_key + '":'
+    if not (text.startswith(prefix) and text.endswith('"}')):
+        return None
+    cut = text.rfind(_SIGNATURE_MEMBER)
+    if cut <= len(prefix):
+        return None
+    body, sig = text[len(prefix):cut], text[cut + len(_SIGNATURE_MEMBER):-2]
+    if not (body[:1] == "{" and sig.isascii() and sig.isalnum()):
+        return None
+    try:
+        orjson.loads(body)
+    except (orjson.JSONDecodeError, RecursionError):
+        return None
+    return body, sig
+
+
 def split_signed(text: str | bytes, body_key: str) -> tuple[str, bytes]:
     """Return (exact inner object text, signature bytes) of a PCS response."""
     text = utf8_text(text, f"{body_key} response", body_key)
+    compact = _split_compact(text, body_key)
+    if compact is not None:
+        return compact[0], parse_signature_hex(compact[1])
     spans = top_level_spans(text, body_key)
     if body_key not in spans or "signature" not in spans:
         raise FormatError(f"response lacks {body_key!r} or 'signature'", field=body_key)

@@ -9,7 +9,7 @@ validated) by ``cryptography``; callers fall back to its objects whenever this r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import FormatError
 from .der import TAG_BOOLEAN, TAG_INTEGER, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, encode_oid, read_header
@@ -24,6 +24,7 @@ class TbsFields:
     issuer: bytes  # DER of the issuer Name
     subject: bytes  # DER of the subject Name
     extensions: dict[bytes, tuple[bool, bytes]]  # raw OID -> (critical, extnValue contents)
+    signature: bytes = field(default=b"", compare=False)  # DER of the signed signature AlgorithmIdentifier
 
     def basic_constraints(self) -> tuple[bool, int | None] | None:
         """(cA, pathLenConstraint): (False, None) when the extension is absent; None when its value is
@@ -58,6 +59,9 @@ def read_tbs(tbs: bytes) -> TbsFields | None:
 
 def _der_header(data: bytes, pos: int, end: int, context: str) -> tuple[int, int]:
     """:func:`read_header`, refusing a long-form length that DER would have written shorter."""
+    length = data[pos + 1]
+    if length < 0x80 and pos + 2 + length <= end:  # short form, most headers: no call, no further checks
+        return pos + 2, pos + 2 + length
     start, stop = read_header(data, pos, end, context)
     if data[pos + 1] & 0x80 and (stop - start < 0x80 or data[pos + 2] == 0):
         raise FormatError("DER length not in its shortest form", field=context, offset=pos + 1)
@@ -73,8 +77,9 @@ def _read(tbs: bytes) -> TbsFields | None:
     if tbs[pos] == _TAG_VERSION:
         pos = _der_header(tbs, pos, end, "version")[1]
     # serialNumber, signature; then issuer, validity and subject.
-    for _ in range(2):
-        pos = _der_header(tbs, pos, end, "tbsCertificate")[1]
+    alg_start = _der_header(tbs, pos, end, "serialNumber")[1]
+    pos = _der_header(tbs, alg_start, end, "signature")[1]
+    signature = tbs[alg_start:pos]
     if tbs[pos] != TAG_SEQUENCE:
         return None
     issuer_end = _der_header(tbs, pos, end, "issuer")[1]
@@ -120,7 +125,7 @@ def _read(tbs: bytes) -> TbsFields | None:
                 return None  # a duplicate extension: let cryptography reject it
             extensions[oid] = (critical, tbs[v_start:v_end])
             p = ext_end
-    return TbsFields(issuer, subject, extensions)
+    return TbsFields(issuer, subject, extensions, signature)
 
 
 def signature_algorithms(der: bytes) -> tuple[bytes, bytes]:

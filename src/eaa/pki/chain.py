@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -42,6 +42,14 @@ _ECDSA_BY_OID = {
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
 }
+# The same by the AlgorithmIdentifier's exact DER (no parameters, as RFC 5758 requires), which a link
+# check has already sliced from the certificate; anything else is looked up by cryptography's OID.
+_ECDSA_BY_DER = {
+    b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03" + bytes([n]): alg
+    for n, alg in ((2, _ECDSA_SHA256), (3, _ECDSA_BY_OID[x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384]),
+                   (4, _ECDSA_BY_OID[x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512]))
+}
+
 
 class ChainMemo:
     """One verification's scratch space.
@@ -108,6 +116,16 @@ class ChainMemo:
             self.tbs_fields[key] = read_tbs(self.signed_bytes(cert)) if key in self.der else None
         return self.tbs_fields[key]
 
+    def signature_algorithms(self, cert: x509.Certificate) -> tuple[bytes, bytes]:
+        """(outer signatureAlgorithm, signed signature field) as DER: the outer one sliced from the DER this
+        memo holds right after the TBS it already found, the inner one from its TBS fields; else read anew."""
+        der = self.der.get(id(cert))
+        fields = self.fields(cert) if der is not None else None
+        if der is None or fields is None or not fields.signature:
+            return signature_algorithms(der if der is not None else cert.public_bytes(Encoding.DER))
+        outer_start = (2 + (der[1] & 0x7F if der[1] & 0x80 else 0)) + len(self.signed_bytes(cert))
+        return der[outer_start:read_header(der, outer_start, len(der), "signatureAlgorithm")[1]], fields.signature
+
     def window(self, cert: x509.Certificate) -> Window:
         w = self.windows.get(id(cert))
         if w is None:
@@ -153,6 +171,11 @@ def check_signature_algorithm(cert: x509.Certificate, what: str, der: bytes | No
     (cryptography checks this for CRLs when loading them, not for certificates). ``der``: the
     certificate's bytes when the caller already has them. The name is only built for the message."""
     outer, inner = signature_algorithms(der if der is not None else cert.public_bytes(Encoding.DER))
+    _same_signature_algorithms(cert, what, outer, inner, check)
+
+
+def _same_signature_algorithms(cert: x509.Certificate, what: str, outer: bytes, inner: bytes,
+                               check: str | None) -> None:
     if outer != inner:
         raise CertificateChainError(f"{what}: the signature algorithm of {describe(cert)} differs from the one "
                                     "inside its signed part", check=check)
@@ -294,10 +317,11 @@ def check_chain_signatures(
         # The link is the issuer's key verifying this certificate's signature; names are compared by
         # the role checks (eaa.pki.roles), on the DER they already hold.
         issuer_key = anchor.public_key if last else memo.public_key(issuer)
-        alg = _ECDSA_BY_OID.get(cert.signature_algorithm_oid)
+        outer, inner = memo.signature_algorithms(cert)
+        alg = _ECDSA_BY_DER.get(outer) or _ECDSA_BY_OID.get(cert.signature_algorithm_oid)
         if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or alg is None:
             raise CertificateChainError(f"{what}: {describe(issuer)} does not hold an ECDSA key", check=check)
-        check_signature_algorithm(cert, what, memo.der.get(id(cert)), check=check)
+        _same_signature_algorithms(cert, what, outer, inner, check)
         try:
             issuer_key.verify(cert.signature, memo.signed_bytes(cert), alg)
         except _CryptoInvalidSignature:
@@ -323,12 +347,17 @@ def check_windows(windows: Sequence[Window], at: datetime, not_yet_valid: list[s
 
 @dataclass(frozen=True)
 class CheckedCrl:
+    """A CRL whose issuer and signature were checked. Its revoked entries were validated when cryptography
+    loaded it (the whole revokedCertificates sequence is parsed then); a lookup scans them in Rust for
+    the serials asked about, rather than building a Python object for every entry (Intel's PCK CRLs list
+    dozens, and a verification asks about two or three serials)."""
+
     this_update: datetime
     next_update: datetime
-    revoked: frozenset[int]
+    crl: x509.CertificateRevocationList | None = field(default=None, compare=False, repr=False)  # None: empty
 
     def is_revoked(self, serial: int) -> bool:
-        return serial in self.revoked
+        return self.crl is not None and self.crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
 def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None, *,
@@ -364,8 +393,7 @@ def check_crl(der: bytes, issuer: x509.Certificate, what: str, key: Any = None, 
     try:  # the revoked entries are parsed on first use
         if crl.next_update_utc is None:
             raise CrlError(f"{what} has no nextUpdate", check=issuer_check)
-        revoked = frozenset(r.serial_number for r in crl) if len(crl) else _NONE_REVOKED
-        return CheckedCrl(crl.last_update_utc, crl.next_update_utc, revoked)
+        return CheckedCrl(crl.last_update_utc, crl.next_update_utc, crl if len(crl) else None)
     except ValueError as e:
         raise FormatError(f"{what} is malformed ({e})", field=what) from None
 
@@ -382,5 +410,3 @@ def crl_issuer_der(der: bytes) -> bytes:
         raise FormatError("CRL has no issuer name", field="tbsCertList")
     return tbs[pos:read_header(tbs, pos, end, "issuer")[1]]
 
-
-_NONE_REVOKED: frozenset[int] = frozenset()

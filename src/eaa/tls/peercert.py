@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from ..errors import FormatError
-from ..formats.der import decode_int, decode_oid, read_tlv
+from ..formats.der import decode_int, decode_oid, encode_oid, read_header
 from .errors import CertificateExpired, CertificateNotYetValid, PeerCertificateError
 
 TAG_BOOLEAN = 0x01
@@ -44,6 +44,9 @@ _SIG_ALGS = {
     "1.3.101.113": ("ed448", None),
 }
 
+# ECDSA with each hash, built once: the objects are immutable and every DICE certificate is ECDSA-signed.
+_ECDSA = {oid: ec.ECDSA(h()) for oid, (kind, h) in _SIG_ALGS.items() if kind == "ecdsa" and h is not None}
+
 # Extensions whose meaning we know; any *other* extension marked critical makes the certificate unusable.
 KNOWN_EXTENSIONS = {
     "2.5.29.14": "subjectKeyIdentifier",
@@ -53,6 +56,18 @@ KNOWN_EXTENSIONS = {
     "2.5.29.35": "authorityKeyIdentifier",
     "2.5.29.37": "extKeyUsage",
 }
+
+# The OIDs a peer certificate usually holds (signature algorithms, the extensions above, the DICE and
+# legacy evidence arcs), by their DER content bytes: a fixed table, so the common ones are looked up
+# rather than decoded arc by arc; any other OID is decoded.
+_OID_NAMES = {encode_oid(o): o for o in (
+    *_SIG_ALGS, *KNOWN_EXTENSIONS, "2.23.133.5.4.9", "2.23.133.5.4.2",
+    *(f"1.2.840.113741.1337.{n}" for n in (6, 8, 14, 20, 22, 24)),
+)}
+
+
+def _oid(raw: bytes, what: str) -> str:
+    return _OID_NAMES.get(raw) or decode_oid(raw, what)
 
 
 @dataclass(frozen=True)
@@ -107,7 +122,7 @@ class PeerCertificate:
         key = self.public_key()
         try:
             if kind == "ecdsa" and hash_cls is not None and isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(self.signature, self.tbs, ec.ECDSA(hash_cls()))
+                key.verify(self.signature, self.tbs, _ECDSA[self.signature_oid])
             elif kind == "rsa" and hash_cls is not None and isinstance(key, rsa.RSAPublicKey):
                 key.verify(self.signature, self.tbs, padding.PKCS1v15(), hash_cls())
             elif kind == "ed25519" and isinstance(key, ed25519.Ed25519PublicKey):
@@ -135,32 +150,35 @@ class PeerCertificate:
                 raise PeerCertificateError(f"peer certificate has an unknown critical extension {e.oid}")
 
 
-def _expect(data: bytes, pos: int, tag: int, what: str) -> tuple[bytes, int]:
-    t, value, nxt = read_tlv(data, pos, what)
-    if t != tag:
-        raise PeerCertificateError(f"certificate {what}: expected DER tag {tag:#04x}, found {t:#04x}")
-    return value, nxt
+def _expect(data: bytes, pos: int, end: int, tag: int, what: str) -> tuple[int, int]:
+    """(value start, value end) of the element at ``pos``, which must have ``tag`` and lie within ``end``."""
+    if pos < end and data[pos] != tag:
+        raise PeerCertificateError(f"certificate {what}: expected DER tag {tag:#04x}, found {data[pos]:#04x}")
+    return read_header(data, pos, end, what)
 
 
 def _parse_time(tag: int, value: bytes) -> datetime:
+    """UTCTime ``YYMMDDHHMMSSZ`` or GeneralizedTime ``YYYYMMDDHHMMSSZ``, digits only, as RFC 5280 requires.
+
+    Read by slicing rather than ``strptime``: this runs twice per peer certificate, and strptime's
+    pattern machinery costs more than the rest of the certificate walk."""
     text = value.decode("ascii", "replace")
     try:
         if tag == TAG_UTC_TIME:
-            if len(text) != 13 or not text.endswith("Z"):
+            if len(text) != 13 or not text.endswith("Z") or not text[:12].isdigit():
                 raise ValueError(text)
-            dt = datetime.strptime(text, "%y%m%d%H%M%SZ")
-            # RFC 5280: YY >= 50 means 19YY
-            if dt.year >= 2050:
-                dt = dt.replace(year=dt.year - 100)
+            yy = int(text[0:2])
+            year, rest = (2000 + yy if yy < 50 else 1900 + yy), text[2:12]  # RFC 5280: YY >= 50 means 19YY
         elif tag == TAG_GENERALIZED_TIME:
-            if len(text) != 15 or not text.endswith("Z"):
+            if len(text) != 15 or not text.endswith("Z") or not text[:14].isdigit():
                 raise ValueError(text)
-            dt = datetime.strptime(text, "%Y%m%d%H%M%SZ")
+            year, rest = int(text[0:4]), text[4:14]
         else:
             raise ValueError(f"tag {tag:#x}")
+        return datetime(year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]), int(rest[8:10]),
+                        tzinfo=timezone.utc)
     except ValueError:
         raise PeerCertificateError(f"certificate validity time {text!r} is malformed") from None
-    return dt.replace(tzinfo=timezone.utc)
 
 
 def parse_certificate(der: bytes) -> PeerCertificate:
@@ -175,85 +193,94 @@ def parse_certificate(der: bytes) -> PeerCertificate:
 
 
 def _parse(der: bytes) -> PeerCertificate:
-    cert, end = _expect(der, 0, TAG_SEQUENCE, "Certificate")
-    if end != len(der):
+    # Positions into ``der`` throughout: the certificate is read in place, and only the fields kept are
+    # sliced (a DICE certificate with endorsements is some 15 kB, most of it in two extensions).
+    c_start, c_end = _expect(der, 0, len(der), TAG_SEQUENCE, "Certificate")
+    if c_end != len(der):
         raise PeerCertificateError("trailing bytes after the certificate")
     # TBSCertificate, kept as its full TLV because that is what is signed
-    t, tbs_value, pos = read_tlv(cert, 0, "tbsCertificate")
-    if t != TAG_SEQUENCE:
+    if c_start < c_end and der[c_start] != TAG_SEQUENCE:
         raise PeerCertificateError("certificate tbsCertificate is not a SEQUENCE")
-    tbs = cert[:pos]
-    sigalg, pos = _expect(cert, pos, TAG_SEQUENCE, "signatureAlgorithm")
-    sig_bits, pos = _expect(cert, pos, TAG_BIT_STRING, "signatureValue")
-    if pos != len(cert):
+    t_start, t_end = read_header(der, c_start, c_end, "tbsCertificate")
+    tbs = der[c_start:t_end]
+    a_start, a_end = _expect(der, t_end, c_end, TAG_SEQUENCE, "signatureAlgorithm")
+    s_start, pos = _expect(der, a_end, c_end, TAG_BIT_STRING, "signatureValue")
+    if pos != c_end:
         raise PeerCertificateError("unexpected fields after the certificate signature")
-    if not sig_bits or sig_bits[0] != 0:
+    if s_start == pos or der[s_start] != 0:
         raise PeerCertificateError("certificate signature BIT STRING has unused bits")
-    sig_oid_value, _ = _expect(sigalg, 0, TAG_OID, "signatureAlgorithm")
-    signature_oid = decode_oid(sig_oid_value, "signatureAlgorithm")
+    signature = der[s_start + 1:pos]
+    o_start, o_end = _expect(der, a_start, a_end, TAG_OID, "signatureAlgorithm")
+    signature_oid = _oid(der[o_start:o_end], "signatureAlgorithm")
 
-    p = 0
+    p = t_start
     version = 0
-    t, value, nxt = read_tlv(tbs_value, p, "version")
-    if t == TAG_CTX0:
-        v, rest = _expect(value, 0, TAG_INTEGER, "version")
-        if rest != len(value):
+    if p < t_end and der[p] == TAG_CTX0:
+        v_start, v_end = read_header(der, p, t_end, "version")
+        i_start, i_end = _expect(der, v_start, v_end, TAG_INTEGER, "version")
+        if i_end != v_end:
             raise PeerCertificateError("certificate version has trailing bytes")
-        version = decode_int(v, "version")
+        version = decode_int(der[i_start:i_end], "version")
         if version not in (0, 1, 2, 3):
             raise PeerCertificateError(f"certificate version INTEGER {version} is not supported")
-        p = nxt
-    serial_v, p = _expect(tbs_value, p, TAG_INTEGER, "serialNumber")
-    inner_sigalg, p = _expect(tbs_value, p, TAG_SEQUENCE, "signature")
-    inner_oid, _ = _expect(inner_sigalg, 0, TAG_OID, "signature")
-    if decode_oid(inner_oid, "signature") != signature_oid:
+        p = v_end
+    serial_start, p = _expect(der, p, t_end, TAG_INTEGER, "serialNumber")
+    serial_v = der[serial_start:p]
+    inner_start, p = _expect(der, p, t_end, TAG_SEQUENCE, "signature")
+    io_start, io_end = _expect(der, inner_start, p, TAG_OID, "signature")
+    if _oid(der[io_start:io_end], "signature") != signature_oid:
         raise PeerCertificateError("certificate signature algorithms disagree (TBS vs outer)")
     start = p
-    _, p = _expect(tbs_value, p, TAG_SEQUENCE, "issuer")
-    issuer = tbs_value[start:p]
-    validity, p = _expect(tbs_value, p, TAG_SEQUENCE, "validity")
-    t1, nb, vp = read_tlv(validity, 0, "notBefore")
-    t2, na, vp = read_tlv(validity, vp, "notAfter")
-    if vp != len(validity):
+    _, p = _expect(der, p, t_end, TAG_SEQUENCE, "issuer")
+    issuer = der[start:p]
+    val_start, p = _expect(der, p, t_end, TAG_SEQUENCE, "validity")
+    t1 = der[val_start] if val_start < p else 0
+    nb_start, nb_end = read_header(der, val_start, p, "notBefore")
+    t2 = der[nb_end] if nb_end < p else 0
+    na_start, vp = read_header(der, nb_end, p, "notAfter")
+    if vp != p:
         raise PeerCertificateError("certificate validity has trailing bytes")
+    not_before, not_after = _parse_time(t1, der[nb_start:nb_end]), _parse_time(t2, der[na_start:vp])
     start = p
-    _, p = _expect(tbs_value, p, TAG_SEQUENCE, "subject")
-    subject = tbs_value[start:p]
+    _, p = _expect(der, p, t_end, TAG_SEQUENCE, "subject")
+    subject = der[start:p]
     start = p
-    _, p = _expect(tbs_value, p, TAG_SEQUENCE, "subjectPublicKeyInfo")
-    spki = tbs_value[start:p]
+    _, p = _expect(der, p, t_end, TAG_SEQUENCE, "subjectPublicKeyInfo")
+    spki = der[start:p]
 
     extensions: list[Extension] = []
     seen: set[str] = set()
-    while p < len(tbs_value):
-        t, value, p = read_tlv(tbs_value, p, "tbsCertificate")
+    while p < t_end:
+        t = der[p]
+        x_start, p = read_header(der, p, t_end, "tbsCertificate")
         if t in (0x81, 0x82, 0xA1, 0xA2):  # issuer/subject unique IDs
             continue
         if t != TAG_CTX3:
             raise PeerCertificateError(f"unexpected field {t:#04x} in tbsCertificate")
-        exts, rest = _expect(value, 0, TAG_SEQUENCE, "extensions")
-        if rest != len(value):
+        q, rest = _expect(der, x_start, p, TAG_SEQUENCE, "extensions")
+        if rest != p:
             raise PeerCertificateError("certificate extensions have trailing bytes")
-        q = 0
-        while q < len(exts):
-            ext, q = _expect(exts, q, TAG_SEQUENCE, "extension")
-            oid_v, r = _expect(ext, 0, TAG_OID, "extnID")
-            oid = decode_oid(oid_v, "extnID")
+        while q < rest:
+            e_start, q = _expect(der, q, rest, TAG_SEQUENCE, "extension")
+            oid_start, r = _expect(der, e_start, q, TAG_OID, "extnID")
+            oid = _oid(der[oid_start:r], "extnID")
             critical = False
-            t, v, r2 = read_tlv(ext, r, "extension")
-            if t == TAG_BOOLEAN:
-                if len(v) != 1:
+            if r < q and der[r] == TAG_BOOLEAN:
+                b_start, b_end = read_header(der, r, q, "extension")
+                if b_end - b_start != 1:
                     raise PeerCertificateError("extension critical flag is not a BOOLEAN")
-                critical = v != b"\x00"
-                r = r2
-            octets, r = _expect(ext, r, TAG_OCTET_STRING, "extnValue")
-            if r != len(ext):
+                critical = der[b_start] != 0
+                r = b_end
+            elif r >= q:
+                read_header(der, r, q, "extension")  # raises: the extension ends after its OID
+            v_start, r = _expect(der, r, q, TAG_OCTET_STRING, "extnValue")
+            if r != q:
                 raise PeerCertificateError(f"extension {oid} has trailing fields")
             if oid in seen:
                 raise PeerCertificateError(f"certificate repeats extension {oid}")
             seen.add(oid)
-            extensions.append(Extension(oid, critical, octets))
+            extensions.append(Extension(oid, critical, der[v_start:r]))
     return PeerCertificate(
         der=der, tbs=tbs, version=version, serial=decode_int(serial_v, "serialNumber"),
-        signature_oid=signature_oid, signature=sig_bits[1:], issuer=issuer, subject=subject,
-        not_before=_parse_time(t1, nb), not_after=_parse_time(t2, na), spki=spki, extensions=tuple(extensions))
+        signature_oid=signature_oid, signature=signature, issuer=issuer, subject=subject,
+        not_before=not_before, not_after=not_after, spki=spki, extensions=tuple(extensions))

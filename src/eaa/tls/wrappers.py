@@ -230,7 +230,7 @@ class OpenSslEndpoint:
         ctx.set_min_proto_version(min_version)
         if max_version is not None:
             ctx.set_max_proto_version(max_version)
-        ctx.set_options(SSL.OP_NO_COMPRESSION)
+        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_TICKET)
         ctx.set_cipher_list(TLS12_AEAD_CIPHERS)  # TLS 1.3 suites are all AEAD already
         ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # an idle connection keeps no record buffers
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
