@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -108,37 +110,45 @@ def test_seed_shaped_v3_qcnl_gets_collateral_imported_as_v4(plat: SimPlatform, t
     assert result.status == plat.expected_status
 
 
-def test_pccsadmin_get_put_refresh_request_shapes(tmp_path: Path) -> None:
-    """The three PccsAdminTool commands that talk to a PCCS, with its exact methods, headers and params."""
-    case = vector_case("intel-qvl-sample/sgx_v3_synthetic_test_root")
-    doc = document(case)
+@contextlib.contextmanager
+def _lazy_pccs(tmp_path: Path, case: Any) -> Iterator[tuple[Any, Any]]:
+    """A LAZY eaa-pccs (admin token "adm1n") in front of a fake Intel PCS serving ``case`` on v3 and v4:
+    (the running server, its service)."""
     with fake_upstream(intel_routes(case, versions=(3, 4))) as up:
         svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.LAZY, upstream_url=up.url,
                            anchors=case.anchors, clock=lambda: float(case.verify_at))
         with running(svc, admin_token="adm1n") as srv:
-            base = f"{srv.url}/sgx/certification/v{case.api}"
-            # pccsadmin put: requests.put(url, data=<file text>, headers={... 'Content-Type': 'application/json'})
-            r = httpx.put(f"{base}/platformcollateral", content=json.dumps(doc),
-                          headers={**PCCSADMIN, "Content-Type": "application/json"})
-            assert r.status_code == 200, r.text
-            # pccsadmin get: GET {url}?source=... ; it json-loads the body
-            for source in (None, "reg", "reg_na", "[]", f"[{case.fmspc}]"):
-                url = f"{base}/platforms" + (f"?source={source}" if source else "")
-                r = httpx.get(url, headers=PCCSADMIN)
-                assert r.status_code == 200 and isinstance(r.json(), list), (source, r.text)
-                assert int(r.headers["platform-count"]) == len(r.json())
-            listed = httpx.get(f"{base}/platforms?source=[]", headers=PCCSADMIN).json()
-            assert len(listed) == 1
-            for platform in listed:  # what pccsadmin fetch does with each entry of the list it saved
-                assert isinstance(len(platform["platform_manifest"]), int)
-                assert "?encrypted_ppid={:s}&pceid={:s}".format(platform["enc_ppid"], platform["pce_id"])
-            # pccsadmin refresh: requests.post(url, params={'type': 'certs', 'fmspc': ''}) for -f all, or
-            # the FMSPC list as typed; no parameters otherwise
-            for params in ({}, {"type": "certs", "fmspc": ""},
-                           {"type": "certs", "fmspc": f"[{case.fmspc}, 00906ED50000]"}):
-                r = httpx.post(f"{base}/refresh", params=params, headers=PCCSADMIN)
-                assert r.status_code == 200, (params, r.text)
-            assert httpx.post(f"{base}/refresh", headers={"user-agent": "pccsadmin/0.1"}).status_code == 401
+            yield srv, svc
+
+
+def test_pccsadmin_get_put_refresh_request_shapes(tmp_path: Path) -> None:
+    """The three PccsAdminTool commands that talk to a PCCS, with its exact methods, headers and params."""
+    case = vector_case("intel-qvl-sample/sgx_v3_synthetic_test_root")
+    doc = document(case)
+    with _lazy_pccs(tmp_path, case) as (srv, svc):
+        base = f"{srv.url}/sgx/certification/v{case.api}"
+        # pccsadmin put: requests.put(url, data=<file text>, headers={... 'Content-Type': 'application/json'})
+        r = httpx.put(f"{base}/platformcollateral", content=json.dumps(doc),
+                      headers={**PCCSADMIN, "Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+        # pccsadmin get: GET {url}?source=... ; it json-loads the body
+        for source in (None, "reg", "reg_na", "[]", f"[{case.fmspc}]"):
+            url = f"{base}/platforms" + (f"?source={source}" if source else "")
+            r = httpx.get(url, headers=PCCSADMIN)
+            assert r.status_code == 200 and isinstance(r.json(), list), (source, r.text)
+            assert int(r.headers["platform-count"]) == len(r.json())
+        listed = httpx.get(f"{base}/platforms?source=[]", headers=PCCSADMIN).json()
+        assert len(listed) == 1
+        for platform in listed:  # what pccsadmin fetch does with each entry of the list it saved
+            assert isinstance(len(platform["platform_manifest"]), int)
+            assert "?encrypted_ppid={:s}&pceid={:s}".format(platform["enc_ppid"], platform["pce_id"])
+        # pccsadmin refresh: requests.post(url, params={'type': 'certs', 'fmspc': ''}) for -f all, or
+        # the FMSPC list as typed; no parameters otherwise
+        for params in ({}, {"type": "certs", "fmspc": ""},
+                       {"type": "certs", "fmspc": f"[{case.fmspc}, 00906ED50000]"}):
+            r = httpx.post(f"{base}/refresh", params=params, headers=PCCSADMIN)
+            assert r.status_code == 200, (params, r.text)
+        assert httpx.post(f"{base}/refresh", headers={"user-agent": "pccsadmin/0.1"}).status_code == 401
 
 
 def test_pccsadmin_fetch_checks_hold_against_eaa_pccs(tmp_path: Path) -> None:
@@ -338,46 +348,43 @@ def test_success_answers_as_intels(tmp_path: Path) -> None:
     (x-pem-file with charset for strings: the PCK certificate and hex CRLs; none for Buffers)."""
     case = vector_case("intel-qvl-sample/sgx_v3_synthetic_test_root")
     doc = document(case)
-    with fake_upstream(intel_routes(case, versions=(3, 4))) as up:
-        svc = make_service(str(tmp_path / "db.sqlite3"), mode=Mode.LAZY, upstream_url=up.url,
-                           anchors=case.anchors, clock=lambda: float(case.verify_at))
-        with running(svc, admin_token="adm1n") as srv:
-            base = f"{srv.url}/sgx/certification/v{case.api}"
-            r = httpx.put(f"{base}/platformcollateral", json=doc, headers=ADMIN)
+    with _lazy_pccs(tmp_path, case) as (srv, svc):
+        base = f"{srv.url}/sgx/certification/v{case.api}"
+        r = httpx.put(f"{base}/platformcollateral", json=doc, headers=ADMIN)
+        _success(r)
+        assert int(r.headers["eaa-imported"]) > 0
+        reg = {k: doc["platforms"][0][k] for k in ("qe_id", "pce_id", "cpu_svn", "pce_svn", "enc_ppid")}
+        r = httpx.post(f"{base}/platforms", json=reg, headers={"user-token": "adm1n"})
+        _success(r)
+        assert r.headers["eaa-platform-state"] == "cached"
+        for method in ("GET", "POST"):
+            r = httpx.request(method, f"{base}/refresh", headers=ADMIN)
             _success(r)
-            assert int(r.headers["eaa-imported"]) > 0
-            reg = {k: doc["platforms"][0][k] for k in ("qe_id", "pce_id", "cpu_svn", "pce_svn", "enc_ppid")}
-            r = httpx.post(f"{base}/platforms", json=reg, headers={"user-token": "adm1n"})
-            _success(r)
-            assert r.headers["eaa-platform-state"] == "cached"
-            for method in ("GET", "POST"):
-                r = httpx.request(method, f"{base}/refresh", headers=ADMIN)
-                _success(r)
-                assert "failed=0" in r.headers["eaa-refresh"]
-            r = httpx.get(f"{base}/platforms", params={"source": "[]"}, headers=ADMIN)
-            assert r.status_code == 200 and r.headers["content-type"] == "application/json; charset=utf-8"
-            assert r.content == json.dumps(r.json(), separators=(",", ":")).encode()
-            assert r.headers["platform-count"] == "1"
-            pck = {"qeid": reg["qe_id"], "cpusvn": reg["cpu_svn"], "pcesvn": reg["pce_svn"], "pceid": reg["pce_id"]}
-            r = httpx.get(f"{base}/pckcert", params=pck)
-            assert r.status_code == 200 and r.headers["content-type"] == "application/x-pem-file; charset=utf-8"
-            assert r.text.startswith("-----BEGIN CERTIFICATE-----")
-            ca = next(svc.store.scan(PCK_CRL)).key
-            r = httpx.get(f"{base}/pckcrl", params={"ca": ca})
-            assert r.status_code == 200 and r.headers["content-type"] == "application/x-pem-file; charset=utf-8"
-            assert bytes.fromhex(r.text) == case.collateral.pck_crl
-            r = httpx.get(f"{base}/pckcrl", params={"ca": ca, "encoding": "der"})
-            assert r.status_code == 200 and r.headers["content-type"] == "application/pkix-crl"
-            r = httpx.get(f"{base}/rootcacrl")
-            assert r.status_code == 200 and r.headers["content-type"] == "application/x-pem-file; charset=utf-8"
-            assert bytes.fromhex(r.text) == case.collateral.root_ca_crl
-            r = httpx.get(f"{base}/qe/identity")
-            assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-            policy = _policy_jwt(SGX_CLASS)
-            r = httpx.put(f"{base}/appraisalpolicy", json={"fmspc": case.fmspc, "policy": policy, "is_default": True},
-                          headers=ADMIN)
-            assert r.status_code == 200 and r.headers["content-type"] == EXPRESS_TEXT
-            assert r.text == hashlib.sha384(policy.encode()).hexdigest()
+            assert "failed=0" in r.headers["eaa-refresh"]
+        r = httpx.get(f"{base}/platforms", params={"source": "[]"}, headers=ADMIN)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json; charset=utf-8"
+        assert r.content == json.dumps(r.json(), separators=(",", ":")).encode()
+        assert r.headers["platform-count"] == "1"
+        pck = {"qeid": reg["qe_id"], "cpusvn": reg["cpu_svn"], "pcesvn": reg["pce_svn"], "pceid": reg["pce_id"]}
+        r = httpx.get(f"{base}/pckcert", params=pck)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/x-pem-file; charset=utf-8"
+        assert r.text.startswith("-----BEGIN CERTIFICATE-----")
+        ca = next(svc.store.scan(PCK_CRL)).key
+        r = httpx.get(f"{base}/pckcrl", params={"ca": ca})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/x-pem-file; charset=utf-8"
+        assert bytes.fromhex(r.text) == case.collateral.pck_crl
+        r = httpx.get(f"{base}/pckcrl", params={"ca": ca, "encoding": "der"})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pkix-crl"
+        r = httpx.get(f"{base}/rootcacrl")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/x-pem-file; charset=utf-8"
+        assert bytes.fromhex(r.text) == case.collateral.root_ca_crl
+        r = httpx.get(f"{base}/qe/identity")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        policy = _policy_jwt(SGX_CLASS)
+        r = httpx.put(f"{base}/appraisalpolicy", json={"fmspc": case.fmspc, "policy": policy, "is_default": True},
+                      headers=ADMIN)
+        assert r.status_code == 200 and r.headers["content-type"] == EXPRESS_TEXT
+        assert r.text == hashlib.sha384(policy.encode()).hexdigest()
 
 
 def _success(resp: httpx.Response) -> None:
