@@ -54,6 +54,10 @@ def test_registries_import_no_plugin() -> None:
 def test_unknown_and_foreign_options_are_refused() -> None:
     with pytest.raises(ConfigError, match="unknown verifier option chek_crl"):
         verifiers.select("sgx_ecdsa", chek_crl=False)
+    with pytest.raises(ConfigError, match="unknown verifier option chek_crl"):
+        verifiers.select("sgx_ecdsa", chek_crl=None)
+    with pytest.raises(ConfigError, match="unknown attester option"):
+        attesters.select(None, measure_path=None)
     with pytest.raises(ConfigError, match="verifier nullverifier does not take strict"):
         verifiers.select("nullverifier", strict=True)
     with pytest.raises(ConfigError, match="unknown verifier option"):

@@ -84,15 +84,14 @@ class Registry(Generic[T]):
     def select(self, name: str | None = None, **options: Any) -> T:
         """Instantiate the named entry with ``options`` (each of which it must take; None means unset), or the
         highest-priority automatic entry that is available here, each given the options it takes."""
+        self.check_options(options)  # a misspelt option is refused even when it is unset
         options = {k: v for k, v in options.items() if v is not None}
         if name:
             entry = self.get(name)
             foreign = sorted(set(options) - entry.options)
             if foreign:
-                self.check_options(options)
                 raise ConfigError(f"{self.kind} {name} does not take {', '.join(foreign)}")
             return entry.make(options)
-        self.check_options(options)
         errors = []
         for e in self.ordered():
             if not e.auto:
