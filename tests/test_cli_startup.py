@@ -107,3 +107,14 @@ def test_one_shot_console_scripts_flush_and_keep_their_status() -> None:
     version = subprocess.run([str(BIN / "enclave-tls-client"), "--version"], capture_output=True, text=True,
                              timeout=60)
     assert version.returncode == 0 and eaa.__version__ in version.stdout
+
+
+def test_only_one_shot_commands_skip_the_collector() -> None:
+    """`eaa pccs serve` is a daemon inside the toolbox: it must keep the cyclic collector."""
+    code = ("import gc, sys\nimport eaa.cli.common as c\nimport eaa.cli.eaa as e\n"
+            "c.one_shot = lambda main: print('one-shot')\n"
+            "e.one_shot = c.one_shot\ne.main = lambda: print('normal', gc.isenabled()) or 0\n"
+            "for argv in (['eaa', 'pccs', 'serve'], ['eaa', 'verify-quote']):\n"
+            "    sys.argv = argv\n    try:\n        e.console()\n    except SystemExit:\n        pass\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["normal", "True", "one-shot"], r.stderr

@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console() -> None:
-    """The ``eaa`` console script: :func:`main`, exiting at once (:func:`eaa.cli.common.one_shot`)."""
+    """The ``eaa`` console script: :func:`main`, exiting at once (:func:`eaa.cli.common.one_shot`), except
+    for ``eaa pccs serve``, a daemon, which keeps the cyclic collector and the normal exit."""
+    if sys.argv[1:3] == ["pccs", "serve"]:
+        sys.exit(main())
     one_shot(main)
 
 
