@@ -61,16 +61,23 @@ class TrustedSimulation:
 
 class UntrustedSimulation:
     """The simulated platform in ``sim_dir`` when it is *not* trusted (``eaa.verify.verifier.UntrustedSimulationHint``):
-    only its SEV-SNP chip is read, so that a report of that chip is refused with the reason."""
+    only its SEV-SNP chip is read, so that a report of that chip is refused with the reason.
+
+    The chip is kept once found; while there is no platform, every call looks again, so one created later is
+    still recognised. (A platform re-created while a verifier runs is not: its reports then fail as any
+    report with an unknown chip does, only with a less specific message.)"""
 
     def __init__(self, sim_dir: str | os.PathLike[str] | None = None) -> None:
         self.sim_dir = sim_dir
+        self._chip_id: bytes | None = None
 
     def snp_chip_id(self) -> bytes | None:
-        from ..errors import EaaError
-        from .snp import load_snp_platform
+        if self._chip_id is None:
+            from ..errors import EaaError
+            from .snp import load_snp_platform
 
-        try:
-            return load_snp_platform(self.sim_dir, create=False).chip_id
-        except EaaError:
-            return None
+            try:
+                self._chip_id = load_snp_platform(self.sim_dir, create=False).chip_id
+            except EaaError:
+                return None
+        return self._chip_id
