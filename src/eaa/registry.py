@@ -43,15 +43,13 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, *, common: Iterable[str] = ()) -> None:
-        """``common``: options every plugin of this kind takes."""
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.common = frozenset(common)
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, priority: int, factory: Callable[..., T] | str, *,
                  options: Iterable[str] = (), auto: bool = True) -> None:
-        self._entries[name] = Entry(name, priority, factory, self.common | frozenset(options), auto)
+        self._entries[name] = Entry(name, priority, factory, frozenset(options), auto)
 
     def names(self) -> list[str]:
         return [e.name for e in self.ordered()]
@@ -66,7 +64,7 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.kind} {name!r} (known: {', '.join(self.names())})") from None
 
     def known_options(self) -> frozenset[str]:
-        return self.common.union(*(e.options for e in self._entries.values()))
+        return frozenset().union(*(e.options for e in self._entries.values()))
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         """Refuse an option no plugin of this kind takes (a misspelt option must not pass unnoticed)."""

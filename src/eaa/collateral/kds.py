@@ -26,7 +26,7 @@ from ..errors import EaaError, FormatError
 from ..formats.snp_report import TURIN, TcbVersion
 from ..formats.snp_vek import vek_extensions
 from ..formats.x509_errors import PARSE_ERRORS
-from ..pki.amd import AMD_ARK_SHA256, common_name, pss_verify, require_ca, trusted_root
+from ..pki.amd import AMD_ARK_SHA256, common_name, pss_verify, require_ca
 from ..pki.chain import check_crl, typed_certificate_errors
 from .cache import Cached, MemoryCache
 from .errors import CorruptCollateral
@@ -121,25 +121,22 @@ def validate_cert_chain(pem: bytes, product: str, key_type: str = "vcek",
         raise CorruptCollateral(f"KDS cert_chain holds {len(certs)} certificates, expected 2 (ASK, ARK)")
     ask, ark = certs
     intermediate = "ASK" if key_type == "vcek" else "ASVK"
+    fp = ark.fingerprint(hashes.SHA256()).hex()
+    if trusted_arks is None:
+        trusted = fp == AMD_ARK_SHA256[product]
+    else:
+        trusted = any(fp == t.fingerprint(hashes.SHA256()).hex() for t in trusted_arks)
+    if not trusted:
+        raise CorruptCollateral(f"KDS cert_chain root {ark.subject.rfc4514_string()} is not AMD's {product} ARK"
+                                f"{'' if trusted_arks is None else ' nor a given one'}", check=Check.SNP_ARK_TRUSTED)
 
-    def check() -> None:  # the ARK pinned (or given), self-signed, a CA; the ASK/ASVK a CA it signed
-        trusted_root(ark, trusted_arks)
+    def links() -> None:  # the verifier's own link checks: CA flags, RSASSA-PSS self-signature and ASK/ASVK
         require_ca(ark, "ARK")
         require_ca(ask, intermediate)
         pss_verify(ark, ark, "ARK (self-signed)")
         pss_verify(ask, ark, intermediate, Check.SNP_ASK_SIGNATURE)
 
-    try:
-        _amd_pki("KDS cert_chain", check)
-    except CorruptCollateral as e:
-        if e.check == Check.SNP_ARK_TRUSTED:
-            raise CorruptCollateral(f"KDS cert_chain root {ark.subject.rfc4514_string()} is not AMD's {product} ARK"
-                                    f"{'' if trusted_arks is None else ' nor a given one'}",
-                                    check=Check.SNP_ARK_TRUSTED) from None
-        raise
-    if trusted_arks is None and AMD_ARK_SHA256[product] != ark.fingerprint(hashes.SHA256()).hex():
-        raise CorruptCollateral(f"KDS cert_chain root {ark.subject.rfc4514_string()} is not AMD's {product} ARK",
-                                check=Check.SNP_ARK_TRUSTED)
+    _amd_pki("KDS cert_chain", links)
     expected = f"SEV-{product}" if key_type == "vcek" else f"SEV-VLEK-{product}"
     if common_name(ask) != expected:
         raise CorruptCollateral(f"KDS cert_chain intermediate is {ask.subject.rfc4514_string()}, "

@@ -124,8 +124,7 @@ class PeerVerifier:
         simulation = TrustedSimulation(sim_dir) if trust_simulation else None
         untrusted = None if trust_simulation else UntrustedSimulation(sim_dir)
         self._options.update(trust_anchors=trust_anchors, simulation=simulation, untrusted_simulation=untrusted,
-                             collateral_source=collateral,
-                             check_crl=check_crl, strict=strict,
+                             collateral_source=collateral, check_crl=check_crl, strict=strict,
                              **({"cache_size": 0} if cache_size <= 0 else {}))
         verifiers.check_options(self._options)
         self._at = as_utc(at) if at is not None else None

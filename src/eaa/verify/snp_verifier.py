@@ -42,9 +42,8 @@ class SevSnpVerifier:
     else AMD's KDS, see :func:`default_kds_url`), ``product`` (Milan/Genoa/Turin; a v2 report that does
     not say is taken as go-sev-guest's default, Milan), ``check_crl`` (default True: AMD's CRL must be
     found and checked; False records the opt-out in the result), ``simulation`` (a simulated platform to
-    trust too: its ARK and its chip's certificates; ``untrusted_simulation``: one that is not, to refuse its
-    reports saying so), ``strict`` (expired or not yet valid
-    certificates fail).
+    trust too: its ARK and its chip's certificates), ``untrusted_simulation`` (one that is not, to refuse
+    its reports saying so), ``strict`` (expired or not yet valid certificates fail).
     """
 
     name = "sev_snp"
