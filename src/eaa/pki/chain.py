@@ -34,9 +34,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 _P256 = ec.SECP256R1()
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-# ECDSA signature algorithms by OID, so a link check needs no hash object built per certificate.
 # What makes an anchor not the issuer of a chain's last certificate.
 _NOT_THIS_ANCHOR: tuple[type[Exception], ...] = (*READ_ERRORS, _CryptoInvalidSignature, FormatError)
+# ECDSA signature algorithms by OID, so a link check needs no hash object built per certificate.
 _ECDSA_BY_OID = {
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256: _ECDSA_SHA256,
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
