@@ -16,9 +16,7 @@ import gc
 import math
 import os
 import re
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -57,6 +55,9 @@ def _missing_extra(prog: str, e: ModuleNotFoundError) -> int | None:
 def _interrupted(prog: str) -> int:
     """One message for Ctrl-C; a second Ctrl-C while the process winds down is ignored, so it cannot
     print a traceback from interpreter shutdown."""
+    import signal  # only here: every command's start would pay for what only Ctrl-C needs
+    import threading
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     print(f"{prog}: interrupted", file=sys.stderr, flush=True)

@@ -21,26 +21,48 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import CertificateChainError, CrlError, EaaError, FormatError, InvalidSignature, UntrustedRoot
 from ..formats.der import read_header
 from ..formats.pem import pem_bodies
 from ..formats.tbs import TbsFields, read_tbs, signature_algorithms
 from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS, READ_ERRORS
-from .trust import TrustAnchor, basic_constraints
+from .trust import TrustAnchor, basic_constraints, der_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
 _P256 = ec.SECP256R1()
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+class VerifyingEcdsa(ec.ECDSA):
+    """``ec.ECDSA`` for verifying: the hash, and no deterministic signing.
+
+    cryptography's own constructor imports its whole OpenSSL backend, ciphers included, only to check
+    that deterministic signing is available, which verification never asks for: several milliseconds of
+    every one-shot command's start. Verification reads the public ``algorithm`` property (cryptography's
+    Rust code does too), so this is an ECDSA to every caller.
+    """
+
+    def __init__(self, algorithm: hashes.HashAlgorithm) -> None:  # no super().__init__(): see above
+        self._verifying_hash = algorithm
+
+    @property
+    def algorithm(self) -> hashes.HashAlgorithm:
+        return self._verifying_hash
+
+    @property
+    def deterministic_signing(self) -> bool:
+        return False
+
+
+_ECDSA_SHA256 = VerifyingEcdsa(hashes.SHA256())
 # What makes an anchor not the issuer of a chain's last certificate.
 _NOT_THIS_ANCHOR: tuple[type[Exception], ...] = (*READ_ERRORS, _CryptoInvalidSignature, FormatError)
 # ECDSA signature algorithms by OID, so a link check needs no hash object built per certificate.
 _ECDSA_BY_OID = {
     x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256: _ECDSA_SHA256,
-    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
-    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
+    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA384: VerifyingEcdsa(hashes.SHA384()),
+    x509.SignatureAlgorithmOID.ECDSA_WITH_SHA512: VerifyingEcdsa(hashes.SHA512()),
 }
 # The same by the AlgorithmIdentifier's exact DER (no parameters, as RFC 5758 requires), which a link
 # check has already sliced from the certificate; anything else is looked up by cryptography's OID.
@@ -122,7 +144,7 @@ class ChainMemo:
         der = self.der.get(id(cert))
         fields = self.fields(cert) if der is not None else None
         if der is None or fields is None or not fields.signature:
-            return signature_algorithms(der if der is not None else cert.public_bytes(Encoding.DER))
+            return signature_algorithms(der if der is not None else der_of(cert))
         outer_start = (2 + (der[1] & 0x7F if der[1] & 0x80 else 0)) + len(self.signed_bytes(cert))
         return der[outer_start:read_header(der, outer_start, len(der), "signatureAlgorithm")[1]], fields.signature
 
@@ -170,7 +192,7 @@ def check_signature_algorithm(cert: x509.Certificate, what: str, der: bytes | No
     """RFC 5280 4.1.1.2: a certificate's unsigned signatureAlgorithm must repeat the signed one exactly
     (cryptography checks this for CRLs when loading them, not for certificates). ``der``: the
     certificate's bytes when the caller already has them. The name is only built for the message."""
-    outer, inner = signature_algorithms(der if der is not None else cert.public_bytes(Encoding.DER))
+    outer, inner = signature_algorithms(der if der is not None else der_of(cert))
     _same_signature_algorithms(cert, what, outer, inner, check)
 
 

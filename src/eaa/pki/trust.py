@@ -8,19 +8,19 @@ is marked ``simulated``.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import ConfigError, FormatError
+from ..formats.pem import pem_bodies
 from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS
 from .names import PkiNames, pki_names
 
@@ -33,11 +33,13 @@ class TrustAnchor:
     certificate: x509.Certificate
     name: str
     simulated: bool = False
+    # The certificate's DER when the loader had it (it must be exactly that certificate's encoding).
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     # Derived once per anchor: chains are matched to anchors and verified with their keys on every call.
     @cached_property
     def der(self) -> bytes:
-        return self.certificate.public_bytes(Encoding.DER)
+        return self.encoded if self.encoded is not None else der_of(self.certificate)
 
     @cached_property
     def public_key(self) -> Any:
@@ -69,6 +71,18 @@ class TrustAnchor:
         return self.certificate.fingerprint(hashes.SHA256())
 
 
+def der_of(cert: x509.Certificate) -> bytes:
+    """A certificate's DER, for callers that do not hold it already.
+
+    Imported here rather than at the top: cryptography's serialization package brings its SSH key
+    formats and ciphers with it, several milliseconds of a one-shot command's start that a verifier
+    holding the DER it parsed never needs.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.DER)
+
+
 def is_ca(cert: x509.Certificate) -> bool:
     return basic_constraints(cert)[0]
 
@@ -93,11 +107,21 @@ def is_simulation_certificate(cert: x509.Certificate) -> bool:
 
 @lru_cache(maxsize=1)
 def intel_root() -> TrustAnchor:
-    pem = resources.files("eaa").joinpath("data/intel_sgx_root_ca.pem").read_bytes()
-    cert = x509.load_pem_x509_certificate(pem)
-    if hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest() != INTEL_SGX_ROOT_CA_SHA256:
+    # Read beside this package, as a plain file: importlib.resources costs a one-shot command more than
+    # the whole verification, and eaa is only ever installed unpacked.
+    return pinned_intel_root((Path(__file__).resolve().parent.parent / "data" / "intel_sgx_root_ca.pem").read_bytes())
+
+
+def pinned_intel_root(pem: bytes) -> TrustAnchor:
+    """The Intel root from its packaged PEM, refused unless its DER hashes to the published fingerprint."""
+    bodies = pem_bodies(pem)
+    try:
+        der = binascii.a2b_base64(bodies[0]) if len(bodies) == 1 else b""
+    except binascii.Error:
+        der = b""
+    if hashlib.sha256(der).hexdigest() != INTEL_SGX_ROOT_CA_SHA256:
         raise ConfigError("the packaged Intel SGX Root CA does not match its pinned fingerprint")
-    return TrustAnchor(cert, "Intel SGX Root CA", simulated=False)
+    return TrustAnchor(x509.load_der_x509_certificate(der), "Intel SGX Root CA", simulated=False, encoded=der)
 
 
 def anchor_from_pem(data: bytes, name: str | None = None) -> TrustAnchor:

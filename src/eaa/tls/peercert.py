@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 
 from ..errors import FormatError
 from ..formats.der import decode_int, decode_oid, encode_oid, read_header
+from ..pki.chain import VerifyingEcdsa
 from .errors import CertificateExpired, CertificateNotYetValid, PeerCertificateError
 
 TAG_BOOLEAN = 0x01
@@ -45,7 +46,7 @@ _SIG_ALGS = {
 }
 
 # ECDSA with each hash, built once: the objects are immutable and every DICE certificate is ECDSA-signed.
-_ECDSA = {oid: ec.ECDSA(h()) for oid, (kind, h) in _SIG_ALGS.items() if kind == "ecdsa" and h is not None}
+_ECDSA = {oid: VerifyingEcdsa(h()) for oid, (kind, h) in _SIG_ALGS.items() if kind == "ecdsa" and h is not None}
 
 # Extensions whose meaning we know; any *other* extension marked critical makes the certificate unusable.
 KNOWN_EXTENSIONS = {

@@ -12,7 +12,9 @@ every call. ``cache_size=0`` redoes everything.
 from __future__ import annotations
 
 import hashlib
-import threading
+
+# threading.Lock is this function; importing threading would cost a one-shot command more than the lock
+from _thread import allocate_lock
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,7 +75,7 @@ class _Lru:
     def __init__(self, size: int) -> None:
         self.size = size
         self._d: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     def get_or(self, key: Any, make: Callable[[], T]) -> T:
         if self.size <= 0:

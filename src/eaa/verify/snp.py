@@ -54,13 +54,13 @@ from ..errors import CertificateChainError, IdentityMismatch, InvalidSignature
 from ..formats.snp_report import SIGNING_KEY_NONE, SIGNING_KEY_VLEK, SnpReport, normalize_product
 from ..formats.snp_vek import VCEK, VLEK
 from ..pki.amd import AnchorInput, CertInput, CrlInput, check_vek_chain, common_name, crl_list
-from ..pki.chain import typed_certificate_errors
+from ..pki.chain import VerifyingEcdsa, typed_certificate_errors
 from .measurements import SnpMeasurements
 from .result import UP_TO_DATE, VerificationResult
 from .snp_collateral import hwid_matches
 
 TEE = "sev-snp"
-ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+ECDSA_SHA384 = VerifyingEcdsa(hashes.SHA384())
 DEFAULT_V2_PRODUCT = "Milan"  # go-sev-guest abi.DefaultSevProduct(): what a v2 report is taken to be
 
 
