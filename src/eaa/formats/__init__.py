@@ -18,7 +18,7 @@ _EXPORTS = {
     "QuoteHeader": "quote",
     "parse_quote": "quote",
     "SgxReportBody": "report_body",
-    "TdReportBody": "report_body",
+    "TdReportBody": "td_report",
     "SnpReport": "snp_report",
     "TcbVersion": "snp_report",
     "parse_snp_report": "snp_report",
@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from .enclave_identity import EnclaveIdentity
     from .pck_extensions import PckExtensions, parse_sgx_extension
     from .quote import Quote, QuoteHeader, parse_quote
-    from .report_body import SgxReportBody, TdReportBody
+    from .report_body import SgxReportBody
     from .sigstruct import SigStruct
     from .snp_report import SnpReport, TcbVersion, parse_snp_report
     from .tcb_info import TcbInfo
+    from .td_report import TdReportBody

@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import FormatError
 from .pem import pem_blocks
@@ -20,8 +21,10 @@ from .report_body import (
     TD_REPORT15_SIZE,
     TD_REPORT15EX_SIZE,
     SgxReportBody,
-    TdReportBody,
 )
+
+if TYPE_CHECKING:
+    from .td_report import TdReportBody
 
 HEADER_SIZE = 48
 _HEADER = struct.Struct("<HHIHH16s20s")  # version, att_key_type, tee_type, qe_svn, pce_svn, qe_vendor_id, user_data
@@ -183,6 +186,8 @@ def _parse_body(r: Reader, body_type: int) -> SgxReportBody | TdReportBody:
     try:
         if body_type == BODY_SGX:
             return SgxReportBody.parse(raw)
+        from .td_report import TdReportBody  # only TDX quotes need it (see eaa.formats.td_report)
+
         return TdReportBody.parse(raw, body_type)
     except FormatError as e:  # re-anchor offsets to the quote
         raise FormatError(str(e), field=e.field, offset=start + (e.offset or 0)) from None

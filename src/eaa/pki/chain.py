@@ -11,9 +11,8 @@ from __future__ import annotations
 import binascii
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -274,8 +273,9 @@ def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data:
 Window = tuple[x509.Certificate | str, datetime, datetime]
 
 
-@dataclass(frozen=True)
-class CheckedChain:
+# A NamedTuple, not a dataclass: an internal record, and defining a frozen dataclass costs a one-shot
+# command's start several times more.
+class CheckedChain(NamedTuple):
     """A chain whose signatures were verified up to ``anchor``; times still to be checked per call."""
 
     certs: tuple[x509.Certificate, ...]  # leaf first, anchor excluded
@@ -367,8 +367,7 @@ def check_windows(windows: Sequence[Window], at: datetime, not_yet_valid: list[s
     return earliest
 
 
-@dataclass(frozen=True)
-class CheckedCrl:
+class CheckedCrl(NamedTuple):
     """A CRL whose issuer and signature were checked. Its revoked entries were validated when cryptography
     loaded it (the whole revokedCertificates sequence is parsed then); a lookup scans them in Rust for
     the serials asked about, rather than building a Python object for every entry (Intel's PCK CRLs list
@@ -376,7 +375,7 @@ class CheckedCrl:
 
     this_update: datetime
     next_update: datetime
-    crl: x509.CertificateRevocationList | None = field(default=None, compare=False, repr=False)  # None: empty
+    crl: x509.CertificateRevocationList | None = None  # None: empty
 
     def is_revoked(self, serial: int) -> bool:
         return self.crl is not None and self.crl.get_revoked_certificate_by_serial_number(serial) is not None

@@ -15,8 +15,8 @@ SIMULATION SGX Root CA" gives its SIMULATION names.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -27,8 +27,9 @@ PCK_LEAF = "PCK Certificate"
 PCK_CA_KINDS = {"PCK Processor CA": "processor", "PCK Platform CA": "platform"}
 
 
-@dataclass(frozen=True)
-class PkiNames:
+# A NamedTuple, not a dataclass: an internal record, and defining a frozen dataclass costs a one-shot
+# command's start several times more.
+class PkiNames(NamedTuple):
     """DER subjects a chain under one root must have, role by role."""
 
     root: bytes

@@ -19,7 +19,7 @@ same way under its SIMULATION names).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography import x509
 
@@ -33,8 +33,9 @@ from .trust import TrustAnchor
 _TCB_SIGNING, _PCK, _PCK_CA = "TCB Signing", "PCK", "PCK CA"
 
 
-@dataclass(frozen=True)
-class ChainRole:
+# A NamedTuple, not a dataclass: an internal record, and defining a frozen dataclass costs a one-shot
+# command's start several times more.
+class ChainRole(NamedTuple):
     """What a chain is for: its expected shape and the check identifiers its failures carry."""
 
     what: str
@@ -54,8 +55,7 @@ PCK_CRL = ChainRole("PCK CRL issuer chain", _PCK_CA, Check.PCK_CRL_CHAIN, Check.
 _LENGTH = {_TCB_SIGNING: 1, _PCK: 2, _PCK_CA: 1}  # certificates under the root
 
 
-@dataclass(frozen=True)
-class RoleChain:
+class RoleChain(NamedTuple):
     """A chain whose signatures, shape and names are checked."""
 
     chain: CheckedChain

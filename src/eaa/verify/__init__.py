@@ -24,8 +24,8 @@ _EXPORTS = {
     "TcbStatus": "result",
     "Measurements": "measurements",
     "SgxMeasurements": "measurements",
-    "TdxMeasurements": "measurements",
-    "SnpMeasurements": "measurements",
+    "TdxMeasurements": "tdx_measurements",
+    "SnpMeasurements": "snp_measurements",
     "Verifier": "verifier",
     "verifiers": "registry",
 }
@@ -48,10 +48,12 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .dcap import QuoteVerifier, verify_quote
-    from .measurements import Measurements, SgxMeasurements, SnpMeasurements, TdxMeasurements
+    from .measurements import Measurements, SgxMeasurements
     from .registry import verifiers
     from .result import TcbStatus, VerificationResult
     from .snp import verify_snp_report
     from .snp_collateral import SnpCollateral
+    from .snp_measurements import SnpMeasurements
     from .snp_verifier import SevSnpVerifier
+    from .tdx_measurements import TdxMeasurements
     from .verifier import Verifier

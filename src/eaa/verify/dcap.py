@@ -17,9 +17,8 @@ import hashlib
 from _thread import allocate_lock
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -42,7 +41,7 @@ from ..formats.der import encode_oid
 from ..formats.enclave_identity import EnclaveIdentity, EnclaveTcbLevel
 from ..formats.pck_extensions import SGX_EXTENSION_OID, PckExtensions, parse_sgx_extension, sgx_extension_value
 from ..formats.quote import CERT_PCK_CHAIN, INTEL_QE_VENDOR_ID, Quote, parse_quote
-from ..formats.report_body import SgxReportBody, TdReportBody
+from ..formats.report_body import SgxReportBody
 from ..formats.tcb_info import TcbInfo
 from ..pki.chain import (
     ChainMemo,
@@ -61,9 +60,13 @@ from ..pki.chain import (
 from ..pki.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from ..pki.trust import TrustAnchor, default_anchors
 from ..timeutil import as_utc
-from .measurements import SgxMeasurements, TdxMeasurements
+from .measurements import SgxMeasurements
 from .result import REVOKED, TcbStatus, VerificationResult
 from .tcb import StatusWithAdvisory, check_qe_identity, evaluate_tcb, validate_statuses
+
+if TYPE_CHECKING:
+    from ..formats.td_report import TdReportBody
+    from .tdx_measurements import TdxMeasurements
 
 T = TypeVar("T")
 _SGX_OID_RAW = encode_oid(SGX_EXTENSION_OID)
@@ -92,8 +95,9 @@ class _Lru:
         return value
 
 
-@dataclass(frozen=True)
-class _PckRecord:
+# A NamedTuple, not a dataclass: an internal record, and defining a frozen dataclass costs a one-shot
+# command's start several times more.
+class _PckRecord(NamedTuple):
     """A PCK chain checked up to an anchor, with what the per-quote steps need from it."""
 
     chain: CheckedChain
@@ -107,8 +111,7 @@ class _PckRecord:
     fingerprint: bytes
 
 
-@dataclass(frozen=True)
-class _CollateralRecord:
+class _CollateralRecord(NamedTuple):
     """TCB info, QE identity and CRLs with every signature checked; only time checks remain."""
 
     anchor: TrustAnchor
@@ -362,8 +365,7 @@ def _platform_tcb(q: Quote, ext: PckExtensions, tcb_info: TcbInfo, qe_level: Enc
     return evaluate_tcb(tcb_info, ext, q.body, qe_level)
 
 
-@dataclass(frozen=True)
-class _Prepared:
+class _Prepared(NamedTuple):
     """Everything about one (quote, collateral) pair that does not depend on the time."""
 
     quote: Quote
@@ -409,6 +411,8 @@ def _measurements(body: SgxReportBody | TdReportBody) -> SgxMeasurements | TdxMe
             config_svn=body.config_svn,
             config_id=body.config_id.hex(),
         )
+    from .tdx_measurements import TdxMeasurements  # only TDX quotes need it (see eaa.formats.td_report)
+
     return TdxMeasurements(
         mrtd=body.mr_td.hex(),
         rtmr0=body.rtmr[0].hex(),

@@ -55,9 +55,9 @@ from ..formats.snp_report import SIGNING_KEY_NONE, SIGNING_KEY_VLEK, SnpReport, 
 from ..formats.snp_vek import VCEK, VLEK
 from ..pki.amd import AnchorInput, CertInput, CrlInput, check_vek_chain, common_name, crl_list
 from ..pki.chain import VerifyingEcdsa, typed_certificate_errors
-from .measurements import SnpMeasurements
 from .result import UP_TO_DATE, VerificationResult
 from .snp_collateral import hwid_matches
+from .snp_measurements import SnpMeasurements
 
 TEE = "sev-snp"
 ECDSA_SHA384 = VerifyingEcdsa(hashes.SHA384())

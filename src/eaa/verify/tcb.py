@@ -7,14 +7,14 @@ All functions here are pure: parsed structures in, a status or a typed error out
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from operator import ge
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..checks import Check
 from ..errors import CollateralInvalid, IdentityMismatch, TcbNotSupported
 from ..formats.enclave_identity import EnclaveIdentity, EnclaveTcbLevel
 from ..formats.pck_extensions import PckExtensions
-from ..formats.report_body import SgxReportBody, TdReportBody
+from ..formats.report_body import SgxReportBody
 from ..formats.tcb_info import ModuleTcbLevel, TcbInfo, TcbLevel, TdxModuleIdentity
 from .result import (
     CONFIGURATION_AND_SW_HARDENING_NEEDED,
@@ -28,6 +28,9 @@ from .result import (
     UP_TO_DATE,
 )
 
+if TYPE_CHECKING:
+    from ..formats.td_report import TdReportBody
+
 TCB_INFO_STATUSES = frozenset({
     UP_TO_DATE, SW_HARDENING_NEEDED, CONFIGURATION_NEEDED, CONFIGURATION_AND_SW_HARDENING_NEEDED, OUT_OF_DATE,
     OUT_OF_DATE_CONFIGURATION_NEEDED, REVOKED,
@@ -37,8 +40,9 @@ QE_IDENTITY_STATUSES = frozenset({UP_TO_DATE, OUT_OF_DATE, CONFIGURATION_NEEDED,
                                   REVOKED})
 
 
-@dataclass(frozen=True)
-class StatusWithAdvisory:
+# A NamedTuple, not a dataclass: an internal record, and defining a frozen dataclass costs a one-shot
+# command's start several times more.
+class StatusWithAdvisory(NamedTuple):
     status: str
     advisory_ids: tuple[str, ...]
     tcb_date: str | None
@@ -229,12 +233,12 @@ def evaluate_tcb(tcb_info: TcbInfo, pck: PckExtensions, body: SgxReportBody | Td
                  qe_level: EnclaveTcbLevel) -> StatusWithAdvisory:
     """QVL ``checkTcbLevel``: platform (and TDX module, and TD relaunch) status merged with the QE status;
     advisory IDs are the union of the levels used."""
-    tdx = isinstance(body, TdReportBody) and tcb_info.version >= 3 and tcb_info.id == "TDX"
+    tdx = not isinstance(body, SgxReportBody) and tcb_info.version >= 3 and tcb_info.id == "TDX"
     if not tdx:
         level = match_platform_level(tcb_info, pck, None)
         status = converge_out_of_date(level.status, qe_level.status)
         return StatusWithAdvisory(status, _union(level.advisory_ids, qe_level.advisory_ids), level.tcb_date)
-    assert isinstance(body, TdReportBody)
+    assert not isinstance(body, SgxReportBody)
     ident = check_tdx_module(tcb_info, body)
     sgx_level, tdx_level = match_levels(tcb_info, pck, body.tee_tcb_svn)
     if sgx_level is None or tdx_level is None:
