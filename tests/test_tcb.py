@@ -11,8 +11,8 @@ from eaa.errors import CollateralInvalid, IdentityMismatch, TcbNotSupported
 from eaa.formats.enclave_identity import EnclaveIdentity, EnclaveTcbLevel
 from eaa.formats.pck_extensions import PckExtensions
 from eaa.formats.report_body import SgxReportBody
-from eaa.formats.td_report import TdReportBody
 from eaa.formats.tcb_info import ModuleTcbLevel, TcbInfo, TcbLevel, TdxModuleIdentity
+from eaa.formats.td_report import TdReportBody
 from eaa.verify import tcb
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
