@@ -107,8 +107,8 @@ def is_simulation_certificate(cert: x509.Certificate) -> bool:
 
 @lru_cache(maxsize=1)
 def intel_root() -> TrustAnchor:
-    # Read beside this package, as a plain file: importlib.resources costs a one-shot command more than
-    # the whole verification, and eaa is only ever installed unpacked.
+    # Read beside this package, as a plain file: importing importlib.resources costs a one-shot command
+    # about as much as the verification itself, and eaa is only ever installed unpacked.
     return pinned_intel_root((Path(__file__).resolve().parent.parent / "data" / "intel_sgx_root_ca.pem").read_bytes())
 
 
