@@ -39,8 +39,10 @@ def crl_to_der(data: bytes | str | None, field: str) -> bytes | None:
             return der
         from cryptography import x509
 
+        from ..pki.trust import der_of
+
         try:
-            return x509.load_pem_x509_crl(text).public_bytes(_der_encoding())
+            return der_of(x509.load_pem_x509_crl(text))
         except PARSE_ERRORS:
             raise FormatError("CRL is not valid PEM", field=field) from None
     try:
@@ -75,12 +77,6 @@ def _pem_crl_der(text: bytes) -> bytes | None:
             return None
         size = int.from_bytes(der[2:head], "big")
     return der if head + size == len(der) else None
-
-
-def _der_encoding() -> Any:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.DER
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,8 @@ class TrustAnchor:
         return self.certificate.fingerprint(hashes.SHA256())
 
 
-def der_of(cert: x509.Certificate) -> bytes:
-    """A certificate's DER, for callers that do not hold it already.
+def der_of(obj: x509.Certificate | x509.CertificateRevocationList) -> bytes:
+    """A certificate's or CRL's DER, for callers that do not hold it already.
 
     Imported here rather than at the top: cryptography's serialization package brings its SSH key
     formats and ciphers with it, several milliseconds of a one-shot command's start that a verifier
@@ -80,7 +80,7 @@ def der_of(cert: x509.Certificate) -> bytes:
     """
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    return cert.public_bytes(Encoding.DER)
+    return obj.public_bytes(Encoding.DER)
 
 
 def is_ca(cert: x509.Certificate) -> bool:

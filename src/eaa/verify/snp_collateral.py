@@ -22,6 +22,7 @@ from ..formats.snp_report import SIGNING_KEY_VLEK, TURIN, SnpReport
 from ..formats.snp_vek import VCEK, VLEK, vek_extensions, vek_kind
 from ..formats.x509_errors import PARSE_ERRORS
 from ..pki.amd import CertInput, CrlInput, certificates, crl_list
+from ..pki.trust import der_of
 
 _MAX_CERT_FILE = 1 << 20
 
@@ -30,9 +31,7 @@ def _crl_der(data: bytes) -> bytes | None:
     """The DER of ``data`` when it is one CRL (DER or PEM), else None."""
     try:
         if data.lstrip().startswith(b"-----BEGIN X509 CRL-----"):
-            from cryptography.hazmat.primitives.serialization import Encoding
-
-            return x509.load_pem_x509_crl(data).public_bytes(Encoding.DER)
+            return der_of(x509.load_pem_x509_crl(data))
         if data[:1] == b"\x30":
             x509.load_der_x509_crl(data)
             return bytes(data)
