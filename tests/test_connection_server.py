@@ -345,6 +345,47 @@ def test_mutual_handshakes_verify_the_client_in_a_worker(records):
     assert "PEER_CERTIFICATE_REQUIRED" in records.text(logging.WARNING)
 
 
+class RefusingAfterShutdown(FakeVerifier):
+    """Refuses the client only once the server has been told to stop: its failure races the shutdown."""
+
+    def __init__(self, server_stopping: threading.Event) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.server_stopping = server_stopping
+
+    def verify_evidence(self, evidence, **kwargs):
+        self.entered.set()
+        self.server_stopping.wait(20)
+        time.sleep(0.2)  # the loop has ended by now; the worker finishes after it
+        raise ProtocolError("refused while the server stops")
+
+
+def test_a_handshake_failure_finished_during_shutdown_is_still_logged(records):
+    stopping = threading.Event()
+    verifier = RefusingAfterShutdown(stopping)
+    endpoint = EnclaveTls(TlsConfig(attester=FakeAttester(), mutual=True, verifier=verifier), server=True)
+    sock = listen(Address("tcp", host="127.0.0.1", port=0), backlog=128)
+    server = ConnectionServer(endpoint, sock, Echo(), ServerLimits(workers=1))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = TlsConfig(attester=FakeAttester(), mutual=True, verifier=FakeVerifier())
+
+    def attempt() -> None:
+        with contextlib.suppress(EaaError):
+            with connect(*server.address, client, timeout=20) as s:
+                s.send(b"hello\n")
+                s.recv_line(100, timeout=20)
+
+    peer = threading.Thread(target=attempt, daemon=True)
+    peer.start()
+    assert verifier.entered.wait(20)
+    stopping.set()
+    server.shutdown(wait=10)
+    thread.join(10)
+    peer.join(20)
+    assert "refused while the server stops" in records.text(logging.WARNING)
+
+
 def test_trickling_a_request_does_not_extend_the_deadline(records):
     with running(ServerLimits(handshake_timeout=0.5)) as server:
         with connect(*server.address, TlsConfig(verifier=FakeVerifier()), timeout=20) as s:

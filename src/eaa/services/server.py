@@ -273,7 +273,9 @@ class ConnectionServer:
             t.join(max(0.0, deadline - time.monotonic()))
         while self._done:  # handshakes a worker finished after the loop ended
             conn = self._done.popleft()
-            if conn.step is not _SERVED:
+            if isinstance(conn.step, BaseException) and not conn.closed:
+                self._fail(conn, conn.step)  # a peer's failure is logged even when it races the shutdown
+            elif conn.step is not _SERVED:
                 self._close(conn)
         for s in (self._wake_r, self._wake_w):
             s.close()
