@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from .common import add_version, dispatch, one_shot
+from .parser import ArgumentParser
 
 # subcommand -> module (each has add_parser(sub), which sets ``func`` to its ``run(args) -> int``)
 COMMANDS = {
@@ -33,7 +34,7 @@ def _wanted(argv: list[str]) -> list[str]:
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eaa", description="Enclave Attestation Architecture tools")
+    parser = ArgumentParser(prog="eaa", description="Enclave Attestation Architecture tools")
     add_version(parser, "eaa")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _wanted(sys.argv[1:] if argv is None else argv):

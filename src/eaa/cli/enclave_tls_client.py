@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import VerificationError
 from .common import SIMULATION_WARNING, one_shot, parse_args, run_main
 from .enclave_tls_server import add_common_arguments, config_from_args, setup_logging
+from .parser import ArgumentParser
 
 PROG = "enclave-tls-client"
 
@@ -27,7 +28,7 @@ class InvalidResponse(VerificationError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Enclave-TLS sample client: attested TLS to a workload")
+    p = ArgumentParser(prog=PROG, description="Enclave-TLS sample client: attested TLS to a workload")
     add_common_arguments(p, server=False)
     return p
 

@@ -32,6 +32,7 @@ from .common import (
     snp_verifier_options,
     trust_sim_requested,
 )
+from .parser import ArgumentParser
 
 PROG = "enclave-tls-server"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR,
@@ -142,7 +143,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     from ..services.limits import add_limit_arguments
 
-    p = argparse.ArgumentParser(prog=PROG, description="Enclave-TLS sample server: attested TLS workload endpoint")
+    p = ArgumentParser(prog=PROG, description="Enclave-TLS sample server: attested TLS workload endpoint")
     add_common_arguments(p, server=True)
     p.add_argument("--reply", choices=("auto", "identity", "echo"), default="auto",
                    help="identity: MRENCLAVE||MRSIGNER||greeting; echo: the client's message; "

@@ -27,13 +27,14 @@ from .common import (
     trust_sim_requested,
 )
 from .enclave_tls_server import LOG_LEVELS, serve_processes, setup_logging
+from .parser import ArgumentParser
 
 PROG = "inclavared"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="EAA node daemon: relays attestation requests to the "
-                                "workload over attested TLS")
+    p = ArgumentParser(prog=PROG, description="EAA node daemon: relays attestation requests to the "
+                       "workload over attested TLS")
     add_version(p, PROG, "-V", "--version")
     p.add_argument("-l", "--listen", metavar="SOCKADDR", help="listen on ip:port or a Unix socket path")
     p.add_argument("-x", "--xfer", metavar="SOCKADDR", help="the workload (enclave-tls-server): ip:port or path")

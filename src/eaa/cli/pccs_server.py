@@ -30,6 +30,7 @@ from typing import NoReturn
 
 from ..errors import ConfigError, TransportError
 from .common import add_version, bounded_float, bounded_int, run_main, setup_daemon_logging
+from .parser import ArgumentParser, RawDescriptionHelpFormatter
 
 DEFAULT_LISTEN = "127.0.0.1:8081"
 
@@ -59,7 +60,7 @@ def _db_arg(p: argparse.ArgumentParser) -> None:
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """The serve/import/export subcommands (shared by ``eaa-pccs`` and ``eaa pccs``)."""
     s = sub.add_parser("serve", help="run the caching service", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=RawDescriptionHelpFormatter)
     s.add_argument("--listen", type=_listen, default=_listen(DEFAULT_LISTEN), metavar="HOST:PORT",
                    help=f"address to listen on (default {DEFAULT_LISTEN})")
     s.add_argument("--cert", metavar="PEM", help="TLS certificate (chain) of the service")
@@ -133,7 +134,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     e.set_defaults(func=run_export)
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class _OneLineParser(ArgumentParser):
     """A usage error is one line, in the form and with the exit status (2) of every other configuration
     error, instead of argparse's usage block."""
 
@@ -142,7 +143,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = "eaa-pccs") -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _OneLineParser(prog=prog, description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     add_version(parser, prog)
     add_commands(parser.add_subparsers(dest="pccs_command", metavar="COMMAND"))
     return parser

@@ -34,6 +34,7 @@ from .common import (
     trust_sim_requested,
 )
 from .enclave_tls_server import LOG_LEVELS, setup_logging
+from .parser import ArgumentParser
 
 PROG = "shelter"
 DEFAULT_ADDR = "tcp://127.0.0.1:1234"
@@ -42,8 +43,8 @@ MAX_ADDRS_FILE = 1 << 20
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Remote attestation client of the Enclave Attestation "
-                                "Architecture")
+    p = ArgumentParser(prog=PROG, description="Remote attestation client of the Enclave Attestation "
+                       "Architecture")
     add_version(p, PROG, "-v", "--version")
     p.add_argument("--verbose", action="store_true", help="accepted for compatibility")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .common import SIMULATION_WARNING
+from .parser import RawDescriptionHelpFormatter
 
 if TYPE_CHECKING:
     from ..sim import SimPlatform
@@ -43,7 +44,7 @@ _TEES = ("sgx", "tdx")
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """No import of the simulator here: building the parser (``eaa --help``) must stay cheap."""
     p = sub.add_parser("sim", help="the simulated TEE (development and CI only)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=RawDescriptionHelpFormatter)
     p.set_defaults(func=run, sim_command=None, _sim_parser=p)
     ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
 

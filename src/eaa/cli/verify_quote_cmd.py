@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import EaaError
 from .common import SIMULATION_WARNING, decode_evidence, parse_time, read_input, result_lines, trust_sim_requested
+from .parser import RawDescriptionHelpFormatter
 
 if TYPE_CHECKING:  # imported where used: `eaa verify-quote --help` and bad input stay fast
     from ..collateral.bundle import Collateral
@@ -26,7 +27,7 @@ EXIT_REVOKED = 10
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("verify-quote", help="verify an SGX or TDX ECDSA quote",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     p.add_argument("quote", help="quote file: binary, hex (any whitespace), base64, or '-' for standard input")
     p.add_argument("--collateral", metavar="FILE|DIR",
                    help="QuoteCollateralV3 JSON file or a directory of PCS-style files")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CollateralMissing, ConfigError, FormatError
 from .common import SIMULATION_WARNING, decode_evidence, parse_time, read_input, result_lines, trust_sim_requested
+from .parser import RawDescriptionHelpFormatter
 
 if TYPE_CHECKING:  # imported where used: building the parser (eaa --help) stays cheap
     from ..verify.result import VerificationResult
@@ -30,7 +31,7 @@ MAX_FILE = 1 << 20
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("verify-snp", help="verify an AMD SEV-SNP attestation report",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     p.add_argument("report", help="the ATTESTATION_REPORT: binary, hex (any whitespace), base64, "
                                   "or '-' for standard input")
     p.add_argument("--vek", metavar="FILE", help="the VCEK or VLEK certificate (DER or PEM; required unless "
