@@ -45,34 +45,18 @@ from ..pki.trust import TrustAnchor
 from ..timeutil import as_utc, utc_now
 from . import pki, quote, tcbinfo
 from .measure import measure_files, tdx_measure
+from .state import COLLATERAL_FILES as _COLLATERAL_FILES
+from .state import PLATFORM_FILE, TEES, default_sim_dir, read_state
+from .state import is_platform_dir as _is_platform_dir
 
 FORMAT_VERSION = 1
-PLATFORM_FILE = "platform.json"
 FMSPC = bytes.fromhex("00EAA5000000")
 KEY_NAMES = ("root_ca", "pck_ca", "pck", "tcb_signing", "qe_attestation", "td_qe_attestation", "signer")
 CERT_NAMES = ("root_ca", "pck_ca", "pck", "tcb_signing")
-TEES = ("sgx", "tdx")
-_COLLATERAL_FILES = {
-    "sgx": ("sgx_tcb_info.json", "sgx_qe_identity.json"),
-    "tdx": ("tdx_tcb_info.json", "tdx_qe_identity.json"),
-}
-_MAX_STATE_FILE = 1 << 20
 
 
 class PlatformExists(ConfigError):
     """The state directory already holds something; regenerating needs ``force``."""
-
-
-def default_sim_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """``$EAA_SIM_DIR``, else ``$XDG_DATA_HOME/eaa/sim``, else ``~/.local/share/eaa/sim``."""
-    explicit = environ.get("EAA_SIM_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = environ.get("XDG_DATA_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "eaa" / "sim"
-    home = environ.get("HOME")
-    return (Path(home) if home else Path.home()) / ".local" / "share" / "eaa" / "sim"
 
 
 def _utc(now: datetime | None) -> datetime:
@@ -158,10 +142,6 @@ def generate_files(*, seed: bytes, now: datetime, tcb: str = "uptodate") -> dict
 # the state directory
 
 
-def _is_platform_dir(d: Path) -> bool:
-    return (d / PLATFORM_FILE).is_file()
-
-
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
@@ -228,23 +208,6 @@ def write_state(sim_dir: Path, files: Mapping[str, bytes], *, force: bool = Fals
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def read_state(d: Path, names: Iterable[str], what: str) -> dict[str, bytes]:
-    """The named files of a state directory; a missing or oversized one is a typed error naming it."""
-    files: dict[str, bytes] = {}
-    for name in names:
-        p = d / name
-        try:
-            if p.stat().st_size > _MAX_STATE_FILE:
-                raise FormatError(f"{p} is too large for a {what} file")
-            files[name] = p.read_bytes()
-        except FileNotFoundError:
-            raise ConfigError(f"the {what} in {d} is incomplete ({name} is missing); "
-                              "regenerate it with 'eaa sim init --force'") from None
-        except OSError as e:
-            raise ConfigError(f"cannot read {p}: {e.strerror}") from None
-    return files
 
 
 def init_platform(sim_dir: str | os.PathLike[str] | None = None, *, tcb: str = "uptodate", force: bool = False,

@@ -17,17 +17,17 @@ if TYPE_CHECKING:
 
 def simulation_anchor(sim_dir: str | os.PathLike[str] | None = None, *, now: datetime | None = None) -> TrustAnchor:
     """The simulated platform's root as a trust anchor (``simulated=True``); pass it only on explicit request."""
-    from .platform import load_platform
+    from .published import published_anchor
 
-    return load_platform(sim_dir, now=now).anchor()
+    return published_anchor(sim_dir, now=now)
 
 
 def simulation_collateral(tee: str, sim_dir: str | os.PathLike[str] | None = None, *,
                           now: datetime | None = None) -> Collateral:
     """The simulated platform's collateral for ``tee`` ("sgx" or "tdx") quotes."""
-    from .platform import load_platform
+    from .published import published_collateral
 
-    return load_platform(sim_dir, now=now).collateral(tee)
+    return published_collateral(tee, sim_dir, now=now)
 
 
 class TrustedSimulation:
