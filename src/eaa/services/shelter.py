@@ -8,8 +8,8 @@ the policy and reference values. inclavared's verdict is reported but never reli
 
 from __future__ import annotations
 
+import os
 import queue
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +41,7 @@ class ShelterOptions:
     require_verified: bool = True
     timeout: float = 10.0
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-    randbytes: Callable[[int], bytes] = secrets.token_bytes
+    randbytes: Callable[[int], bytes] = os.urandom  # what secrets.token_bytes calls, without importing hmac
 
 
 class NothingVerified(VerificationError):
