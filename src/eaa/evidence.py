@@ -41,6 +41,9 @@ UNVERIFIABLE = {
 
 @dataclass(frozen=True)
 class Evidence:
+    """Evidence as an attester produced it: the exact quote or report bytes, the report data bound into it
+    and any endorsements."""
+
     type: str  # one of the evidence types above
     data: bytes  # the quote or report, exact bytes
     report_data: bytes  # the 64 bytes the attester bound into it

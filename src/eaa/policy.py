@@ -139,6 +139,8 @@ class ReferenceValues:
 
 @dataclass(frozen=True)
 class Policy:
+    """An appraisal policy (a ``[policy]`` table or JSON object): what a verified result must satisfy to be accepted."""
+
     accepted_statuses: frozenset[str] = DEFAULT_ACCEPTED
     allow_debug: bool = False
     allow_expired_collateral: bool = False

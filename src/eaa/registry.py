@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 @dataclass
 class Entry(Generic[T]):
+    """One registered plugin: its rats-tls name and priority, the options it takes, a factory imported on first use."""
+
     name: str
     priority: int
     factory: Callable[..., T] | str  # a callable, or "module:attribute" imported on first use

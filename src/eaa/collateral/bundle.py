@@ -81,6 +81,9 @@ def _pem_crl_der(text: bytes) -> bytes | None:
 
 @dataclass(frozen=True)
 class Collateral:
+    """The collateral that verifies one DCAP quote, in dcap-qvl's ``QuoteCollateralV3`` form: the exact signed
+    JSON, PEM issuer chains and DER CRLs."""
+
     pck_crl_issuer_chain: str
     root_ca_crl: bytes | None
     pck_crl: bytes | None

@@ -28,6 +28,8 @@ USER_AGENT = "eaa-collateral/0.1"
 
 @dataclass(frozen=True)
 class HttpResponse:
+    """One GET's answer, whatever its status: the whole body (at most ``MAX_RESPONSE_SIZE`` bytes) and its headers."""
+
     status: int
     body: bytes
     headers: Mapping[str, str]  # lower-case names

@@ -150,6 +150,8 @@ class SignedResponse:
 
 @dataclass(frozen=True)
 class CrlResponse:
+    """A PCK or root CA CRL as fetched and validated against the trust anchors: its DER and its issuer chain."""
+
     der: bytes
     issuer_chain: str  # empty for the root CA CRL
     next_update: datetime
@@ -157,6 +159,9 @@ class CrlResponse:
 
 @dataclass(frozen=True)
 class PckCertResponse:
+    """A PCK certificate from ``/pckcert``, validated against the trust anchors, with its platform's TCBM, FMSPC
+    and CA type."""
+
     pem: str  # the PCK leaf
     issuer_chain: str  # its CA and the root
     tcbm: str

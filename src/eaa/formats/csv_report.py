@@ -21,6 +21,8 @@ _FIELDS = {"user_pubkey_digest": (0x00, 32), "vm_id": (0x20, 16), "vm_version": 
 
 @dataclass(frozen=True)
 class CsvReport:
+    """The fields rats-tls reads from a Hygon CSV report, unmasked but unverified: claims, not measurements."""
+
     vm_id: bytes
     vm_version: bytes
     user_data: bytes  # report_data: SHA256(claims) in [0:32]

@@ -12,6 +12,8 @@ from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, spli
 
 @dataclass(frozen=True, slots=True)
 class EnclaveTcbLevel:
+    """One ISV SVN level of an enclave identity or a TDX module identity: its date, status and advisories."""
+
     isvsvn: int
     tcb_date: str
     status: str
@@ -20,6 +22,8 @@ class EnclaveTcbLevel:
 
 @dataclass(frozen=True, slots=True)
 class EnclaveIdentity:
+    """Intel's signed identity of a QE, TD_QE, QVE or QAE, decoded, with the exact body bytes and signature."""
+
     id: str
     version: int
     issue_date: datetime

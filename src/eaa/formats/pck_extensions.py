@@ -31,6 +31,8 @@ _SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
 
 @dataclass(frozen=True, slots=True)
 class PckExtensions:
+    """The decoded SGX extension of a PCK certificate: the platform's TCB, FMSPC and PCE-ID, to match TCB info."""
+
     ppid: bytes | None
     tcb_components: tuple[int, ...]  # 16 SVNs, .2.1 .. .2.16
     pce_svn: int

@@ -54,6 +54,8 @@ _PPID_SIZES = {CERT_PPID_CLEARTEXT: 16, CERT_PPID_RSA2048: 256, CERT_PPID_RSA307
 
 @dataclass(frozen=True, slots=True)
 class QuoteHeader:
+    """The 48-byte header of a DCAP quote (sgx_quote_3.h ``sgx_quote_header_t``), and its exact bytes."""
+
     version: int
     att_key_type: int
     tee_type: int
@@ -85,6 +87,9 @@ class PpidInfo:
 
 @dataclass(frozen=True, slots=True)
 class CertificationData:
+    """Certification data as a quote carries it (``sgx_ql_certification_data_t``): its type, 1-6, and its bytes,
+    decoded on demand."""
+
     cert_type: int
     data: bytes
 
@@ -143,6 +148,8 @@ class QeReportCertificationData:
 
 @dataclass(frozen=True, slots=True)
 class SignatureData:
+    """A quote's ECDSA signature data: the attestation key's signature over header and body, and what certifies it."""
+
     signature: bytes  # r || s over header+body, by the attestation key
     attestation_key: bytes  # x || y
     qe: QeReportCertificationData
@@ -150,6 +157,8 @@ class SignatureData:
 
 @dataclass(frozen=True, slots=True)
 class Quote:
+    """A parsed SGX or TDX quote and its exact bytes; the attestation key signed the first ``signed_length``."""
+
     header: QuoteHeader
     body_type: int
     body: SgxReportBody | TdReportBody

@@ -24,6 +24,8 @@ TD_ATTR_DEBUG = 0x01
 
 @dataclass(frozen=True, slots=True)
 class SgxReportBody:
+    """The 384-byte report body of an enclave or of the QE (sgx_report.h ``sgx_report_body_t``), and its exact bytes."""
+
     cpu_svn: bytes
     misc_select: int
     isv_ext_prod_id: bytes

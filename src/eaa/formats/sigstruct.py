@@ -21,6 +21,8 @@ METADATA_CSS_OFFSET = 64
 
 @dataclass(frozen=True, slots=True)
 class SigStruct:
+    """A decoded SIGSTRUCT and its exact 1808 bytes: the identity the enclave's signer expects the CPU to measure."""
+
     vendor: int
     date: int
     modulus: bytes

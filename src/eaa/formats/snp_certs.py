@@ -32,6 +32,8 @@ MAX_ENTRIES = 64
 
 @dataclass(frozen=True)
 class SnpCertificate:
+    """One entry of the host's SEV-SNP certificate table: a GUID and the bytes it points to, unverified."""
+
     guid: uuid.UUID
     data: bytes  # usually DER, exactly as the host supplied it
 

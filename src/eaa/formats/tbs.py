@@ -21,6 +21,9 @@ _TAG_EXTENSIONS = 0xA3
 
 @dataclass(frozen=True, slots=True)
 class TbsFields:
+    """A certificate's issuer, subject and extensions as raw DER, read from its TBSCertificate without building
+    cryptography's objects."""
+
     issuer: bytes  # DER of the issuer Name
     subject: bytes  # DER of the subject Name
     extensions: dict[bytes, tuple[bool, bytes]]  # raw OID -> (critical, extnValue contents)

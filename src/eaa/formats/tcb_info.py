@@ -14,6 +14,8 @@ from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, spli
 
 @dataclass(frozen=True, slots=True)
 class TcbLevel:
+    """One TCB level of TCB info: the SVNs a platform must reach for it, the status it then has, and the advisories."""
+
     sgx_components: tuple[int, ...]
     pcesvn: int
     tdx_components: tuple[int, ...] | None
@@ -28,6 +30,9 @@ ModuleTcbLevel = EnclaveTcbLevel
 
 @dataclass(frozen=True, slots=True)
 class TdxModuleIdentity:
+    """A TDX module's expected MRSIGNER and attributes, with its TCB levels, from TCB info's ``tdxModule`` or
+    ``tdxModuleIdentities``."""
+
     id: str
     mrsigner: bytes
     attributes: bytes
@@ -37,6 +42,8 @@ class TdxModuleIdentity:
 
 @dataclass(frozen=True, slots=True)
 class TcbInfo:
+    """Intel's signed TCB info for one FMSPC, decoded, with the exact body bytes and the signature over them."""
+
     id: str  # "SGX" or "TDX" (v2 has no id: "SGX")
     version: int
     issue_date: datetime

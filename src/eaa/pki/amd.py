@@ -81,6 +81,8 @@ def crl_issuer(der: bytes) -> x509.Name | None:
 
 @dataclass(frozen=True)
 class TrustedArk:
+    """An ARK accepted as the root of an SNP chain (pinned by AMD, or a given anchor), with the name results report."""
+
     cert: x509.Certificate
     name: str
     product: str | None  # known for AMD's pinned ARKs

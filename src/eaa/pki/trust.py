@@ -30,6 +30,9 @@ SIMULATION_MARKER = "SIMULATION"
 
 @dataclass(frozen=True)
 class TrustAnchor:
+    """A root certificate that chains may end in, with the name results report for it; a simulated platform's
+    root is marked as such."""
+
     certificate: x509.Certificate
     name: str
     simulated: bool = False

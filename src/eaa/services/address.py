@@ -17,6 +17,8 @@ _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 @dataclass(frozen=True)
 class Address:
+    """An address as the original tools take it: a TCP host and port, or a Unix socket path."""
+
     kind: str  # "tcp" or "unix"
     host: str = ""
     port: int = 0

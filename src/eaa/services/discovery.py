@@ -69,6 +69,8 @@ class ApiCredentials:
 
 @dataclass(frozen=True)
 class InclavaredPod:
+    """One pod of the API server's pod list: its node, whether it can be attested, and the address shelter dials."""
+
     name: str
     node: str
     phase: str

@@ -39,6 +39,9 @@ V1_UPSTREAM_MAX = 512
 
 @dataclass
 class InclavaredConfig:
+    """How one inclavared runs: where it listens, which workload it relays to, the TLS of each side and the
+    policy of its verdict."""
+
     listen: Address | None
     xfer: Address | None
     server_tls: TlsConfig  # towards shelter: inclavared's own evidence in its certificate

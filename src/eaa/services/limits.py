@@ -13,6 +13,8 @@ from ..errors import ConfigError
 
 @dataclass(frozen=True)
 class ServerLimits:
+    """The connection limits of one attested-TLS daemon, as its flags set them; :meth:`validate` checks their ranges."""
+
     max_connections: int = 4096
     max_per_source: int = 256
     handshake_timeout: float = 5.0

@@ -94,6 +94,8 @@ def _die_with_parent(parent: int) -> None:
 
 @dataclass
 class _Slot:
+    """One listening socket and the child serving it (pid 0: none), with the growing delay that paces its restarts."""
+
     sock: socket.socket
     pid: int = 0
     started: float = 0.0

@@ -131,6 +131,8 @@ def request_complete(buf: bytes) -> bool:
 
 @dataclass(frozen=True)
 class Request:
+    """A parsed shelter request: protocol version 1, or version 2 with the verifier's nonce."""
+
     version: int
     nonce: bytes | None  # v2 only
 
@@ -183,6 +185,8 @@ IDENTITY_SIZE = 64
 
 @dataclass(frozen=True)
 class SgxIdentity:
+    """An SGX workload's self-reported MRENCLAVE and MRSIGNER: the 64 bytes that open a v1 identity reply."""
+
     mrenclave: bytes
     mrsigner: bytes
 
@@ -242,6 +246,9 @@ def make_evidence_reply(nonce: bytes, evidence: Evidence, claims: bytes) -> byte
 
 @dataclass(frozen=True)
 class WorkloadEvidence:
+    """The workload's fresh evidence for one nonce, with its claims and endorsements, as relayed so that every
+    hop can verify it again."""
+
     evidence_type: str
     evidence: bytes
     claims: bytes
@@ -322,6 +329,8 @@ def endorsements_obj(collateral: Collateral | SnpEndorsements | None) -> dict[st
 
 @dataclass(frozen=True)
 class Verdict:
+    """inclavared's verdict on the workload's evidence, relayed in a v2 reply: reported by shelter, never relied on."""
+
     ok: bool
     error_code: str | None
     error: str | None
@@ -345,6 +354,8 @@ def enclaveinfo_v2(nonce: bytes, workload: WorkloadEvidence | None, verdict: Ver
 
 @dataclass(frozen=True)
 class EnclaveInfo:
+    """A parsed v2 ``ENCLAVEINFO`` reply from inclavared, from which shelter verifies the relayed evidence itself."""
+
     nonce: bytes
     workload: WorkloadEvidence | None
     verdict: Verdict

@@ -30,6 +30,8 @@ from .address import dial, parse_address
 
 @dataclass
 class ShelterOptions:
+    """How shelter attests nodes: the TLS that verifies inclavared, the policy for workloads, and the v1 opt-ins."""
+
     tls: TlsConfig  # verifies inclavared's certificate (its policy: statuses/debug/expiry, no reference values)
     policy: Policy = field(default_factory=Policy)  # appraises the workload, with the reference values
     v1: bool = False
@@ -52,6 +54,8 @@ class NothingVerified(VerificationError):
 
 @dataclass
 class NodeReport:
+    """The outcome of attesting one node: whether it passed, why not, and what each side's evidence verified to."""
+
     address: str
     ok: bool
     error_code: str | None = None

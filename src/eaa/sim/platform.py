@@ -258,6 +258,8 @@ def _fixed_hex(params: Mapping[str, Any], key: str, size: int) -> bytes:
 
 @dataclass(frozen=True)
 class PlatformParams:
+    """The simulated platform's identity and TCB as ``platform.json`` records them, sizes checked on load."""
+
     platform_id: str
     created: str
     tcb_state: str

@@ -26,6 +26,8 @@ PCE_ID = bytes.fromhex("0000")
 
 @dataclass(frozen=True)
 class SimTcbLevel:
+    """One rung of the simulated TCB ladder: the SVNs a platform needs to reach it, its status, age and advisories."""
+
     status: str
     svn: int  # SGX components 1-2 and TDX component 3 (index 2) of this level
     pcesvn: int

@@ -98,6 +98,8 @@ def encode_evidence(tag: int, evidence: bytes, claims: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class TaggedEvidence:
+    """The decoded DICE evidence extension: the evidence, its type from the CBOR tag, the claims bytes as received."""
+
     tag: int
     evidence_type: str
     evidence: bytes
@@ -196,6 +198,8 @@ def encode_endorsements(collateral: Collateral, *, version: int = ENDORSEMENTS_V
 
 @dataclass(frozen=True)
 class Endorsements:
+    """The decoded DICE endorsements extension: its version and the DCAP collateral it carries."""
+
     version: int
     collateral: Collateral
 

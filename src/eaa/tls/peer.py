@@ -82,6 +82,8 @@ class PeerIdentity:
 
 @dataclass
 class _CacheEntry:
+    """A verified peer identity cached under its certificate's DER, reusable only within the time window it records."""
+
     identity: PeerIdentity
     not_before: datetime
     not_after: datetime

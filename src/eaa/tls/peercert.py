@@ -73,6 +73,8 @@ def _oid(raw: bytes, what: str) -> str:
 
 @dataclass(frozen=True)
 class Extension:
+    """One certificate extension as encoded: its OID, whether it is critical, and its extnValue contents."""
+
     oid: str
     critical: bool
     value: bytes  # the extnValue OCTET STRING contents
@@ -80,6 +82,8 @@ class Extension:
 
 @dataclass(frozen=True)
 class PeerCertificate:
+    """A peer certificate as the lenient DER walk reads it, every field as encoded (version INTEGER 3 accepted)."""
+
     der: bytes
     tbs: bytes
     version: int  # the raw INTEGER: 2 for X.509 v3, 3 for the enclave-tls quirk

@@ -46,6 +46,8 @@ class Measurements(Mapping[str, Any]):
 
 @dataclass(frozen=True, slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
 class SgxMeasurements(Measurements):
+    """What a verified SGX quote's report body says of the enclave."""
+
     mrenclave: str
     mrsigner: str
     isv_prod_id: int

@@ -59,6 +59,8 @@ def _freeze(m: Mapping[str, Any]) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class VerificationResult:
+    """What a verifier established about one piece of evidence, immutable; whether to accept it is a policy's call."""
+
     tee: str  # "sgx", "tdx", "sev-snp", "none"
     status: TcbStatus
     advisory_ids: tuple[str, ...]

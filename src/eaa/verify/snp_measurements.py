@@ -11,6 +11,8 @@ from .measurements import Measurements
 
 @dataclass(frozen=True, slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
 class SnpMeasurements(Measurements):
+    """What a verified SEV-SNP attestation report says of the guest, its launch and its platform's TCB."""
+
     measurement: str
     host_data: str
     id_key_digest: str

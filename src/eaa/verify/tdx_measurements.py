@@ -10,6 +10,8 @@ from .measurements import Measurements
 
 @dataclass(frozen=True, slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
 class TdxMeasurements(Measurements):
+    """What a verified TDX quote's TD report says of the TD and of the TDX module it runs on."""
+
     mrtd: str
     rtmr0: str
     rtmr1: str

@@ -37,6 +37,9 @@ def fmspc_param(value: object) -> str:
 
 @dataclass(frozen=True)
 class AppraisalPolicy:
+    """A signed appraisal policy JWT as ``PUT /appraisalpolicy`` uploads it, filed by FMSPC and by the TEE its
+    ``class_id`` names."""
+
     fmspc: str
     policy: str
     is_default: bool

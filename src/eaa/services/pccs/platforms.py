@@ -52,6 +52,8 @@ def check_hex(value: Any, name: str, *, size: int | None = None, max_size: int |
 
 @dataclass(frozen=True)
 class Registration:
+    """A platform registration as ``POST /platforms`` sends it (Intel's field names), validated, in upper-case hex."""
+
     qe_id: str
     pce_id: str
     cpu_svn: str

@@ -63,6 +63,8 @@ MAX_BUNDLE_RECORDS = 100_000
 
 @dataclass(frozen=True)
 class Record:
+    """One stored record: an upstream answer reduced to its exact body and header values, under a canonical key."""
+
     kind: str
     key: str
     body: bytes

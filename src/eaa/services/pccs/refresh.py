@@ -64,6 +64,8 @@ def fmspc_list(values: Iterable[str] | None) -> set[str] | None:
 
 @dataclass
 class RefreshSummary:
+    """What one ``/refresh`` did to the cached records, counted by outcome, with the failures (its JSON answer)."""
+
     refreshed: int = 0  # replaced by newer valid data
     unchanged: int = 0  # the upstream sent the same data (its fetch time is updated)
     kept: int = 0  # the upstream sent valid but older data: the cached record stays

@@ -112,6 +112,8 @@ class Registered:
 
 @dataclass(frozen=True)
 class Answer:
+    """A record to serve and how the cache produced it (``EAA-Cache-Status``)."""
+
     record: Record
     cache: str  # "hit", "miss" (fetched now) or "stale" (expired, upstream unavailable)
 

@@ -39,6 +39,8 @@ DEFAULT_DB = "eaa-pccs.sqlite3"
 
 @dataclass
 class ServiceOptions:
+    """What :func:`build_service` needs to build an eaa-pccs service: its store, mode, upstreams and trust anchors."""
+
     db: str = DEFAULT_DB
     mode: Mode = Mode.LAZY
     upstream: str | None = INTEL_PCS_URL
