@@ -6,8 +6,9 @@ what it produces or accepts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from .records import record
 
 if TYPE_CHECKING:
     from .collateral.bundle import Collateral
@@ -39,7 +40,7 @@ UNVERIFIABLE = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Evidence:
     """Evidence as an attester produced it: the exact quote or report bytes, the report data bound into it
     and any endorsements."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
 from .checks import Check
 from .errors import ConfigError, PolicyViolation, Revoked
+from .records import record
 from .verify.result import ALL_STATUSES, REVOKED, SW_HARDENING_NEEDED, UP_TO_DATE, VerificationResult
 
 DEFAULT_ACCEPTED = frozenset({UP_TO_DATE, SW_HARDENING_NEEDED})
@@ -64,7 +65,7 @@ def _int(name: str, value: Any) -> int:
     return value
 
 
-@dataclass(frozen=True)
+@record
 class ReferenceValues:
     """Expected measurements; each hex field accepts any of several values (e.g. across an upgrade)."""
 
@@ -137,7 +138,7 @@ class ReferenceValues:
         return json.dumps({"reference": d}, indent=1, sort_keys=True) + "\n"
 
 
-@dataclass(frozen=True)
+@record
 class Policy:
     """An appraisal policy (a ``[policy]`` table or JSON object): what a verified result must satisfy to be accepted."""
 
@@ -414,7 +415,7 @@ def _tcb_le(low: Mapping[str, int], high: Mapping[str, int]) -> bool:
     return all(low.get(k, 0) <= high.get(k, 0) for k in set(low) | set(high))
 
 
-@dataclass(frozen=True)
+@record
 class SnpPolicy:
     """``[policy.snp]``: what go-sev-guest's ``validate.Options`` holds, with its defaults.
 

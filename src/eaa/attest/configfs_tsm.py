@@ -19,10 +19,10 @@ import errno
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..records import record
 from ._io import read_bounded, under, write_all
 from .errors import ConcurrentReportRequest, EvidenceMismatch, TeeInterfaceError
 
@@ -41,7 +41,7 @@ class TsmUnavailable(ConfigError):
     """configfs-tsm is absent here, not usable by us, or backed by another TEE's provider."""
 
 
-@dataclass(frozen=True)
+@record
 class TsmReport:
     """What one configfs-tsm request returned."""
 

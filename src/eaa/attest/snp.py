@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 from ..errors import ConfigError, FormatError
 from ..evidence import SEV_SNP, Evidence, pad_report_data
 from ..formats.snp_certs import SnpCertTable, SnpEndorsements, parse_cert_table
+from ..records import record
 from ._io import IoctlFunc
 from .configfs_tsm import PROVIDER_SEV, ConfigfsTsm, TsmUnavailable
 from .errors import EvidenceMismatch
@@ -39,7 +39,7 @@ REPORT_DATA_OFFSET = 0x50
 REPORT_DATA_END = 0x90
 
 
-@dataclass(frozen=True)
+@record
 class SnpAttestation:
     """One SNP report with what the host supplied alongside it."""
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import binascii
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import CollateralMissing, FormatError
 from ..formats.signed_json import loads_strict, parse_signature_hex, split_signed
 from ..formats.x509_errors import PARSE_ERRORS
+from ..records import record
 
 MAX_COLLATERAL_FILE = 16 << 20
 
@@ -79,7 +80,7 @@ def _pem_crl_der(text: bytes) -> bytes | None:
     return der if head + size == len(der) else None
 
 
-@dataclass(frozen=True)
+@record
 class Collateral:
     """The collateral that verifies one DCAP quote, in dcap-qvl's ``QuoteCollateralV3`` form: the exact signed
     JSON, PEM issuer chains and DER CRLs."""

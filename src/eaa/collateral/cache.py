@@ -18,9 +18,11 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from ..records import record
 
 log = logging.getLogger("eaa.collateral")
 
@@ -29,7 +31,7 @@ ENV_CACHE_DIR = "EAA_COLLATERAL_CACHE_DIR"
 MAX_ENTRY_SIZE = 8 << 20
 
 
-@dataclass(frozen=True)
+@record
 class Cached(Generic[T]):
     """A cached value with the time after which it must be fetched again."""
 
@@ -68,7 +70,7 @@ class MemoryCache(Generic[T]):
             self._items.clear()
 
 
-@dataclass(frozen=True)
+@record
 class RawEntry:
     """A response as received: what the disk cache stores."""
 

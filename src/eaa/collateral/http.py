@@ -11,11 +11,11 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import httpx
 
 from ..errors import ConfigError
+from ..records import record
 from .errors import UpstreamUnavailable
 
 log = logging.getLogger("eaa.collateral")
@@ -26,7 +26,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "eaa-collateral/0.1"
 
 
-@dataclass(frozen=True)
+@record
 class HttpResponse:
     """One GET's answer, whatever its status: the whole body (at most ``MAX_RESPONSE_SIZE`` bytes) and its headers."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,6 +27,7 @@ from ..formats.snp_vek import vek_extensions
 from ..formats.x509_errors import PARSE_ERRORS
 from ..pki.amd import AMD_ARK_SHA256, common_name, pss_verify, require_ca
 from ..pki.chain import check_crl, typed_certificate_errors
+from ..records import record
 from .cache import Cached, MemoryCache
 from .errors import CorruptCollateral
 from .http import HttpGetter, HttpResponse
@@ -99,7 +99,7 @@ def _amd_pki(what: str, fn: Callable[[], T]) -> T:
         raise CorruptCollateral(f"{what}: {e}", check=e.check) from None
 
 
-@dataclass(frozen=True)
+@record
 class KdsChain:
     """The intermediate (ASK, or ASVK for VLEKs) and AMD's root (ARK) of one product."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -24,6 +23,7 @@ from cryptography import x509
 from ..collateral.bundle import crl_to_der
 from ..errors import EaaError, FormatError
 from ..pki.trust import TrustAnchor, default_anchors
+from ..records import record
 from .cache import Cached, DiskCache, MemoryCache, RawEntry, default_cache_dir
 from .errors import (
     CollateralNotFound,
@@ -138,7 +138,7 @@ def header_chain(headers: dict[str, str] | Any, *names: str) -> str:
     raise CorruptCollateral(f"response lacks the {names[0]} header")
 
 
-@dataclass(frozen=True)
+@record
 class SignedResponse:
     """A TCB info or enclave identity response: the exact JSON text and its issuer chain."""
 
@@ -148,7 +148,7 @@ class SignedResponse:
     api_version: int
 
 
-@dataclass(frozen=True)
+@record
 class CrlResponse:
     """A PCK or root CA CRL as fetched and validated against the trust anchors: its DER and its issuer chain."""
 
@@ -157,7 +157,7 @@ class CrlResponse:
     next_update: datetime
 
 
-@dataclass(frozen=True)
+@record
 class PckCertResponse:
     """A PCK certificate from ``/pckcert``, validated against the trust anchors, with its platform's TCBM, FMSPC
     and CA type."""

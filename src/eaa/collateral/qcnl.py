@@ -21,12 +21,13 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from ..records import record
 
 DEFAULT_QCNL_PATH = "/etc/sgx_default_qcnl.conf"
 ENV_PCCS_URL = "EAA_PCCS_URL"
@@ -47,7 +48,7 @@ DEFAULT_PCK_CACHE_HOURS = 168
 DEFAULT_COLLATERAL_CACHE_HOURS = 168
 
 
-@dataclass(frozen=True)
+@record
 class QcnlConfig:
     """The subset of QCNL settings a collateral client acts on."""
 

@@ -13,7 +13,6 @@ verifier's decision, taken at its own verification time.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -29,6 +28,7 @@ from ..formats.x509_errors import READ_ERRORS
 from ..pki.chain import ChainMemo, CheckedCrl, check_crl, crl_issuer_der, load_pem_chain
 from ..pki.roles import PCK, PCK_CRL, QE_IDENTITY, TCB_INFO, ChainRole, RoleChain, check_role_chain, subject_der
 from ..pki.trust import TrustAnchor
+from ..records import record
 from .errors import CorruptCollateral
 from .signed import checked_identity, checked_tcb_info
 
@@ -133,7 +133,7 @@ def validate_root_ca_crl(der: bytes, anchors: Sequence[TrustAnchor]) -> CheckedC
     return _checked("root CA CRL", run)
 
 
-@dataclass(frozen=True)
+@record
 class PckCertInfo:
     """What a PCK certificate says about its platform (the PCCS ``/pckcert`` headers come from it)."""
 

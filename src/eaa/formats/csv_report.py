@@ -11,7 +11,7 @@ a zeroed buffer, a short evidence reads as zero-filled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..records import record
 
 REPORT_SIZE = 4096
 ANONCE_OFFSET = 0xBC
@@ -19,7 +19,7 @@ _FIELDS = {"user_pubkey_digest": (0x00, 32), "vm_id": (0x20, 16), "vm_version": 
            "mnonce": (0x80, 16), "measure": (0x90, 32), "policy": (0xB0, 4)}
 
 
-@dataclass(frozen=True)
+@record
 class CsvReport:
     """The fields rats-tls reads from a Hygon CSV report, unmasked but unverified: claims, not measurements."""
 

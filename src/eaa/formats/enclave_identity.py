@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..errors import FormatError
+from ..records import record
 from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn, valid_times
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class EnclaveTcbLevel:
     """One ISV SVN level of an enclave identity or a TDX module identity: its date, status and advisories."""
 
@@ -20,7 +20,7 @@ class EnclaveTcbLevel:
     advisory_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class EnclaveIdentity:
     """Intel's signed identity of a QE, TD_QE, QVE or QAE, decoded, with the exact body bytes and signature."""
 

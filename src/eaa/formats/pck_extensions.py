@@ -6,11 +6,10 @@ verifier matches against TCB info (shared/docs/dcap-reference.md §2.3).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cryptography import x509
 
 from ..errors import FormatError
+from ..records import record
 from .der import (
     TAG_BOOLEAN,
     TAG_ENUMERATED,
@@ -29,7 +28,7 @@ SGX_TYPES = {0: "Standard", 1: "Scalable", 2: "ScalableWithIntegrity"}
 _SGX_OID = x509.ObjectIdentifier(SGX_EXTENSION_OID)
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class PckExtensions:
     """The decoded SGX extension of a PCK certificate: the platform's TCB, FMSPC and PCE-ID, to match TCB info."""
 

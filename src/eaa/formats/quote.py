@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import binascii
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import FormatError
+from ..records import record
 from .pem import pem_blocks
 from .reader import Reader
 from .report_body import (
@@ -52,7 +52,7 @@ MAX_QUOTE_SIZE = 1 << 20
 _PPID_SIZES = {CERT_PPID_CLEARTEXT: 16, CERT_PPID_RSA2048: 256, CERT_PPID_RSA3072: 384}
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class QuoteHeader:
     """The 48-byte header of a DCAP quote (sgx_quote_3.h ``sgx_quote_header_t``), and its exact bytes."""
 
@@ -75,7 +75,7 @@ class QuoteHeader:
         return cls(version, att_key_type, tee_type, qe_svn, pce_svn, qe_vendor_id, user_data, raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class PpidInfo:
     """Certification data types 1-3: what PCCS ``/pckcert`` needs to find the PCK certificate."""
 
@@ -85,7 +85,7 @@ class PpidInfo:
     pce_id: bytes | None  # Intel's synthetic QVL sample omits it
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class CertificationData:
     """Certification data as a quote carries it (``sgx_ql_certification_data_t``): its type, 1-6, and its bytes,
     decoded on demand."""
@@ -126,7 +126,7 @@ class CertificationData:
         return cls(cert_type, data)
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class QeReportCertificationData:
     """The QE report, its PCK signature, QE auth data and the nested certification data."""
 
@@ -146,7 +146,7 @@ class QeReportCertificationData:
         return cls(qe_report, signature, auth, cert)
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SignatureData:
     """A quote's ECDSA signature data: the attestation key's signature over header and body, and what certifies it."""
 
@@ -155,7 +155,7 @@ class SignatureData:
     qe: QeReportCertificationData
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Quote:
     """A parsed SGX or TDX quote and its exact bytes; the attestation key signed the first ``signed_length``."""
 

@@ -8,9 +8,8 @@ quote loads: building a dataclass is a measurable part of a one-shot command's s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import FormatError
+from ..records import record
 
 SGX_REPORT_BODY_SIZE = 384
 TD_REPORT10_SIZE = 584
@@ -22,7 +21,7 @@ SGX_FLAGS_PROVISION_KEY = 0x10
 TD_ATTR_DEBUG = 0x01
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SgxReportBody:
     """The 384-byte report body of an enclave or of the QE (sgx_report.h ``sgx_report_body_t``), and its exact bytes."""
 

@@ -8,9 +8,9 @@ signed enclaves embed it in their metadata; Gramine's ``.sig`` file is the bare 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from ..errors import FormatError
+from ..records import record
 
 SIGSTRUCT_SIZE = 1808
 HEADER1 = bytes.fromhex("06000000e10000000000010000000000")
@@ -19,7 +19,7 @@ METADATA_MAGIC = (0x86A80294635D0E4C).to_bytes(8, "little")
 METADATA_CSS_OFFSET = 64
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SigStruct:
     """A decoded SIGSTRUCT and its exact 1808 bytes: the identity the enclave's signer expects the CPU to measure."""
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from ..checks import Check
 from ..errors import FormatError
+from ..records import record
 
 VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
 VLEK_GUID = uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1")
@@ -30,7 +30,7 @@ ENTRY_SIZE = 24
 MAX_ENTRIES = 64
 
 
-@dataclass(frozen=True)
+@record
 class SnpCertificate:
     """One entry of the host's SEV-SNP certificate table: a GUID and the bytes it points to, unverified."""
 
@@ -43,7 +43,7 @@ class SnpCertificate:
         return GUID_NAMES.get(self.guid)
 
 
-@dataclass(frozen=True)
+@record
 class SnpCertTable:
     """The parsed table; empty when the host supplied none (or the report came without one)."""
 
@@ -105,7 +105,7 @@ def build_cert_table(entries: Iterable[tuple[uuid.UUID, bytes]]) -> bytes:
     return head + bytes(ENTRY_SIZE) + body
 
 
-@dataclass(frozen=True)
+@record
 class SnpEndorsements:
     """The certificates (and CRLs) that travel with one SNP report; untrusted until the verifier checks them."""
 

@@ -18,10 +18,10 @@ go-sev-guest accepts 2..5); 5 adds LAUNCH_MIT_VECTOR and CURRENT_MIT_VECTOR at 0
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FormatError
+from ..records import record
 
 REPORT_SIZE = 0x4A0
 SIGNED_SIZE = 0x2A0  # the signature covers report[0:0x2A0]
@@ -99,7 +99,7 @@ def normalize_product(name: str) -> str:
     raise FormatError(f"unknown SEV-SNP product {name!r} (expected one of {', '.join(PRODUCTS)})", field="product")
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TcbVersion:
     """One TCB_VERSION decoded for a product line.
 
@@ -162,7 +162,7 @@ class TcbVersion:
         return ", ".join(f"{k}={v}" for k, v in self.as_dict().items()) + f" (0x{self.encode():016x})"
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SnpReport:
     """Every field of an ATTESTATION_REPORT, plus its exact bytes (signatures are over bytes)."""
 

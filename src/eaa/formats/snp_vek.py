@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from ..errors import FormatError
+from ..records import record
 from .der import TAG_INTEGER, TAG_OCTET_STRING, read_tlv
 from .pem import PEM_BEGIN
 from .snp_report import TURIN, TcbVersion, normalize_product
@@ -52,7 +52,7 @@ _IA5_TAGS = (0x16, 0x0C, 0x13)  # IA5String (AMD's), also UTF8String / Printable
 _SERIAL_WARNING = "Parsed a serial number which wasn't positive"
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class VekExtensions:
     """What AMD put in a VCEK/VLEK certificate, decoded."""
 

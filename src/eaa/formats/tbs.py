@@ -9,9 +9,10 @@ validated) by ``cryptography``; callers fall back to its objects whenever this r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..errors import FormatError
+from ..records import record
 from .der import TAG_BOOLEAN, TAG_INTEGER, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, encode_oid, read_header
 
 BASIC_CONSTRAINTS = encode_oid("2.5.29.19")
@@ -19,7 +20,7 @@ _TAG_VERSION = 0xA0
 _TAG_EXTENSIONS = 0xA3
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TbsFields:
     """A certificate's issuer, subject and extensions as raw DER, read from its TBSCertificate without building
     cryptography's objects."""

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 from ..errors import FormatError
+from ..records import record
 from .enclave_identity import EnclaveTcbLevel, isv_level
 from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn, valid_times
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TcbLevel:
     """One TCB level of TCB info: the SVNs a platform must reach for it, the status it then has, and the advisories."""
 
@@ -28,7 +28,7 @@ class TcbLevel:
 ModuleTcbLevel = EnclaveTcbLevel
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TdxModuleIdentity:
     """A TDX module's expected MRSIGNER and attributes, with its TCB levels, from TCB info's ``tdxModule`` or
     ``tdxModuleIdentities``."""
@@ -40,7 +40,7 @@ class TdxModuleIdentity:
     tcb_levels: tuple[ModuleTcbLevel, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TcbInfo:
     """Intel's signed TCB info for one FMSPC, decoded, with the exact body bytes and the signature over them."""
 

@@ -6,14 +6,13 @@ keeps its exact ``raw`` bytes, because the quote signature and the measurements 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import FormatError
+from ..records import record
 from .reader import Reader
 from .report_body import TD_ATTR_DEBUG, TD_REPORT10_SIZE, TD_REPORT15_SIZE, TD_REPORT15EX_SIZE
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TdReportBody:
     """TD report 1.0 (584 B), 1.5 (648 B) or 1.5ex (885 B); later fields are None when absent."""
 

@@ -9,7 +9,6 @@ is always an input: AMD's pinned ARKs (by SHA-256 of their DER) unless the calle
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
@@ -29,6 +28,7 @@ from ..errors import (
 from ..formats.snp_report import PRODUCTS
 from ..formats.snp_vek import VLEK, VekExtensions, load_certificates, vek_extensions, vek_kind
 from ..formats.x509_errors import PARSE_ERRORS
+from ..records import record
 from ..timeutil import as_utc
 from .chain import check_crl, check_signature_algorithm, typed_certificate_errors
 from .trust import TrustAnchor, is_simulation_certificate
@@ -79,7 +79,7 @@ def crl_issuer(der: bytes) -> x509.Name | None:
         return None
 
 
-@dataclass(frozen=True)
+@record
 class TrustedArk:
     """An ARK accepted as the root of an SNP chain (pinned by AMD, or a given anchor), with the name results report."""
 
@@ -174,7 +174,7 @@ def anchor_issuer(child: x509.Certificate, anchors: Sequence[x509.Certificate], 
 
 # ---------------- the chain ----------------
 
-@dataclass(frozen=True)
+@record
 class VekChain:
     """A VEK certificate whose chain to a trusted ARK verified (steps 3-5 of :func:`verify_snp_report`)."""
 

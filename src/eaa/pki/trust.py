@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,14 @@ from cryptography.hazmat.primitives import hashes
 from ..errors import ConfigError, FormatError
 from ..formats.pem import pem_bodies
 from ..formats.x509_errors import NAME_ERRORS, PARSE_ERRORS
+from ..records import record
 from .names import PkiNames, pki_names
 
 INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
 SIMULATION_MARKER = "SIMULATION"
 
 
-@dataclass(frozen=True)
+@record
 class TrustAnchor:
     """A root certificate that chains may end in, with the name results report for it; a simulated platform's
     root is marked as such."""

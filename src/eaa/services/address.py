@@ -7,15 +7,15 @@ import os
 import re
 import socket
 import stat
-from dataclasses import dataclass
 
 from ..errors import ConfigError, TransportError
+from ..records import record
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 
-@dataclass(frozen=True)
+@record
 class Address:
     """An address as the original tools take it: a TCP host and port, or a Unix socket path."""
 

@@ -25,13 +25,14 @@ import ssl
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from ..attest._io import read_bounded
 from ..attest.errors import TeeInterfaceError
 from ..errors import ConfigError, ProtocolError, TransportError
+from ..records import record
 
 DEFAULT_SELECTOR = "k8s-app=inclavared"
 DEFAULT_PORT = 1236  # inclavared's --listen port in the seed's DaemonSet
@@ -52,7 +53,7 @@ _UNSUPPORTED_USER = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class ApiCredentials:
     """Where the API server is and how to prove who we are to it (PEM bytes, never file names, so that
     relative paths are resolved once, where the kubeconfig was read)."""
@@ -67,7 +68,7 @@ class ApiCredentials:
     tls_server_name: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class InclavaredPod:
     """One pod of the API server's pod list: its node, whether it can be attested, and the address shelter dials."""
 

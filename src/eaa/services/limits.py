@@ -5,13 +5,14 @@ Kept apart from the connection server so that parsing a command line imports no 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from ..errors import ConfigError
+from ..records import record
 
 
-@dataclass(frozen=True)
+@record
 class ServerLimits:
     """The connection limits of one attested-TLS daemon, as its flags set them; :meth:`validate` checks their ranges."""
 

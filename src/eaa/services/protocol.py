@@ -25,13 +25,13 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..collateral.bundle import Collateral
 from ..errors import EaaError, IdentityMismatch, ProtocolError
 from ..evidence import SEV_SNP, Evidence
+from ..records import record
 from ..tls.claims import NONCE, decode_claims
 from ..verify.result import VerificationResult
 from ..verify.verifier import Verifier
@@ -129,7 +129,7 @@ def request_complete(buf: bytes) -> bool:
 
 # ---- shelter -> inclavared ----
 
-@dataclass(frozen=True)
+@record
 class Request:
     """A parsed shelter request: protocol version 1, or version 2 with the verifier's nonce."""
 
@@ -183,7 +183,7 @@ def error_of(obj: dict[str, Any]) -> ProtocolError | None:
 IDENTITY_SIZE = 64
 
 
-@dataclass(frozen=True)
+@record
 class SgxIdentity:
     """An SGX workload's self-reported MRENCLAVE and MRSIGNER: the 64 bytes that open a v1 identity reply."""
 
@@ -244,7 +244,7 @@ def make_evidence_reply(nonce: bytes, evidence: Evidence, claims: bytes) -> byte
 
 # ---- the workload's evidence, as relayed ----
 
-@dataclass(frozen=True)
+@record
 class WorkloadEvidence:
     """The workload's fresh evidence for one nonce, with its claims and endorsements, as relayed so that every
     hop can verify it again."""
@@ -327,7 +327,7 @@ def endorsements_obj(collateral: Collateral | SnpEndorsements | None) -> dict[st
 
 # ---- v2 reply (inclavared -> shelter) ----
 
-@dataclass(frozen=True)
+@record
 class Verdict:
     """inclavared's verdict on the workload's evidence, relayed in a v2 reply: reported by shelter, never relied on."""
 
@@ -352,7 +352,7 @@ def enclaveinfo_v2(nonce: bytes, workload: WorkloadEvidence | None, verdict: Ver
     return (json.dumps(obj, sort_keys=True) + "\n").encode()
 
 
-@dataclass(frozen=True)
+@record
 class EnclaveInfo:
     """A parsed v2 ``ENCLAVEINFO`` reply from inclavared, from which shelter verifies the relayed evidence itself."""
 

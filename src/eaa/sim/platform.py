@@ -23,7 +23,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -42,6 +41,7 @@ from ..collateral.bundle import Collateral
 from ..errors import ConfigError, FormatError
 from ..formats.signed_json import split_signed
 from ..pki.trust import TrustAnchor
+from ..records import record
 from ..timeutil import as_utc, utc_now
 from . import pki, quote, tcbinfo
 from .measure import measure_files, tdx_measure
@@ -256,7 +256,7 @@ def _fixed_hex(params: Mapping[str, Any], key: str, size: int) -> bytes:
     return raw
 
 
-@dataclass(frozen=True)
+@record
 class PlatformParams:
     """The simulated platform's identity and TCB as ``platform.json`` records them, sizes checked on load."""
 

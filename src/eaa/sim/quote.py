@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -21,6 +20,7 @@ from ..formats.quote import (
     TEE_TYPE_TDX,
 )
 from ..formats.report_body import SGX_FLAGS_DEBUG, SGX_REPORT_BODY_SIZE, TD_ATTR_DEBUG, TD_REPORT10_SIZE
+from ..records import record
 from .pki import raw_public_key, sign_raw
 from .tcbinfo import QE_ATTRIBUTES, QE_MISCSELECT
 
@@ -99,7 +99,7 @@ def td_attributes(debug: bool) -> int:
     return TD_ATTR_SEPT_VE_DISABLE | (TD_ATTR_DEBUG if debug else 0)
 
 
-@dataclass(frozen=True)
+@record
 class QuotingEnclave:
     """What signs a quote: the QE's attestation key and report, certified by the PCK key and chain."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
@@ -63,6 +62,7 @@ from ..formats.snp_vek import (
     VCEK_CN,
 )
 from ..pki.trust import TrustAnchor
+from ..records import record
 from . import der
 from .measure import tdx_measure
 from .platform import PlatformExists, default_sim_dir, read_state, write_state
@@ -207,7 +207,7 @@ def _bytes(value: bytes | None, size: int, what: str) -> bytes:
     return bytes(value)
 
 
-@dataclass(frozen=True)
+@record
 class SnpGuest:
     """What the launch of a simulated guest fixed: its measurement and the launch parameters."""
 

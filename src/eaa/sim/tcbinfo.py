@@ -12,19 +12,19 @@ hex r||s; the text is produced once here and stored verbatim, never re-serialise
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..records import record
 from .pki import BACKDATE, COLLATERAL_VALIDITY, sign_raw
 
 TCB_EVALUATION_DATA_NUMBER = 17
 PCE_ID = bytes.fromhex("0000")
 
 
-@dataclass(frozen=True)
+@record
 class SimTcbLevel:
     """One rung of the simulated TCB ladder: the SVNs a platform needs to reach it, its status, age and advisories."""
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 
 import cbor2
 
 from ..errors import ConfigError
+from ..records import record
 from .errors import ClaimsError, PubkeyHashMismatch
 
 PUBKEY_HASH = "pubkey-hash"
@@ -59,7 +60,7 @@ def encode_claims(spki_der: bytes, custom_claims: Mapping[str, bytes] | None = N
     return cbor2.dumps(claims)
 
 
-@dataclass(frozen=True)
+@record
 class Claims:
     """A decoded claims buffer. ``raw`` holds the exact bytes the hash is taken over."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 from ..attest.evidence import Attester
 from ..errors import ConfigError
 from ..pki.trust import TrustAnchor
+from ..records import record
 from ..verify.verifier import CollateralSource, Verifier
 from .cert import CERT_FORMATS, DICE, KEY_ALGORITHMS
 from .policy import PolicyLike
@@ -20,7 +21,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_MESSAGE = 64 * 1024
 
 
-@dataclass(frozen=True)
+@record
 class TlsConfig:
     """Everything an endpoint needs; every field has a safe default.
 

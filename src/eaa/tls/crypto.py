@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from types import MappingProxyType
 
@@ -21,6 +21,7 @@ from ..attest.evidence import Attester
 from ..collateral.bundle import Collateral
 from ..errors import ConfigError
 from ..evidence import NULL, SEV_SNP, TDX_ECDSA, Evidence
+from ..records import record
 from ..registry import Registry
 from . import cert as certs
 from .claims import encode_claims
@@ -35,7 +36,7 @@ from .dice import (
 log = logging.getLogger("eaa.tls")
 
 
-@dataclass(frozen=True)
+@record
 class Credentials:
     """A private key and the self-signed certificate that carries its evidence."""
 

@@ -12,7 +12,6 @@ strings come back exactly as received.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 import cbor2
 
@@ -20,6 +19,7 @@ from ..collateral.bundle import Collateral, crl_to_der
 from ..errors import CollateralInvalid, EaaError, FormatError, UnsupportedQuoteFormat
 from ..evidence import CSV, SEV, SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA, TEE_REPORT, UNVERIFIABLE
 from ..formats.x509_errors import PARSE_ERRORS
+from ..records import record
 from .errors import EvidenceFormatError, UnknownEvidenceTag, UnsupportedEvidenceType
 
 OID_TAGGED_EVIDENCE = "2.23.133.5.4.9"
@@ -96,7 +96,7 @@ def encode_evidence(tag: int, evidence: bytes, claims: bytes) -> bytes:
     return cbor2.dumps(cbor2.CBORTag(tag, [bytes(evidence), bytes(claims)]))
 
 
-@dataclass(frozen=True)
+@record
 class TaggedEvidence:
     """The decoded DICE evidence extension: the evidence, its type from the CBOR tag, the claims bytes as received."""
 
@@ -196,7 +196,7 @@ def encode_endorsements(collateral: Collateral, *, version: int = ENDORSEMENTS_V
     return out + b"".join(cbor2.dumps(f) for f in fields)
 
 
-@dataclass(frozen=True)
+@record
 class Endorsements:
     """The decoded DICE endorsements extension: its version and the DCAP collateral it carries."""
 

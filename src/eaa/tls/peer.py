@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..errors import ConfigError
 from ..evidence import NULL, SEV_SNP
 from ..pki.trust import TrustAnchor
+from ..records import record
 from ..timeutil import as_utc, utc_now
 from ..verify.registry import verifier_for_evidence, verifiers
 from ..verify.result import VerificationResult
@@ -58,7 +59,7 @@ from .policy import PolicyLike, apply_policy
 NONE_FORMAT = "none"
 
 
-@dataclass(frozen=True)
+@record
 class PeerIdentity:
     """What the verifying side learns about its peer."""
 

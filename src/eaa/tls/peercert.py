@@ -8,7 +8,6 @@ self-signature is then checked with the certificate's own key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from ..errors import FormatError
 from ..formats.der import decode_int, decode_oid, encode_oid, read_header
 from ..pki.chain import VerifyingEcdsa
+from ..records import record
 from .errors import CertificateExpired, CertificateNotYetValid, PeerCertificateError
 
 TAG_BOOLEAN = 0x01
@@ -71,7 +71,7 @@ def _oid(raw: bytes, what: str) -> str:
     return _OID_NAMES.get(raw) or decode_oid(raw, what)
 
 
-@dataclass(frozen=True)
+@record
 class Extension:
     """One certificate extension as encoded: its OID, whether it is critical, and its extnValue contents."""
 
@@ -80,7 +80,7 @@ class Extension:
     value: bytes  # the extnValue OCTET STRING contents
 
 
-@dataclass(frozen=True)
+@record
 class PeerCertificate:
     """A peer certificate as the lenient DER walk reads it, every field as encoded (version INTEGER 3 accepted)."""
 

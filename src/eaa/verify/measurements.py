@@ -13,8 +13,10 @@ command's start.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
+
+from ..records import record
 
 
 class Measurements(Mapping[str, Any]):
@@ -44,7 +46,7 @@ class Measurements(Mapping[str, Any]):
         return names
 
 
-@dataclass(frozen=True, slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
+@record(slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
 class SgxMeasurements(Measurements):
     """What a verified SGX quote's report body says of the enclave."""
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from ..records import record
 from .measurements import Measurements
 
 
@@ -57,7 +58,7 @@ def _freeze(m: Mapping[str, Any]) -> Mapping[str, Any]:
     return m if isinstance(m, (MappingProxyType, Measurements)) else MappingProxyType(dict(m))
 
 
-@dataclass(frozen=True)
+@record
 class VerificationResult:
     """What a verifier established about one piece of evidence, immutable; whether to accept it is a policy's call."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -23,6 +22,7 @@ from ..formats.snp_vek import VCEK, VLEK, vek_extensions, vek_kind
 from ..formats.x509_errors import PARSE_ERRORS
 from ..pki.amd import CertInput, CrlInput, certificates, crl_list
 from ..pki.trust import der_of
+from ..records import record
 
 _MAX_CERT_FILE = 1 << 20
 
@@ -40,7 +40,7 @@ def _crl_der(data: bytes) -> bytes | None:
     return None
 
 
-@dataclass(frozen=True)
+@record
 class SnpCollateral:
     """Certificates that may verify a report: candidate VEKs and a pool of ASK/ASVK/ARK certificates.
 

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from ..records import record
 from .measurements import Measurements
 
 
-@dataclass(frozen=True, slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
+@record(slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
 class SnpMeasurements(Measurements):
     """What a verified SEV-SNP attestation report says of the guest, its launch and its platform's TCB."""
 

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..records import record
 from .measurements import Measurements
 
 
-@dataclass(frozen=True, slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
+@record(slots=True, eq=False)  # equality is the mapping's: equal to a dict of the same items
 class TdxMeasurements(Measurements):
     """What a verified TDX quote's TD report says of the TD and of the TDX module it runs on."""
 

@@ -13,9 +13,9 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from ...records import record
 from .errors import BadRequest
 from .platforms import FMSPC_DIGITS, check_hex
 from .records import APPRAISAL, Record
@@ -35,7 +35,7 @@ def fmspc_param(value: object) -> str:
     return checked
 
 
-@dataclass(frozen=True)
+@record
 class AppraisalPolicy:
     """A signed appraisal policy JWT as ``PUT /appraisalpolicy`` uploads it, filed by FMSPC and by the TEE its
     ``class_id`` names."""

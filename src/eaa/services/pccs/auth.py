@@ -16,9 +16,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ...errors import ConfigError
+from ...records import record
 from .errors import Forbidden, TooManyRequests, Unauthorized
 
 ADMIN_HEADER = "admin-token"
@@ -49,7 +49,7 @@ def check_hash(value: str, what: str) -> str:
     return v
 
 
-@dataclass(frozen=True)
+@record
 class Tokens:
     """The expected SHA-512 hashes (None: not configured) and whether registration is open to anyone."""
 

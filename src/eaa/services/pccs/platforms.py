@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from ...records import record
 from .errors import BadRequest
 from .records import PLATFORM, Record, platform_key
 
@@ -50,7 +50,7 @@ def check_hex(value: Any, name: str, *, size: int | None = None, max_size: int |
     return value.upper()
 
 
-@dataclass(frozen=True)
+@record
 class Registration:
     """A platform registration as ``POST /platforms`` sends it (Intel's field names), validated, in upper-case hex."""
 

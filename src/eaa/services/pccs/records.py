@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,6 +43,7 @@ from ...formats.signed_json import loads_strict
 from ...formats.snp_report import TcbVersion
 from ...pki.chain import load_pem_chain
 from ...pki.trust import TrustAnchor
+from ...records import record
 
 TCB = "tcb"
 IDENTITY = "identity"
@@ -61,7 +62,7 @@ BUNDLE_VERSION = 1
 MAX_BUNDLE_RECORDS = 100_000
 
 
-@dataclass(frozen=True)
+@record
 class Record:
     """One stored record: an upstream answer reduced to its exact body and header values, under a canonical key."""
 

@@ -21,7 +21,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from urllib.parse import parse_qs
 
 from cryptography import x509
@@ -38,6 +38,7 @@ from ...collateral.kds import KdsChain, check_hwid, check_product, kds_query, va
 from ...errors import EaaError, FormatError, TransportError, VerificationError
 from ...formats.snp_report import TcbVersion
 from ...pki.trust import TrustAnchor, default_anchors
+from ...records import record
 from .appraisal import AppraisalPolicy, fmspc_param
 from .errors import (
     BadRequest,
@@ -99,7 +100,7 @@ class Mode(enum.Enum):
     OFFLINE = "offline"
 
 
-@dataclass(frozen=True)
+@record
 class Registered:
     """What a registration did: the platform's state (cached, pending), why it is pending, which REQ-mode
     collateral could not be fetched, and the error Intel's PCCS would answer the registration with."""
@@ -110,7 +111,7 @@ class Registered:
     failure: ServiceError | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Answer:
     """A record to serve and how the cache produced it (``EAA-Cache-Status``)."""
 
