@@ -157,3 +157,23 @@ def test_eq_false_keeps_the_inherited_equality() -> None:
 
     assert Items((("a", 1),)) == {"a": 1} and Items((("a", 1),)) != {"a": 2}
     assert repr(Items((("a", 1),))).endswith("Items(values=(('a', 1),))")
+
+
+def test_every_frozen_dataclass_of_the_package_is_a_record() -> None:
+    """A frozen record defined with plain @dataclass would bring back the per-class compilation start-up pays."""
+    import importlib
+    import pkgutil
+
+    import eaa
+
+    skip = ("eaa.services.pccs", "eaa.cli.pccs_server")  # the optional [pccs] extra may be absent
+    plain = []
+    for info in pkgutil.walk_packages(eaa.__path__, "eaa."):
+        if info.name.startswith(skip):
+            continue
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and obj.__module__ == info.name and dataclasses.is_dataclass(obj)
+                    and obj.__dataclass_params__.frozen and "__record_repr__" not in vars(obj)):  # type: ignore[attr-defined]
+                plain.append(f"{info.name}.{obj.__qualname__}")
+    assert plain == []
