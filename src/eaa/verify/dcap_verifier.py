@@ -54,15 +54,15 @@ def default_collateral(quote: Any, *, simulation: SimulationTrust | None,
                        anchors: Sequence[TrustAnchor] | None = None) -> Collateral:
     """Collateral for a quote that came without any: the simulated platform's for a simulated quote
     (only when the simulation is trusted), else fetched from the configured PCCS."""
-    from ..collateral.qcnl import pccs_configured
-
     root = _quote_root(quote)
-    if root is not None and is_simulation_certificate(root):
-        if simulation is not None:
-            return simulation.collateral(quote.tee)
-        if not pccs_configured():  # a PCCS may serve a simulated platform whose root was passed explicitly
-            raise UntrustedRoot("the quote is signed by a SIMULATION platform, whose root is not trusted "
-                                "(use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)")
+    simulated = root is not None and is_simulation_certificate(root)
+    if simulated and simulation is not None:
+        return simulation.collateral(quote.tee)
+    from ..collateral.qcnl import pccs_configured  # reading the QCNL configuration is needed only from here
+
+    if simulated and not pccs_configured():  # a PCCS may serve a simulated platform, its root passed explicitly
+        raise UntrustedRoot("the quote is signed by a SIMULATION platform, whose root is not trusted "
+                            "(use --trust-sim / EAA_TRUST_SIMULATION=1 to accept simulated evidence)")
     if pccs_configured():
         from ..collateral.fetch import fetch_collateral_for_quote
 
