@@ -45,6 +45,7 @@ from ..records import record
 from ..timeutil import as_utc, utc_now
 from . import pki, quote, tcbinfo
 from .measure import measure_files, tdx_measure
+from .published import collateral_from_files
 from .state import COLLATERAL_FILES as _COLLATERAL_FILES
 from .state import PLATFORM_FILE, TEES, default_sim_dir, read_state
 from .state import is_platform_dir as _is_platform_dir
@@ -434,21 +435,7 @@ class SimPlatform:
     # ---- collateral ----
     def collateral(self, tee: str) -> Collateral:
         """The verification collateral for quotes of ``tee`` ("sgx" or "tdx")."""
-        if tee not in TEES:
-            raise ConfigError(f"unknown TEE {tee!r} (choose sgx or tdx)")
-        (tcb_body, tcb_sig), (qe_body, qe_sig) = self._signed[tee]
-        signing_chain = (_pem(self.tcb_signing_certificate) + self.root_pem).decode()
-        return Collateral(
-            pck_crl_issuer_chain=(_pem(self.pck_ca_certificate) + self.root_pem).decode(),
-            root_ca_crl=self.root_ca_crl,
-            pck_crl=self.pck_crl,
-            tcb_info_issuer_chain=signing_chain,
-            tcb_info=tcb_body,
-            tcb_info_signature=tcb_sig,
-            qe_identity_issuer_chain=signing_chain,
-            qe_identity=qe_body,
-            qe_identity_signature=qe_sig,
-        )
+        return collateral_from_files(self._files, tee, self.sim_dir)
 
     # ---- quotes ----
     def _quoting_enclave(self, tee: str) -> quote.QuotingEnclave:

@@ -9,6 +9,7 @@ spent some 20 ms there. A missing platform is still created on first use, as :fu
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def _state_dir(sim_dir: str | os.PathLike[str] | None, now: datetime | None) -> 
     return d
 
 
-def _certificate(files: dict[str, bytes], name: str, d: Path) -> tuple[str, x509.Certificate]:
+def _certificate(files: Mapping[str, bytes], name: str, d: Path) -> tuple[str, x509.Certificate]:
     """A certificate file as PEM text (as collateral carries it) and parsed: one certificate, or a typed error."""
     data = files[name]
     try:
@@ -45,7 +46,7 @@ def _certificate(files: dict[str, bytes], name: str, d: Path) -> tuple[str, x509
         raise FormatError(f"{_WHAT} {d} holds a damaged certificate ({name})", field=name) from None
 
 
-def _pem_text(files: dict[str, bytes], name: str, d: Path) -> str:
+def _pem_text(files: Mapping[str, bytes], name: str, d: Path) -> str:
     return _certificate(files, name, d)[0]
 
 
@@ -59,21 +60,36 @@ def published_anchor(sim_dir: str | os.PathLike[str] | None = None, *,
 
 def published_collateral(tee: str, sim_dir: str | os.PathLike[str] | None = None, *,
                          now: datetime | None = None) -> Collateral:
-    """The collateral for ``tee`` ("sgx" or "tdx") quotes, as :meth:`SimPlatform.collateral` gives it."""
+    """The collateral for ``tee`` ("sgx" or "tdx") quotes, read from the platform's directory."""
+    names = collateral_files(tee)
+    d = _state_dir(sim_dir, now)
+    return collateral_from_files(read_state(d, names, _WHAT), tee, d)
+
+
+def _signed_files(tee: str) -> tuple[str, str]:
+    """The files of ``tee``'s signed TCB info and QE identity."""
     if tee not in TEES:
         raise ConfigError(f"unknown TEE {tee!r} (choose sgx or tdx)")
-    d = _state_dir(sim_dir, now)
-    tcb_name, qe_name = COLLATERAL_FILES[tee]
-    f = read_state(d, [ROOT_FILE, "pck_ca.pem", "tcb_signing.pem", "root_ca_crl.der", "pck_crl.der",
-                       tcb_name, qe_name], _WHAT)
-    tcb_body, tcb_sig = split_signed(f[tcb_name], "tcbInfo")
-    qe_body, qe_sig = split_signed(f[qe_name], "enclaveIdentity")
-    root = _pem_text(f, ROOT_FILE, d)
-    signing_chain = _pem_text(f, "tcb_signing.pem", d) + root
+    return COLLATERAL_FILES[tee]
+
+
+def collateral_files(tee: str) -> list[str]:
+    """The files the collateral for ``tee`` quotes is made of."""
+    return [ROOT_FILE, "pck_ca.pem", "tcb_signing.pem", "root_ca_crl.der", "pck_crl.der", *_signed_files(tee)]
+
+
+def collateral_from_files(files: Mapping[str, bytes], tee: str, d: Path) -> Collateral:
+    """The collateral for ``tee`` quotes from the platform's files (:func:`collateral_files`; more may be given),
+    the one way both the simulator and the verifiers that trust it put it together."""
+    tcb_name, qe_name = _signed_files(tee)
+    tcb_body, tcb_sig = split_signed(files[tcb_name], "tcbInfo")
+    qe_body, qe_sig = split_signed(files[qe_name], "enclaveIdentity")
+    root = _pem_text(files, ROOT_FILE, d)
+    signing_chain = _pem_text(files, "tcb_signing.pem", d) + root
     return Collateral(
-        pck_crl_issuer_chain=_pem_text(f, "pck_ca.pem", d) + root,
-        root_ca_crl=f["root_ca_crl.der"],
-        pck_crl=f["pck_crl.der"],
+        pck_crl_issuer_chain=_pem_text(files, "pck_ca.pem", d) + root,
+        root_ca_crl=files["root_ca_crl.der"],
+        pck_crl=files["pck_crl.der"],
         tcb_info_issuer_chain=signing_chain,
         tcb_info=tcb_body,
         tcb_info_signature=tcb_sig,
