@@ -131,3 +131,24 @@ def test_only_one_shot_commands_skip_the_collector() -> None:
             "    sys.argv = argv\n    try:\n        e.console()\n    except SystemExit:\n        pass\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.split() == ["normal", "True", "one-shot"], r.stderr
+
+
+def test_dialling_an_ascii_host_loads_no_idna_codec() -> None:
+    """Clients pass ASCII host names to getaddrinfo as bytes: a str makes it load the IDNA codec first."""
+    code = (
+        "import socket, sys\n"
+        "from eaa.errors import TransportError\n"
+        "from eaa.services.address import dial, parse_address\n"
+        "from eaa.tls import TlsClient\n"
+        "s = socket.create_server(('127.0.0.1', 0)); port = s.getsockname()[1]\n"
+        "dial(parse_address(f'tcp://localhost:{port}'), 5).close()\n"
+        "s.close()\n"
+        "try:\n"
+        "    TlsClient().connect('127.0.0.1', port, timeout=5)\n"
+        "except TransportError:\n"
+        "    pass\n"
+        "print('encodings.idna' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

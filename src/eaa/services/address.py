@@ -79,7 +79,10 @@ def listen(addr: Address, backlog: int = 128) -> socket.socket:
 def dial(addr: Address, timeout: float) -> socket.socket:
     try:
         if addr.kind == "tcp":
-            return socket.create_connection((addr.host, addr.port), timeout=timeout)
+            # An ASCII name as bytes (typeshed says str; getaddrinfo takes both): a str makes it load the IDNA codec
+            # (unicodedata, stringprep), milliseconds of every one-shot client, to encode it to the same bytes.
+            host = addr.host.encode("ascii") if addr.host.isascii() else addr.host
+            return socket.create_connection((host, addr.port), timeout=timeout)  # type: ignore[arg-type]
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(timeout)
         try:

@@ -198,7 +198,9 @@ class TlsClient:
     def connect(self, host: str, port: int, *, timeout: float | None = None) -> TlsSession:
         t = self.config.timeout if timeout is None else timeout
         try:
-            sock = socket.create_connection((host, port), timeout=t)
+            # An ASCII name as bytes, which getaddrinfo takes (typeshed says str) without loading the IDNA codec.
+            name = host.encode("ascii") if host.isascii() else host
+            sock = socket.create_connection((name, port), timeout=t)  # type: ignore[arg-type]
         except TimeoutError:
             raise TlsTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as e:
