@@ -45,7 +45,7 @@ from ..records import record
 from ..timeutil import as_utc, utc_now
 from . import pki, quote, tcbinfo
 from .measure import measure_files, tdx_measure
-from .published import collateral_from_files
+from .published import collateral_from_files, root_anchor
 from .state import COLLATERAL_FILES as _COLLATERAL_FILES
 from .state import PLATFORM_FILE, TEES, default_sim_dir, read_state
 from .state import is_platform_dir as _is_platform_dir
@@ -425,7 +425,7 @@ class SimPlatform:
         return tcbinfo.EXPECTED_STATUS[self.params.tcb_state]
 
     def anchor(self) -> TrustAnchor:
-        return TrustAnchor(self.root_certificate, f"EAA simulated TEE root ({self.sim_dir})", simulated=True)
+        return root_anchor(self.root_certificate, self.sim_dir)
 
     @cached_property
     def mrsigner(self) -> bytes:

@@ -52,10 +52,15 @@ def _pem_text(files: Mapping[str, bytes], name: str, d: Path) -> str:
 
 def published_anchor(sim_dir: str | os.PathLike[str] | None = None, *,
                      now: datetime | None = None) -> TrustAnchor:
-    """The platform's root as a trust anchor (``simulated=True``), as :meth:`SimPlatform.anchor` gives it."""
+    """The platform's root as a trust anchor (``simulated=True``), read from its directory."""
     d = _state_dir(sim_dir, now)
     _, cert = _certificate(read_state(d, [ROOT_FILE], _WHAT), ROOT_FILE, d)
-    return TrustAnchor(cert, f"EAA simulated TEE root ({d})", simulated=True)
+    return root_anchor(cert, d)
+
+
+def root_anchor(root: x509.Certificate, d: Path) -> TrustAnchor:
+    """The anchor of the platform in ``d`` whose root is ``root``, named after its directory."""
+    return TrustAnchor(root, f"EAA simulated TEE root ({d})", simulated=True)
 
 
 def published_collateral(tee: str, sim_dir: str | os.PathLike[str] | None = None, *,
