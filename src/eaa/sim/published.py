@@ -8,6 +8,7 @@ spent some 20 ms there. A missing platform is still created on first use, as :fu
 
 from __future__ import annotations
 
+import binascii
 import os
 from collections.abc import Mapping
 from datetime import datetime
@@ -35,14 +36,17 @@ def _state_dir(sim_dir: str | os.PathLike[str] | None, now: datetime | None) -> 
     return d
 
 
-def _certificate(files: Mapping[str, bytes], name: str, d: Path) -> tuple[str, x509.Certificate]:
-    """A certificate file as PEM text (as collateral carries it) and parsed: one certificate, or a typed error."""
+def _certificate(files: Mapping[str, bytes], name: str, d: Path) -> tuple[str, bytes, x509.Certificate]:
+    """A certificate file as PEM text (as collateral carries it), its DER and parsed: one certificate, or a
+    typed error."""
     data = files[name]
     try:
-        if len(pem_bodies(data)) != 1:
+        bodies = pem_bodies(data)
+        if len(bodies) != 1:
             raise ValueError(name)
-        return data.decode("ascii"), x509.load_pem_x509_certificate(data)
-    except ValueError:  # UnicodeDecodeError is one
+        der = binascii.a2b_base64(bodies[0])
+        return data.decode("ascii"), der, x509.load_der_x509_certificate(der)
+    except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
         raise FormatError(f"{_WHAT} {d} holds a damaged certificate ({name})", field=name) from None
 
 
@@ -54,13 +58,14 @@ def published_anchor(sim_dir: str | os.PathLike[str] | None = None, *,
                      now: datetime | None = None) -> TrustAnchor:
     """The platform's root as a trust anchor (``simulated=True``), read from its directory."""
     d = _state_dir(sim_dir, now)
-    _, cert = _certificate(read_state(d, [ROOT_FILE], _WHAT), ROOT_FILE, d)
-    return root_anchor(cert, d)
+    _, der, cert = _certificate(read_state(d, [ROOT_FILE], _WHAT), ROOT_FILE, d)
+    return root_anchor(cert, d, der)
 
 
-def root_anchor(root: x509.Certificate, d: Path) -> TrustAnchor:
-    """The anchor of the platform in ``d`` whose root is ``root``, named after its directory."""
-    return TrustAnchor(root, f"EAA simulated TEE root ({d})", simulated=True)
+def root_anchor(root: x509.Certificate, d: Path, der: bytes | None = None) -> TrustAnchor:
+    """The anchor of the platform in ``d`` whose root is ``root`` (``der``: its exact encoding, when the caller
+    has it), named after its directory."""
+    return TrustAnchor(root, f"EAA simulated TEE root ({d})", simulated=True, encoded=der)
 
 
 def published_collateral(tee: str, sim_dir: str | os.PathLike[str] | None = None, *,

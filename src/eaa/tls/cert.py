@@ -17,7 +17,7 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
@@ -76,16 +76,19 @@ def generate_key(algorithm: str) -> PrivateKey:
 
 
 def spki_der(key: PrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    # Imported here: a client that presents no certificate never needs the serialization package.
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def legacy_key_hash(key: PrivateKey) -> bytes:
     """What enclave-tls 0.6 binds into report_data: SHA256 of PKCS#1 for RSA, of the SPKI for EC (ET 0.6.4)."""
     pub = key.public_key()
     if isinstance(pub, rsa.RSAPublicKey):
-        return hashlib.sha256(pub.public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.PKCS1)).digest()
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        return hashlib.sha256(pub.public_bytes(Encoding.DER, PublicFormat.PKCS1)).digest()
     return hashlib.sha256(spki_der(key)).digest()
 
 

@@ -15,7 +15,6 @@ from datetime import datetime
 from types import MappingProxyType
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..attest.evidence import Attester
 from ..collateral.bundle import Collateral
@@ -52,10 +51,14 @@ class Credentials:
 
     @property
     def der(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding  # only where a certificate is presented
+
         return self.certificate.public_bytes(Encoding.DER)
 
     @property
     def pem(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
         return self.certificate.public_bytes(Encoding.PEM)
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from ..errors import FormatError
@@ -20,6 +20,10 @@ from ..formats.der import decode_int, decode_oid, encode_oid, read_header
 from ..pki.chain import VerifyingEcdsa
 from ..records import record
 from .errors import CertificateExpired, CertificateNotYetValid, PeerCertificateError
+
+# SubjectPublicKeyInfo { id-ecPublicKey, prime256v1 } and the BIT STRING header of a 65-byte point (RFC 5480)
+_P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+_P256_SPKI_SIZE = len(_P256_SPKI_PREFIX) + 65
 
 TAG_BOOLEAN = 0x01
 TAG_INTEGER = 0x02
@@ -105,7 +109,14 @@ class PeerCertificate:
 
     def public_key(self):  # noqa: ANN201 - a cryptography public key
         try:
-            return serialization.load_der_public_key(self.spki)
+            if len(self.spki) == _P256_SPKI_SIZE and self.spki.startswith(_P256_SPKI_PREFIX):
+                # The one DER encoding of an uncompressed P-256 key, what attested certificates carry: the
+                # point alone, which cryptography checks is on the curve. Loading any SPKI needs the
+                # serialization package, which a client that only verifies otherwise never imports.
+                return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.spki[len(_P256_SPKI_PREFIX):])
+            from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+            return load_der_public_key(self.spki)
         except (ValueError, UnsupportedAlgorithm) as e:
             raise PeerCertificateError(f"certificate public key cannot be loaded: {e}") from None
 
@@ -114,7 +125,9 @@ class PeerCertificate:
         key = self.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             raise PeerCertificateError("certificate key is not RSA")
-        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        return key.public_bytes(Encoding.DER, PublicFormat.PKCS1)
 
     def check_self_signed(self) -> None:
         """Issuer equals subject and the signature verifies with the certificate's own key."""
