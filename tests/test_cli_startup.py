@@ -178,3 +178,27 @@ def test_checking_a_peer_certificate_loads_no_serialization_package(tmp_path: Pa
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("argv,chosen", [
+    (["remoteattestation", "--addr", "x"], "remoteattestation"), (["-v"], None),
+    (["--verbose", "mrenclave"], "mrenclave"), (["-h", "mrenclave"], None), (["mrenclave", "--help"], "mrenclave"),
+    (["bogus"], None), ([], None),
+])
+def test_only_the_named_command_is_built(argv: list[str], chosen: str | None) -> None:
+    from eaa.cli import shelter
+    from eaa.cli.parser import chosen_command
+
+    assert chosen_command(argv, shelter._COMMANDS) == chosen
+    sub = next(a for a in shelter.build_parser(argv)._actions if a.dest == "command")
+    assert sorted(sub.choices) == ([chosen] if chosen else sorted(shelter._COMMANDS))  # type: ignore[attr-defined]
+
+
+def test_help_takes_the_terminal_width_from_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eaa.cli import shelter
+
+    monkeypatch.setenv("COLUMNS", "60")
+    narrow = shelter.build_parser(["remoteattestation"]).format_help()
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = shelter.build_parser(["remoteattestation"]).format_help()
+    assert max(map(len, narrow.splitlines())) <= 60 < max(map(len, wide.splitlines()))

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from .common import add_version, dispatch, one_shot
-from .parser import ArgumentParser
+from .parser import ArgumentParser, chosen_command
 
 # subcommand -> module (each has add_parser(sub), which sets ``func`` to its ``run(args) -> int``)
 COMMANDS = {
@@ -23,21 +23,12 @@ COMMANDS = {
 }
 
 
-def _wanted(argv: list[str]) -> list[str]:
-    """The subcommand modules to load: the one argv names, else all of them."""
-    for arg in argv:
-        if arg in ("-h", "--help"):  # the top-level help lists every command
-            break
-        if not arg.startswith("-"):
-            return [COMMANDS[arg]] if arg in COMMANDS else list(COMMANDS.values())
-    return list(COMMANDS.values())
-
-
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="eaa", description="Enclave Attestation Architecture tools")
     add_version(parser, "eaa")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _wanted(sys.argv[1:] if argv is None else argv):
+    chosen = chosen_command(sys.argv[1:] if argv is None else argv, COMMANDS)
+    for name in [COMMANDS[chosen]] if chosen else COMMANDS.values():
         importlib.import_module(f"{__package__}.{name}").add_parser(sub)
     return parser
 

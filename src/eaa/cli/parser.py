@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -40,11 +41,30 @@ class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpForm
 
 class ArgumentParser(argparse.ArgumentParser):
     """Subcommand parsers are of the same class (argparse makes them with ``type(parent)``), so they
-    take the same default formatter."""
+    take the same default formatter. The terminal is asked for its width once per parser, not for each
+    of the formatters argparse builds (one per ``add_argument``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        self._width: int | None = None
         super().__init__(*args, **kwargs)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        if self._width is None:
+            self._width = terminal_columns() - 2
+        return self.formatter_class(prog=self.prog, width=self._width)  # type: ignore[call-arg]  # all take width
 
-__all__ = ["ArgumentParser", "HelpFormatter", "RawDescriptionHelpFormatter", "terminal_columns"]
+
+def chosen_command(argv: list[str], commands: Iterable[str]) -> str | None:
+    """The subcommand ``argv`` names, so that a program builds only that one's parser; None (build them
+    all) for help, for no command and for an unknown one, whose messages list every command. For
+    programs whose own options take no value: the first word that is not an option is the command."""
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in commands else None
+    return None
+
+
+__all__ = ["ArgumentParser", "HelpFormatter", "RawDescriptionHelpFormatter", "chosen_command", "terminal_columns"]

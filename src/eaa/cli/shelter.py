@@ -34,7 +34,7 @@ from .common import (
     trust_sim_requested,
 )
 from .enclave_tls_server import LOG_LEVELS, setup_logging
-from .parser import ArgumentParser
+from .parser import ArgumentParser, chosen_command
 
 PROG = "shelter"
 DEFAULT_ADDR = "tcp://127.0.0.1:1234"
@@ -42,13 +42,21 @@ DEFAULT_UNIX_ADDR = "unix:///run/enclave-tls/tls.sock"
 MAX_ADDRS_FILE = 1 << 20
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Only the parser of the command ``argv`` names is built (all of them for help or an unknown command)."""
     p = ArgumentParser(prog=PROG, description="Remote attestation client of the Enclave Attestation "
                        "Architecture")
     add_version(p, PROG, "-v", "--version")
     p.add_argument("--verbose", action="store_true", help="accepted for compatibility")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = chosen_command(sys.argv[1:] if argv is None else argv, _COMMANDS)
+    for name, add in _COMMANDS.items():
+        if chosen in (None, name):
+            add(sub)
+    return p
 
+
+def _add_remoteattestation(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ra = sub.add_parser("remoteattestation", help="attest workloads through inclavared",
                         description="Attest one or more nodes: inclavared's own evidence during the TLS handshake, "
                                     "then the workload's fresh evidence, verified here and compared with reference "
@@ -96,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default k8s-app=inclavared)")
     ra.set_defaults(func=run_remoteattestation)
 
+
+def _add_mrenclave(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     mr = sub.add_parser("mrenclave", help="compute reference values",
                         description="Reference values from a SIGSTRUCT (SGX SDK .ss / Gramine .sig), a signed SGX "
                                     "SDK enclave, or files measured by the simulated TEE.")
@@ -113,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "files inclavared measures by default)")
     mr.add_argument("-o", "--output", metavar="FILE", help="write a reference file (.json, else TOML)")
     mr.set_defaults(func=run_mrenclave)
-    return p
+
+
+_COMMANDS = {"remoteattestation": _add_remoteattestation, "mrenclave": _add_mrenclave}
 
 
 # ---- remoteattestation ----
@@ -400,7 +412,7 @@ def _sim_values(args: argparse.Namespace, paths: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger("eaa").addHandler(logging.NullHandler())
-    return dispatch(PROG, build_parser(), argv)
+    return dispatch(PROG, build_parser(argv), argv)
 
 
 def console() -> None:
