@@ -177,3 +177,37 @@ def test_every_frozen_dataclass_of_the_package_is_a_record() -> None:
                     and obj.__dataclass_params__.frozen and "__record_repr__" not in vars(obj)):  # type: ignore[attr-defined]
                 plain.append(f"{info.name}.{obj.__qualname__}")
     assert plain == []
+
+
+def _run(code: str) -> str:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_dataclasses_is_imported_without_inspect_which_loads_on_first_use() -> None:
+    """eaa._dataclasses: the package imports dataclasses first, with a stand-in for inspect that forwards."""
+    out = _run(
+        "import sys\n"
+        "import eaa.records, dataclasses\n"
+        "print('inspect' in sys.modules)\n"
+        "@eaa.records.record\n"
+        "class Undocumented:\n"
+        "    a: int\n"
+        "print(Undocumented.__doc__)\n"  # dataclasses wrote it with inspect.signature, through the stand-in
+        "import inspect\n"
+        "print(sys.modules['inspect'] is inspect, inspect.__file__ is not None, hasattr(inspect, 'getsource'))\n"
+        "print(dataclasses.inspect.signature is inspect.signature)\n"
+    )
+    assert out.splitlines() == ["False", "Undocumented(a: int)", "True True True", "True"]
+
+
+def test_an_inspect_or_dataclasses_already_loaded_is_left_alone() -> None:
+    out = _run("import inspect, sys\nimport eaa.records, dataclasses\nprint(dataclasses.inspect is inspect)\n")
+    assert out == "True"
+    out = _run("import dataclasses, sys\nimport eaa.records\nprint(eaa.records.dataclasses is dataclasses,"
+               " type(sys.modules['inspect']).__name__)\n")
+    assert out == "True module"
