@@ -159,21 +159,11 @@ def test_dialling_an_ascii_host_loads_no_idna_codec() -> None:
 def test_checking_a_peer_certificate_loads_no_serialization_package(tmp_path: Path) -> None:
     """A client that only verifies (shelter, enclave-tls-client without a certificate) reads the peer's P-256 key
     from its point: loading an SPKI would import cryptography's serialization package (SSH keys, ciphers)."""
-    from datetime import datetime, timedelta, timezone
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "peer")])
-    now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(hours=1))
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "peer.der").write_bytes(cert.public_bytes(Encoding.DER))
+    from eaa.tls.testing import self_signed_der
+
+    (tmp_path / "peer.der").write_bytes(self_signed_der(ec.generate_private_key(ec.SECP256R1())))
     code = ("import sys\nimport eaa.tls\nfrom eaa.tls.peercert import parse_certificate\n"
             f"parse_certificate(open({str(tmp_path / 'peer.der')!r}, 'rb').read()).check_self_signed()\n"
             "print('cryptography.hazmat.primitives.serialization' in sys.modules)\n")

@@ -20,6 +20,7 @@ from eaa.formats.signed_json import split_signed, top_level_spans
 from eaa.pki.chain import CheckedCrl
 from eaa.tls.errors import PeerCertificateError
 from eaa.tls.peercert import _parse_time
+from eaa.tls.testing import self_signed_der
 
 SIG = "ab" * 64
 
@@ -127,20 +128,6 @@ def test_malformed_certificate_times(tag: int, text: bytes) -> None:
         _parse_time(tag, text)
 
 
-def _self_signed(key) -> bytes:
-    from datetime import timedelta
-
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "peer")])
-    now = datetime.now(timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(hours=1))
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(Encoding.DER)
-
-
 @pytest.mark.parametrize("kind", ["p256", "p384", "rsa"])
 def test_peer_public_key_is_the_key_the_serialization_package_loads(kind: str) -> None:
     """An uncompressed P-256 key is read from its point (the one fixed SPKI encoding); others by cryptography."""
@@ -152,7 +139,7 @@ def test_peer_public_key_is_the_key_the_serialization_package_loads(kind: str) -
     key = {"p256": lambda: ec.generate_private_key(ec.SECP256R1()),
            "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
            "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)}[kind]()
-    peer = parse_certificate(_self_signed(key))
+    peer = parse_certificate(self_signed_der(key))
     loaded = peer.public_key()
     assert loaded.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == peer.spki
     assert loaded.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == \
@@ -167,7 +154,7 @@ def test_a_p256_point_off_the_curve_is_refused() -> None:
 
     from eaa.tls.peercert import parse_certificate
 
-    peer = parse_certificate(_self_signed(ec.generate_private_key(ec.SECP256R1())))
+    peer = parse_certificate(self_signed_der(ec.generate_private_key(ec.SECP256R1())))
     bad = peer.spki[:-1] + bytes([peer.spki[-1] ^ 1])  # y changed: no longer on the curve
     with pytest.raises(PeerCertificateError, match="public key cannot be loaded"):
         dataclasses.replace(peer, spki=bad).public_key()

@@ -253,6 +253,20 @@ def certificate_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.DER)
 
 
+def self_signed_der(key: Any, common_name: str = "peer") -> bytes:
+    """An ordinary self-signed certificate (no evidence) of ``key``, valid for an hour either side of now."""
+    from datetime import timedelta, timezone
+
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(hours=1))
+            .sign(key, hashes.SHA256()))
+    return certificate_der(cert)
+
+
 def run_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     """Run ``fn`` in a thread; the returned dict gets ``result`` or ``error``."""
     out: dict[str, Any] = {}
