@@ -13,11 +13,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _vectors import collateral, get_vector, require_vectors
-from eaa.collateral.bundle import crl_to_der
+from _vectors import anchors, collateral, get_vector, require_vectors
+from eaa.collateral.bundle import Collateral, crl_to_der
+from eaa.collateral.validate import validate_enclave_identity, validate_tcb_info
 from eaa.errors import FormatError
-from eaa.formats.signed_json import split_signed, top_level_spans
+from eaa.formats import signed_json
+from eaa.formats.signed_json import DecodedText, split_signed, top_level_spans
+from eaa.formats.tcb_info import TcbInfo
 from eaa.pki.chain import CheckedCrl
+from eaa.pki.trust import default_anchors
 from eaa.tls.errors import PeerCertificateError
 from eaa.tls.peercert import _parse_time
 from eaa.tls.testing import self_signed_der
@@ -63,7 +67,54 @@ def test_split_signed_refuses_what_the_strict_reader_refuses(text: str, message:
 def test_split_signed_any_body(body_obj: object, space: str) -> None:
     body = json.dumps({"v": body_obj}, separators=(",", ":"))
     text = '{"tcbInfo":' + space + body + ',"signature":"' + SIG + '"}'
-    assert split_signed(text, "tcbInfo") == _strict(text, "tcbInfo")
+    got = split_signed(text, "tcbInfo")
+    assert got == _strict(text, "tcbInfo")
+    if type(got[0]) is DecodedText:  # the compact layout: the value it carries is the body's
+        assert got[0].value == json.loads(body)
+
+
+def _responses(vid: str) -> tuple[Collateral, str, str]:
+    require_vectors()
+    c, _ = collateral(get_vector(vid))
+    return (c, '{"tcbInfo":' + c.tcb_info + ',"signature":"' + c.tcb_info_signature.hex() + '"}',
+            '{"enclaveIdentity":' + c.qe_identity + ',"signature":"' + c.qe_identity_signature.hex() + '"}')
+
+
+def test_signed_collateral_is_decoded_once_from_response_to_checked_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split decodes the inner object to find where it ends; checking its signature and reading it
+    then takes that value (a cold TLS peer check decoded its peer's TCB info and QE identity twice)."""
+    c, tcb_response, qe_response = _responses("dcap-qvl/tdx_v4")
+    trusted = anchors(get_vector("dcap-qvl/tdx_v4")) or default_anchors()
+    decoded: list[str] = []
+    real_loads = signed_json.json.loads
+
+    def counting(text: str | bytes, *args: object, **kwargs: object) -> object:
+        decoded.append(text if isinstance(text, str) else text.decode())
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(signed_json.json, "loads", counting)
+    info = validate_tcb_info(tcb_response, c.tcb_info_issuer_chain, trusted)
+    ident = validate_enclave_identity(qe_response, c.qe_identity_issuer_chain, trusted)
+    assert decoded.count(c.tcb_info) == 1 and decoded.count(c.qe_identity) == 1
+    monkeypatch.setattr(signed_json.json, "loads", real_loads)
+    # the same values as decoding the authenticated bytes afresh
+    assert info == TcbInfo.from_body(c.tcb_info.encode(), c.tcb_info_signature, authenticated=True)
+    assert ident.tcb_levels and ident.mrsigner.hex() in c.qe_identity.lower()
+    # collateral assembled from PCS responses (a peer's endorsements extension) keeps the decoded values
+    parts = Collateral.from_pcs_parts(tcb_info_response=tcb_response, qe_identity_response=qe_response,
+                                      tcb_info_issuer_chain=c.tcb_info_issuer_chain)
+    assert type(parts.tcb_info) is DecodedText and type(parts.qe_identity) is DecodedText
+    assert parts.tcb_info == c.tcb_info
+
+
+def test_a_decoded_value_stands_in_only_for_authenticated_text() -> None:
+    """Unauthenticated text is parsed strictly whatever it carries: the duplicate key the compact split's
+    decoder let through is refused."""
+    text = '{"tcbInfo":{"version":3,"version":2},"signature":"' + SIG + '"}'
+    body, sig = split_signed(text, "tcbInfo")
+    assert type(body) is DecodedText and body.value == {"version": 2}
+    with pytest.raises(FormatError, match="duplicate JSON key 'version'"):
+        TcbInfo.from_body(body, sig)
 
 
 def _vector_crls() -> list[bytes]:

@@ -36,7 +36,8 @@ def checked_tcb_info(body: str | bytes, signature: bytes, chain: RoleChain, memo
     raw = body.encode() if isinstance(body, str) else bytes(body)
     verify_raw_signature(signer_key(chain.signer, memo, Check.TCB_INFO_SIGNER), signature, raw, "TCB info",
                          check=Check.TCB_INFO_SIGNATURE)
-    return TcbInfo.from_body(raw, signature, authenticated=True)
+    # The text itself, not ``raw``: a DecodedText brings the value its split decoded from these characters.
+    return TcbInfo.from_body(body if isinstance(body, str) else raw, signature, authenticated=True)
 
 
 def checked_identity(body: str | bytes, signature: bytes, chain: RoleChain, memo: ChainMemo) -> EnclaveIdentity:
@@ -44,4 +45,4 @@ def checked_identity(body: str | bytes, signature: bytes, chain: RoleChain, memo
     raw = body.encode() if isinstance(body, str) else bytes(body)
     verify_raw_signature(signer_key(chain.signer, memo, Check.QE_IDENTITY_SIGNER), signature, raw,
                          "QE identity", check=Check.QE_IDENTITY_SIGNATURE)
-    return EnclaveIdentity.from_body(raw, signature, authenticated=True)
+    return EnclaveIdentity.from_body(body if isinstance(body, str) else raw, signature, authenticated=True)

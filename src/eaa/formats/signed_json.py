@@ -36,13 +36,33 @@ def loads_strict(text: str, what: str) -> Any:
         raise FormatError(f"{what} is not valid JSON: {e}", field=what) from None
 
 
+class DecodedText(str):
+    """Text whose JSON value was decoded where it was found: :func:`split_signed` decodes the inner object to
+    know where it ends, and a verifier that then authenticates these exact characters takes that value
+    instead of decoding the same text again (a cold TLS peer check used to decode its peer's TCB info and
+    QE identity twice). The value was decoded as :func:`loads_fast` decodes, so only authenticated text
+    may use it; anything else is parsed strictly as before. Read-only by convention: the value is shared
+    by every reader of the text."""
+
+    value: Any
+
+
+def _decoded(text: str, value: Any) -> DecodedText:
+    out = DecodedText(text)
+    out.value = value
+    return out
+
+
 def load_body(body: str | bytes, *, authenticated: bool, what: str) -> dict[str, Any]:
     """The inner object of signed collateral as a dict.
 
     Bytes whose signature was already verified cannot carry duplicate keys Intel did not sign, so
-    they take the fast parser; anything else is parsed strictly.
+    they take the fast parser (or the value already decoded from them); anything else is parsed strictly.
     """
-    obj = loads_fast(body, what) if authenticated else loads_strict(utf8_text(body, what, what), what)
+    if authenticated:
+        obj = body.value if type(body) is DecodedText else loads_fast(body, what)
+    else:
+        obj = loads_strict(utf8_text(body, what, what), what)
     if not isinstance(obj, dict):
         raise FormatError(f"{what} is not a JSON object", field=what)
     return obj
@@ -112,9 +132,9 @@ def top_level_spans(text: str, what: str) -> dict[str, tuple[int, int]]:
 _SIGNATURE_MEMBER = ',"signature":"'
 
 
-def _split_compact(text: str, body_key: str) -> tuple[str, str] | None:
-    """(inner object text, signature hex) of a response written exactly as Intel's PCS and rats-tls write
-    it, ``{"<key>":{...},"signature":"<hex>"}``, or None for any other layout.
+def _split_compact(text: str, body_key: str) -> tuple[DecodedText, str] | None:
+    """(inner object text with its decoded value, signature hex) of a response written exactly as Intel's
+    PCS and rats-tls write it, ``{"<key>":{...},"signature":"<hex>"}``, or None for any other layout.
 
     The inner object must be one complete JSON value (the C decoder checks that, where the strict reader
     would decode it a second time in Python only to find where it ends) and the signature plain hex, so
@@ -129,14 +149,15 @@ def _split_compact(text: str, body_key: str) -> tuple[str, str] | None:
     if not (body[:1] == "{" and sig.isascii() and sig.isalnum()):
         return None
     try:
-        json.loads(body)
+        value = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    return body, sig
+    return _decoded(body, value), sig
 
 
 def split_signed(text: str | bytes, body_key: str) -> tuple[str, bytes]:
-    """Return (exact inner object text, signature bytes) of a PCS response."""
+    """Return (exact inner object text, signature bytes) of a PCS response. The text is a
+    :class:`DecodedText` when the response has the usual compact layout."""
     text = utf8_text(text, f"{body_key} response", body_key)
     compact = _split_compact(text, body_key)
     if compact is not None:
