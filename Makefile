@@ -30,6 +30,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/eaa_flow.py
 	test ! -f bench/pccs.py || $(BIN)/python bench/pccs.py
 	$(BIN)/python bench/cli_latency.py
+	$(BIN)/python bench/instructions.py
 
 # Coverage-guided fuzzing of every reader of untrusted bytes (fuzz/targets.py); FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
