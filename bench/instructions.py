@@ -111,6 +111,17 @@ def _prepare(workdir: Path) -> None:
     (workdir / "peer.der").write_bytes(creds.der)
 
 
+def _count_all(have_qvl: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="eaa-bench-instr-") as tmp:
+        workdir = Path(tmp)
+        _prepare(workdir)
+        counts = {"sig": per_call("sig", workdir), "peer": per_call("peer", workdir)}
+        for label in QUOTES:
+            for kind in ("cold", "warm", *(("qvl",) if have_qvl else ())):
+                counts[f"{kind}:{label}"] = per_call(f"{kind}:{label}", workdir)
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true")
@@ -128,15 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         have_qvl = False
         print("dcap-qvl not installed (pip install dcap-qvl==0.7.0); its rows are empty", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="eaa-bench-instr-") as tmp:
-        workdir = Path(tmp)
-        _prepare(workdir)
-        counts = {"sig": per_call("sig", workdir), "peer": per_call("peer", workdir)}
-        for label in QUOTES:
-            for kind in ("cold", "warm", *(("qvl",) if have_qvl else ())):
-                counts[f"{kind}:{label}"] = per_call(f"{kind}:{label}", workdir)
+    try:
+        counts = _count_all(have_qvl)
+    except RuntimeError as e:
+        print(f"instructions: {e}", file=sys.stderr)
+        return 1
     sig = counts["sig"]
-    rows = [("P-256 verify (OpenSSL)", counts["sig"], None)]
+    rows = [("P-256 verify (OpenSSL)", sig, None)]
     for label in QUOTES:
         peer = counts.get(f"qvl:{label}")
         rows += [(f"eaa cold, {label}", counts[f"cold:{label}"], peer), (f"dcap-qvl, {label}", peer, None),
