@@ -18,7 +18,7 @@ from eaa.collateral.bundle import Collateral, crl_to_der
 from eaa.collateral.validate import validate_enclave_identity, validate_tcb_info
 from eaa.errors import FormatError
 from eaa.formats import signed_json
-from eaa.formats.signed_json import DecodedText, split_signed, top_level_spans
+from eaa.formats.signed_json import DecodedText, join_signed, split_signed, top_level_spans
 from eaa.formats.tcb_info import TcbInfo
 from eaa.pki.chain import CheckedCrl
 from eaa.pki.trust import default_anchors
@@ -71,13 +71,16 @@ def test_split_signed_any_body(body_obj: object, space: str) -> None:
     assert got == _strict(text, "tcbInfo")
     if type(got[0]) is DecodedText:  # the compact layout: the value it carries is the body's
         assert got[0].value == json.loads(body)
+    joined = join_signed("tcbInfo", body, bytes.fromhex(SIG))  # the inverse, in the compact layout
+    assert split_signed(joined, "tcbInfo") == (body, bytes.fromhex(SIG))
+    assert type(split_signed(joined, "tcbInfo")[0]) is DecodedText
 
 
 def _responses(vid: str) -> tuple[Collateral, str, str]:
     require_vectors()
     c, _ = collateral(get_vector(vid))
-    return (c, '{"tcbInfo":' + c.tcb_info + ',"signature":"' + c.tcb_info_signature.hex() + '"}',
-            '{"enclaveIdentity":' + c.qe_identity + ',"signature":"' + c.qe_identity_signature.hex() + '"}')
+    return (c, join_signed("tcbInfo", c.tcb_info, c.tcb_info_signature),
+            join_signed("enclaveIdentity", c.qe_identity, c.qe_identity_signature))
 
 
 def test_signed_collateral_is_decoded_once_from_response_to_checked_value(monkeypatch: pytest.MonkeyPatch) -> None:

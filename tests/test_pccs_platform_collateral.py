@@ -21,6 +21,7 @@ from eaa.collateral.fetch import fetch_collateral_for_quote
 from eaa.collateral.validate import pck_ca_type, pck_certificate_info
 from eaa.errors import EaaError
 from eaa.formats.quote import parse_quote
+from eaa.formats.signed_json import join_signed
 from eaa.pki.chain import load_pem_chain, pem_bodies
 from eaa.services.pccs import Mode
 from eaa.services.pccs.platform_collateral import records_from_platform_collateral
@@ -61,7 +62,7 @@ def document(case: VectorCase) -> dict[str, Any]:
            "pce_svn": info.pce_svn.to_bytes(2, "little").hex(), "enc_ppid": "ab" * 384}
     tcb = {"tcbInfo": json.loads(c.tcb_info), "signature": c.tcb_info_signature.hex()}
     tcb_field = "tcbinfo" if case.api < 4 else f"{case.tee}_tcbinfo"
-    identity = '{"enclaveIdentity":' + c.qe_identity + ',"signature":"' + c.qe_identity_signature.hex() + '"}'
+    identity = join_signed("enclaveIdentity", c.qe_identity, c.qe_identity_signature)
     ca = pck_ca_type(load_pem_chain(c.pck_crl_issuer_chain, "x")[0])
     collaterals: dict[str, Any] = {
         "pck_certs": [{"qe_id": reg["qe_id"], "pce_id": reg["pce_id"], "enc_ppid": reg["enc_ppid"],

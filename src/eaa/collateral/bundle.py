@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CollateralMissing, FormatError
-from ..formats.signed_json import loads_strict, parse_signature_hex, split_signed
+from ..formats.signed_json import join_signed, loads_strict, parse_signature_hex, split_signed
 from ..formats.x509_errors import PARSE_ERRORS
 from ..records import record
 
@@ -189,10 +189,9 @@ class Collateral:
         """Write PCS-style files that :func:`load_collateral` reads back."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "tcb_info.json").write_text(
-            '{"tcbInfo":' + self.tcb_info + ',"signature":"' + self.tcb_info_signature.hex() + '"}')
-        (d / "qe_identity.json").write_text(
-            '{"enclaveIdentity":' + self.qe_identity + ',"signature":"' + self.qe_identity_signature.hex() + '"}')
+        (d / "tcb_info.json").write_text(join_signed("tcbInfo", self.tcb_info, self.tcb_info_signature))
+        (d / "qe_identity.json").write_text(join_signed("enclaveIdentity", self.qe_identity,
+                                                        self.qe_identity_signature))
         (d / "tcb_info_issuer_chain.pem").write_text(self.tcb_info_issuer_chain)
         (d / "qe_identity_issuer_chain.pem").write_text(self.qe_identity_issuer_chain)
         (d / "pck_crl_issuer_chain.pem").write_text(self.pck_crl_issuer_chain)

@@ -170,6 +170,12 @@ def split_signed(text: str | bytes, body_key: str) -> tuple[str, bytes]:
     return body, parse_signature_hex(sig)
 
 
+def join_signed(body_key: str, body: str, signature: bytes) -> str:
+    """The PCS response ``{"<key>":<body>,"signature":"<hex r||s>"}`` around the body exactly as signed: the
+    inverse of :func:`split_signed`, and the compact layout its shortcut reads."""
+    return '{"' + body_key + '":' + body + _SIGNATURE_MEMBER + signature.hex() + '"}'
+
+
 def parse_signature_hex(sig: Any) -> bytes:
     if not isinstance(sig, str):
         raise FormatError("signature is not a hex string", field="signature")

@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..formats.signed_json import join_signed
 from ..records import record
 from .pki import BACKDATE, COLLATERAL_VALIDITY, sign_raw
 
@@ -210,4 +211,4 @@ def qe_identity_body(tee: str, *, mrsigner: bytes, now: datetime) -> str:
 def signed_response(key: str, body: str, signing_key: ec.EllipticCurvePrivateKey) -> str:
     """A PCS-style response ``{"<key>":<body>,"signature":"<hex r||s>"}`` signed over ``body``'s bytes."""
     signature = sign_raw(signing_key, body.encode("utf-8"))
-    return '{"' + key + '":' + body + ',"signature":"' + signature.hex() + '"}'
+    return join_signed(key, body, signature)

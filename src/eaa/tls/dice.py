@@ -18,6 +18,7 @@ import cbor2
 from ..collateral.bundle import Collateral, crl_to_der
 from ..errors import CollateralInvalid, EaaError, FormatError, UnsupportedQuoteFormat
 from ..evidence import CSV, SEV, SEV_SNP, SGX_ECDSA, SGX_LA, TDX_ECDSA, TEE_REPORT, UNVERIFIABLE
+from ..formats.signed_json import join_signed
 from ..formats.x509_errors import PARSE_ERRORS
 from ..records import record
 from .errors import EvidenceFormatError, UnknownEvidenceTag, UnsupportedEvidenceType
@@ -180,9 +181,8 @@ def _crl_pem(der: bytes | None) -> bytes:
 
 def encode_endorsements(collateral: Collateral, *, version: int = ENDORSEMENTS_VERSION_SGX) -> bytes:
     """The endorsements extension value, with the version as a fixed-width uint32 (libcbor quirk)."""
-    tcb_info = '{"tcbInfo":' + collateral.tcb_info + ',"signature":"' + collateral.tcb_info_signature.hex() + '"}'
-    qe_identity = ('{"enclaveIdentity":' + collateral.qe_identity + ',"signature":"'
-                   + collateral.qe_identity_signature.hex() + '"}')
+    tcb_info = join_signed("tcbInfo", collateral.tcb_info, collateral.tcb_info_signature)
+    qe_identity = join_signed("enclaveIdentity", collateral.qe_identity, collateral.qe_identity_signature)
     fields = [
         _z(tcb_info),
         _z(collateral.tcb_info_issuer_chain),

@@ -39,7 +39,7 @@ from ...collateral.validate import (
     validate_tcb_info,
 )
 from ...errors import FormatError
-from ...formats.signed_json import loads_strict
+from ...formats.signed_json import join_signed, loads_strict
 from ...formats.snp_report import TcbVersion
 from ...pki.chain import load_pem_chain
 from ...pki.trust import TrustAnchor
@@ -247,7 +247,7 @@ def parse_bundle(text: str | bytes) -> list[Record]:
 
 def signed_response(body_key: str, body: str, signature: bytes) -> bytes:
     """The PCS response form of signed JSON, with the body bytes exactly as signed."""
-    return ('{"' + body_key + '":' + body + ',"signature":"' + signature.hex() + '"}').encode("utf-8")
+    return join_signed(body_key, body, signature).encode("utf-8")
 
 
 def records_from_collateral(c: Collateral, *, now: float, update: str = "standard") -> list[Record]:
