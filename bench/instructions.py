@@ -16,6 +16,8 @@ one-time work cancelled out:
   eaa warm               the same with one verifier reused
   TLS peer check, cold   eaa.tls.PeerVerifier with no cache, on a simulated DICE certificate with its
                          endorsements (the check a cold handshake makes, without the handshake)
+  cold floor, peer floor only the library calls those two must make (bench/floors.py): no verifier on
+                         cryptography executes fewer
 
 Usage: python bench/instructions.py [--json]. Needs valgrind (Debian: apt install valgrind).
 """
@@ -34,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 VECTORS = ROOT.parent / "shared" / "vectors"
 QUOTES = {"SGX v3": "dcap-qvl/sgx_v3", "TDX v4": "dcap-qvl/tdx_v4"}
 FEW, MANY = 10, 60
@@ -62,6 +65,11 @@ def _target(case: str, workdir: Path) -> Callable[[], object]:
         der = (workdir / "peer.der").read_bytes()
         verifier = PeerVerifier(trust_simulation=True, sim_dir=str(workdir / "sim"), cache_size=0)
         return lambda: verifier.verify_certificate(der)
+    if case == "peerfloor":
+        from floors import peer_floor
+
+        der = (workdir / "peer.der").read_bytes()
+        return lambda: peer_floor(der)
     kind, label = case.split(":", 1)
     raw, coll_json, at = _quote_case(QUOTES[label])
     if kind == "qvl":
@@ -73,6 +81,10 @@ def _target(case: str, workdir: Path) -> Callable[[], object]:
     from eaa.verify.dcap import QuoteVerifier
 
     coll = Collateral.from_qvl_json(coll_json)
+    if kind == "floor":
+        from floors import cold_floor
+
+        return cold_floor(raw, coll)
     if kind == "warm":
         warm = QuoteVerifier()
         return lambda: warm.verify(raw, coll, at=at)  # type: ignore[arg-type]
@@ -115,9 +127,9 @@ def _count_all(have_qvl: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="eaa-bench-instr-") as tmp:
         workdir = Path(tmp)
         _prepare(workdir)
-        counts = {"sig": per_call("sig", workdir), "peer": per_call("peer", workdir)}
+        counts = {case: per_call(case, workdir) for case in ("sig", "peer", "peerfloor")}
         for label in QUOTES:
-            for kind in ("cold", "warm", *(("qvl",) if have_qvl else ())):
+            for kind in ("cold", "floor", "warm", *(("qvl",) if have_qvl else ())):
                 counts[f"{kind}:{label}"] = per_call(f"{kind}:{label}", workdir)
     return counts
 
@@ -148,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("P-256 verify (OpenSSL)", sig, None)]
     for label in QUOTES:
         peer = counts.get(f"qvl:{label}")
-        rows += [(f"eaa cold, {label}", counts[f"cold:{label}"], peer), (f"dcap-qvl, {label}", peer, None),
+        rows += [(f"eaa cold, {label}", counts[f"cold:{label}"], peer),
+                 (f"cold floor, {label}", counts[f"floor:{label}"], peer), (f"dcap-qvl, {label}", peer, None),
                  (f"eaa warm, {label}", counts[f"warm:{label}"], None)]
-    rows.append(("TLS peer check, cold", counts["peer"], None))
+    rows += [("TLS peer check, cold", counts["peer"], None), ("TLS peer floor", counts["peerfloor"], None)]
     if args.json:
         print(json.dumps({name: value for name, value, _ in rows}, indent=1))
         return 0

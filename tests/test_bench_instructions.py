@@ -29,7 +29,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Path
     return bench, workdir
 
 
-@pytest.mark.parametrize("case", ["sig", "peer", "cold:SGX v3", "warm:SGX v3", "cold:TDX v4", "warm:TDX v4"])
+@pytest.mark.parametrize("case", ["sig", "peer", "peerfloor", "cold:SGX v3", "warm:SGX v3", "floor:SGX v3",
+                                  "cold:TDX v4", "warm:TDX v4", "floor:TDX v4"])
 def test_each_eaa_case_runs(prepared: tuple[ModuleType, Path], case: str) -> None:
     bench, workdir = prepared
     if ":" in case:
@@ -40,3 +41,5 @@ def test_each_eaa_case_runs(prepared: tuple[ModuleType, Path], case: str) -> Non
         assert result.status  # a verification result, not an error swallowed by the loop
     elif case == "peer":
         assert result.result.tee == "sgx" and result.result.simulated
+    elif "floor" in case:
+        assert len(result) == 64  # the report data the floor returns once every signature checked out
