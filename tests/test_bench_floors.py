@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 
+import cbor2
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -24,7 +25,7 @@ from _vectors import require_vectors
 from eaa.collateral.bundle import Collateral
 from eaa.sim import load_platform
 from eaa.sim.attesters import SimSgxEcdsaAttester
-from eaa.tls.crypto import OpenSslCrypto
+from eaa.tls.crypto import Credentials, OpenSslCrypto
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 QUOTES = ["dcap-qvl/sgx_v3", "dcap-qvl/tdx_v4"]
@@ -94,26 +95,27 @@ def test_quote_floors_check_the_qe_report_signature() -> None:
 
 
 @pytest.fixture(scope="module")
-def sim_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[x509.Certificate, Path]:
+def sim_creds(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
     sim = tmp_path_factory.mktemp("floors") / "sim"
     load_platform(sim)
-    return OpenSslCrypto().create_credentials(SimSgxEcdsaAttester(sim), endorsements=True).certificate, sim
+    return OpenSslCrypto().create_credentials(SimSgxEcdsaAttester(sim), endorsements=True)
 
 
-def test_peer_floor_passes_on_an_attested_certificate(sim_cert: tuple[x509.Certificate, Path]) -> None:
-    cert, _ = sim_cert
-    assert len(floors.peer_floor(cert.public_bytes(Encoding.DER))) == 64
+def test_peer_floor_passes_on_an_attested_certificate(sim_creds: Credentials) -> None:
+    assert len(floors.peer_floor(sim_creds.certificate.public_bytes(Encoding.DER))) == 64
 
 
-def test_peer_floor_checks_the_self_signature(sim_cert: tuple[x509.Certificate, Path]) -> None:
-    der = sim_cert[0].public_bytes(Encoding.DER)
+def test_peer_floor_checks_the_self_signature(sim_creds: Credentials) -> None:
+    der = sim_creds.certificate.public_bytes(Encoding.DER)
     with pytest.raises(InvalidSignature):
         floors.peer_floor(_flip(der, len(der) - 3))
 
 
-def _resigned(cert: x509.Certificate, extensions: list[x509.Extension[x509.ExtensionType]]) -> bytes:
-    """The same extensions in a certificate of another key (what a thief of the evidence would present)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def _resigned(cert: x509.Certificate, extensions: list[x509.Extension[x509.ExtensionType]],
+              key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+    """The extensions in a new certificate, by default of another key (what a thief of the evidence would
+    present)."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(timezone.utc)
     b = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.subject).public_key(key.public_key())
          .serial_number(2).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(hours=1)))
@@ -122,8 +124,8 @@ def _resigned(cert: x509.Certificate, extensions: list[x509.Extension[x509.Exten
     return b.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
 
 
-def test_peer_floor_checks_the_key_binding(sim_cert: tuple[x509.Certificate, Path]) -> None:
-    cert, _ = sim_cert
+def test_peer_floor_checks_the_key_binding(sim_creds: Credentials) -> None:
+    cert = sim_creds.certificate
     with pytest.raises(floors.FloorFailed, match="pubkey-hash"):
         floors.peer_floor(_resigned(cert, list(cert.extensions)))
 
@@ -137,3 +139,18 @@ def test_tls_bench_runs_its_floor_configuration(tmp_path: Path) -> None:
     assert [r["mode"] for r in rows] == ["one-way", "mutual"]
     for r in rows:
         assert r["floor"]["median"] > 0 and r["cold_floor_ratio"]["median"] > 0
+
+
+def test_peer_floor_checks_the_claims_hash(sim_creds: Credentials) -> None:
+    """Claims the quote's report data does not hash (a custom claim added), in a certificate of the right key."""
+    cert = sim_creds.certificate
+    evidence_oid = x509.ObjectIdentifier("2.23.133.5.4.9")
+    tagged = cbor2.loads(cert.extensions.get_extension_for_oid(evidence_oid).value.value)  # type: ignore[attr-defined]
+    quote, claims = tagged.value
+    changed = cbor2.dumps({**cbor2.loads(claims), "extra": b"x"})
+    value = cbor2.dumps(cbor2.CBORTag(tagged.tag, [quote, changed]))
+    extensions = [x509.Extension(evidence_oid, False, x509.UnrecognizedExtension(evidence_oid, value))
+                  if e.oid == evidence_oid else e for e in cert.extensions]
+    assert isinstance(sim_creds.private_key, ec.EllipticCurvePrivateKey)
+    with pytest.raises(floors.FloorFailed, match="claims hash"):
+        floors.peer_floor(_resigned(cert, extensions, sim_creds.private_key))
