@@ -195,3 +195,45 @@ def test_unknown_status_strings_rejected() -> None:
     bad = replace(_identity(), tcb_levels=(EnclaveTcbLevel(1, "d", "SWHardeningNeeded", ()),))
     with pytest.raises(CollateralInvalid):
         tcb.validate_statuses(info([level(1, 1, "UpToDate")]), bad)
+
+
+@pytest.mark.parametrize("report,published,mask", [
+    (b"\x01" + b"\x00" * 7, b"\x00" * 8, b"\x00" * 8),  # a bit the mask hides: QVL compares unmasked
+    (b"\x01" + b"\x00" * 7, b"\x01" + b"\x00" * 7, b"\xff" * 8),  # equal, but QVL requires zero
+    (b"\x00" * 8, b"\x01" + b"\x00" * 7, b"\x00" * 8),  # a published attribute no report can match
+])
+def test_seam_attributes_must_be_zero_and_equal_unmasked(report: bytes, published: bytes, mask: bytes) -> None:
+    """QVL 4.1.2.4.11.2 (the TCB info's attributesMask is read and not applied)."""
+    ti = info([level(1, 1, "UpToDate", tdx=1)], tee="TDX", module=replace(BASE, attributes=published,
+                                                                          attributes_mask=mask))
+    with pytest.raises(IdentityMismatch, match="SEAM attributes") as e:
+        tcb.evaluate_tcb(ti, pck(1, 1), replace(td(bytes([1, 0] + [1] * 14)), seam_attributes=report), QE_UP)
+    assert e.value.check == "TDX_MODULE"
+
+
+@pytest.mark.parametrize("qe_status", ["ConfigurationNeeded", "OutOfDateConfigurationNeeded"])
+def test_a_qe_level_neither_up_to_date_nor_revoked_counts_as_out_of_date(qe_status: str) -> None:
+    """QVL EnclaveReportVerifier 4.1.2.9.10: any other QE level status is ISVSVN_OUT_OF_DATE."""
+    qe = EnclaveTcbLevel(8, "d", qe_status, ())
+    assert tcb.evaluate_tcb(info([level(1, 1, "UpToDate")]), pck(1, 1), _qe_report(), qe).status == "OutOfDate"
+    assert tcb.evaluate_tcb(info([level(1, 1, "ConfigurationNeeded")]), pck(1, 1), _qe_report(), qe).status == \
+        "OutOfDateConfigurationNeeded"
+    # ... and, out of date, it rules out the TD 1.5 relaunch advice.
+    out = tcb.evaluate_tcb(relaunch_info(), pck(1, 1), td(bytes([1, 1] + [1] * 14), bytes([5, 1, 3] + [3] * 13)), qe)
+    assert out.status == "OutOfDate"
+
+
+def test_qe_tcb_level_is_the_first_met_in_published_order() -> None:
+    """QVL EnclaveIdentityV2::getTcbStatus walks the levels as published; it does not sort them."""
+    ident = replace(_identity(), tcb_levels=(EnclaveTcbLevel(2, "d", "OutOfDate", ()),
+                                             EnclaveTcbLevel(8, "d", "UpToDate", ())))
+    assert tcb.check_qe_identity(_qe_report(isv_svn=8), ident).status == "OutOfDate"
+
+
+def test_qe_miscselect_and_attributes_are_compared_with_the_published_values_unmasked() -> None:
+    """QVL: (report & mask) != identity value; an identity value with bits outside its mask matches nothing."""
+    with pytest.raises(IdentityMismatch, match="MISCSELECT"):
+        tcb.check_qe_identity(_qe_report(misc_select=0), replace(_identity(), miscselect=1, miscselect_mask=0))
+    with pytest.raises(IdentityMismatch, match="ATTRIBUTES"):  # 0x04 is outside the mask 0xfb
+        tcb.check_qe_identity(_qe_report(attributes=b"\x15" + b"\x00" * 15),
+                              replace(_identity(), attributes=b"\x15" + b"\x00" * 15))

@@ -71,18 +71,22 @@ def validate_statuses(tcb_info: TcbInfo, qe_identity: EnclaveIdentity) -> None:
 
 
 def check_qe_identity(qe_report: SgxReportBody, identity: EnclaveIdentity) -> EnclaveTcbLevel:
-    """QVL EnclaveReportVerifier: signer, product, masked MISCSELECT/ATTRIBUTES, then the QE TCB level."""
+    """QVL EnclaveReportVerifier: signer, product, MISCSELECT/ATTRIBUTES, then the QE TCB level.
+
+    As QVL, the report's MISCSELECT and ATTRIBUTES are masked and must then equal the identity's values as
+    published (an identity value with bits outside its own mask matches no report), and the TCB level is
+    the first one in the identity's own order whose ISVSVN the report meets (QVL's
+    ``EnclaveIdentityV2::getTcbStatus`` walks the levels as published, it does not sort them)."""
     if qe_report.mr_signer != identity.mrsigner:
         raise IdentityMismatch("QE report MRSIGNER does not match the QE identity", check=Check.QE_MRSIGNER)
     if qe_report.isv_prod_id != identity.isvprodid:
         raise IdentityMismatch("QE report ISVPRODID does not match the QE identity", check=Check.QE_ISVPRODID)
-    mask = identity.miscselect_mask
-    if (qe_report.misc_select & mask) != (identity.miscselect & mask):
+    if (qe_report.misc_select & identity.miscselect_mask) != identity.miscselect:
         raise IdentityMismatch("QE report MISCSELECT does not match the QE identity", check=Check.QE_MISCSELECT)
     amask = int.from_bytes(identity.attributes_mask, "little")
-    if int.from_bytes(qe_report.attributes, "little") & amask != int.from_bytes(identity.attributes, "little") & amask:
+    if int.from_bytes(qe_report.attributes, "little") & amask != int.from_bytes(identity.attributes, "little"):
         raise IdentityMismatch("QE report ATTRIBUTES do not match the QE identity", check=Check.QE_ATTRIBUTES)
-    for lv in sorted(identity.tcb_levels, key=lambda x: -x.isvsvn):
+    for lv in identity.tcb_levels:
         if qe_report.isv_svn >= lv.isvsvn:
             return lv
     raise TcbNotSupported(f"QE ISVSVN {qe_report.isv_svn} is below every QE identity TCB level",
@@ -155,9 +159,11 @@ def check_tdx_module(tcb_info: TcbInfo, td: TdReportBody) -> TdxModuleIdentity |
         raise CollateralInvalid("TDX TCB info lacks tdxModule", check=Check.TDX_MODULE)
     if td.mrsigner_seam != ident.mrsigner:
         raise IdentityMismatch("TDX module MRSIGNER_SEAM does not match the TCB info", check=Check.TDX_MODULE)
-    mask = int.from_bytes(ident.attributes_mask, "little")
-    if int.from_bytes(td.seam_attributes, "little") & mask != int.from_bytes(ident.attributes, "little") & mask:
-        raise IdentityMismatch("TDX module SEAM attributes do not match the TCB info", check=Check.TDX_MODULE)
+    # QVL 4.1.2.4.11.2 compares every byte unmasked and requires it zero: no SEAM attribute is defined yet, so
+    # one set in the report (or published in the TCB info) is a module QVL does not know how to judge.
+    if td.seam_attributes != ident.attributes or any(td.seam_attributes):
+        raise IdentityMismatch("TDX module SEAM attributes are not zero and equal to the TCB info's",
+                               check=Check.TDX_MODULE)
     return None if major == 0 else ident
 
 
@@ -174,6 +180,12 @@ def module_status(ident: TdxModuleIdentity | None, isvsvn: int) -> StatusWithAdv
             return StatusWithAdvisory(lv.status, lv.advisory_ids, lv.tcb_date)
     raise TcbNotSupported(f"TDX module ISVSVN {isvsvn} is below every level of {ident.id}",
                           check=Check.TDX_MODULE_TCB_LEVEL)
+
+
+def _qe_grade(status: str) -> str:
+    """QVL EnclaveReportVerifier 4.1.2.9.9-10: a QE level that is not UpToDate is either revoked or, whatever
+    else it says (ConfigurationNeeded, OutOfDateConfigurationNeeded), out of date."""
+    return status if status in (UP_TO_DATE, REVOKED) else OUT_OF_DATE
 
 
 def converge_out_of_date(platform: str, other: str) -> str:
@@ -204,7 +216,7 @@ def check_for_relaunch(tee_tcb_svn2: bytes, tcb_info: TcbInfo, sgx_status: str, 
                        module: str, qe: str) -> str:
     """QVL ``checkForRelaunch`` (TD 1.5): a TD launched on an out-of-date module whose current module
     (TEE_TCB_SVN2) meets the latest TCB level should be relaunched rather than called out of date."""
-    if qe in (OUT_OF_DATE, REVOKED):
+    if _qe_grade(qe) != UP_TO_DATE:
         return tdx_status
     if sgx_status not in (UP_TO_DATE, SW_HARDENING_NEEDED, CONFIGURATION_NEEDED, CONFIGURATION_AND_SW_HARDENING_NEEDED):
         return tdx_status
@@ -236,7 +248,7 @@ def evaluate_tcb(tcb_info: TcbInfo, pck: PckExtensions, body: SgxReportBody | Td
     tdx = not isinstance(body, SgxReportBody) and tcb_info.version >= 3 and tcb_info.id == "TDX"
     if not tdx:
         level = match_platform_level(tcb_info, pck, None)
-        status = converge_out_of_date(level.status, qe_level.status)
+        status = converge_out_of_date(level.status, _qe_grade(qe_level.status))
         return StatusWithAdvisory(status, _union(level.advisory_ids, qe_level.advisory_ids), level.tcb_date)
     assert not isinstance(body, SgxReportBody)
     ident = check_tdx_module(tcb_info, body)
@@ -253,5 +265,5 @@ def evaluate_tcb(tcb_info: TcbInfo, pck: PckExtensions, body: SgxReportBody | Td
     if body.tee_tcb_svn2 is not None:
         status = check_for_relaunch(body.tee_tcb_svn2, tcb_info, sgx_level.status, status, mod.status,
                                     qe_level.status)
-    status = converge_out_of_date(status, qe_level.status)
+    status = converge_out_of_date(status, _qe_grade(qe_level.status))
     return StatusWithAdvisory(status, _union(advisories, qe_level.advisory_ids), tcb_date)
