@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from _vectors import manifest, require_vectors
 from eaa.collateral.bundle import Collateral
 from eaa.errors import FormatError
-from eaa.formats.enclave_identity import isv_level
+from eaa.formats.enclave_identity import EnclaveIdentity, isv_level
 from eaa.formats.tcb_info import TcbInfo, _level, _levels_fast
 
 SIG = bytes(64)
@@ -49,7 +49,8 @@ def _sgx() -> dict[str, Any]:
              "tcbStatus": "UpToDate", "advisoryIDs": ["INTEL-SA-00001"]}
     return {"id": "SGX", "version": 3, "issueDate": "2026-01-01T00:00:00Z", "nextUpdate": "2026-02-01T00:00:00Z",
             "fmspc": "00906ea10000", "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 17,
-            "tcbLevels": [json.loads(json.dumps(level)) for _ in range(3)]}
+            "tcbLevels": [json.loads(json.dumps(level).replace('"pcesvn": 11', f'"pcesvn": {11 - i}'))
+                          for i in range(3)]}  # distinct: QVL refuses two equal levels
 
 
 def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -254,3 +255,95 @@ def test_tcb_date_must_be_a_real_rfc3339_time(date: str) -> None:
     with pytest.raises(FormatError) as ei:
         TcbInfo.from_body(json.dumps(obj), SIG)
     assert ei.value.field == "tcbInfo.tcbLevels[0].tcbDate"
+
+
+def _tdx() -> dict[str, Any]:
+    obj = _sgx()
+    obj["id"] = "TDX"
+    obj["tdxModule"] = {"mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "ff" * 8}
+    for lv in obj["tcbLevels"]:
+        lv["tcb"]["tdxtcbcomponents"] = [{"svn": 2} for _ in range(16)]
+    levels = [{"tcb": {"isvsvn": n}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": "UpToDate"} for n in (5, 3)]
+    obj["tdxModuleIdentities"] = [{"id": "TDX_01", "mrsigner": "00" * 48, "attributes": "00" * 8,
+                                   "attributesMask": "ff" * 8, "tcbLevels": levels}]
+    return obj
+
+
+def _refused(obj: dict[str, Any], field: str) -> None:
+    with pytest.raises(FormatError) as ei:
+        TcbInfo.from_body(json.dumps(obj), SIG)
+    assert ei.value.field is not None and ei.value.field.startswith(field), ei.value.field
+
+
+@pytest.mark.parametrize("make", [_sgx, _tdx])
+def test_two_equal_tcb_levels_are_refused(make: Callable[[], dict[str, Any]]) -> None:
+    """QVL's TcbInfo parser: "Detected duplicated TCB levels", whatever their statuses say."""
+    obj = make()
+    TcbInfo.from_body(json.dumps(obj), SIG)
+    obj["tcbLevels"][2]["tcb"]["pcesvn"] = obj["tcbLevels"][0]["tcb"]["pcesvn"]
+    obj["tcbLevels"][2]["tcbStatus"] = "OutOfDate"
+    _refused(obj, "tcbInfo.tcbLevels")
+
+
+@pytest.mark.parametrize("key", ["tdxModule", "tdxModuleIdentities"])
+def test_sgx_tcb_info_with_a_tdx_module_is_refused(key: str) -> None:
+    obj = _sgx()
+    obj[key] = _tdx()[key]
+    _refused(obj, "tcbInfo.tdxModule")
+
+
+def test_empty_or_ambiguous_tdx_module_identities_are_refused() -> None:
+    TcbInfo.from_body(json.dumps(_tdx()), SIG)
+    obj = _tdx()
+    obj["tdxModuleIdentities"] = []
+    _refused(obj, "tcbInfo.tdxModuleIdentities")
+    obj = _tdx()
+    obj["tdxModuleIdentities"][0]["tcbLevels"] = []
+    _refused(obj, "tcbInfo.tdxModuleIdentities[0].tcbLevels")
+    obj = _tdx()
+    obj["tdxModuleIdentities"][0]["tcbLevels"][1]["tcb"]["isvsvn"] = 5
+    _refused(obj, "tcbInfo.tdxModuleIdentities[0].tcbLevels")
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_component_svn_above_one_byte_is_refused(version: int) -> None:
+    """PCK certificates and TEE_TCB_SVN hold one byte per component; QVL would truncate 256 to 0."""
+    obj = _sgx()
+    if version == 2:
+        del obj["id"]
+        obj["version"] = 2
+        for lv in obj["tcbLevels"]:
+            comps = lv["tcb"].pop("sgxtcbcomponents")
+            lv["tcb"].update({f"sgxtcbcomp{n:02d}svn": c["svn"] for n, c in enumerate(comps, 1)})
+        TcbInfo.from_body(json.dumps(obj), SIG)
+        obj["tcbLevels"][2]["tcb"]["sgxtcbcomp01svn"] = 256
+    else:
+        TcbInfo.from_body(json.dumps(obj), SIG)
+        obj["tcbLevels"][2]["tcb"]["sgxtcbcomponents"][0]["svn"] = 256
+    _refused(obj, "tcbInfo.tcbLevels[2].sgxtcbcomponents")
+    obj = _tdx()
+    obj["tcbLevels"][2]["tcb"]["tdxtcbcomponents"][3]["svn"] = 256
+    _refused(obj, "tcbInfo.tcbLevels[2].tdxtcbcomponents")
+
+
+def _identity(levels: list[int]) -> dict[str, Any]:
+    return {"id": "QE", "version": 2, "issueDate": "2026-01-01T00:00:00Z", "nextUpdate": "2026-02-01T00:00:00Z",
+            "tcbEvaluationDataNumber": 17, "miscselect": "00000000", "miscselectMask": "FFFFFFFF",
+            "attributes": "11" + "00" * 15, "attributesMask": "FB" + "FF" * 15, "mrsigner": "AA" * 32,
+            "isvprodid": 1, "tcbLevels": [{"tcb": {"isvsvn": n}, "tcbDate": "2024-03-13T00:00:00Z",
+                                           "tcbStatus": "UpToDate"} for n in levels]}
+
+
+@pytest.mark.parametrize("levels", [[], [8, 6, 8]])
+def test_qe_identity_without_levels_or_with_two_equal_ones_is_refused(levels: list[int]) -> None:
+    assert len(EnclaveIdentity.from_body(json.dumps(_identity([8, 6])), SIG).tcb_levels) == 2
+    with pytest.raises(FormatError) as ei:
+        EnclaveIdentity.from_body(json.dumps(_identity(levels)), SIG)
+    assert ei.value.field == "enclaveIdentity.tcbLevels"
+
+
+def test_a_tcb_type_other_than_zero_is_refused() -> None:
+    """QVL 4.1.2.7.4: "TcbInfo TCB Type (...) is not supported. Supported types are: [0]"."""
+    obj = _sgx()
+    obj["tcbType"] = 1
+    _refused(obj, "tcbInfo.tcbType")

@@ -54,7 +54,7 @@ class EnclaveIdentity:
         ident = get(obj, "id", str, w)
         if ident not in ("QE", "TD_QE", "QVE", "QAE"):
             raise FormatError(f"unknown enclave identity id {ident!r}", field=f"{w}.id")
-        levels = [isv_level(lv, f"{w}.tcbLevels[{i}]") for i, lv in enumerate(get(obj, "tcbLevels", list, w))]
+        levels = isv_levels(get(obj, "tcbLevels", list, w), f"{w}.tcbLevels")
         if len(signature) != 64:
             raise FormatError("enclave identity signature must be 64 bytes", field="signature")
         return cls(
@@ -67,6 +67,17 @@ class EnclaveIdentity:
             get_hex(obj, "mrsigner", 32, w), get(obj, "isvprodid", int, w), tuple(levels),
             body.encode("utf-8") if isinstance(body, str) else bytes(body), bytes(signature),
         )
+
+
+def isv_levels(raw: list[Any], where: str) -> tuple[EnclaveTcbLevel, ...]:
+    """The levels of an enclave or TDX module identity: at least one, no two with the same ISVSVN (QVL's
+    parsers refuse both: "should be a nonempty array", "Detected duplicated TCB levels")."""
+    levels = tuple(isv_level(lv, f"{where}[{i}]") for i, lv in enumerate(raw))
+    if not levels:
+        raise FormatError("no TCB levels", field=where)
+    if len({lv.isvsvn for lv in levels}) != len(levels):
+        raise FormatError("two TCB levels with the same ISVSVN", field=where)
+    return levels
 
 
 def isv_level(lv: Any, where: str) -> EnclaveTcbLevel:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import FormatError
 from ..records import record
-from .enclave_identity import EnclaveTcbLevel, isv_level
+from .enclave_identity import EnclaveTcbLevel, isv_levels
 from .signed_json import advisory_ids, get, get_hex, load_body, parse_time, split_signed, svn, valid_times
 
 
@@ -81,8 +81,13 @@ class TcbInfo:
             levels = tuple(_level(lv, version, tee_id, i) for i, lv in enumerate(raw_levels))
         if not levels:
             raise FormatError("TCB info has no TCB levels", field="tcbInfo.tcbLevels")
+        if len({(lv.sgx_components, lv.pcesvn, lv.tdx_components) for lv in levels}) != len(levels):
+            # QVL keeps the levels in a set and refuses a second one equal to the first (whatever its status)
+            raise FormatError("TCB info has two TCB levels with the same SVNs", field="tcbInfo.tcbLevels")
         module = None
         identities: tuple[TdxModuleIdentity, ...] = ()
+        if tee_id == "SGX" and ("tdxModule" in obj or "tdxModuleIdentities" in obj):
+            raise FormatError("SGX TCB info carries a TDX module", field="tcbInfo.tdxModule")
         if tee_id == "TDX":
             m = get(obj, "tdxModule", dict, w)
             module = TdxModuleIdentity(
@@ -92,12 +97,17 @@ class TcbInfo:
             if not isinstance(mids, list):
                 raise FormatError("tdxModuleIdentities must be a list", field="tcbInfo.tdxModuleIdentities")
             identities = tuple(_module_identity(x, i) for i, x in enumerate(mids))
+            if "tdxModuleIdentities" in obj and not identities:
+                raise FormatError("tdxModuleIdentities is empty", field="tcbInfo.tdxModuleIdentities")
         if len(signature) != 64:
             raise FormatError("TCB info signature must be 64 bytes", field="signature")
+        tcb_type = get(obj, "tcbType", int, w)
+        if tcb_type != 0:  # QVL 4.1.2.7.4: the only type whose components it knows how to compare
+            raise FormatError(f"unsupported tcbType {tcb_type}", field="tcbInfo.tcbType")
         return cls(
             tee_id, version, parse_time(get(obj, "issueDate", str, w), "tcbInfo.issueDate"),
             parse_time(get(obj, "nextUpdate", str, w), "tcbInfo.nextUpdate"), get_hex(obj, "fmspc", 6, w),
-            get_hex(obj, "pceId", 2, w), get(obj, "tcbType", int, w), get(obj, "tcbEvaluationDataNumber", int, w),
+            get_hex(obj, "pceId", 2, w), tcb_type, get(obj, "tcbEvaluationDataNumber", int, w),
             module, identities, levels, body.encode("utf-8") if isinstance(body, str) else bytes(body),
             bytes(signature),
         )
@@ -112,6 +122,8 @@ def _components(lst: Any, field: str) -> tuple[int, ...]:
         raise FormatError("TCB component lacks 'svn'", field=field) from None
     if not _all_naturals(out):
         raise FormatError("SVN must be a non-negative integer", field=field)
+    if max(out) > 255:
+        raise FormatError("a TCB component SVN is one byte (0-255)", field=field)
     return out
 
 
@@ -130,7 +142,8 @@ def _levels_fast(raw: list[Any], version: int, tee_id: str) -> tuple[TcbLevel, .
     Intel's TCB info on every call, and per-field checks would cost more than the evaluation itself.
     """
     levels = []
-    svns: list[Any] = []
+    svns: list[Any] = []  # component SVNs (one byte each in the PCK certificate and TEE_TCB_SVN)
+    pces: list[Any] = []
     strings: list[Any] = []
     dates: list[Any] = []
     try:
@@ -159,13 +172,15 @@ def _levels_fast(raw: list[Any], version: int, tee_id: str) -> tuple[TcbLevel, .
             elif adv != ():
                 return None
             svns += sgx
-            svns.append(pcesvn)
+            pces.append(pcesvn)
             strings.append(status)
             dates.append(date)
             levels.append(TcbLevel(sgx, pcesvn, tdx, date, status, tuple(adv)))
     except (KeyError, TypeError, IndexError, AttributeError):
         return None
-    if svns and (set(map(type, svns)) != _INT or min(svns) < 0):
+    if svns and (set(map(type, svns)) != _INT or min(svns) < 0 or max(svns) > 255):
+        return None
+    if pces and (set(map(type, pces)) != _INT or min(pces) < 0):
         return None
     if strings and set(map(type, strings)) != _STR:
         return None
@@ -179,8 +194,8 @@ def _level(lv: Any, version: int, tee_id: str, i: int) -> TcbLevel:
     w = f"tcbInfo.tcbLevels[{i}]"
     tcb = get(lv, "tcb", dict, w)
     if version == 2:
-        sgx = tuple(svn(get(tcb, f"sgxtcbcomp{n:02d}svn", int, w), f"{w}.sgxtcbcomp{n:02d}svn")
-                    for n in range(1, 17))
+        sgx = _components([{"svn": get(tcb, f"sgxtcbcomp{n:02d}svn", int, w)} for n in range(1, 17)],
+                          f"{w}.sgxtcbcomponents")
         tdx = None
     else:
         sgx = _components(get(tcb, "sgxtcbcomponents", list, w), f"{w}.sgxtcbcomponents")
@@ -198,6 +213,6 @@ _V2_KEYS = tuple(f"sgxtcbcomp{n:02d}svn" for n in range(1, 17))
 
 def _module_identity(x: Any, i: int) -> TdxModuleIdentity:
     w = f"tcbInfo.tdxModuleIdentities[{i}]"
-    levels = tuple(isv_level(lv, f"{w}.tcbLevels[{j}]") for j, lv in enumerate(get(x, "tcbLevels", list, w)))
+    levels = isv_levels(get(x, "tcbLevels", list, w), f"{w}.tcbLevels")
     return TdxModuleIdentity(get(x, "id", str, w), get_hex(x, "mrsigner", 48, w), get_hex(x, "attributes", 8, w),
                              get_hex(x, "attributesMask", 8, w), levels)
