@@ -246,9 +246,10 @@ def evaluate_tcb(tcb_info: TcbInfo, pck: PckExtensions, body: SgxReportBody | Td
     """QVL ``checkTcbLevel``: platform (and TDX module, and TD relaunch) status merged with the QE status;
     advisory IDs are the union of the levels used."""
     tdx = not isinstance(body, SgxReportBody) and tcb_info.version >= 3 and tcb_info.id == "TDX"
+    qe = _qe_grade(qe_level.status)
     if not tdx:
         level = match_platform_level(tcb_info, pck, None)
-        status = converge_out_of_date(level.status, _qe_grade(qe_level.status))
+        status = converge_out_of_date(level.status, qe)
         return StatusWithAdvisory(status, _union(level.advisory_ids, qe_level.advisory_ids), level.tcb_date)
     assert not isinstance(body, SgxReportBody)
     ident = check_tdx_module(tcb_info, body)
@@ -263,7 +264,6 @@ def evaluate_tcb(tcb_info: TcbInfo, pck: PckExtensions, body: SgxReportBody | Td
     if status == REVOKED:
         return StatusWithAdvisory(status, advisories, tcb_date)
     if body.tee_tcb_svn2 is not None:
-        status = check_for_relaunch(body.tee_tcb_svn2, tcb_info, sgx_level.status, status, mod.status,
-                                    qe_level.status)
-    status = converge_out_of_date(status, _qe_grade(qe_level.status))
+        status = check_for_relaunch(body.tee_tcb_svn2, tcb_info, sgx_level.status, status, mod.status, qe)
+    status = converge_out_of_date(status, qe)
     return StatusWithAdvisory(status, _union(advisories, qe_level.advisory_ids), tcb_date)
