@@ -16,8 +16,9 @@ one-time work cancelled out:
   eaa warm               the same with one verifier reused
   TLS peer check, cold   eaa.tls.PeerVerifier with no cache, on a simulated DICE certificate with its
                          endorsements (the check a cold handshake makes, without the handshake)
-  cold floor, peer floor only the library calls those two must make (bench/floors.py): no verifier on
-                         cryptography executes fewer
+  cold floor, peer floor those two reduced to their library calls (bench/floors.py); not a lower bound in
+                         instructions: eaa slices signed bytes out of the DER where the floor has
+                         cryptography re-encode them, and runs fewer on TDX v4
 
 Usage: python bench/instructions.py [--json]. Needs valgrind (Debian: apt install valgrind).
 """
